@@ -1,0 +1,38 @@
+"""What a reader skipped and why: each problem names its file and line (or key); `--strict` stops at the first."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from anchor_embed.errors import AnchorEmbedError
+
+
+@dataclass
+class InputReport:
+    """Problems found while reading one input; `strict` turns the first problem into an error."""
+
+    source: str
+    strict: bool = False
+    kept: int = 0
+    problems: list[str] = field(default_factory=list)
+    kinds: Counter = field(default_factory=Counter)
+
+    def bad(self, where: str, kind: str, message: str) -> None:
+        """Record one bad row (`where` is 'line 7' or 'key x'); raise at once when strict."""
+        line = f"{self.source}: {where}: {message}"
+        if self.strict:
+            raise AnchorEmbedError(f"{line} (--strict stops at the first bad row)")
+        self.problems.append(line)
+        self.kinds[kind] += 1
+
+    @property
+    def skipped(self) -> int:
+        return len(self.problems)
+
+    def summary(self) -> str:
+        """One line: how many kept, how many skipped, by kind."""
+        text = f"{self.source}: {self.kept} kept, {self.skipped} skipped"
+        if self.kinds:
+            text += " (" + ", ".join(f"{n} {k}" for k, n in self.kinds.most_common()) + ")"
+        return text

@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny synthetic platform, the real datasets (skipped when absent), an in-process CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from anchor_embed.cli.app import main
+
+DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def dataset(name: str) -> Path:
+    """A real dataset folder, or skip the test cleanly when ../shared is not beside the checkout."""
+    path = DATASETS / name
+    if not (path / "streamers.jsonl").is_file():
+        pytest.skip(f"dataset {path} not found")
+    return path
+
+
+def run_cli(*args: str) -> int:
+    """Run `anchor-embed ARGS` in-process; returns the exit code."""
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False))
+            f.write("\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory) -> Path:
+    """A small synthetic platform (72 streamers + duplicates, frames, ID embeddings)."""
+    from anchor_embed.demo_data import make_sample
+
+    out = tmp_path_factory.mktemp("sample")
+    make_sample(out, n=72, users=800, id_dim=16, seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_cache(sample, tmp_path_factory) -> Path:
+    """Feature cache of the sample with the default bundled backbones."""
+    from anchor_embed.features import build_features
+
+    out = tmp_path_factory.mktemp("cache")
+    build_features(sample / "streamers.jsonl", out, media_root=sample)
+    return out

@@ -63,7 +63,8 @@ class FeatureCache:
         return len(self.keys)
 
     def dim(self, kind: str) -> int:
-        return int(self.meta[f"{kind}_dim"])
+        """Feature width of a kind (tags share the text backbone; 0 frames when the data has no images)."""
+        return int(self.meta["image_dim"] if kind == "frame" else self.meta["text_dim"])
 
     def rows(self, kind: str, i: int) -> np.ndarray:
         return self.idx[kind][self.ptr[kind][i]:self.ptr[kind][i + 1]]

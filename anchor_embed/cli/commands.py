@@ -42,3 +42,32 @@ def demo(
     from anchor_embed.demo import run_demo
 
     run_demo(out=out, n=n, seed=seed)
+
+
+@app.command()
+def pretrain(
+    features: Annotated[Path, typer.Option(help="Feature cache made by `anchor-embed features`.")],
+    out: Annotated[Path, typer.Option(help="Run folder: config, metrics, checkpoints, model.")],
+    config: Annotated[Path | None, typer.Option(help="JSON config; flags override it.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    temperature: float | None = None,
+    learn_temperature: Annotated[bool | None, typer.Option("--learn-temperature/--fixed-temperature")] = None,
+    max_overlap: Annotated[float | None, typer.Option(help="Cap on atoms shared by two views (default 0.2).")] = None,
+    modality_drop: float | None = None,
+    queue_size: Annotated[int | None, typer.Option(help="MoCo queue of momentum embeddings; 0 = off.")] = None,
+    out_dim: int | None = None,
+    d_model: int | None = None,
+    layers: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+) -> None:
+    """Self-supervised pretraining: masked-modality views and symmetric InfoNCE."""
+    from anchor_embed.pretrain import pretrain as run
+
+    run(features=features, out=out, config=config, resume=resume, epochs=epochs, batch_size=batch_size, lr=lr,
+        temperature=temperature, learn_temperature=learn_temperature, max_overlap=max_overlap,
+        modality_drop=modality_drop, queue_size=queue_size, out_dim=out_dim, d_model=d_model, layers=layers,
+        seed=seed, threads=threads)

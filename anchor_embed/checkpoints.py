@@ -1,0 +1,76 @@
+"""Epoch checkpoints written as whole folders: temp folder, then rename, then `latest.json`; never half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from anchor_embed import atomic
+from anchor_embed.errors import AnchorEmbedError
+
+
+def save(run_dir: Path, epoch: int, tensors: dict[str, dict[str, torch.Tensor]], state: dict,
+         keep: int = 2) -> Path:
+    """Write checkpoints/epoch-NNNN/{name}.safetensors + state.json atomically; keep the last `keep`."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"epoch-{epoch:04d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        for name, sd in tensors.items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(tmp / f"{name}.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(state, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic.write_json(root / "latest.json", {"epoch": epoch, "path": final.name})
+    for old in sorted(root.glob("epoch-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest(run_dir: Path) -> Path | None:
+    """The folder of the newest complete checkpoint, if any."""
+    marker = run_dir / "checkpoints" / "latest.json"
+    if not marker.is_file():
+        return None
+    path = run_dir / "checkpoints" / json.loads(marker.read_text())["path"]
+    if not (path / "state.json").is_file():
+        raise AnchorEmbedError(f"{path}: checkpoint named by latest.json is incomplete")
+    return path
+
+
+def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    tensors = {p.stem: load_file(str(p)) for p in path.glob("*.safetensors")}
+    return tensors, json.loads((path / "state.json").read_text())
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into flat tensors (safetensors) and a JSON-able rest."""
+    sd = opt.state_dict()
+    flat, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
+    for pid, st in sd["state"].items():
+        meta["state"][str(pid)] = {}
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                flat[f"{pid}.{k}"] = v
+                meta["state"][str(pid)][k] = "tensor"
+            else:
+                meta["state"][str(pid)][k] = v
+    return flat, meta
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor], meta: dict) -> None:
+    state = {}
+    for pid, st in meta["state"].items():
+        state[int(pid)] = {k: (flat[f"{pid}.{k}"] if v == "tensor" else v) for k, v in st.items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

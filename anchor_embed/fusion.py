@@ -1,0 +1,192 @@
+"""The fusion model: a small transformer over a streamer's modality tokens -> one L2-normalised vector.
+
+Tokens: one per text field, frame and tag (tag = projected name feature + a learned embedding for frequent
+tags), each plus a modality-type embedding, after a learned [CLS] token; padding is masked with
+`key_padding_mask`. A streamer with any modality missing, or with nothing at all, still gets a vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anchor_embed.features import FIELD_PROFILE, FeatureCache
+
+# token types: 0 [CLS], 1 nickname, 2 profile, 3 other text, 4 frame, 5 tag
+TYPE_CLS, TYPE_FRAME, TYPE_TAG = 0, 4, 5
+
+
+@dataclass
+class FusionConfig:
+    text_dim: int
+    image_dim: int
+    out_dim: int = 256
+    d_model: int = 256
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    tag_vocab: list[str] = field(default_factory=list)  # frequent tags with a learned embedding
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TokenBatch:
+    """Padded tokens of B streamers; `*_mask` is True where a token is real."""
+
+    text: torch.Tensor        # (B, Lt, text_dim)
+    text_type: torch.Tensor   # (B, Lt) long
+    text_mask: torch.Tensor   # (B, Lt) bool
+    frame: torch.Tensor       # (B, Lf, image_dim)
+    frame_mask: torch.Tensor
+    tag: torch.Tensor         # (B, Lg, text_dim)
+    tag_id: torch.Tensor      # (B, Lg) long, 0 = not frequent
+    tag_mask: torch.Tensor
+
+
+class FusionModel(nn.Module):
+    """Modality tokens -> transformer encoder -> [CLS] -> linear -> L2 normalise."""
+
+    def __init__(self, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.text_proj = nn.Linear(cfg.text_dim, d)
+        self.tag_proj = nn.Linear(cfg.text_dim, d)
+        self.frame_proj = nn.Linear(max(cfg.image_dim, 1), d)
+        self.tag_embed = nn.Embedding(len(cfg.tag_vocab) + 1, d, padding_idx=0)
+        self.type_embed = nn.Embedding(6, d)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        # small learned embeddings: N(0, 1) defaults would drown the content tokens
+        for emb in (self.cls, self.type_embed.weight, self.tag_embed.weight):
+            nn.init.normal_(emb, std=0.02)
+        with torch.no_grad():
+            self.tag_embed.weight[0].zero_()
+        # backbone features are L2-normalised (components ~ 1/sqrt(dim)): rescale to unit variance
+        self.text_scale = float(np.sqrt(cfg.text_dim))
+        self.frame_scale = float(np.sqrt(max(cfg.image_dim, 1)))
+        layer = nn.TransformerEncoderLayer(d, cfg.heads, dim_feedforward=2 * d, dropout=cfg.dropout,
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.out_dim)
+
+    def forward(self, batch: TokenBatch) -> torch.Tensor:
+        b = batch.text.shape[0]
+        dev = self.cls.device
+        parts = [self.cls.expand(b, 1, -1) + self.type_embed.weight[TYPE_CLS]]
+        masks = [torch.ones(b, 1, dtype=torch.bool, device=dev)]
+        if batch.text.shape[1]:
+            parts.append(self.text_proj(batch.text * self.text_scale) + self.type_embed(batch.text_type))
+            masks.append(batch.text_mask)
+        if batch.frame.shape[1] and self.cfg.image_dim:
+            parts.append(self.frame_proj(batch.frame * self.frame_scale) + self.type_embed.weight[TYPE_FRAME])
+            masks.append(batch.frame_mask)
+        if batch.tag.shape[1]:
+            parts.append(self.tag_proj(batch.tag * self.text_scale) + self.tag_embed(batch.tag_id) + self.type_embed.weight[TYPE_TAG])
+            masks.append(batch.tag_mask)
+        x = torch.cat(parts, 1)
+        valid = torch.cat(masks, 1)
+        h = self.encoder(x, src_key_padding_mask=~valid)
+        return F.normalize(self.head(self.norm(h[:, 0])), dim=-1)
+
+
+def tag_vocabulary(cache: FeatureCache, min_count: int = 3, max_size: int = 10000) -> list[str]:
+    """Tags shown by at least `min_count` streamers, most frequent first."""
+    order = np.argsort(-cache.tag_counts, kind="stable")
+    return [cache.tag_names[i] for i in order[:max_size] if cache.tag_counts[i] >= min_count]
+
+
+class Batcher:
+    """Gathers cached features of chosen atoms into a TokenBatch (optionally with feature noise)."""
+
+    def __init__(self, cache: FeatureCache, tag_vocab: list[str], max_texts: int = 16, max_frames: int = 8,
+                 max_tags: int = 16) -> None:
+        self.cache = cache
+        self.limits = {"text": max_texts, "frame": max_frames, "tag": max_tags}
+        vocab = {t: i + 1 for i, t in enumerate(tag_vocab)}
+        self.tag_id_of_row = np.array([vocab.get(t, 0) for t in cache.tag_names], dtype=np.int64)
+        self.dims = {"text": cache.dim("text"), "tag": cache.dim("text"), "frame": cache.dim("frame")}
+
+    def all_atoms(self, i: int) -> list[tuple[str, int]]:
+        """Every atom of streamer i (within the limits), as (kind, position)."""
+        return [(kind, p) for kind in ("text", "frame", "tag")
+                for p in range(min(len(self.cache.rows(kind, i)), self.limits[kind]))]
+
+    def make(self, streamers: list[int], atoms: list[list[tuple[str, int]]] | None = None,
+             noise: float = 0.0, feature_dropout: float = 0.0, rng: np.random.Generator | None = None
+             ) -> TokenBatch:
+        """Tokens for `streamers`, restricted to `atoms[j]` when given (else all atoms)."""
+        b = len(streamers)
+        chosen = {kind: [] for kind in ("text", "frame", "tag")}
+        for j, i in enumerate(streamers):
+            sel = atoms[j] if atoms is not None else self.all_atoms(i)
+            for kind in chosen:
+                rows = self.cache.rows(kind, i)
+                pos = sorted(p for k, p in sel if k == kind)[: self.limits[kind]]
+                chosen[kind].append((rows[pos] if len(pos) else rows[:0], pos, i))
+        out = {}
+        for kind, items in chosen.items():
+            length = max((len(r) for r, _, _ in items), default=0)
+            feats = np.zeros((b, length, self.dims[kind]), np.float32)
+            mask = np.zeros((b, length), bool)
+            extra = np.zeros((b, length), np.int64)
+            for j, (rows, pos, i) in enumerate(items):
+                if not len(rows):
+                    continue
+                order = np.argsort(rows)  # memmap gathers want sorted rows
+                block = np.empty((len(rows), self.dims[kind]), np.float32)
+                block[order] = self.cache.feats[kind][rows[order]]
+                feats[j, :len(rows)] = block
+                mask[j, :len(rows)] = True
+                if kind == "text":
+                    fields = self.cache.text_field[self.cache.ptr["text"][i] + np.asarray(pos, np.int64)]
+                    extra[j, :len(rows)] = 1 + np.minimum(fields, FIELD_PROFILE + 1)
+                elif kind == "tag":
+                    extra[j, :len(rows)] = self.tag_id_of_row[rows]
+            if rng is not None and (noise or feature_dropout) and length:
+                if noise:
+                    feats += rng.normal(0, noise, feats.shape).astype(np.float32) * mask[..., None]
+                if feature_dropout:
+                    feats *= (rng.random(feats.shape) >= feature_dropout) / (1 - feature_dropout)
+            out[kind] = (torch.from_numpy(feats), torch.from_numpy(mask), torch.from_numpy(extra))
+        return TokenBatch(text=out["text"][0], text_type=out["text"][2], text_mask=out["text"][1],
+                          frame=out["frame"][0], frame_mask=out["frame"][1],
+                          tag=out["tag"][0], tag_id=out["tag"][2], tag_mask=out["tag"][1])
+
+
+@torch.inference_mode()
+def embed_all(model: FusionModel, batcher: Batcher, batch_size: int = 512) -> np.ndarray:
+    """Vectors of every streamer in the cache, using all their atoms (eval mode)."""
+    was = model.training
+    model.eval()
+    n = batcher.cache.n
+    out = np.zeros((n, model.cfg.out_dim), np.float32)
+    for s in range(0, n, batch_size):
+        ids = list(range(s, min(n, s + batch_size)))
+        out[s:s + len(ids)] = model(batcher.make(ids)).numpy()
+    model.train(was)
+    return out
+
+
+def frozen_vectors(cache: FeatureCache) -> np.ndarray:
+    """Baseline without training: per streamer, the L2-normalised concatenation of its mean text, frame and tag features."""
+    blocks = []
+    for kind in ("text", "frame", "tag"):
+        dim = cache.dim(kind)
+        if not dim:
+            continue
+        m = np.zeros((cache.n, dim), np.float32)
+        for i in range(cache.n):
+            rows = cache.rows(kind, i)
+            if len(rows):
+                v = np.asarray(cache.feats[kind][np.sort(rows)], np.float32).mean(0)
+                m[i] = v / max(np.linalg.norm(v), 1e-12)
+        blocks.append(m)
+    x = np.concatenate(blocks, 1)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,84 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import anchor_embed.pretrain as pretrain_mod
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.features import open_cache
+from anchor_embed.fusion import Batcher, embed_all
+from anchor_embed.pretrain import load_model, pretrain
+from tests.conftest import run_cli
+
+SMALL = {"epochs": 3, "batch_size": 16, "d_model": 32, "out_dim": 16, "layers": 1, "heads": 2}
+
+
+def test_missing_modalities_still_give_vectors(sample_cache):
+    cache = open_cache(sample_cache)
+    model = pretrain_mod.build_model(cache, pretrain_mod.PretrainConfig(**SMALL))
+    batcher = Batcher(cache, model.cfg.tag_vocab)
+    model.eval()
+    with torch.no_grad():
+        with_frame = next(i for i in range(cache.n) if len(cache.rows("frame", i)))
+        with_tag = next(i for i in range(cache.n) if len(cache.rows("tag", i)))
+        z = model(batcher.make([0, with_tag, with_frame], atoms=[[], [("tag", 0)], [("frame", 0)]]))
+    assert torch.isfinite(z).all() and torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_resume_after_kill_equals_uninterrupted(sample_cache, tmp_path, monkeypatch):
+    pretrain(sample_cache, tmp_path / "full", **SMALL, queue_size=32)
+    real, calls = pretrain_mod.info_nce, {"n": 0}
+
+    def killed(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2 * 4 + 3:   # mid-epoch 2 (4 steps an epoch, two calls a step with a queue)
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(pretrain_mod, "info_nce", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(sample_cache, tmp_path / "cut", **SMALL, queue_size=32)
+    monkeypatch.setattr(pretrain_mod, "info_nce", real)
+    assert json.loads((tmp_path / "cut" / "checkpoints" / "latest.json").read_text())["epoch"] == 1
+    with pytest.raises(AnchorEmbedError, match="pass --resume"):
+        pretrain(sample_cache, tmp_path / "cut", **SMALL, queue_size=32)
+    pretrain(sample_cache, tmp_path / "cut", resume=True, **SMALL, queue_size=32)
+    a, _ = load_model(tmp_path / "full")
+    b, _ = load_model(tmp_path / "cut")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(x, y, atol=1e-6), name
+    assert (tmp_path / "full" / "metrics.jsonl").read_text() .count("\n") == 3
+    with pytest.raises(AnchorEmbedError, match="differs from the saved one"):
+        pretrain(sample_cache, tmp_path / "cut", resume=True, **{**SMALL, "lr": 0.5})
+
+
+def test_deterministic_for_a_seed(sample_cache, tmp_path):
+    h1 = pretrain(sample_cache, tmp_path / "a", **{**SMALL, "epochs": 1})
+    h2 = pretrain(sample_cache, tmp_path / "b", **{**SMALL, "epochs": 1})
+    assert h1[0]["loss"] == h2[0]["loss"]
+
+
+def test_cli_pretrain_learns_on_sample(sample_cache, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"d_model": 64, "out_dim": 32, "layers": 1, "max_overlap": 1.0}))
+    code = run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "run", "--config", cfg,
+                   "--epochs", "12", "--batch-size", "32", "--lr", "0.0003")
+    assert code == 0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and set(rows[0]) >= {"loss", "view_top1", "alignment", "uniformity"}
+    assert rows[-1]["loss"] < rows[0]["loss"] and rows[-1]["view_top1"] > rows[0]["view_top1"]
+    assert rows[-1]["uniformity"] < -1.0           # not collapsed
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["epochs"] == 12 and saved["d_model"] == 64
+    model, _ = load_model(tmp_path / "run")
+    vecs = embed_all(model, Batcher(open_cache(sample_cache), model.cfg.tag_vocab))
+    assert vecs.shape == (open_cache(sample_cache).n, 32) and np.isfinite(vecs).all()
+
+
+def test_cli_bad_config(tmp_path, sample_cache, capsys):
+    (tmp_path / "c.json").write_text('{"epochs": 0}')
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "r", "--config", tmp_path / "c.json") == 2
+    assert "key 'epochs'" in capsys.readouterr().err
+    (tmp_path / "c.json").write_text('{"nope": 1}')
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "r", "--config", tmp_path / "c.json") == 2
+    assert "unknown key(s) ['nope']" in capsys.readouterr().err

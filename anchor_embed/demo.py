@@ -8,9 +8,11 @@ from anchor_embed.progress import say
 
 
 def run_demo(out: str | Path = "demo-out", n: int = 300, seed: int = 0) -> dict:
-    """Sample -> features (later stages extend this chain)."""
+    """Sample -> features -> pretrain -> evaluate (transfer and the serving jobs are still to come)."""
     from anchor_embed.demo_data import make_sample
+    from anchor_embed.evaluate import evaluate
     from anchor_embed.features import build_features
+    from anchor_embed.pretrain import pretrain
 
     out = Path(out)
     sample = make_sample(out / "sample", n=n, seed=seed)
@@ -19,4 +21,10 @@ def run_demo(out: str | Path = "demo-out", n: int = 300, seed: int = 0) -> dict:
     results = {"sample": sample}
     results["features"] = build_features(out / "sample" / "streamers.jsonl", out / "features",
                                          media_root=out / "sample")
+    run = out / "pretrain"
+    results["pretrain"] = pretrain(out / "features", run, resume=run.exists(), epochs=15, batch_size=64,
+                                   lr=3e-4, seed=seed)
+    results["evaluate"] = evaluate(out / "features", out / "sample" / "ids.npy", models=[run],
+                                   out=out / "evaluation", seed=seed)
+    say(f"[bold]demo[/]: done; artefacts in {out}")
     return results

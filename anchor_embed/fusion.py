@@ -75,6 +75,11 @@ class FusionModel(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.out_dim)
+        self.pool_head = nn.Linear(d, cfg.out_dim, bias=False)  # skip path: masked mean of the input tokens
+        # the [CLS] path starts near zero, so early outputs follow the content (a shared start invites
+        # collapse); not exactly zero, so a streamer with no atoms still gets a unit vector
+        nn.init.normal_(self.head.weight, std=1e-3)
+        nn.init.normal_(self.head.bias, std=1e-3)
 
     def forward(self, batch: TokenBatch) -> torch.Tensor:
         b = batch.text.shape[0]
@@ -93,7 +98,10 @@ class FusionModel(nn.Module):
         x = torch.cat(parts, 1)
         valid = torch.cat(masks, 1)
         h = self.encoder(x, src_key_padding_mask=~valid)
-        return F.normalize(self.head(self.norm(h[:, 0])), dim=-1)
+        content = valid.clone()
+        content[:, 0] = False
+        pooled = (x * content[..., None]).sum(1) / content.sum(1, keepdim=True).clamp(min=1)
+        return F.normalize(self.head(self.norm(h[:, 0])) + self.pool_head(pooled), dim=-1)
 
 
 def tag_vocabulary(cache: FeatureCache, min_count: int = 3, max_size: int = 10000) -> list[str]:

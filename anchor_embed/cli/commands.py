@@ -71,3 +71,21 @@ def pretrain(
         temperature=temperature, learn_temperature=learn_temperature, max_overlap=max_overlap,
         modality_drop=modality_drop, queue_size=queue_size, out_dim=out_dim, d_model=d_model, layers=layers,
         seed=seed, threads=threads)
+
+
+@app.command()
+def evaluate(
+    features: Annotated[Path, typer.Option(help="Feature cache of the streamers.")],
+    id_emb: Annotated[Path, typer.Option(help="ID embeddings (.npy + .keys.txt, .npz, .parquet).")],
+    model: Annotated[list[Path] | None, typer.Option(help="A run folder to score; repeat for several.")] = None,
+    id_keys: Annotated[Path | None, typer.Option(help="Keys file of a .npy (default: NAME.keys.txt).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for evaluation.json and evaluation.md.")] = None,
+    holdout_frac: float = 0.2,
+    seed: int = 0,
+    frozen: Annotated[bool, typer.Option(help="Also score the frozen backbones alone.")] = True,
+) -> None:
+    """Recall@10/50, NDCG@10, alignment, uniformity of each model against behavioural neighbours."""
+    from anchor_embed.evaluate import evaluate as run
+
+    run(features=features, id_emb=id_emb, models=model, id_keys=id_keys, out=out, holdout_frac=holdout_frac,
+        seed=seed, frozen=frozen)

@@ -1,0 +1,53 @@
+"""`anchor-embed evaluate`: frozen backbones and any trained models, scored in one table from one split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from anchor_embed import atomic
+from anchor_embed.evaluation import holdout_split, markdown_table, score
+from anchor_embed.features import open_cache
+from anchor_embed.id_embeddings import align_to_streamers, read_id_embeddings
+from anchor_embed.progress import say
+
+
+def evaluate(
+    features: str | Path,
+    id_emb: str | Path,
+    models: list[str | Path] | None = None,
+    id_keys: str | Path | None = None,
+    out: str | Path | None = None,
+    holdout_frac: float = 0.2,
+    seed: int = 0,
+    frozen: bool = True,
+) -> list[dict]:
+    """Score each model's content kNN against ID-embedding neighbours of held-out streamers."""
+    from anchor_embed.fusion import Batcher, embed_all, frozen_vectors
+    from anchor_embed.pretrain import load_model
+
+    cache = open_cache(features)
+    ids, report = read_id_embeddings(id_emb, id_keys)
+    ids = align_to_streamers(ids, cache.keys, report)
+    say(f"[bold]evaluate[/]: {report.summary()}")
+    pos = cache.key_index()
+    rows_in_cache = np.array([pos[k] for k in ids.keys])
+    held = holdout_split(ids.keys, holdout_frac, seed)
+    queries = np.array([i for i, k in enumerate(ids.keys) if k in held])
+    named: dict[str, np.ndarray] = {}
+    if frozen:
+        named["frozen backbones"] = frozen_vectors(cache)[rows_in_cache]
+    for m in models or []:
+        model, _ = load_model(m)
+        vecs = embed_all(model, Batcher(cache, model.cfg.tag_vocab))
+        named[Path(m).name] = vecs[rows_in_cache]
+    rows = score(named, ids.vectors, queries)
+    table = markdown_table(rows)
+    say(table)
+    if out:
+        out = Path(out)
+        atomic.write_json(out / "evaluation.json", {"rows": rows, "holdout_frac": holdout_frac, "seed": seed,
+                                                    "features": str(features), "id_emb": str(id_emb)})
+        atomic.write_text(out / "evaluation.md", table)
+    return rows

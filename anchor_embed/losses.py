@@ -57,3 +57,31 @@ def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
 def top1_accuracy(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Share of rows whose most similar row of `k` is their own pair."""
     return ((q @ k.T).argmax(dim=1) == torch.arange(q.shape[0], device=q.device)).float().mean()
+
+
+def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """RKD distance term: Huber loss between pairwise distances, each normalised by its mean (Park et al. 2019)."""
+    def norm_dist(x: torch.Tensor) -> torch.Tensor:
+        d = torch.cdist(x, x)
+        return d / d[d > 0].mean().clamp(min=1e-12)
+    with torch.no_grad():
+        t = norm_dist(teacher)
+    return F.smooth_l1_loss(norm_dist(student), t)
+
+
+def rkd_angle(student: torch.Tensor, teacher: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """RKD angle term: Huber loss between cosines of the angle at each anchor j of every triple (i, j, k).
+
+    Computed over anchors in chunks, so memory is chunk x B x B instead of B x B x B (Park et al. 2019).
+    """
+    def angles(x: torch.Tensor, js: slice) -> torch.Tensor:
+        e = F.normalize(x.unsqueeze(0) - x[js].unsqueeze(1), dim=2)  # (c, B, D): unit vectors j -> i
+        return torch.bmm(e, e.transpose(1, 2))                        # (c, B, B)
+    b = student.shape[0]
+    total = student.new_zeros(())
+    for s in range(0, b, chunk):
+        js = slice(s, min(b, s + chunk))
+        with torch.no_grad():
+            t = angles(teacher, js)
+        total = total + F.smooth_l1_loss(angles(student, js), t, reduction="sum")
+    return total / (b * b * b)

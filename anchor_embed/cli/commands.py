@@ -89,3 +89,32 @@ def evaluate(
 
     run(features=features, id_emb=id_emb, models=model, id_keys=id_keys, out=out, holdout_frac=holdout_frac,
         seed=seed, frozen=frozen)
+
+
+@app.command()
+def transfer(
+    pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],
+    id_emb: Annotated[Path, typer.Option(help="ID embeddings (.npy + .keys.txt, .npz, .parquet).")],
+    out: Annotated[Path, typer.Option(help="Run folder for the transferred model.")],
+    id_keys: Annotated[Path | None, typer.Option(help="Keys file of a .npy (default: NAME.keys.txt).")] = None,
+    features: Annotated[Path | None, typer.Option(help="Feature cache (default: the pretrained run's).")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON config; flags override it.")] = None,
+    resume: bool = False,
+    method: Annotated[str | None, typer.Option(help="contrastive (default), feature, rkd, cluster.")] = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    temperature: float | None = None,
+    k: Annotated[int | None, typer.Option(help="Behavioural neighbours mined per streamer.")] = None,
+    filter: Annotated[str | None, typer.Option(help="content, text or none.")] = None,
+    threshold: float | None = None,
+    quantile: float | None = None,
+    holdout_frac: float | None = None,
+    seed: int | None = None,
+) -> None:
+    """Teach a pretrained model with ID embeddings: mined, filtered positives (or a baseline method)."""
+    from anchor_embed.transfer_run import transfer as run
+
+    run(pretrained=pretrained, id_emb=id_emb, out=out, id_keys=id_keys, features=features, config=config,
+        resume=resume, method=method, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature, k=k,
+        filter=filter, threshold=threshold, quantile=quantile, holdout_frac=holdout_frac, seed=seed)

@@ -1,0 +1,39 @@
+"""Contrastive transfer: InfoNCE on (streamer, kept behavioural neighbour) pairs with false negatives masked."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from anchor_embed.losses import info_nce
+from anchor_embed.transfer.base import TransferMethod, register
+
+
+def false_negative_mask(query: np.ndarray, neighbour: np.ndarray, kept_codes: np.ndarray, n: int) -> torch.Tensor:
+    """(B, B) True where k[j] must not be a negative of q[i]: the same streamer, or a kept neighbour of q[i].
+
+    `kept_codes` holds query * n + neighbour of every kept pair, sorted.
+    """
+    q, nb = query.astype(np.int64), neighbour.astype(np.int64)
+    mask = (nb[None, :] == q[:, None]) | (nb[None, :] == nb[:, None])
+    mask |= np.isin(q[:, None] * n + nb[None, :], kept_codes, assume_unique=False)
+    np.fill_diagonal(mask, False)
+    return torch.from_numpy(mask)
+
+
+@register("contrastive")
+class Contrastive(TransferMethod):
+    """Positives are mined-and-filtered neighbours; in-batch negatives, false negatives masked."""
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> dict:
+        n = len(self.data.pair_query)
+        pick = rng.choice(n, size=min(batch_size, n), replace=False)
+        return {"query": self.data.pair_query[pick], "neighbour": self.data.pair_neighbour[pick]}
+
+    def loss(self, embed, batch: dict) -> torch.Tensor:
+        zq, zn = embed(batch["query"]), embed(batch["neighbour"])
+        n = len(self.data.id_vectors)
+        if not hasattr(self, "_codes"):
+            self._codes = np.unique(self.data.pair_query * n + self.data.pair_neighbour)
+        mask = false_negative_mask(batch["query"], batch["neighbour"], self._codes, n)
+        return info_nce(zq, zn, self.cfg.temperature, not_negative=mask)

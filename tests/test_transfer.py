@@ -1,0 +1,103 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.evaluation import holdout_split
+from anchor_embed.losses import rkd_angle, rkd_distance
+from anchor_embed.mining import filter_pairs, mine
+from anchor_embed.transfer import METHODS
+from anchor_embed.transfer.contrastive import false_negative_mask
+from tests.conftest import run_cli
+
+SMALL = ["--epochs", "1", "--batch-size", "16", "--d-model", "32", "--out-dim", "16", "--layers", "1"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(sample_cache, tmp_path_factory):
+    run = tmp_path_factory.mktemp("pt") / "run"
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *SMALL) == 0
+    return run
+
+
+def test_false_negative_mask_matches_loop():
+    rng = np.random.default_rng(0)
+    n = 30
+    q, nb = rng.integers(0, n, 40), rng.integers(0, n, 40)
+    kept_q, kept_n = rng.integers(0, n, 200), rng.integers(0, n, 200)
+    near: dict[int, set[int]] = {}
+    for a, b in zip(kept_q, kept_n, strict=True):
+        near.setdefault(int(a), set()).add(int(b))
+    want = np.zeros((40, 40), bool)
+    for i in range(40):
+        for j in range(40):
+            want[i, j] = j != i and (nb[j] == q[i] or nb[j] == nb[i] or int(nb[j]) in near.get(int(q[i]), set()))
+    got = false_negative_mask(q, nb, np.unique(kept_q * n + kept_n), n).numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+def test_rkd_terms_against_direct():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(7, 4, generator=g), torch.randn(7, 3, generator=g)
+
+    def direct_angle(x):
+        b = x.shape[0]
+        out = torch.zeros(b, b, b)
+        for j in range(b):
+            for i in range(b):
+                for k in range(b):
+                    e1, e2 = F.normalize(x[i] - x[j], dim=0), F.normalize(x[k] - x[j], dim=0)
+                    out[j, i, k] = e1 @ e2
+        return out
+    want = F.smooth_l1_loss(direct_angle(s), direct_angle(t))
+    assert math.isclose(float(rkd_angle(s, t, chunk=3)), float(want), rel_tol=1e-5)
+    ds, dt = torch.cdist(s, s), torch.cdist(t, t)
+    want_d = F.smooth_l1_loss(ds / ds[ds > 0].mean(), dt / dt[dt > 0].mean())
+    assert math.isclose(float(rkd_distance(s, t)), float(want_d), rel_tol=1e-6)
+
+
+def test_mining_excludes_self_and_filter_keeps_quantile():
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(50, 8)).astype(np.float32)
+    rows = np.arange(0, 50, 2)
+    q, n, s = mine(vecs, rows, 5)
+    assert (q != n).all() and set(q) <= set(rows) and set(n) <= set(rows) and len(q) == 25 * 5
+    pairs = filter_pairs(q, n, s, lambda a, b: (a + b).astype(float), quantile=0.5)
+    assert 0.4 < pairs.kept.mean() < 0.8
+
+
+def test_registry_has_every_method():
+    assert set(METHODS) >= {"contrastive", "feature", "rkd", "cluster"}
+
+
+def test_cli_transfer_each_method_never_sees_held_out(sample, sample_cache, pretrained, tmp_path):
+    keys = (sample / "ids.keys.txt").read_text().split()
+    held = holdout_split(keys, 0.2, 0)
+    for method in METHODS:
+        out = tmp_path / method
+        assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", out,
+                       "--method", method, "--epochs", "2", "--batch-size", "16") == 0
+        pairs = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+        assert pairs and not {p["query"] for p in pairs} & held and not {p["neighbour"] for p in pairs} & held
+        assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert run_cli("evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy",
+                   "--model", pretrained, "--model", tmp_path / "contrastive", "--out", tmp_path / "ev") == 0
+
+
+def test_transfer_resume_and_bad_method(sample, pretrained, tmp_path):
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--batch-size", "16"]
+    assert run_cli(*args, "--out", tmp_path / "a", "--epochs", "2") == 0
+    assert run_cli(*args, "--out", tmp_path / "b", "--epochs", "1") == 0
+    assert run_cli(*args, "--out", tmp_path / "b", "--epochs", "2", "--resume") == 0
+    from anchor_embed.pretrain import load_model
+    a, _ = load_model(tmp_path / "a")
+    b, _ = load_model(tmp_path / "b")
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.allclose(x, y, atol=1e-6)
+    with pytest.raises(AnchorEmbedError, match="unknown; choose from"):
+        from anchor_embed.transfer_run import transfer
+        transfer(pretrained, sample / "ids.npy", tmp_path / "c", method="magic")

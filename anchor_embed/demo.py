@@ -8,7 +8,7 @@ from anchor_embed.progress import say
 
 
 def run_demo(out: str | Path = "demo-out", n: int = 300, seed: int = 0) -> dict:
-    """Sample -> features -> pretrain -> transfer (contrastive) -> evaluate (the serving jobs are still to come)."""
+    """Sample -> features -> pretrain -> transfer -> evaluate -> embed -> index -> similar, dedup, scatter."""
     from anchor_embed.demo_data import make_sample
     from anchor_embed.evaluate import evaluate
     from anchor_embed.features import build_features
@@ -30,5 +30,18 @@ def run_demo(out: str | Path = "demo-out", n: int = 300, seed: int = 0) -> dict:
                                    batch_size=64, seed=seed)
     results["evaluate"] = evaluate(out / "features", out / "sample" / "ids.npy", models=[run, taught],
                                    out=out / "evaluation", seed=seed)
+    from anchor_embed.dedup import dedup
+    from anchor_embed.index import build_index
+    from anchor_embed.scatter import assign_clusters
+    from anchor_embed.similar import similar
+    from anchor_embed.vectors import embed
+
+    embed(taught, out / "sample" / "streamers.jsonl", out / "vectors", media_root=out / "sample")
+    build_index(out / "vectors", out / "index", model=taught)
+    first = similar(["s0000"], out / "index", k=5)[0]
+    say("[bold]demo[/]: similar s0000 -> " + ", ".join(f"{n['anchor_id']} ({n['nickname']}, {n['score']:.2f})"
+                                                     for n in first["neighbours"]))
+    results["dedup"] = dedup(out / "vectors", threshold=0.98)
+    results["scatter"] = assign_clusters(out / "vectors", clusters=6, seed=seed)
     say(f"[bold]demo[/]: done; artefacts in {out}")
     return results

@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+
+from anchor_embed.dedup import dedup_vectors
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.index import build_faiss, build_index, recall_vs_exact
+from anchor_embed.scatter import rerank, spherical_kmeans
+from tests.conftest import run_cli
+
+SMALL = ["--epochs", "1", "--batch-size", "16", "--d-model", "32", "--out-dim", "16", "--layers", "1"]
+
+
+def _brute_groups(x, t):
+    n = len(x)
+    sims = x @ x.T
+    comp = list(range(n))
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n):
+            for j in range(n):
+                if i != j and sims[i, j] >= t and comp[i] != comp[j]:
+                    comp[i] = comp[j] = min(comp[i], comp[j])
+                    changed = True
+    groups: dict[int, list[int]] = {}
+    for i, c in enumerate(comp):
+        groups.setdefault(c, []).append(i)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def test_dedup_against_brute_force():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(40, 16))
+    x = np.concatenate([base, base[:10] + rng.normal(scale=0.05, size=(10, 16)), base[:3] + 0.08]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    got = sorted(sorted(g["members"]) for g in dedup_vectors(x, 0.97))
+    assert got == _brute_groups(x, 0.97) and len(got) >= 10
+    for g in dedup_vectors(x, 0.97):
+        assert g["representative"] in g["members"] and 0.97 <= g["min_similarity"] <= g["max_similarity"]
+    semi = sorted(sorted(g["members"]) for g in dedup_vectors(x, 0.97, clusters=4))
+    assert all(any(set(s) <= set(b) for b in got) for s in semi)   # cluster-then-threshold only splits groups
+
+
+def test_rerank_against_brute_force_rule():
+    ranked = [f"a{i}" for i in range(12)]
+    cluster_of = {a: (0 if i < 8 else i % 3) for i, a in enumerate(ranked)}
+    out = rerank(ranked, cluster_of, window=2)
+    assert sorted(out) == sorted(ranked)
+    clashes = sum(cluster_of[a] == cluster_of[b] for a, b in zip(out, out[1:], strict=False))
+    assert clashes < sum(cluster_of[a] == cluster_of[b] for a, b in zip(ranked, ranked[1:], strict=False))
+    assert out[0] == "a0" and rerank(ranked, {}, 3) == ranked
+
+
+def test_kmeans_and_hnsw_recall():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels, dist = spherical_kmeans(x, 8)
+    assert set(labels) == set(range(8)) and (dist >= -1e-5).all()
+    index = build_faiss(x, "hnsw", {"M": 16, "efConstruction": 40, "efSearch": 64})
+    assert recall_vs_exact(index, x, 200) > 0.9
+
+
+def test_cli_embed_index_similar_dedup_scatter(sample, sample_cache, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *SMALL) == 0
+    recs = sample / "streamers.jsonl"
+    vec = tmp_path / "vec"
+    assert run_cli("embed", "--model", run, "--streamers", recs, "--out", vec, "--shard", "1/2") == 0
+    assert not (vec / "meta.json").exists() and (vec / "shards" / "00001-of-00002" / "done").is_file()
+    assert run_cli("embed", "--model", run, "--streamers", recs, "--out", vec, "--shard", "0/2") == 0
+    meta = json.loads((vec / "meta.json").read_text())
+    keys = (vec / "keys.txt").read_text().split()
+    n = len(recs.read_text().splitlines())
+    assert meta["count"] == len(keys) == n and set(keys) == {json.loads(x)["anchor_id"] for x in recs.read_text().splitlines()}
+    capsys.readouterr()
+    assert run_cli("embed", "--model", run, "--streamers", recs, "--out", vec, "--shard", "0/2") == 0
+    assert "already done" in capsys.readouterr().err           # a rerun skips finished shards
+    idx = tmp_path / "idx"
+    assert run_cli("index", "build", vec, "--out", idx) == 0
+    capsys.readouterr()
+    assert run_cli("similar", "s0000", "-k", "5", "--index", idx, "--json") == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["anchor_id"] == "s0000" and len(row["neighbours"]) == 5
+    assert all(n["anchor_id"] != "s0000" for n in row["neighbours"])
+    assert run_cli("similar", "s000", "--index", idx) == 2
+    assert "did you mean" in capsys.readouterr().err
+    assert run_cli("dedup", vec, "--threshold", "0.99") == 0
+    groups = [json.loads(x) for x in (vec / "dedup-0.99.jsonl").read_text().splitlines()]
+    assert any({"s0000", "dup00"} <= set(g["members"]) for g in groups)   # the planted copy is found
+    assert run_cli("scatter", "assign", vec, "--clusters", "6") == 0
+    assert len((vec / "clusters.jsonl").read_text().splitlines()) == n
+    other = tmp_path / "run2"
+    assert run_cli("pretrain", "--features", sample_cache, "--out", other, *SMALL, "--seed", "5") == 0
+    with pytest.raises(AnchorEmbedError, match="vectors were made by model"):
+        build_index(vec, tmp_path / "idx2", model=other)

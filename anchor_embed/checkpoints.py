@@ -49,6 +49,20 @@ def latest(run_dir: Path) -> Path | None:
     return path
 
 
+def existing_run(out: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from; an existing run without `resume` is refused rather than overwritten."""
+    ckpt = latest(out) if out.exists() else None
+    if ckpt is not None and not resume:
+        raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    return ckpt
+
+
+def history_until(out: Path, epoch: int) -> list[dict]:
+    """metrics.jsonl rows of the epochs a resumed run keeps."""
+    path = out / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()[:epoch]] if path.is_file() else []
+
+
 def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     tensors = {p.stem: load_file(str(p)) for p in path.glob("*.safetensors")}
     return tensors, json.loads((path / "state.json").read_text())

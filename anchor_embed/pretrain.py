@@ -166,9 +166,7 @@ def pretrain(
     cache = open_cache(features)
     if cache.n < 2:
         raise AnchorEmbedError(f"{features}: pretraining needs at least 2 streamers, found {cache.n}")
-    ckpt = checkpoints.latest(out) if out.exists() else None
-    if ckpt is not None and not resume:
-        raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    ckpt = checkpoints.existing_run(out, resume)
     if resume and ckpt is not None:
         saved = PretrainConfig.model_validate_json((out / "config.json").read_text())
         if saved.model_dump(exclude={"epochs"}) != cfg.model_dump(exclude={"epochs"}):
@@ -183,8 +181,7 @@ def pretrain(
         tensors, state = checkpoints.load(ckpt)
         trainer.restore(tensors, state)
         start = state["epoch"]
-        history = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()[:start]] \
-            if (out / "metrics.jsonl").is_file() else []
+        history = checkpoints.history_until(out, start)
         say(f"[bold]pretrain[/]: resuming {out} after epoch {start}")
     n, bs = cache.n, min(cfg.batch_size, cache.n)
     n_batches = n // bs  # drop the ragged tail: a tiny last batch gives a noisy contrastive loss

@@ -58,10 +58,15 @@ def similar(anchor_ids: list[str], index: str | Path, k: int = 20) -> list[dict]
     """Neighbours of indexed streamers: one NeighbourRow dict per id."""
     look = Lookup(index)
     vecs = np.stack([look.vector_of(a) for a in anchor_ids])
+    return _rows(look, anchor_ids, look.search(vecs, k, list(anchor_ids)))
+
+
+def _rows(look: Lookup, ids: list[str], hits: list[list[tuple[str, float]]]) -> list[dict]:
+    """NeighbourRow dicts, with the neighbours' nicknames."""
     labels = look.labels()
     return [{"anchor_id": a, "neighbours": [{"anchor_id": n, "score": round(s, 4),
-                                             "nickname": labels.get(n, {}).get("nickname")} for n, s in hits]}
-            for a, hits in zip(anchor_ids, look.search(vecs, k, list(anchor_ids)), strict=True)]
+                                             "nickname": labels.get(n, {}).get("nickname")} for n, s in row]}
+            for a, row in zip(ids, hits, strict=True)]
 
 
 def similar_to_records(records_file: str | Path, index: str | Path, k: int = 20,
@@ -79,7 +84,4 @@ def similar_to_records(records_file: str | Path, index: str | Path, k: int = 20,
         embed(model_dir, records_file, tmp, media_root=media_root)
         vecs, keys, _ = open_vectors(tmp)
         vecs = np.asarray(vecs, np.float32)
-    labels = look.labels()
-    return [{"anchor_id": a, "neighbours": [{"anchor_id": n, "score": round(s, 4),
-                                             "nickname": labels.get(n, {}).get("nickname")} for n, s in hits]}
-            for a, hits in zip(keys, look.search(vecs, k, [None] * len(keys)), strict=True)]
+    return _rows(look, keys, look.search(vecs, k, [None] * len(keys)))

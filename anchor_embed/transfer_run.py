@@ -114,9 +114,7 @@ def transfer(
     params = list(model.parameters()) + list(method.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    ckpt = checkpoints.latest(out) if out.exists() else None
-    if ckpt is not None and not resume:
-        raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    ckpt = checkpoints.existing_run(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "config.json", cfg.model_dump())
     atomic.write_json(out / "run.json", {"stage": "transfer", "features": str(Path(features).resolve()),
@@ -135,7 +133,7 @@ def transfer(
         method.load_state_dict(tensors["method"])
         checkpoints.restore_optimizer(opt, tensors.get("optimizer", {}), state["optimizer"])
         start = state["epoch"]
-        history = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()[:start]]
+        history = checkpoints.history_until(out, start)
         say(f"[bold]transfer[/]: resuming {out} after epoch {start}")
 
     steps = max(1, len(train_rows) // cfg.batch_size)

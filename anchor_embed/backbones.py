@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.unit_vectors import normalise_rows
 
 DEFAULT_TEXT = "use"
 DEFAULT_IMAGE = "efficientnet-lite0"
@@ -37,11 +38,6 @@ class ImageBackbone(Protocol):
     def encode(self, images: list) -> np.ndarray: ...
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 @dataclass
 class SentenceTransformerText:
     """Any sentence-transformers model; L2-normalised float32 output."""
@@ -56,7 +52,7 @@ class SentenceTransformerText:
             return np.zeros((0, self.dim), np.float32)
         out = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                 show_progress_bar=False, normalize_embeddings=False)
-        return _normalise(out)
+        return normalise_rows(out)
 
 
 def load_text_backbone(spec: str = DEFAULT_TEXT, threads: int = 2) -> SentenceTransformerText:
@@ -108,7 +104,7 @@ class TorchImage:
             for i in range(0, len(images), self.batch_size):
                 batch = torch.stack([self.preprocess(im) for im in images[i:i + self.batch_size]])
                 outs.append(self.forward(batch).float().numpy())
-        return _normalise(np.concatenate(outs))
+        return normalise_rows(np.concatenate(outs))
 
 
 def _efficientnet_lite0(threads: int) -> TorchImage:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from anchor_embed.unit_vectors import normalise_rows
+
 KINDS = {
     "gaming": {
         "en": ["Ranked grind every night, come watch the climb", "FPS player, aim training and clutch plays",
@@ -150,6 +152,4 @@ def ppmi_svd(pairs: np.ndarray, n_users: int, n_items: int, dim: int, min_users:
         pmi = np.log(co * total / (row @ row.T))
     ppmi = np.nan_to_num(np.maximum(pmi, 0), posinf=0.0)
     u, s, _ = np.linalg.svd(ppmi, full_matrices=False)
-    vecs = u[:, :dim] * np.sqrt(s[:dim])
-    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-    return vecs.astype(np.float32), keep
+    return normalise_rows(u[:, :dim] * np.sqrt(s[:dim])), keep

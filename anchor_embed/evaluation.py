@@ -11,6 +11,8 @@ import hashlib
 
 import numpy as np
 
+from anchor_embed.unit_vectors import normalise_rows
+
 
 def holdout_split(keys: list[str], frac: float = 0.2, seed: int = 0) -> set[str]:
     """The held-out keys: a deterministic function of (key set, frac, seed), so transfer and evaluate agree."""
@@ -68,11 +70,11 @@ def score(named: dict[str, np.ndarray], id_vectors: np.ndarray, held_out: np.nda
 
     `named` maps a model name to vectors aligned row by row with `id_vectors` (candidates = all rows).
     """
-    ids = id_vectors / np.maximum(np.linalg.norm(id_vectors, axis=1, keepdims=True), 1e-12)
+    ids = normalise_rows(id_vectors)
     truth = knn(ids, held_out, 50)
     rows = []
     for name, vecs in named.items():
-        v = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        v = normalise_rows(vecs)
         pred = knn(v, held_out, 50)
         align, unif = alignment_uniformity(v, held_out, truth)
         rows.append({"model": name, "recall_at_10": round(recall_at_k(pred, truth, 10), 4),

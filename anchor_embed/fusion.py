@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anchor_embed.features import FIELD_PROFILE, FeatureCache
+from anchor_embed.unit_vectors import normalise_rows
 
 # token types: 0 [CLS], 1 nickname, 2 profile, 3 other text, 4 frame, 5 tag
 TYPE_CLS, TYPE_FRAME, TYPE_TAG = 0, 4, 5
@@ -197,4 +198,4 @@ def frozen_vectors(cache: FeatureCache) -> np.ndarray:
                 m[i] = v / max(np.linalg.norm(v), 1e-12)
         blocks.append(m)
     x = np.concatenate(blocks, 1)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return normalise_rows(x)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anchor_embed.unit_vectors import normalise_rows
+
 
 @dataclass
 class Pairs:
@@ -26,8 +28,7 @@ def mine(id_vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, 
     """Top-k neighbours by ID-embedding cosine among `rows` only (self excluded): query, neighbour, score."""
     import faiss
 
-    x = id_vectors[rows].astype(np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = normalise_rows(id_vectors[rows])
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
     k_eff = min(k, len(rows) - 1)
@@ -43,7 +44,7 @@ def mine(id_vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, 
 
 def content_cosine(vectors: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A filter score: cosine of two streamers' content vectors (pretrained model or frozen text features)."""
-    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    v = normalise_rows(vectors)
     return lambda a, b: np.sum(v[a] * v[b], axis=1)
 
 

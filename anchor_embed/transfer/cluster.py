@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anchor_embed.transfer.base import TransferMethod, register
+from anchor_embed.unit_vectors import normalise_rows
 
 
 @register("cluster")
@@ -16,8 +17,7 @@ class ClusterLabels(TransferMethod):
         import faiss
 
         super().__init__(out_dim, data, cfg)
-        x = np.ascontiguousarray(data.id_vectors[data.train_rows], dtype=np.float32)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = np.ascontiguousarray(normalise_rows(data.id_vectors[data.train_rows]))
         k = min(cfg.n_clusters, len(x) // 4)
         km = faiss.Kmeans(x.shape[1], k, niter=25, seed=cfg.seed, spherical=True, verbose=False)
         km.train(x)

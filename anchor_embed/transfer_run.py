@@ -100,16 +100,13 @@ def transfer(
     kq, kn = pairs.kept_pairs()
     if len(kq) < 2:
         raise AnchorEmbedError("fewer than 2 mined pairs survive the filter; lower --quantile/--threshold")
-    neighbours: dict[int, set[int]] = {}
-    for a, b in zip(kq.tolist(), kn.tolist(), strict=True):
-        neighbours.setdefault(a, set()).add(b)
     mining = {"mined": int(len(q)), "kept": int(len(kq)), "kept_share": round(len(kq) / max(len(q), 1), 4),
               "filter": cfg.filter, "threshold": cfg.threshold, "quantile": cfg.quantile,
               "train_streamers": int(len(train_rows)), "held_out": len(held)}
     say(f"[bold]transfer[/]: mined {mining['mined']} pairs, kept {mining['kept']} ({mining['kept_share']:.0%}) "
         f"by filter '{cfg.filter}'; {len(held)} streamers held out")
 
-    data = TransferData(id_vectors, train_rows, kq, kn, neighbours)
+    data = TransferData(id_vectors, train_rows, kq, kn)
     method = METHODS[cfg.method](model.cfg.out_dim, data, cfg)
     params = list(model.parameters()) + list(method.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,7 +28,6 @@ class TransferData:
     train_rows: np.ndarray            # cache rows with an ID embedding, not held out
     pair_query: np.ndarray            # kept mined pairs (cache rows)
     pair_neighbour: np.ndarray
-    neighbours: dict[int, set[int]] = field(default_factory=dict)  # kept neighbours of each query
 
 
 class TransferMethod(nn.Module):

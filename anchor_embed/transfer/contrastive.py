@@ -25,6 +25,11 @@ def false_negative_mask(query: np.ndarray, neighbour: np.ndarray, kept_codes: np
 class Contrastive(TransferMethod):
     """Positives are mined-and-filtered neighbours; in-batch negatives, false negatives masked."""
 
+    def __init__(self, out_dim, data, cfg) -> None:
+        super().__init__(out_dim, data, cfg)
+        self.n = len(data.id_vectors)
+        self.kept_codes = np.unique(data.pair_query * self.n + data.pair_neighbour)
+
     def sample(self, rng: np.random.Generator, batch_size: int) -> dict:
         n = len(self.data.pair_query)
         pick = rng.choice(n, size=min(batch_size, n), replace=False)
@@ -32,8 +37,5 @@ class Contrastive(TransferMethod):
 
     def loss(self, embed, batch: dict) -> torch.Tensor:
         zq, zn = embed(batch["query"]), embed(batch["neighbour"])
-        n = len(self.data.id_vectors)
-        if not hasattr(self, "_codes"):
-            self._codes = np.unique(self.data.pair_query * n + self.data.pair_neighbour)
-        mask = false_negative_mask(batch["query"], batch["neighbour"], self._codes, n)
+        mask = false_negative_mask(batch["query"], batch["neighbour"], self.kept_codes, self.n)
         return info_nce(zq, zn, self.cfg.temperature, not_negative=mask)

@@ -34,16 +34,30 @@ def parse_bytes(text: str) -> int:
     raise AnchorEmbedError(f"--memory-budget {text!r}: expected a size like 512MB or 2GB")
 
 
+KINDS = ("flat", "hnsw", "ivf_pq")
+
+
+def default_params(kind: str, n: int, dim: int) -> dict:
+    """Build parameters of an index kind for n vectors of dim, whether picked by budget or forced."""
+    if kind == "flat":
+        return {}
+    if kind == "hnsw":
+        return {"M": 32, "efConstruction": 80, "efSearch": 96}
+    if kind == "ivf_pq":
+        pq_m = next(x for x in (64, 32, 16, 8, 4, 2, 1) if dim % x == 0)
+        return {"nlist": max(1, int(4 * np.sqrt(n))), "m": pq_m, "nbits": 8, "nprobe": 32}
+    raise AnchorEmbedError(f"--kind {kind!r}: choose from {', '.join(KINDS)}")
+
+
 def choose(n: int, dim: int, budget: int) -> tuple[str, dict]:
     """Exact for small sets; HNSW if its graph fits the budget; else IVF-PQ."""
     if n <= EXACT_MAX and n * dim * 4 <= budget:
-        return "flat", {}
-    m = 32
-    if n * (dim * 4 + m * 2 * 8) * 1.1 <= budget:
-        return "hnsw", {"M": m, "efConstruction": 80, "efSearch": 96}
-    nlist = int(4 * np.sqrt(n))
-    pq_m = next(x for x in (64, 32, 16, 8) if dim % x == 0)
-    return "ivf_pq", {"nlist": nlist, "m": pq_m, "nbits": 8, "nprobe": 32}
+        kind = "flat"
+    elif n * (dim * 4 + 32 * 2 * 8) * 1.1 <= budget:
+        kind = "hnsw"
+    else:
+        kind = "ivf_pq"
+    return kind, default_params(kind, n, dim)
 
 
 def build_faiss(x: np.ndarray, kind: str, params: dict, seed: int = 0):
@@ -98,10 +112,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
         if have["model_hash"] != vmeta["model_hash"] or have["dim"] != vmeta["dim"]:
             raise AnchorEmbedError(f"{out}: holds an index of model {have['model_hash']} ({have['dim']}-d); "
                                    f"these vectors are of {vmeta['model_hash']} ({vmeta['dim']}-d): use another --out")
-    chosen, params = (kind, choose(len(keys), x.shape[1], 1 << 62)[1]) if kind else \
+    chosen, params = (kind, default_params(kind, len(keys), x.shape[1])) if kind else \
         choose(len(keys), x.shape[1], parse_bytes(memory_budget))
-    if kind == "hnsw" and not params:
-        params = {"M": 32, "efConstruction": 80, "efSearch": 96}
     t0 = time.perf_counter()
     import faiss
 

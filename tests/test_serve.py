@@ -96,3 +96,21 @@ def test_cli_embed_index_similar_dedup_scatter(sample, sample_cache, tmp_path, c
     assert run_cli("pretrain", "--features", sample_cache, "--out", other, *SMALL, "--seed", "5") == 0
     with pytest.raises(AnchorEmbedError, match="vectors were made by model"):
         build_index(vec, tmp_path / "idx2", model=other)
+
+
+def test_forced_index_kinds_build(tmp_path):
+    from anchor_embed import atomic
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    vec = tmp_path / "vec"
+    atomic.write_npy(vec / "vectors.npy", x)
+    atomic.write_lines(vec / "keys.txt", (f"a{i}" for i in range(len(x))))
+    atomic.write_json(vec / "meta.json", {"model_dir": "m", "model_hash": "h", "dim": 32, "dtype": "float32",
+                                          "count": len(x), "normalized": True})
+    for kind in ("flat", "hnsw", "ivf_pq"):
+        meta = build_index(vec, tmp_path / kind, kind=kind)
+        assert meta["kind"] == kind and 0 < meta["recall_at_10"] <= 1
+    with pytest.raises(AnchorEmbedError, match="choose from flat, hnsw, ivf_pq"):
+        build_index(vec, tmp_path / "x", kind="bogus")

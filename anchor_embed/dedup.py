@@ -47,8 +47,7 @@ def group(n: int, src: np.ndarray, dst: np.ndarray, sims: np.ndarray) -> list[di
     out = []
     for r in np.unique(roots[np.bincount(roots, minlength=n)[roots] > 1]):
         members = np.flatnonzero(roots == r)
-        in_group = np.isin(src, members)
-        s = sims[in_group]
+        s = sims[roots[src] == r]
         rep = int(members[np.argmax(degree[members])])
         out.append({"members": members.tolist(), "representative": rep,
                     "min_similarity": float(s.min()), "max_similarity": float(s.max())})

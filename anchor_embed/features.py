@@ -73,7 +73,7 @@ class FeatureCache:
         return {k: i for i, k in enumerate(self.keys)}
 
 
-def _load_table(folder: Path, kind: str, dim: int, mmap: bool = True) -> tuple[list[str], list[np.ndarray]]:
+def _load_table(folder: Path, kind: str, mmap: bool = True) -> tuple[list[str], list[np.ndarray]]:
     """Keys and feature blocks of one kind: the merged file first, then any parts left by a crashed run."""
     keys: list[str] = []
     blocks: list[np.ndarray] = []
@@ -125,7 +125,7 @@ def _merge(folder: Path, kind: str, dim: int) -> None:
     parts = sorted((folder / "parts").glob(f"{kind}-*.npy"))
     if not parts and (folder / f"{kind}.npy").is_file():
         return
-    keys, blocks = _load_table(folder, kind, dim)
+    keys, blocks = _load_table(folder, kind)
     merged = np.concatenate(blocks) if blocks else np.zeros((0, dim), STORE_DTYPE)
     atomic.write_npy(folder / f"{kind}.npy", merged.astype(STORE_DTYPE))
     atomic.write_lines(folder / f"{kind}.keys.txt", keys)
@@ -215,7 +215,7 @@ def build_features(
     for line in read_report.problems[:5]:
         say(f"  skipped {line}")
 
-    tables = {kind: _load_table(out, kind, 0, mmap=True) for kind in KINDS}
+    tables = {kind: _load_table(out, kind) for kind in KINDS}
     known = {kind: set(keys) for kind, (keys, _) in tables.items()}
     have_dim = {kind: next((b.shape[1] for b in blocks if b.shape[0]), None) for kind, (_, blocks) in tables.items()}
     new_texts = [(k, t) for k, t in texts.items() if k not in known["text"]]
@@ -279,7 +279,7 @@ def build_features(
         _merge(out, kind, dims[kind])
 
     # per-streamer CSR index over the merged tables
-    pos = {kind: {k: i for i, k in enumerate(_load_table(out, kind, dims[kind])[0])} for kind in KINDS}
+    pos = {kind: {k: i for i, k in enumerate(_load_table(out, kind)[0])} for kind in KINDS}
     ptr = {kind: [0] for kind in KINDS}
     idx: dict[str, list[int]] = {kind: [] for kind in KINDS}
     fields: list[int] = []

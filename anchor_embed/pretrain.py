@@ -82,7 +82,8 @@ def load_model(run_dir: str | Path) -> tuple[FusionModel, dict]:
     return model.eval(), raw
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The torch seed of one epoch: a resumed run replays the epoch it lost."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
@@ -188,7 +189,7 @@ def pretrain(
     with make_progress() as progress:
         task = progress.add_task("pretrain", total=(cfg.epochs - start) * n_batches, info="")
         for epoch in range(start, cfg.epochs):
-            torch.manual_seed(_epoch_seed(cfg.seed, epoch))
+            torch.manual_seed(epoch_seed(cfg.seed, epoch))
             perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
             trainer.model.train()
             sums: dict[str, float] = {}

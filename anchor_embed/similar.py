@@ -54,9 +54,13 @@ class Lookup:
         return out
 
 
-def similar(anchor_ids: list[str], index: str | Path, k: int = 20) -> list[dict]:
+def _open(index: str | Path | Lookup) -> Lookup:
+    return index if isinstance(index, Lookup) else Lookup(index)
+
+
+def similar(anchor_ids: list[str], index: str | Path | Lookup, k: int = 20) -> list[dict]:
     """Neighbours of indexed streamers: one NeighbourRow dict per id."""
-    look = Lookup(index)
+    look = _open(index)
     vecs = np.stack([look.vector_of(a) for a in anchor_ids])
     return _rows(look, anchor_ids, look.search(vecs, k, list(anchor_ids)))
 
@@ -69,17 +73,17 @@ def _rows(look: Lookup, ids: list[str], hits: list[list[tuple[str, float]]]) -> 
             for a, row in zip(ids, hits, strict=True)]
 
 
-def similar_to_records(records_file: str | Path, index: str | Path, k: int = 20,
+def similar_to_records(records_file: str | Path, index: str | Path | Lookup, k: int = 20,
                        media_root: str | Path | None = None) -> list[dict]:
     """Neighbours of streamers not in the index, given as records: embedded on the fly with the index's model."""
     import tempfile
 
     from anchor_embed.vectors import embed, model_hash, open_vectors
 
-    look = Lookup(index)
+    look = _open(index)
     model_dir = Path(look.meta["model_dir"])
     if not (model_dir / "model.safetensors").is_file() or model_hash(model_dir) != look.meta["model_hash"]:
-        raise AnchorEmbedError(f"{index}: the model that built it ({model_dir}) is gone or changed; cannot embed records")
+        raise AnchorEmbedError(f"{look.dir}: the model that built it ({model_dir}) is gone or changed; cannot embed records")
     with tempfile.TemporaryDirectory() as tmp:
         embed(model_dir, records_file, tmp, media_root=media_root)
         vecs, keys, _ = open_vectors(tmp)

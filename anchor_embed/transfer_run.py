@@ -56,7 +56,7 @@ def transfer(
 ) -> list[dict]:
     """Train RUN_DIR `out` from `pretrained` with the chosen method; returns per-epoch metrics."""
     from anchor_embed.config import resolve
-    from anchor_embed.pretrain import load_model, save_model
+    from anchor_embed.pretrain import epoch_seed, load_model, save_model
     from anchor_embed.transfer import METHODS, TransferData
 
     cfg = resolve(TransferConfig, config, overrides)
@@ -138,7 +138,7 @@ def transfer(
     with make_progress() as progress:
         task = progress.add_task(f"transfer:{cfg.method}", total=(cfg.epochs - start) * steps, info="")
         for epoch in range(start, cfg.epochs):
-            torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch]).generate_state(1)[0]))
+            torch.manual_seed(epoch_seed(cfg.seed, epoch))
             model.train()
             total, t0 = 0.0, time.perf_counter()
             for b in range(steps):

@@ -168,8 +168,8 @@ def similar(
     import sys
 
     from anchor_embed.errors import AnchorEmbedError
+    from anchor_embed.similar import Lookup, similar_to_records
     from anchor_embed.similar import similar as by_id
-    from anchor_embed.similar import similar_to_records
 
     ids = list(anchor_ids or [])
     if ids_file:
@@ -178,18 +178,17 @@ def similar(
         ids += [x.strip() for x in ids_file.read_text(encoding="utf-8").splitlines() if x.strip()]
     if not ids and not record:
         raise AnchorEmbedError("give anchor ids, --ids-file or --record")
-    rows = by_id(ids, index, k) if ids else []
+    look = Lookup(index)  # opened once for the lookups and the labels of the table
+    rows = by_id(ids, look, k) if ids else []
     if record:
-        rows += similar_to_records(record, index, k)
+        rows += similar_to_records(record, look, k)
     if as_json:
         sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         return
     from rich.console import Console
     from rich.table import Table
 
-    from anchor_embed.similar import Lookup
-
-    labels = Lookup(index).labels()
+    labels = look.labels()
     console = Console()
     for r in rows:
         me = labels.get(r["anchor_id"], {})

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from anchor_embed import atomic
+from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.evaluation import holdout_split, markdown_table, score
 from anchor_embed.features import open_cache
 from anchor_embed.id_embeddings import align_to_streamers, read_id_embeddings
@@ -22,6 +23,8 @@ def evaluate(
     holdout_frac: float = 0.2,
     seed: int = 0,
     frozen: bool = True,
+    ridge: bool = False,
+    ridge_id_emb: str | Path | None = None,
 ) -> list[dict]:
     """Score each model's content kNN against ID-embedding neighbours of held-out streamers."""
     from anchor_embed.fusion import Batcher, embed_all, frozen_vectors
@@ -36,8 +39,26 @@ def evaluate(
     held = holdout_split(ids.keys, holdout_frac, seed)
     queries = np.array([i for i, k in enumerate(ids.keys) if k in held])
     named: dict[str, np.ndarray] = {}
+    if frozen or ridge:
+        base = frozen_vectors(cache)[rows_in_cache]
     if frozen:
-        named["frozen backbones"] = frozen_vectors(cache)[rows_in_cache]
+        named["frozen backbones"] = base
+    if ridge:
+        from anchor_embed.ridge import ridge_vectors
+
+        train = np.array([i for i, k in enumerate(ids.keys) if k not in held])
+        target = ids.vectors
+        if ridge_id_emb is not None:  # e.g. the noisy ID embeddings the trained models were taught with
+            other, rep2 = read_id_embeddings(ridge_id_emb, None)
+            other = align_to_streamers(other, cache.keys, rep2)
+            opos = {k: i for i, k in enumerate(other.keys)}
+            missing = [k for k in ids.keys if k not in opos]
+            if missing:
+                raise AnchorEmbedError(f"{ridge_id_emb}: no ID embedding for {len(missing)} evaluated streamers, "
+                                       f"e.g. {missing[0]!r}")
+            target = other.vectors[[opos[k] for k in ids.keys]]
+        named["ridge (reference)"], alpha = ridge_vectors(base, target, train, seed)
+        say(f"[bold]evaluate[/]: ridge on frozen features fitted on {len(train)} streamers, alpha {alpha:g}")
     for m in models or []:
         model, _ = load_model(m)
         vecs = embed_all(model, Batcher(cache, model.cfg.tag_vocab))

@@ -6,6 +6,7 @@ Layout of a cache folder:
   {text,frame,tag}.keys.txt the atom key of each row (text sha1, 'path|size[#i]', tag name)
   parts/                    rows encoded by an unfinished run: a crash resumes from them
   streamers/keys.txt        anchor_ids in record order
+  streamers/nicknames.json  nicknames in record order (the nickname filter of transfer)
   streamers/{kind}_ptr.npy, {kind}_idx.npy   CSR lists of each streamer's atom rows
   streamers/text_field.npy  0 nickname, 1 profile, 2 other texts, per text atom
   report.json               counts, skipped rows, missing frames, throughput of the last run
@@ -71,6 +72,14 @@ class FeatureCache:
 
     def key_index(self) -> dict[str, int]:
         return {k: i for i, k in enumerate(self.keys)}
+
+    def nicknames(self) -> list[str]:
+        """Each streamer's nickname (for the nickname filter); caches older than this file must be re-run."""
+        f = self.path / "streamers" / "nicknames.json"
+        if not f.is_file():
+            raise AnchorEmbedError(f"{self.path}: cache has no nicknames.json; re-run `anchor-embed features` on it "
+                                   "(nothing is re-encoded)")
+        return json.loads(f.read_text(encoding="utf-8"))
 
 
 def _load_table(folder: Path, kind: str, mmap: bool = True) -> tuple[list[str], list[np.ndarray]]:
@@ -304,6 +313,7 @@ def build_features(
     tag_counts = np.bincount(np.asarray(idx["tag"], np.int64), minlength=len(pos["tag"]))
     atomic.write_npy(sdir / "tag_counts.npy", tag_counts.astype(np.int64))
     atomic.write_lines(sdir / "keys.txt", [r.anchor_id for r in records])
+    atomic.write_json(sdir / "nicknames.json", [r.nickname for r in records])
 
     rates = {f"{k}_per_s": round(n / timings[k], 1) for k, n in
              (("text", len(new_texts)), ("frame", media_report.frames_ok), ("tag", len(new_tags)))

@@ -48,10 +48,37 @@ def content_cosine(vectors: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np
     return lambda a, b: np.sum(v[a] * v[b], axis=1)
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insert, delete, substitute; each costs 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def name_similarity(a: str, b: str) -> float:
+    """1 - edit distance / longer length on case-folded names; 0 when either name is empty."""
+    a, b = " ".join(a.casefold().split()), " ".join(b.casefold().split())
+    if not a or not b:
+        return 0.0
+    return 1.0 - edit_distance(a, b) / max(len(a), len(b))
+
+
+def nickname_similarity(nicknames: list[str]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A filter score: edit-distance similarity of two streamers' nicknames (matrix accounts, renamed twins)."""
+    return lambda a, b: np.array([name_similarity(nicknames[i], nicknames[j]) for i, j in zip(a, b, strict=True)],
+                                 np.float32)
+
+
 def filter_pairs(query: np.ndarray, neighbour: np.ndarray, id_score: np.ndarray,
                  score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
                  threshold: float | None = None, quantile: float | None = None) -> Pairs:
-    """Keep a pair when its content score passes an absolute threshold or the per-query quantile."""
+    """Keep a pair when its content score passes an absolute threshold and the per-query quantile (each optional)."""
     if score is None:
         cs = np.full(len(query), np.nan, np.float32)
         return Pairs(query, neighbour, id_score, cs, np.ones(len(query), bool))

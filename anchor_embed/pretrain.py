@@ -87,6 +87,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+def view_batches(batcher: Batcher, ids: list[int], views: ViewConfig, rng: np.random.Generator,
+                 noise: float, feature_dropout: float) -> tuple[dict, dict]:
+    """Two masked views of each streamer in `ids` as model batches (pretraining, and transfer's auxiliary term)."""
+    pairs = [split_views(batcher.all_atoms(i), views, rng) for i in ids]
+    kw = {"noise": noise, "feature_dropout": feature_dropout, "rng": rng}
+    return batcher.make(ids, [a for a, _ in pairs], **kw), batcher.make(ids, [b for _, b in pairs], **kw)
+
+
 class Trainer:
     """One pretraining run: model, optional momentum encoder and queue, optimizer, RNG discipline."""
 
@@ -126,10 +134,7 @@ class Trainer:
 
     def step(self, ids: list[int], rng: np.random.Generator) -> dict[str, float]:
         """One optimisation step on two views of each streamer in `ids`."""
-        pairs = [split_views(self.batcher.all_atoms(i), self.views, rng) for i in ids]
-        kw = {"noise": self.cfg.noise, "feature_dropout": self.cfg.feature_dropout, "rng": rng}
-        batch_a = self.batcher.make(ids, [a for a, _ in pairs], **kw)
-        batch_b = self.batcher.make(ids, [b for _, b in pairs], **kw)
+        batch_a, batch_b = view_batches(self.batcher, ids, self.views, rng, self.cfg.noise, self.cfg.feature_dropout)
         za, zb = self.model(batch_a), self.model(batch_b)
         t = self.temperature()
         if self.momentum_model is None:

@@ -20,7 +20,8 @@ from anchor_embed.evaluation import holdout_split
 from anchor_embed.features import open_cache
 from anchor_embed.fusion import Batcher, embed_all, frozen_vectors
 from anchor_embed.id_embeddings import align_to_streamers, read_id_embeddings
-from anchor_embed.mining import content_cosine, filter_pairs, mine
+from anchor_embed.losses import info_nce
+from anchor_embed.mining import content_cosine, filter_pairs, mine, nickname_similarity
 from anchor_embed.progress import make_progress, say
 
 
@@ -32,7 +33,8 @@ class TransferConfig(BaseModel):
     weight_decay: float = 0.01
     temperature: float = Field(0.05, gt=0)
     k: int = Field(10, ge=1, description="Behavioural neighbours mined per streamer.")
-    filter: str = Field("content", description="content (pretrained vectors), text (frozen text), none.")
+    filter: str = Field("content", description="content (pretrained vectors), text (frozen features), "
+                                                "nickname (edit distance), none.")
     threshold: float | None = None
     quantile: float | None = Field(0.3, description="Per-query quantile of the content score to keep.")
     holdout_frac: float = Field(0.2, ge=0, lt=1)
@@ -40,6 +42,8 @@ class TransferConfig(BaseModel):
     rkd_distance_weight: float = 1.0
     rkd_angle_weight: float = 2.0
     n_clusters: int = 50
+    aux_weight: float = Field(0.0, ge=0, description="Weight of the self-supervised view loss added each step.")
+    aux_temperature: float = Field(0.07, gt=0)
     seed: int = 0
     threads: int = 2
 
@@ -56,7 +60,7 @@ def transfer(
 ) -> list[dict]:
     """Train RUN_DIR `out` from `pretrained` with the chosen method; returns per-epoch metrics."""
     from anchor_embed.config import resolve
-    from anchor_embed.pretrain import epoch_seed, load_model, save_model
+    from anchor_embed.pretrain import epoch_seed, load_model, save_model, view_batches
     from anchor_embed.transfer import METHODS, TransferData
 
     cfg = resolve(TransferConfig, config, overrides)
@@ -92,10 +96,12 @@ def transfer(
         score = content_cosine(embed_all(model, batcher))
     elif cfg.filter == "text":
         score = content_cosine(frozen_vectors(cache))
+    elif cfg.filter == "nickname":
+        score = nickname_similarity(cache.nicknames())
     elif cfg.filter == "none":
         score = None
     else:
-        raise AnchorEmbedError(f"--filter {cfg.filter!r}: choose content, text or none")
+        raise AnchorEmbedError(f"--filter {cfg.filter!r}: choose content, text, nickname or none")
     pairs = filter_pairs(q, n, s, score, cfg.threshold, cfg.quantile if score is not None else None)
     kq, kn = pairs.kept_pairs()
     if len(kq) < 2:
@@ -135,21 +141,29 @@ def transfer(
 
     steps = max(1, len(train_rows) // cfg.batch_size)
     embed = lambda rows: model(batcher.make(list(map(int, rows))))  # noqa: E731
+    views, noise, dropout = _view_settings(pretrained)
     with make_progress() as progress:
         task = progress.add_task(f"transfer:{cfg.method}", total=(cfg.epochs - start) * steps, info="")
         for epoch in range(start, cfg.epochs):
             torch.manual_seed(epoch_seed(cfg.seed, epoch))
             model.train()
-            total, t0 = 0.0, time.perf_counter()
+            total, aux_total, t0 = 0.0, 0.0, time.perf_counter()
             for b in range(steps):
-                batch = method.sample(np.random.default_rng([cfg.seed, epoch, b]), cfg.batch_size)
+                rng = np.random.default_rng([cfg.seed, epoch, b])
+                batch = method.sample(rng, cfg.batch_size)
                 loss = method.loss(embed, batch)
+                if cfg.aux_weight > 0:
+                    rows = rng.choice(cache.n, size=min(cfg.batch_size, cache.n), replace=False).tolist()
+                    za, zb = (model(v) for v in view_batches(batcher, rows, views, rng, noise, dropout))
+                    aux = info_nce(za, zb, cfg.aux_temperature)
+                    aux_total += aux.item()
+                    loss = loss + cfg.aux_weight * aux
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += loss.item()
                 progress.update(task, advance=1, info=f"epoch {epoch + 1} loss {loss.item():.3f}")
-            row = {"epoch": epoch + 1, "loss": round(total / steps, 5),
+            row = {"epoch": epoch + 1, "loss": round(total / steps, 5), "aux_loss": round(aux_total / steps, 5),
                    "streamers_per_s": round(steps * cfg.batch_size / (time.perf_counter() - t0), 1)}
             history.append(row)
             flat, meta = checkpoints.optimizer_tensors(opt)
@@ -159,3 +173,15 @@ def transfer(
             atomic.write_jsonl(out / "metrics.jsonl", history)
             say(f"epoch {epoch + 1}: loss {row['loss']:.4f}  {row['streamers_per_s']:.0f} streamers/s")
     return history
+
+
+def _view_settings(pretrained: Path):
+    """The masked-view settings of the pretraining run behind `pretrained` (defaults if it has none)."""
+    from anchor_embed.pretrain import PretrainConfig
+    from anchor_embed.views import ViewConfig
+
+    f = pretrained / "config.json"
+    raw = json.loads(f.read_text()) if f.is_file() else {}
+    fields = set(PretrainConfig.model_fields)
+    p = PretrainConfig(**{k: v for k, v in raw.items() if k in fields})
+    return ViewConfig(p.max_overlap, p.modality_drop, p.keep), p.noise, p.feature_dropout

@@ -85,7 +85,9 @@ def test_cli_transfer_each_method_never_sees_held_out(sample, sample_cache, pret
         assert pairs and not {p["query"] for p in pairs} & held and not {p["neighbour"] for p in pairs} & held
         assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert run_cli("evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy",
-                   "--model", pretrained, "--model", tmp_path / "contrastive", "--out", tmp_path / "ev") == 0
+                   "--model", pretrained, "--model", tmp_path / "contrastive", "--ridge", "--out", tmp_path / "ev") == 0
+    rows = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["frozen backbones", "ridge (reference)", "run", "contrastive"]
 
 
 def test_transfer_resume_and_bad_method(sample, pretrained, tmp_path):
@@ -101,3 +103,62 @@ def test_transfer_resume_and_bad_method(sample, pretrained, tmp_path):
     with pytest.raises(AnchorEmbedError, match="unknown; choose from"):
         from anchor_embed.transfer_run import transfer
         transfer(pretrained, sample / "ids.npy", tmp_path / "c", method="magic")
+
+
+def test_edit_distance_against_brute_force():
+    from itertools import product
+
+    from anchor_embed.mining import edit_distance, name_similarity
+
+    def brute(a: str, b: str) -> int:  # recursive definition, memoised
+        from functools import lru_cache
+
+        @lru_cache(None)
+        def d(i: int, j: int) -> int:
+            if not i or not j:
+                return i + j
+            return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+        return d(len(a), len(b))
+    words = ["", "a", "ab", "ba", "kitten", "sitting", "ninja", "ninja_2", "Ninja"]
+    for a, b in product(words, words):
+        assert edit_distance(a, b) == brute(a, b), (a, b)
+    assert name_similarity("Ninja", "ninja") == 1.0 and name_similarity("", "x") == 0.0
+    assert math.isclose(name_similarity("ninja", "ninja_2"), 1 - 2 / 7)
+
+
+def test_cli_transfer_nickname_filter_keeps_similar_names(sample, sample_cache, pretrained, tmp_path):
+    out = tmp_path / "nick"
+    assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", out,
+                   "--filter", "nickname", "--quantile", "0.5", "--epochs", "1", "--batch-size", "16") == 0
+    pairs = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+    kept = [p["content_score"] for p in pairs if p["kept"]]
+    dropped = [p["content_score"] for p in pairs if not p["kept"]]
+    assert kept and dropped and np.mean(kept) > np.mean(dropped)
+    assert json.loads((out / "run.json").read_text())["mining"]["filter"] == "nickname"
+
+
+def test_cli_transfer_aux_weight_adds_the_view_loss(sample, pretrained, tmp_path):
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "1",
+            "--batch-size", "16"]
+    assert run_cli(*args, "--out", tmp_path / "plain") == 0
+    assert run_cli(*args, "--out", tmp_path / "aux", "--aux-weight", "0.5") == 0
+    plain = json.loads((tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()[0])
+    aux = json.loads((tmp_path / "aux" / "metrics.jsonl").read_text().splitlines()[0])
+    assert plain["aux_loss"] == 0 and aux["aux_loss"] > 0
+    # the first step is taken from the same weights, so the totals differ by about weight x view loss
+    assert aux["loss"] > plain["loss"] + 0.25 * aux["aux_loss"]
+
+
+def test_ridge_matches_lstsq_and_beats_chance_on_linear_data():
+    from anchor_embed.ridge import fit_ridge, predict, ridge_vectors
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6))
+    y = x @ rng.normal(size=(6, 3)) + 0.5
+    w = fit_ridge(x, y, 0.0)
+    want, *_ = np.linalg.lstsq(np.hstack([x, np.ones((200, 1))]), y, rcond=None)
+    np.testing.assert_allclose(w, want, atol=1e-8)
+    assert np.linalg.norm(fit_ridge(x, y, 100.0)[:-1]) < np.linalg.norm(w[:-1])
+    vecs, alpha = ridge_vectors(x, y, np.arange(150))
+    np.testing.assert_allclose(vecs[150:], predict(x[150:], fit_ridge(x[:150], y[:150] / np.linalg.norm(
+        y[:150], axis=1, keepdims=True), alpha)), atol=1e-5)

@@ -75,6 +75,10 @@ class IndexMeta(BaseModel):
     params: dict[str, float | int | str] = Field(default_factory=dict)
     count: int
     recall_at_10: float | None = Field(None, description="Against exact search on a sample of queries.")
+    target_recall: float | None = Field(None, description="Recall@10 the search parameter was tuned to reach.")
+    tuning: list[dict[str, float | int]] = Field(default_factory=list,
+                                                 description="Search parameter values tried: recall and queries/s.")
+    note: str = Field("", description="Why the picked kind was changed, or that the target was missed.")
     build_seconds: float
     vectors_dir: str
 

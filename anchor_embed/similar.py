@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.index import set_search_param
 
 
 class Lookup:
@@ -20,11 +21,16 @@ class Lookup:
         self.dir = Path(index_dir)
         if not (self.dir / "index.faiss").is_file():
             raise AnchorEmbedError(f"{self.dir}: no index here (run `anchor-embed index build`)")
-        self.index = faiss.read_index(str(self.dir / "index.faiss"))
+        # memory-mapped, read-only: a lookup in a 1 GB index should not first copy 1 GB into memory
+        try:
+            self.index = faiss.read_index(str(self.dir / "index.faiss"), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:  # an index type without mmap support
+            self.index = faiss.read_index(str(self.dir / "index.faiss"))
         self.keys = (self.dir / "keys.txt").read_text(encoding="utf-8").splitlines()
         self.pos = {k: i for i, k in enumerate(self.keys)}
         self.vectors = np.load(self.dir / "vectors.npy", mmap_mode="r")
         self.meta = json.loads((self.dir / "meta.json").read_text())
+        set_search_param(self.index, self.meta["kind"], self.meta.get("params", {}))
         self._labels: dict[str, dict] | None = None
 
     def labels(self) -> dict[str, dict]:

@@ -14,15 +14,20 @@ from anchor_embed.vectors import open_vectors
 
 def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0, niter: int = 20) -> tuple[np.ndarray, np.ndarray]:
     """Cluster label and (1 - cosine to centroid) for each row, by faiss spherical k-means."""
+    x = np.ascontiguousarray(x, np.float32)
+    sims, labels = centroid_index(x, k, seed, niter).search(x, 1)
+    return labels[:, 0].astype(np.int64), (1.0 - sims[:, 0]).astype(np.float32)
+
+
+def centroid_index(x: np.ndarray, k: int, seed: int = 0, niter: int = 20):
+    """A faiss inner-product index over the k spherical k-means centroids of `x` (trained on <= 256 per centroid)."""
     import faiss
 
-    x = np.ascontiguousarray(x, np.float32)
     k = max(1, min(k, len(x)))
     km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
                       max_points_per_centroid=256)
-    km.train(x)
-    sims, labels = km.index.search(x, 1)
-    return labels[:, 0].astype(np.int64), (1.0 - sims[:, 0]).astype(np.float32)
+    km.train(np.ascontiguousarray(x, np.float32))
+    return km.index
 
 
 def rerank(ranked: list[str], cluster_of: dict[str, int], window: int = 3) -> list[str]:

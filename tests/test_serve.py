@@ -7,6 +7,7 @@ from anchor_embed.dedup import dedup_vectors
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.index import build_faiss, build_index, recall_vs_exact
 from anchor_embed.scatter import rerank, spherical_kmeans
+from anchor_embed.similar import Lookup
 from tests.conftest import run_cli
 
 SMALL = ["--epochs", "1", "--batch-size", "16", "--d-model", "32", "--out-dim", "16", "--layers", "1"]
@@ -39,8 +40,12 @@ def test_dedup_against_brute_force():
     assert got == _brute_groups(x, 0.97) and len(got) >= 10
     for g in dedup_vectors(x, 0.97):
         assert g["representative"] in g["members"] and 0.97 <= g["min_similarity"] <= g["max_similarity"]
-    semi = sorted(sorted(g["members"]) for g in dedup_vectors(x, 0.97, clusters=4))
-    assert all(any(set(s) <= set(b) for b in got) for s in semi)   # cluster-then-threshold only splits groups
+    for assign in (1, 2):
+        semi = sorted(sorted(g["members"]) for g in dedup_vectors(x, 0.97, clusters=4, assign=assign))
+        assert all(any(set(s) <= set(b) for b in got) for s in semi)   # cluster-then-threshold only splits groups
+    everywhere = dedup_vectors(x, 0.97, clusters=4, assign=4)  # every row in every cluster: the exact answer
+    assert sorted(sorted(g["members"]) for g in everywhere) == got
+    assert [g["min_similarity"] for g in everywhere] == [g["min_similarity"] for g in dedup_vectors(x, 0.97)]
 
 
 def test_rerank_against_brute_force_rule():
@@ -98,19 +103,39 @@ def test_cli_embed_index_similar_dedup_scatter(sample, sample_cache, tmp_path, c
         build_index(vec, tmp_path / "idx2", model=other)
 
 
-def test_forced_index_kinds_build(tmp_path):
+def _vectors_folder(folder, x):
     from anchor_embed import atomic
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2000, 32)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    vec = tmp_path / "vec"
-    atomic.write_npy(vec / "vectors.npy", x)
-    atomic.write_lines(vec / "keys.txt", (f"a{i}" for i in range(len(x))))
-    atomic.write_json(vec / "meta.json", {"model_dir": "m", "model_hash": "h", "dim": 32, "dtype": "float32",
-                                          "count": len(x), "normalized": True})
-    for kind in ("flat", "hnsw", "ivf_pq"):
+    atomic.write_npy(folder / "vectors.npy", x)
+    atomic.write_lines(folder / "keys.txt", (f"a{i}" for i in range(len(x))))
+    atomic.write_json(folder / "meta.json", {"model_dir": "m", "model_hash": "h", "dim": x.shape[1],
+                                             "dtype": "float32", "count": len(x), "normalized": True})
+    return folder
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_forced_index_kinds_build(tmp_path):
+    vec = _vectors_folder(tmp_path / "vec", _unit(np.random.default_rng(0).normal(size=(2000, 32))))
+    for kind in ("flat", "ivf_flat", "hnsw", "ivf_pq"):
         meta = build_index(vec, tmp_path / kind, kind=kind)
         assert meta["kind"] == kind and 0 < meta["recall_at_10"] <= 1
-    with pytest.raises(AnchorEmbedError, match="choose from flat, hnsw, ivf_pq"):
+        if kind != "flat":  # the recorded recall is that of the recorded search setting, re-measured on the saved index
+            assert recall_vs_exact(Lookup(tmp_path / kind).index, np.load(vec / "vectors.npy")) == pytest.approx(meta["recall_at_10"], abs=1e-9)
+    with pytest.raises(AnchorEmbedError, match="choose from flat, ivf_flat, hnsw, ivf_pq"):
         build_index(vec, tmp_path / "x", kind="bogus")
+
+
+def test_picker_tunes_ivf_on_clustered_data_and_goes_exact_on_random(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(200, 32))
+    clustered = _unit(centres[rng.integers(0, 200, 20000)] + 0.15 * rng.normal(size=(20000, 32)))
+    meta = build_index(_vectors_folder(tmp_path / "c", clustered), tmp_path / "ci", exact_max=1000)
+    assert meta["kind"] == "ivf_flat" and meta["recall_at_10"] >= 0.95
+    assert meta["params"]["nprobe"] <= meta["params"]["nlist"] // 4 and meta["tuning"][-1]["recall_at_10"] >= 0.95
+    random = _unit(rng.normal(size=(20000, 32)))
+    meta = build_index(_vectors_folder(tmp_path / "r", random), tmp_path / "ri", exact_max=1000)
+    assert meta["kind"] == "flat" and meta["recall_at_10"] == 1.0 and "exact search is used" in meta["note"]
+    assert meta["tuning"] and meta["params"] == {}

@@ -83,12 +83,13 @@ def evaluate(
     holdout_frac: float = 0.2,
     seed: int = 0,
     frozen: Annotated[bool, typer.Option(help="Also score the frozen backbones alone.")] = True,
+    ridge: Annotated[bool, typer.Option(help="Also score a ridge map of frozen features onto the ID embeddings.")] = False,
 ) -> None:
     """Recall@10/50, NDCG@10, alignment, uniformity of each model against behavioural neighbours."""
     from anchor_embed.evaluate import evaluate as run
 
     run(features=features, id_emb=id_emb, models=model, id_keys=id_keys, out=out, holdout_frac=holdout_frac,
-        seed=seed, frozen=frozen)
+        seed=seed, frozen=frozen, ridge=ridge)
 
 
 @app.command()
@@ -106,10 +107,11 @@ def transfer(
     lr: float | None = None,
     temperature: float | None = None,
     k: Annotated[int | None, typer.Option(help="Behavioural neighbours mined per streamer.")] = None,
-    filter: Annotated[str | None, typer.Option(help="content, text or none.")] = None,
+    filter: Annotated[str | None, typer.Option(help="content, text, nickname or none.")] = None,
     threshold: float | None = None,
     quantile: float | None = None,
     holdout_frac: float | None = None,
+    aux_weight: Annotated[float | None, typer.Option(help="Weight of the self-supervised view loss (0 = off).")] = None,
     seed: int | None = None,
 ) -> None:
     """Teach a pretrained model with ID embeddings: mined, filtered positives (or a baseline method)."""
@@ -117,7 +119,8 @@ def transfer(
 
     run(pretrained=pretrained, id_emb=id_emb, out=out, id_keys=id_keys, features=features, config=config,
         resume=resume, method=method, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature, k=k,
-        filter=filter, threshold=threshold, quantile=quantile, holdout_frac=holdout_frac, seed=seed)
+        filter=filter, threshold=threshold, quantile=quantile, holdout_frac=holdout_frac, aux_weight=aux_weight,
+        seed=seed)
 
 
 @app.command()
@@ -144,14 +147,15 @@ app.add_typer(index_app, name="index")
 def index_build(
     vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
     out: Annotated[Path, typer.Option(help="Index folder.")],
-    memory_budget: Annotated[str, typer.Option(help="e.g. 512MB, 2GB: picks exact, HNSW or IVF-PQ.")] = "2GB",
-    kind: Annotated[str | None, typer.Option(help="Force flat, hnsw or ivf_pq.")] = None,
+    memory_budget: Annotated[str, typer.Option(help="e.g. 512MB, 2GB: picks exact, IVF-Flat or IVF-PQ.")] = "2GB",
+    kind: Annotated[str | None, typer.Option(help="Force flat, ivf_flat, hnsw or ivf_pq.")] = None,
+    min_recall: Annotated[float, typer.Option(help="Recall@10 the search setting is tuned to reach.")] = 0.95,
     model: Annotated[Path | None, typer.Option(help="Refuse vectors not made by this run folder.")] = None,
 ) -> None:
     """Build an index; records Recall@10 against exact search."""
     from anchor_embed.index import build_index
 
-    build_index(vectors=vectors, out=out, memory_budget=memory_budget, kind=kind, model=model)
+    build_index(vectors=vectors, out=out, memory_budget=memory_budget, kind=kind, model=model, min_recall=min_recall)
 
 
 @app.command()
@@ -208,11 +212,12 @@ def dedup(
     threshold: Annotated[float, typer.Option(help="Cosine at or above which two streamers are duplicates.")] = 0.95,
     out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/dedup-T.jsonl).")] = None,
     clusters: Annotated[int, typer.Option(help="SemDeDup-style: search within k-means clusters (0 = exact).")] = 0,
+    assign: Annotated[int, typer.Option(help="With --clusters: nearest clusters each streamer joins.")] = 2,
 ) -> None:
     """Groups of near-duplicate streamers with a representative each."""
     from anchor_embed.dedup import dedup as run
 
-    run(vectors=vectors, threshold=threshold, out=out, clusters=clusters)
+    run(vectors=vectors, threshold=threshold, out=out, clusters=clusters, assign=assign)
 
 
 scatter_app = typer.Typer(no_args_is_help=True, help="Cluster ids, and reranking so neighbours differ.")

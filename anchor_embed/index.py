@@ -1,14 +1,13 @@
 """faiss indexes over streamer vectors: exact when small, else IVF tuned to a recall target (or forced HNSW/PQ).
 
-An index folder holds index.faiss, keys.txt, vectors.npy (float16, for lookups by id), labels.jsonl and
-meta.json (model hash, dim, metric, kind, parameters, measured Recall@10 against exact search).
+An index folder holds index.faiss, keys.txt, the key and label tables of key_table.py, vectors.npy (float16,
+for lookups by id) and meta.json (model hash, dim, metric, kind, parameters, measured Recall@10 against exact search).
 No torch here: `similar` imports this module.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.key_table import write_key_table
 from anchor_embed.progress import say
 from anchor_embed.vectors import open_vectors
 
@@ -34,14 +34,14 @@ def parse_bytes(text: str) -> int:
     raise AnchorEmbedError(f"--memory-budget {text!r}: expected a size like 512MB or 2GB")
 
 
-KINDS = ("flat", "ivf_flat", "hnsw", "ivf_pq")
+KINDS = ("flat", "flat_fp16", "ivf_flat", "hnsw", "ivf_pq")
 SEARCH_PARAM = {"hnsw": "efSearch", "ivf_flat": "nprobe", "ivf_pq": "nprobe"}
 MAX_SCAN = 0.25  # an IVF index that must probe more than this share of its lists to reach the target is no faster
 
 
 def default_params(kind: str, n: int, dim: int) -> dict:
     """Build parameters of an index kind for n vectors of dim, whether picked by budget or forced."""
-    if kind == "flat":
+    if kind in ("flat", "flat_fp16"):
         return {}
     if kind == "hnsw":
         return {"M": 32, "efConstruction": 80, "efSearch": 96}
@@ -54,7 +54,10 @@ def default_params(kind: str, n: int, dim: int) -> dict:
 
 
 def choose(n: int, dim: int, budget: int, exact_max: int = EXACT_MAX) -> tuple[str, dict]:
-    """Exact for small sets; IVF-Flat when the raw vectors fit the budget (tuned to the recall target); else IVF-PQ."""
+    """Exact for small sets; IVF-Flat when the raw vectors fit the budget (tuned to the recall target); else IVF-PQ.
+
+    `build_index` turns a picked IVF-Flat that cannot reach the target cheaply into flat_fp16 (exhaustive).
+    """
     if n <= exact_max and n * dim * 4 <= budget:
         kind = "flat"
     elif n * dim * 4 * 1.1 <= budget:
@@ -70,6 +73,8 @@ def build_faiss(x: np.ndarray, kind: str, params: dict, seed: int = 0):
     d = x.shape[1]
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
+    elif kind == "flat_fp16":  # exhaustive over float16 codes: half the bytes to scan, scores within fp16 rounding
+        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, params["M"], faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = params["efConstruction"]
@@ -176,6 +181,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     note = ""
     if chosen == "flat":
         rec = 1.0
+    elif chosen == "flat_fp16":
+        rec = recall(index, *sample_queries(x32))
     else:
         q, want = sample_queries(x32)
         picked_ivf = kind is None and chosen == "ivf_flat"
@@ -184,10 +191,11 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
         rec = next(c["recall_at_10"] for c in curve if c[SEARCH_PARAM[chosen]] == params[SEARCH_PARAM[chosen]])
         if picked_ivf and rec < min_recall:
             note = (f"ivf_flat reaches Recall@10 {rec:.3f} < {min_recall} even probing {cap}/{params['nlist']} lists "
-                    f"(no neighbourhood structure to exploit), so exact search is used")
+                    f"(no neighbourhood structure to exploit), so exhaustive search over float16 codes is used")
             say(f"[yellow]index[/]: {note}")
-            chosen, params, rec = "flat", {}, 1.0
-            index = build_faiss(x32, "flat", {})
+            chosen, params = "flat_fp16", {}
+            index = build_faiss(x32, chosen, params)
+            rec = recall(index, q, want)
         elif rec < min_recall:
             note = f"{chosen} reaches Recall@10 {rec:.3f} at best, below the target {min_recall}"
             say(f"[yellow]index[/]: {note}")
@@ -197,9 +205,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     with atomic.atomic_path(out / "index.faiss") as tmp:
         faiss.write_index(index, str(tmp))
     atomic.write_lines(out / "keys.txt", keys)
+    write_key_table(out, keys, vec_dir / "labels.jsonl")
     atomic.write_npy(out / "vectors.npy", np.asarray(x, np.float16))
-    if (vec_dir / "labels.jsonl").is_file():
-        shutil.copyfile(vec_dir / "labels.jsonl", out / "labels.jsonl")
     meta = {"model_hash": vmeta["model_hash"], "model_dir": vmeta["model_dir"], "dim": int(x.shape[1]),
             "metric": "inner_product", "kind": chosen, "params": params, "count": len(keys),
             "recall_at_10": round(rec, 4), "target_recall": min_recall, "tuning": curve, "note": note,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 
@@ -10,10 +9,11 @@ import numpy as np
 
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.index import set_search_param
+from anchor_embed.key_table import KeyTable
 
 
 class Lookup:
-    """An opened index folder: faiss index, keys, float16 vectors (memory-mapped) and labels."""
+    """An opened index folder: faiss index, key and label tables, float16 vectors (all memory-mapped)."""
 
     def __init__(self, index_dir: str | Path) -> None:
         import faiss
@@ -26,37 +26,29 @@ class Lookup:
             self.index = faiss.read_index(str(self.dir / "index.faiss"), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:  # an index type without mmap support
             self.index = faiss.read_index(str(self.dir / "index.faiss"))
-        self.keys = (self.dir / "keys.txt").read_text(encoding="utf-8").splitlines()
-        self.pos = {k: i for i, k in enumerate(self.keys)}
+        self.keys = KeyTable(self.dir)
         self.vectors = np.load(self.dir / "vectors.npy", mmap_mode="r")
         self.meta = json.loads((self.dir / "meta.json").read_text())
         set_search_param(self.index, self.meta["kind"], self.meta.get("params", {}))
-        self._labels: dict[str, dict] | None = None
 
-    def labels(self) -> dict[str, dict]:
-        if self._labels is None:
-            path = self.dir / "labels.jsonl"
-            self._labels = {}
-            if path.is_file():
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    row = json.loads(line)
-                    self._labels[row["anchor_id"]] = row
-        return self._labels
+    def label(self, anchor_id: str) -> dict:
+        """nickname and tags of an indexed streamer ({} when unknown)."""
+        return self.keys.label(anchor_id)
 
     def vector_of(self, anchor_id: str) -> np.ndarray:
-        if anchor_id not in self.pos:
-            close = difflib.get_close_matches(anchor_id, [k for k in self.keys if k[:1] == anchor_id[:1]] or self.keys,
-                                              n=3, cutoff=0.5)
+        row = self.keys.row(anchor_id)
+        if row is None:
+            close = self.keys.close_to(anchor_id)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise AnchorEmbedError(f"anchor_id {anchor_id!r} is not in the index {self.dir}{hint}")
-        return np.asarray(self.vectors[self.pos[anchor_id]], np.float32)
+        return np.asarray(self.vectors[row], np.float32)
 
     def search(self, vectors: np.ndarray, k: int, exclude: list[str | None]) -> list[list[tuple[str, float]]]:
         scores, idx = self.index.search(np.ascontiguousarray(vectors, np.float32), k + 1)
         out = []
         for row_s, row_i, ex in zip(scores, idx, exclude, strict=True):
-            hits = [(self.keys[i], float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0 and self.keys[i] != ex]
-            out.append(hits[:k])
+            hits = [(self.keys.key(int(i)), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
+            out.append([(key, s) for key, s in hits if key != ex][:k])
         return out
 
 
@@ -73,9 +65,8 @@ def similar(anchor_ids: list[str], index: str | Path | Lookup, k: int = 20) -> l
 
 def _rows(look: Lookup, ids: list[str], hits: list[list[tuple[str, float]]]) -> list[dict]:
     """NeighbourRow dicts, with the neighbours' nicknames."""
-    labels = look.labels()
     return [{"anchor_id": a, "neighbours": [{"anchor_id": n, "score": round(s, 4),
-                                             "nickname": labels.get(n, {}).get("nickname")} for n, s in row]}
+                                             "nickname": look.label(n).get("nickname")} for n, s in row]}
             for a, row in zip(ids, hits, strict=True)]
 
 

@@ -119,12 +119,12 @@ def _unit(x):
 
 def test_forced_index_kinds_build(tmp_path):
     vec = _vectors_folder(tmp_path / "vec", _unit(np.random.default_rng(0).normal(size=(2000, 32))))
-    for kind in ("flat", "ivf_flat", "hnsw", "ivf_pq"):
+    for kind in ("flat", "flat_fp16", "ivf_flat", "hnsw", "ivf_pq"):
         meta = build_index(vec, tmp_path / kind, kind=kind)
         assert meta["kind"] == kind and 0 < meta["recall_at_10"] <= 1
-        if kind != "flat":  # the recorded recall is that of the recorded search setting, re-measured on the saved index
+        if kind not in ("flat", "flat_fp16"):  # the recorded recall is that of the recorded search setting, re-measured on the saved index
             assert recall_vs_exact(Lookup(tmp_path / kind).index, np.load(vec / "vectors.npy")) == pytest.approx(meta["recall_at_10"], abs=1e-9)
-    with pytest.raises(AnchorEmbedError, match="choose from flat, ivf_flat, hnsw, ivf_pq"):
+    with pytest.raises(AnchorEmbedError, match="choose from flat, flat_fp16, ivf_flat, hnsw, ivf_pq"):
         build_index(vec, tmp_path / "x", kind="bogus")
 
 
@@ -137,5 +137,27 @@ def test_picker_tunes_ivf_on_clustered_data_and_goes_exact_on_random(tmp_path):
     assert meta["params"]["nprobe"] <= meta["params"]["nlist"] // 4 and meta["tuning"][-1]["recall_at_10"] >= 0.95
     random = _unit(rng.normal(size=(20000, 32)))
     meta = build_index(_vectors_folder(tmp_path / "r", random), tmp_path / "ri", exact_max=1000)
-    assert meta["kind"] == "flat" and meta["recall_at_10"] == 1.0 and "exact search is used" in meta["note"]
+    assert meta["kind"] == "flat_fp16" and meta["recall_at_10"] > 0.99 and "exhaustive search" in meta["note"]
     assert meta["tuning"] and meta["params"] == {}
+
+
+def test_key_table_agrees_with_plain_lists(tmp_path):
+    from anchor_embed import atomic
+    from anchor_embed.key_table import KeyTable, write_key_table
+
+    rng = np.random.default_rng(3)
+    keys = [f"{p}{i}" for i, p in zip(rng.permutation(300), rng.choice(["a", "主播", "z_", "Ab"], 300), strict=True)]
+    labels = [{"anchor_id": k, "nickname": f"nick {k}", "tags": ["t"]} for k in keys[::2]]
+    atomic.write_jsonl(tmp_path / "labels_src.jsonl", labels[::-1])  # labels in another order than the keys
+    new, old = tmp_path / "new", tmp_path / "old"
+    new.mkdir()
+    write_key_table(new, keys, tmp_path / "labels_src.jsonl")
+    atomic.write_lines(old / "keys.txt", keys)
+    atomic.write_jsonl(old / "labels.jsonl", labels)
+    a, b = KeyTable(new), KeyTable(old)
+    assert len(a) == len(b) == 300
+    for row, key in enumerate(keys):
+        assert a.row(key) == b.row(key) == row and a.key(row) == b.key(row) == key
+        assert a.label(key).get("nickname") == b.label(key).get("nickname")
+    assert a.row("nope") is None and b.row("nope") is None and a.label("nope") == {}
+    assert keys[0] in a.close_to(keys[0] + "x") and keys[0] in b.close_to(keys[0] + "x")

@@ -192,15 +192,14 @@ def similar(
     from rich.console import Console
     from rich.table import Table
 
-    labels = look.labels()
     console = Console()
     for r in rows:
-        me = labels.get(r["anchor_id"], {})
+        me = look.label(r["anchor_id"])
         table = Table(title=f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}")
         for col in ("#", "anchor_id", "nickname", "tags", "score"):
             table.add_column(col)
         for i, n in enumerate(r["neighbours"], 1):
-            lab = labels.get(n["anchor_id"], {})
+            lab = look.label(n["anchor_id"])
             table.add_row(str(i), n["anchor_id"], lab.get("nickname", ""), ", ".join(lab.get("tags", [])),
                           f"{n['score']:.3f}")
         console.print(table)

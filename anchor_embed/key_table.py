@@ -1,0 +1,91 @@
+"""Random access to an index folder's keys and labels, so one lookup never reads a million of them.
+
+keys.npy              fixed-width UTF-8 keys in row order (memory-mapped: row -> key)
+keys_sorted.npy       the same keys sorted, and keys_sorted_rows.npy their rows (binary search: key -> row)
+labels.jsonl          one label object per row, in row order; labels_offsets.npy the byte offset of each line
+Folders built before these files existed are read the old way (keys.txt and labels.jsonl in memory).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from anchor_embed import atomic
+
+
+def write_key_table(folder: Path, keys: list[str], labels_file: Path | None) -> None:
+    """Write the key and label tables of `keys` (labels matched by anchor_id; a streamer without one gets {})."""
+    enc = np.array([k.encode("utf-8") for k in keys], dtype=bytes)
+    order = np.argsort(enc, kind="stable")
+    atomic.write_npy(folder / "keys.npy", enc)
+    atomic.write_npy(folder / "keys_sorted.npy", enc[order])
+    atomic.write_npy(folder / "keys_sorted_rows.npy", order.astype(np.int64))
+    by_key: dict[str, str] = {}
+    if labels_file is not None and labels_file.is_file():
+        for line in labels_file.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                by_key[json.loads(line)["anchor_id"]] = line
+    lines = [(by_key.get(k) or json.dumps({"anchor_id": k})).encode("utf-8") + b"\n" for k in keys]
+    offsets = np.zeros(len(lines) + 1, np.int64)
+    np.cumsum([len(x) for x in lines], out=offsets[1:])
+    with atomic.atomic_path(folder / "labels.jsonl") as tmp:
+        tmp.write_bytes(b"".join(lines))
+    atomic.write_npy(folder / "labels_offsets.npy", offsets)
+
+
+class KeyTable:
+    """key <-> row and row -> label of an index folder, memory-mapped."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        if (folder / "keys_sorted.npy").is_file():
+            self._keys = np.load(folder / "keys.npy", mmap_mode="r")
+            self._sorted = np.load(folder / "keys_sorted.npy", mmap_mode="r")
+            self._sorted_rows = np.load(folder / "keys_sorted_rows.npy", mmap_mode="r")
+            self._offsets = np.load(folder / "labels_offsets.npy", mmap_mode="r")
+            self._legacy = None
+        else:  # an older folder: keys.txt and labels.jsonl read whole
+            keys = (folder / "keys.txt").read_text(encoding="utf-8").splitlines()
+            labels = {}
+            if (folder / "labels.jsonl").is_file():
+                for line in (folder / "labels.jsonl").read_text(encoding="utf-8").splitlines():
+                    row = json.loads(line)
+                    labels[row["anchor_id"]] = row
+            self._legacy = (keys, {k: i for i, k in enumerate(keys)}, labels)
+
+    def __len__(self) -> int:
+        return len(self._legacy[0]) if self._legacy else len(self._keys)
+
+    def key(self, row: int) -> str:
+        return self._legacy[0][row] if self._legacy else bytes(self._keys[row]).decode("utf-8")
+
+    def row(self, key: str) -> int | None:
+        if self._legacy:
+            return self._legacy[1].get(key)
+        b = key.encode("utf-8")
+        i = int(np.searchsorted(self._sorted, b))
+        return int(self._sorted_rows[i]) if i < len(self._sorted) and bytes(self._sorted[i]) == b else None
+
+    def label(self, key: str) -> dict:
+        if self._legacy:
+            return self._legacy[2].get(key, {})
+        row = self.row(key)
+        if row is None or not (self.folder / "labels.jsonl").is_file():
+            return {}
+        with open(self.folder / "labels.jsonl", "rb") as f:
+            f.seek(int(self._offsets[row]))
+            return json.loads(f.read(int(self._offsets[row + 1] - self._offsets[row])))
+
+    def close_to(self, key: str, n: int = 3) -> list[str]:
+        """Keys like `key`: difflib over its sorted neighbourhood (and its first letter's keys when few)."""
+        if self._legacy:
+            keys = self._legacy[0]
+            pool = [k for k in keys if k[:1] == key[:1]] or keys
+        else:
+            i = int(np.searchsorted(self._sorted, key.encode("utf-8")))
+            pool = [bytes(x).decode("utf-8") for x in self._sorted[max(0, i - 200):i + 200]]
+        return difflib.get_close_matches(key, pool, n=n, cutoff=0.5)

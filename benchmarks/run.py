@@ -59,7 +59,7 @@ def quality(data: Path, out: Path, seeds: int, pre_epochs: int, tr_epochs: int, 
         per_model: dict[str, list[dict]] = {}
         for seed in range(seeds):
             root = out / name / variant.replace(" ", "_").replace("%", "pct") / f"seed{seed}"
-            pre = root / "pretrain"
+            pre = out / name / "pretrain" / f"seed{seed}"  # pretraining never sees ID embeddings: shared by variants
             if not (pre / "model.safetensors").is_file():
                 pretrain(cache, pre, epochs=pre_epochs, batch_size=256, lr=3e-4, seed=seed, resume=pre.exists())
             curves.setdefault(name, [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()])
@@ -70,9 +70,10 @@ def quality(data: Path, out: Path, seeds: int, pre_epochs: int, tr_epochs: int, 
                         json.loads((run / "checkpoints" / "latest.json").read_text())["epoch"] < tr_epochs:
                     transfer(pre, ids, run, method=m, epochs=tr_epochs, seed=seed, resume=run.exists())
                 runs.append(run)
-            rows = evaluate(cache, data / "ids.npy", models=runs, seed=seed, out=root / "evaluation")
+            rows = evaluate(cache, data / "ids.npy", models=runs, seed=seed, out=root / "evaluation", ridge=True,
+                            ridge_id_emb=ids)
             for r in rows:
-                label = {"pretrain": "pretrained"}.get(r["model"], r["model"])
+                label = "pretrained" if r["model"] == pre.name else r["model"]
                 per_model.setdefault(label, []).append(r)
         tables[variant] = per_model
     return {"tables": tables, "curves": curves}
@@ -92,8 +93,12 @@ def speed(data_root: Path, out: Path, n_vectors: int) -> list[dict]:
     posters = data_root / "movielens-100k" / "images"
     if posters.is_dir():
         jobs.append(["frames", str(posters), "256"])
-    jobs += [["index", str(n_vectors), str(out / "speed")], ["dedup", str(n_vectors)],
-             ["scatter", str(n_vectors), "1000"]]
+    cache, pre = out / "twitch-streamers" / "features", out / "twitch-streamers" / "pretrain" / "seed0"
+    if (pre / "model.safetensors").is_file():
+        jobs += [["train", str(cache), "20"], ["embed", str(pre), str(twitch), str(out / "speed" / "embed")]]
+    jobs += [["index", str(n_vectors), str(out / "speed"), "random"],
+             ["index", str(n_vectors), str(out / "speed" / "clustered"), "clustered"],
+             ["dedup", str(n_vectors)], ["scatter", str(n_vectors), "1000"]]
     results = []
     for job in jobs:
         log(f"speed: {' '.join(job)}")

@@ -31,7 +31,7 @@ class TransferConfig(BaseModel):
     batch_size: int = Field(256, ge=2)
     lr: float = Field(3e-4, gt=0)
     weight_decay: float = 0.01
-    temperature: float = Field(0.05, gt=0)
+    temperature: float = Field(0.1, gt=0, description="InfoNCE temperature: 0.1 beat 0.05 on both benchmark datasets.")
     k: int = Field(10, ge=1, description="Behavioural neighbours mined per streamer.")
     filter: str = Field("content", description="content (pretrained vectors), text (frozen features), "
                                                 "nickname (edit distance), none.")

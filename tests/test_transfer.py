@@ -162,3 +162,28 @@ def test_ridge_matches_lstsq_and_beats_chance_on_linear_data():
     vecs, alpha = ridge_vectors(x, y, np.arange(150))
     np.testing.assert_allclose(vecs[150:], predict(x[150:], fit_ridge(x[:150], y[:150] / np.linalg.norm(
         y[:150], axis=1, keepdims=True), alpha)), atol=1e-5)
+
+
+def test_nickname_filter_on_an_old_cache_says_what_to_do(sample_cache, tmp_path):
+    import shutil
+
+    from anchor_embed.features import open_cache
+
+    old = tmp_path / "old_cache"
+    shutil.copytree(sample_cache, old)
+    (old / "streamers" / "nicknames.json").unlink()
+    with pytest.raises(AnchorEmbedError, match="no nicknames.json; re-run `anchor-embed features`"):
+        open_cache(old).nicknames()
+
+
+def test_evaluate_ridge_on_other_ids_changes_only_the_ridge_row(sample, sample_cache, tmp_path):
+    from anchor_embed.evaluate import evaluate
+
+    ids = np.load(sample / "ids.npy")
+    noisy = tmp_path / "noisy.npy"
+    np.save(noisy, ids + np.random.default_rng(0).normal(scale=2.0, size=ids.shape).astype(np.float32))
+    (tmp_path / "noisy.keys.txt").write_text((sample / "ids.keys.txt").read_text())
+    same = evaluate(sample_cache, sample / "ids.npy", ridge=True, ridge_id_emb=sample / "ids.npy")
+    plain = evaluate(sample_cache, sample / "ids.npy", ridge=True)
+    other = evaluate(sample_cache, sample / "ids.npy", ridge=True, ridge_id_emb=noisy)
+    assert same == plain and other[0] == plain[0] and other[1] != plain[1]

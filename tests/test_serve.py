@@ -95,8 +95,13 @@ def test_cli_embed_index_similar_dedup_scatter(sample, sample_cache, tmp_path, c
     assert run_cli("dedup", vec, "--threshold", "0.99") == 0
     groups = [json.loads(x) for x in (vec / "dedup-0.99.jsonl").read_text().splitlines()]
     assert any({"s0000", "dup00"} <= set(g["members"]) for g in groups)   # the planted copy is found
-    assert run_cli("scatter", "assign", vec, "--clusters", "6") == 0
-    assert len((vec / "clusters.jsonl").read_text().splitlines()) == n
+    assert run_cli("scatter", vec, "--clusters", "6") == 0   # the spelling; `scatter assign` is the same
+    short = (vec / "clusters.jsonl").read_text()
+    assert len(short.splitlines()) == n
+    assert run_cli("scatter", "assign", vec, "--clusters", "6") == 0 and (vec / "clusters.jsonl").read_text() == short
+    (tmp_path / "list.txt").write_text("s0000\ndup00\ns0001\n")
+    assert run_cli("scatter", "rerank", tmp_path / "list.txt", "--clusters", vec / "clusters.jsonl") == 0
+    assert sorted(capsys.readouterr().out.split()[-3:]) == ["dup00", "s0000", "s0001"]
     other = tmp_path / "run2"
     assert run_cli("pretrain", "--features", sample_cache, "--out", other, *SMALL, "--seed", "5") == 0
     with pytest.raises(AnchorEmbedError, match="vectors were made by model"):

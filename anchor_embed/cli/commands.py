@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from anchor_embed.cli.app import app
 
@@ -219,7 +220,17 @@ def dedup(
     run(vectors=vectors, threshold=threshold, out=out, clusters=clusters, assign=assign)
 
 
-scatter_app = typer.Typer(no_args_is_help=True, help="Cluster ids, and reranking so neighbours differ.")
+class _AssignByDefault(TyperGroup):
+    """`scatter VEC --clusters K` means `scatter assign VEC --clusters K`; `scatter rerank ...` stays a subcommand."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["assign", *args]
+        return super().parse_args(ctx, args)
+
+
+scatter_app = typer.Typer(cls=_AssignByDefault, no_args_is_help=True,
+                          help="Cluster ids (`scatter VEC --clusters K`), and reranking so neighbours differ.")
 app.add_typer(scatter_app, name="scatter")
 
 

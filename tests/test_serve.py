@@ -92,6 +92,19 @@ def test_cli_embed_index_similar_dedup_scatter(sample, sample_cache, tmp_path, c
     assert all(n["anchor_id"] != "s0000" for n in row["neighbours"])
     assert run_cli("similar", "s000", "--index", idx) == 2
     assert "did you mean" in capsys.readouterr().err
+    # many ids from a file, and a streamer not in the index given as a record: the same answers as by id
+    (tmp_path / "ids.txt").write_text("s0001\ns0002\n")
+    first = json.loads(recs.read_text().splitlines()[0])
+    (tmp_path / "new.jsonl").write_text(json.dumps({**first, "anchor_id": "brand_new"}) + "\n")
+    capsys.readouterr()
+    assert run_cli("similar", "s0000", "--ids-file", tmp_path / "ids.txt", "--record", tmp_path / "new.jsonl",
+                   "--media-root", sample, "-k", "5", "--index", idx, "--json") == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["anchor_id"] for r in rows] == ["s0000", "s0001", "s0002", "brand_new"]
+    twin = {n["anchor_id"]: n["score"] for n in rows[3]["neighbours"]}
+    assert rows[0] == row and twin["s0000"] > 0.999   # the record is s0000's content: found at cosine ~1
+    assert run_cli("similar", "s0000", "-k", "3", "--index", idx) == 0               # the table view, with nicknames
+    assert first["nickname"] in capsys.readouterr().out
     assert run_cli("dedup", vec, "--threshold", "0.99") == 0
     groups = [json.loads(x) for x in (vec / "dedup-0.99.jsonl").read_text().splitlines()]
     assert any({"s0000", "dup00"} <= set(g["members"]) for g in groups)   # the planted copy is found

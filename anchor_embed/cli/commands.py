@@ -166,6 +166,7 @@ def similar(
     index: Annotated[Path, typer.Option(envvar="ANCHOR_EMBED_INDEX", help="Index folder.")] = Path("index"),
     ids_file: Annotated[Path | None, typer.Option(help="More ids, one a line.")] = None,
     record: Annotated[Path | None, typer.Option(help="Records of streamers not in the index (embedded now).")] = None,
+    media_root: Annotated[Path | None, typer.Option(help="Root of the records' frame paths (default: their folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """Top-k similar streamers. A lookup by id never imports torch."""
@@ -186,7 +187,7 @@ def similar(
     look = Lookup(index)  # opened once for the lookups and the labels of the table
     rows = by_id(ids, look, k) if ids else []
     if record:
-        rows += similar_to_records(record, look, k)
+        rows += similar_to_records(record, look, k, media_root=media_root)
     if as_json:
         sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         return

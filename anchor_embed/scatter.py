@@ -42,6 +42,12 @@ def rerank(ranked: list[str], cluster_of: dict[str, int], window: int = 3) -> li
     return out
 
 
+def window_clashes(order: list[str], cluster_of: dict[str, int], window: int = 3) -> int:
+    """Positions whose cluster is among the previous `window - 1` items' (what rerank could not avoid)."""
+    return sum(1 for i, a in enumerate(order) if a in cluster_of and
+               cluster_of[a] in {cluster_of.get(b) for b in order[max(0, i - window + 1):i]})
+
+
 def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None = None, seed: int = 0) -> list[dict]:
     x, keys, _ = open_vectors(vectors)
     labels, dist = spherical_kmeans(np.asarray(x, np.float32), clusters, seed)
@@ -69,4 +75,10 @@ def rerank_file(list_file: str | Path, clusters_file: str | Path, window: int = 
             cluster_of[row["anchor_id"]] = int(row["cluster"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise AnchorEmbedError(f"{clusters_file}: line {n}: not a cluster row") from None
-    return rerank(ranked, cluster_of, window)
+    out = rerank(ranked, cluster_of, window)
+    unknown = sum(a not in cluster_of for a in ranked)
+    say(f"[bold]rerank[/]: {sum(a != b for a, b in zip(ranked, out, strict=True))} of {len(ranked)} positions changed; "
+        f"clashes within a window of {window}: {window_clashes(ranked, cluster_of, window)} before, "
+        f"{window_clashes(out, cluster_of, window)} after"
+        + (f"; {unknown} ids not in {clusters_file} kept as they rank" if unknown else ""))
+    return out

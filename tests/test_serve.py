@@ -6,7 +6,7 @@ import pytest
 from anchor_embed.dedup import dedup_vectors
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.index import build_faiss, build_index, recall_vs_exact
-from anchor_embed.scatter import rerank, spherical_kmeans
+from anchor_embed.scatter import rerank, spherical_kmeans, window_clashes
 from anchor_embed.similar import Lookup
 from tests.conftest import run_cli
 
@@ -56,6 +56,9 @@ def test_rerank_against_brute_force_rule():
     clashes = sum(cluster_of[a] == cluster_of[b] for a, b in zip(out, out[1:], strict=False))
     assert clashes < sum(cluster_of[a] == cluster_of[b] for a, b in zip(ranked, ranked[1:], strict=False))
     assert out[0] == "a0" and rerank(ranked, {}, 3) == ranked
+    assert window_clashes(out, cluster_of, 2) == clashes   # window 2: a clash is a same-cluster neighbour pair
+    brute = sum(any(cluster_of[out[j]] == cluster_of[out[i]] for j in range(max(0, i - 2), i)) for i in range(12))
+    assert window_clashes(out, cluster_of, 3) == brute
 
 
 def test_kmeans_and_hnsw_recall():
@@ -114,7 +117,8 @@ def test_cli_embed_index_similar_dedup_scatter(sample, sample_cache, tmp_path, c
     assert run_cli("scatter", "assign", vec, "--clusters", "6") == 0 and (vec / "clusters.jsonl").read_text() == short
     (tmp_path / "list.txt").write_text("s0000\ndup00\ns0001\n")
     assert run_cli("scatter", "rerank", tmp_path / "list.txt", "--clusters", vec / "clusters.jsonl") == 0
-    assert sorted(capsys.readouterr().out.split()[-3:]) == ["dup00", "s0000", "s0001"]
+    got = capsys.readouterr()
+    assert sorted(got.out.split()[-3:]) == ["dup00", "s0000", "s0001"] and "clashes within a window of 3" in got.err
     other = tmp_path / "run2"
     assert run_cli("pretrain", "--features", sample_cache, "--out", other, *SMALL, "--seed", "5") == 0
     with pytest.raises(AnchorEmbedError, match="vectors were made by model"):

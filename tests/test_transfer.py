@@ -187,3 +187,41 @@ def test_evaluate_ridge_on_other_ids_changes_only_the_ridge_row(sample, sample_c
     plain = evaluate(sample_cache, sample / "ids.npy", ridge=True)
     other = evaluate(sample_cache, sample / "ids.npy", ridge=True, ridge_id_emb=noisy)
     assert same == plain and other[0] == plain[0] and other[1] != plain[1]
+
+
+def _method(name: str, **cfg):
+    """A registered method over 40 streamers with random 6-d ID embeddings and a fixed 5-d content table."""
+    from types import SimpleNamespace
+
+    from anchor_embed.transfer.base import TransferData
+
+    rng = np.random.default_rng(3)
+    data = TransferData(rng.normal(size=(40, 6)).astype(np.float32), np.arange(40), np.arange(0), np.arange(0))
+    torch.manual_seed(0)
+    table = torch.randn(40, 5, dtype=torch.float32)
+    cfg = SimpleNamespace(**{"seed": 0, "temperature": 0.1, "n_clusters": 5, "feature_loss": "cosine", **cfg})
+    return METHODS[name](5, data, cfg), (lambda rows: table[torch.as_tensor(rows)]), table, data
+
+
+@pytest.mark.parametrize("kind", ["cosine", "mse"])
+def test_feature_loss_against_direct(kind):
+    m, embed, table, data = _method("feature", feature_loss=kind)
+    rows = np.array([3, 7, 11, 20])
+    w, b = m.map.weight.detach().double().numpy(), m.map.bias.detach().double().numpy()
+    terms = []
+    for r in rows:
+        p, t = w @ table[r].double().numpy() + b, data.id_vectors[r].astype(np.float64)
+        terms.append(np.mean((p - t) ** 2) if kind == "mse" else 1 - p @ t / np.linalg.norm(p) / np.linalg.norm(t))
+    assert math.isclose(float(m.loss(embed, {"rows": rows}).detach()), float(np.mean(terms)), rel_tol=1e-5)
+
+
+def test_cluster_loss_against_direct():
+    m, embed, table, _ = _method("cluster")
+    rows = np.array([0, 5, 9, 33, 39])
+    assert set(m.labels[rows]) <= set(range(m.classifier.out_features)) and (m.labels >= 0).all()
+    w, b = m.classifier.weight.detach().double().numpy(), m.classifier.bias.detach().double().numpy()
+    terms = []
+    for r in rows:
+        z = (w @ table[r].double().numpy() + b) / 0.1
+        terms.append(np.log(np.exp(z - z.max()).sum()) + z.max() - z[m.labels[r]])
+    assert math.isclose(float(m.loss(embed, {"rows": rows}).detach()), float(np.mean(terms)), rel_tol=1e-5)

@@ -87,7 +87,20 @@ def filter_pairs(query: np.ndarray, neighbour: np.ndarray, id_score: np.ndarray,
     if threshold is not None:
         kept &= cs >= threshold
     if quantile is not None:
-        for q in np.unique(query):
-            sel = query == q
-            kept[sel] &= cs[sel] >= np.quantile(cs[sel], quantile)
+        kept &= above_quantile(query, cs, id_score, quantile)
     return Pairs(query, neighbour, id_score, cs, kept)
+
+
+def above_quantile(query: np.ndarray, score: np.ndarray, tie_break: np.ndarray, quantile: float) -> np.ndarray:
+    """Per query, the pairs at or above the `quantile` of its scores (numpy's linear quantile), by one sort.
+
+    Exactly n - ceil(quantile * (n - 1)) of a query's n pairs are kept, so ties (nickname scores are often
+    all 0) cannot keep more than asked: tied pairs are ranked by `tie_break` (the ID-embedding score).
+    """
+    order = np.lexsort((-tie_break, -score, query))
+    _, start, count = np.unique(query[order], return_index=True, return_counts=True)
+    rank = np.arange(len(order)) - np.repeat(start, count)
+    keep = np.repeat(count - np.ceil(quantile * (count - 1) - 1e-9).astype(np.int64), count)
+    kept = np.zeros(len(query), bool)
+    kept[order] = rank < keep
+    return kept

@@ -225,3 +225,24 @@ def test_cluster_loss_against_direct():
         z = (w @ table[r].double().numpy() + b) / 0.1
         terms.append(np.log(np.exp(z - z.max()).sum()) + z.max() - z[m.labels[r]])
     assert math.isclose(float(m.loss(embed, {"rows": rows}).detach()), float(np.mean(terms)), rel_tol=1e-5)
+
+
+def test_quantile_filter_equals_np_quantile_loop_and_caps_ties():
+    from anchor_embed.mining import above_quantile
+
+    rng = np.random.default_rng(4)
+    query = np.repeat(rng.permutation(60), rng.integers(1, 15, 60))      # uneven groups, unsorted
+    score, ids = rng.normal(size=len(query)).astype(np.float32), rng.normal(size=len(query))
+    for q in (0.0, 0.3, 0.5, 0.9):
+        want = np.zeros(len(query), bool)
+        for u in np.unique(query):
+            sel = query == u
+            want[sel] = score[sel] >= np.quantile(score[sel], q)
+        np.testing.assert_array_equal(above_quantile(query, score, ids, q), want)
+    flat = np.zeros(len(query), np.float32)                                 # every score tied
+    kept = above_quantile(query, flat, ids, 0.5)
+    for u in np.unique(query):
+        sel = np.flatnonzero(query == u)
+        n = len(sel)
+        assert kept[sel].sum() == n - math.ceil(0.5 * (n - 1))
+        assert ids[sel][kept[sel]].min() >= ids[sel][~kept[sel]].max(initial=-np.inf)  # the behaviourally closest

@@ -14,6 +14,23 @@ from anchor_embed.id_embeddings import align_to_streamers, read_id_embeddings
 from anchor_embed.progress import say
 
 
+def model_labels(paths: list[str | Path]) -> list[str]:
+    """A row name per run folder: its name, or as many trailing path parts as tell it apart from the others.
+
+    Two runs both called `contrastive` (clean/seed0/contrastive, noisy/seed0/contrastive) must not share a row;
+    a folder given twice gets a numbered second row.
+    """
+    parts = [Path(p).resolve().parts for p in paths]
+    labels = []
+    for me in parts:
+        depth = 1
+        while depth < len(me) and any(o[-depth:] == me[-depth:] for o in parts if o != me):
+            depth += 1
+        label = "/".join(me[-depth:])
+        labels.append(label if label not in labels else f"{label} ({labels.count(label) + 1})")
+    return labels
+
+
 def evaluate(
     features: str | Path,
     id_emb: str | Path,
@@ -59,10 +76,10 @@ def evaluate(
             target = other.vectors[[opos[k] for k in ids.keys]]
         named["ridge (reference)"], alpha = ridge_vectors(base, target, train, seed)
         say(f"[bold]evaluate[/]: ridge on frozen features fitted on {len(train)} streamers, alpha {alpha:g}")
-    for m in models or []:
+    for m, label in zip(models or [], model_labels(models or []), strict=True):
         model, _ = load_model(m)
         vecs = embed_all(model, Batcher(cache, model.cfg.tag_vocab))
-        named[Path(m).name] = vecs[rows_in_cache]
+        named[label] = vecs[rows_in_cache]
     rows = score(named, ids.vectors, queries)
     table = markdown_table(rows)
     say(table)

@@ -49,3 +49,12 @@ def test_cli_evaluate_frozen_and_model(sample, sample_cache, tmp_path):
     assert [r["model"] for r in rows] == ["frozen backbones", "run"]
     assert rows[0]["recall_at_10"] > 0.1   # the sample's kinds show in content and in clicks
     assert "| frozen backbones |" in (tmp_path / "ev" / "evaluation.md").read_text()
+
+
+def test_model_labels_tell_same_named_runs_apart(tmp_path):
+    from anchor_embed.evaluate import model_labels
+
+    a, b, c = tmp_path / "clean" / "s0" / "contrastive", tmp_path / "noisy" / "s0" / "contrastive", tmp_path / "rkd"
+    assert model_labels([a, c]) == ["contrastive", "rkd"]
+    assert model_labels([a, b, c]) == ["clean/s0/contrastive", "noisy/s0/contrastive", "rkd"]
+    assert model_labels([c, a, c]) == ["rkd", "contrastive", "rkd (2)"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +21,15 @@ def model_labels(paths: list[str | Path]) -> list[str]:
     Two runs both called `contrastive` (clean/seed0/contrastive, noisy/seed0/contrastive) must not share a row;
     a folder given twice gets a numbered second row.
     """
-    parts = [Path(p).resolve().parts for p in paths]
-    labels = []
+    parts = [Path(os.path.abspath(p)).parts for p in paths]  # abspath: '..' folded, symlinks keep their name
+    bases, labels = [], []
     for me in parts:
         depth = 1
         while depth < len(me) and any(o[-depth:] == me[-depth:] for o in parts if o != me):
             depth += 1
-        label = "/".join(me[-depth:])
-        labels.append(label if label not in labels else f"{label} ({labels.count(label) + 1})")
+        base = "/".join(me[-depth:])
+        labels.append(base if base not in bases else f"{base} ({bases.count(base) + 1})")
+        bases.append(base)
     return labels
 
 

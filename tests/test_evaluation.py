@@ -58,3 +58,7 @@ def test_model_labels_tell_same_named_runs_apart(tmp_path):
     assert model_labels([a, c]) == ["contrastive", "rkd"]
     assert model_labels([a, b, c]) == ["clean/s0/contrastive", "noisy/s0/contrastive", "rkd"]
     assert model_labels([c, a, c]) == ["rkd", "contrastive", "rkd (2)"]
+    assert model_labels([c, c, c]) == ["rkd", "rkd (2)", "rkd (3)"]
+    a.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(a, target_is_directory=True)
+    assert model_labels([tmp_path / "link", tmp_path / "x" / ".." / "rkd"]) == ["link", "rkd"]

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: install demo test schemas lint bench bench-quick clean
+.PHONY: install demo test test-fast schemas lint bench bench-quick clean
 
 install: $(STAMP)
 
@@ -23,8 +23,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
 schemas: install
-	$(BIN)/python -m anchor_embed.schemas data_schemas
+	$(BIN)/python -m anchor_embed.data.schemas data_schemas
 
 lint: install
 	$(BIN)/ruff check anchor_embed tests benchmarks

@@ -1,4 +1,8 @@
-"""Typed run configs: loaded from a JSON file, overridden by flags that were set, saved beside the run."""
+"""Strict run configs: defaults < a JSON config file < flags given; a misspelt key or value is one clear line.
+
+Every run config derives from `RunConfig` (pydantic, `extra="forbid"`, `Literal` fields for choices), is
+saved as RUN/config.json beside what it made, and is read back strictly.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,33 @@ import json
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from anchor_embed.errors import AnchorEmbedError
+
+
+class RunConfig(BaseModel):
+    """Base of every run config: unknown keys are errors, and assignments are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
 
 C = TypeVar("C", bound=BaseModel)
 
 
+def describe(exc: ValidationError, where: str = "", key_prefix: str = "") -> str:
+    """The first problem of a validation error as one line naming the key and the value given."""
+    e = exc.errors()[0]
+    key = key_prefix + ".".join(map(str, e["loc"]))
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        return f"{where}unknown key '{key}'"
+    got = f" (got {e['input']!r})" if not isinstance(e.get("input"), dict) and "input" in e else ""
+    return f"{where}key '{key}': {msg}{got}" if key else f"{where}{msg}"
+
+
 def resolve(model: type[C], path: str | Path | None, overrides: dict) -> C:
-    """Defaults < config file < flags given (None means 'not given')."""
+    """Defaults < config file < flags given (None means 'not given'); nested dicts are merged key by key."""
     values: dict = {}
     if path:
         path = Path(path)
@@ -24,13 +46,24 @@ def resolve(model: type[C], path: str | Path | None, overrides: dict) -> C:
             raise AnchorEmbedError(f"{path}: no such config file") from None
         except json.JSONDecodeError as exc:
             raise AnchorEmbedError(f"{path}: line {exc.lineno}: malformed JSON ({exc.msg})") from None
-        unknown = set(values) - set(model.model_fields)
-        if unknown:
-            raise AnchorEmbedError(f"{path}: unknown key(s) {sorted(unknown)}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        if not isinstance(values, dict):
+            raise AnchorEmbedError(f"{path}: expected a JSON object of settings")
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if isinstance(v, dict) and isinstance(values.get(k), dict):
+            values[k] = {**values[k], **v}
+        else:
+            values[k] = v
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        where = f"{path}: " if path else ""
-        raise AnchorEmbedError(f"{where}key '{'.'.join(map(str, e['loc']))}': {e['msg']}") from None
+        raise AnchorEmbedError(describe(exc, f"{path}: " if path else "")) from None
+
+
+def read_saved(model: type[C], path: Path) -> C:
+    """A config saved beside a run, read back strictly."""
+    try:
+        return model.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise AnchorEmbedError(describe(exc, f"{path}: ")) from None

@@ -16,12 +16,14 @@ console = Console(stderr=True)
 
 
 def make_progress() -> Progress:
+    """A progress display with a free `info` field per task (loss, throughput)."""
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False, disable=not console.is_terminal and False,
+        console=console, transient=False,
     )
 
 
 def say(message: str) -> None:
+    """A status line on stderr."""
     console.print(message, highlight=False)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ["contrastive", "feature", "rkd", "cluster"]
 METRICS = ["recall_at_10", "recall_at_50", "ndcg_at_10", "alignment", "uniformity"]
 
 
@@ -42,10 +41,11 @@ def noisy_ids(src: Path, dst: Path, share: float, seed: int) -> Path:
 
 
 def quality(data: Path, out: Path, seeds: int, pre_epochs: int, tr_epochs: int, id_noise: float) -> dict:
-    from anchor_embed.evaluate import evaluate
-    from anchor_embed.features import build_features
-    from anchor_embed.pretrain import pretrain
-    from anchor_embed.transfer_run import transfer
+    from anchor_embed.evaluation.evaluate import evaluate
+    from anchor_embed.features.build import build_features
+    from anchor_embed.training.pretrain import pretrain
+    from anchor_embed.transfer.methods import METHODS
+    from anchor_embed.transfer.run import transfer
 
     name = data.name
     cache = out / name / "features"
@@ -64,7 +64,7 @@ def quality(data: Path, out: Path, seeds: int, pre_epochs: int, tr_epochs: int, 
                 pretrain(cache, pre, epochs=pre_epochs, batch_size=256, lr=3e-4, seed=seed, resume=pre.exists())
             curves.setdefault(name, [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()])
             runs = [pre]
-            for m in METHODS:
+            for m in METHODS.names():
                 run = root / m
                 if not (run / "checkpoints" / "latest.json").is_file() or \
                         json.loads((run / "checkpoints" / "latest.json").read_text())["epoch"] < tr_epochs:

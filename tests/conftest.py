@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic platform, the real datasets (skipped when absent), an in-process CLI."""
+"""Shared fixtures: a tiny synthetic platform, its feature cache, one small pretrained run, the real datasets
+(skipped when absent), and an in-process CLI."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import pytest
 from anchor_embed.cli.app import main
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+# a tiny fusion model: enough to exercise every path in a second
+SMALL = ["--epochs", "1", "--batch-size", "16", "--d-model", "32", "--out-dim", "16", "--layers", "1"]
 
 
 def dataset(name: str) -> Path:
@@ -40,7 +44,7 @@ def write_jsonl(path: Path, rows: list) -> Path:
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory) -> Path:
     """A small synthetic platform (72 streamers + duplicates, frames, ID embeddings)."""
-    from anchor_embed.demo_data import make_sample
+    from anchor_embed.demo.sample import make_sample
 
     out = tmp_path_factory.mktemp("sample")
     make_sample(out, n=72, users=800, id_dim=16, seed=1)
@@ -50,8 +54,16 @@ def sample(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sample_cache(sample, tmp_path_factory) -> Path:
     """Feature cache of the sample with the default bundled backbones."""
-    from anchor_embed.features import build_features
+    from anchor_embed.features.build import build_features
 
     out = tmp_path_factory.mktemp("cache")
     build_features(sample / "streamers.jsonl", out, media_root=sample)
     return out
+
+
+@pytest.fixture(scope="session")
+def pretrained(sample_cache, tmp_path_factory) -> Path:
+    """One small pretrained run of the sample, shared by every test that only reads it."""
+    run = tmp_path_factory.mktemp("pretrained") / "run"
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *SMALL) == 0
+    return run

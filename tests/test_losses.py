@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from anchor_embed.losses import alignment, info_nce, top1_accuracy, uniformity
+from anchor_embed.losses import alignment, info_nce, rkd_angle, rkd_distance, top1_accuracy, uniformity
 
 
 def _direct(q, k, t, mask=None):
@@ -52,3 +52,23 @@ def test_metrics():
     assert float(alignment(x, x)) == 0.0 and float(top1_accuracy(x, x)) == 1.0
     collapsed = F.normalize(torch.ones(50, 8), dim=1)
     assert abs(float(uniformity(collapsed))) < 1e-6 and float(uniformity(x)) < -1.0
+
+
+def test_rkd_terms_against_direct():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(7, 4, generator=g), torch.randn(7, 3, generator=g)
+
+    def direct_angle(x):
+        b = x.shape[0]
+        out = torch.zeros(b, b, b)
+        for j in range(b):
+            for i in range(b):
+                for k in range(b):
+                    e1, e2 = F.normalize(x[i] - x[j], dim=0), F.normalize(x[k] - x[j], dim=0)
+                    out[j, i, k] = e1 @ e2
+        return out
+    want = F.smooth_l1_loss(direct_angle(s), direct_angle(t))
+    assert math.isclose(float(rkd_angle(s, t, chunk=3)), float(want), rel_tol=1e-5)
+    ds, dt = torch.cdist(s, s), torch.cdist(t, t)
+    want_d = F.smooth_l1_loss(ds / ds[ds > 0].mean(), dt / dt[dt > 0].mean())
+    assert math.isclose(float(rkd_distance(s, t)), float(want_d), rel_tol=1e-6)

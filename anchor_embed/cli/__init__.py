@@ -1,1 +1,1 @@
-"""The typer CLI: each command is a thin wrapper over one library function with the same keyword arguments."""
+"""The `anchor-embed` command line: thin commands over the library functions with the same keyword arguments."""

@@ -1,14 +1,59 @@
-"""`anchor-embed` entry point: bad input ends in one line on stderr and exit code 2, never a traceback."""
+"""`anchor-embed`: the one module that builds the command line. Bad input ends in one line on stderr and
+exit code 2, never a traceback.
+
+Command functions live in `pipeline.py` and `serving.py` and import nothing from here, so the app is
+complete however it is reached: the `anchor-embed` script, `python -m anchor_embed.cli[.app]`, or
+`typer.testing.CliRunner` on `app`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from anchor_embed.errors import AnchorEmbedError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# every command: name -> 'module:object' (a command function, or a Typer app of subcommands). Commands are
+# built on first use, so a call imports only its own module: `similar` never pays for the training flags.
+COMMANDS = {
+    "features": "anchor_embed.cli.pipeline:features",
+    "pretrain": "anchor_embed.cli.pipeline:pretrain",
+    "transfer": "anchor_embed.cli.pipeline:transfer",
+    "evaluate": "anchor_embed.cli.pipeline:evaluate",
+    "embed": "anchor_embed.cli.serving:embed",
+    "index": "anchor_embed.cli.serving:index_app",
+    "similar": "anchor_embed.cli.serving:similar",
+    "dedup": "anchor_embed.cli.serving:dedup",
+    "scatter": "anchor_embed.cli.serving:scatter_app",
+    "demo": "anchor_embed.cli.pipeline:demo",
+}
+
+
+class LazyCommands(TyperGroup):
+    """The root group: lists every command, builds one (importing its module) only when it is called or shown."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, _, attr = COMMANDS[name].partition(":")
+        obj = getattr(importlib.import_module(module), attr)
+        if not isinstance(obj, typer.Typer):
+            single = typer.Typer(add_completion=False)
+            single.command(name)(obj)
+            obj = single
+        command = typer.main.get_command(obj)
+        command.name = name
+        return command
+
+
+app = typer.Typer(cls=LazyCommands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Content embeddings of live-streamers, taught by ID embeddings.")
 
 
@@ -17,13 +62,8 @@ def _root() -> None:
     """Content embeddings of live-streamers, taught by ID embeddings."""
 
 
-def _register() -> None:
-    """Import command modules (each adds its commands to `app`); kept light so `similar` starts fast."""
-    from anchor_embed.cli import commands  # noqa: F401
-
-
 def main(argv: list[str] | None = None) -> None:
-    _register()
+    """Run the CLI: an AnchorEmbedError is printed as one line with exit code 2."""
     try:
         app(args=argv, standalone_mode=False)
     except AnchorEmbedError as exc:
@@ -41,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "Abort":
             sys.exit(1)
         raise
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,133 @@
+"""Commands of the training pipeline: features, pretrain, transfer, evaluate, demo.
+
+Plain functions (registered on the app by `anchor_embed.cli.app`); heavy imports stay inside each command
+so start-up is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from anchor_embed.cli.config_flags import config_flags
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.training.config import PretrainConfig
+from anchor_embed.transfer.config import TransferConfig
+
+# options several commands share
+IdEmb = Annotated[Path, typer.Option(help="ID embeddings (.npy + .keys.txt, .npz, .parquet).")]
+IdKeys = Annotated[Path | None, typer.Option(help="Keys file of a .npy (default: NAME.keys.txt).")]
+Config = Annotated[Path | None, typer.Option(help="JSON config; flags override it.")]
+Resume = Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")]
+
+
+def features(
+    streamers: Annotated[Path, typer.Option(help="Streamer records (JSONL or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Cache folder (created; reused on later runs).")],
+    media_root: Annotated[Path | None, typer.Option(help="Root of frame paths (default: the records' folder).")] = None,
+    text_backbone: Annotated[str, typer.Option(help="'use', 'minilm', or a sentence-transformers name/path.")] = "use",
+    image_backbone: Annotated[str, typer.Option(help="'efficientnet-lite0' or 'open_clip:MODEL[:TAG_OR_PATH]'.")] = "efficientnet-lite0",
+    video_frames: Annotated[int, typer.Option(help="Frames sampled evenly from each video.")] = 4,
+    max_texts: Annotated[int, typer.Option(help="Text atoms cached per streamer.")] = 16,
+    max_frames: Annotated[int, typer.Option(help="Frames cached per streamer.")] = 8,
+    max_tags: Annotated[int, typer.Option(help="Tags cached per streamer.")] = 16,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
+    threads: int = 2,
+) -> None:
+    """Run the frozen backbones once per distinct text, frame and tag; cache the features."""
+    from anchor_embed.features.build import build_features
+
+    build_features(streamers=streamers, out=out, media_root=media_root, text_backbone=text_backbone,
+                   image_backbone=image_backbone, video_frames=video_frames, max_texts=max_texts,
+                   max_frames=max_frames, max_tags=max_tags, strict=strict, threads=threads)
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the sample and every artefact.")] = Path("demo-out"),
+    n: Annotated[int, typer.Option(help="Streamers in the sample.")] = 300,
+    seed: int = 0,
+) -> None:
+    """Make a small sample of streamers and run the whole job on it."""
+    from anchor_embed.demo.run import run_demo
+
+    run_demo(out=out, n=n, seed=seed)
+
+
+@config_flags(PretrainConfig, "epochs", "batch_size", "lr", "weight_decay", "temperature", "max_overlap",
+              "modality_drop", "queue_size", "out_dim", "d_model", "layers", "heads", "max_texts", "max_frames",
+              "max_tags", "seed", "threads")
+def pretrain(
+    features: Annotated[Path, typer.Option(help="Feature cache made by `anchor-embed features`.")],
+    out: Annotated[Path, typer.Option(help="Run folder: config, metrics, checkpoints, model.")],
+    config: Config = None,
+    resume: Resume = False,
+    learn_temperature: Annotated[bool | None, typer.Option("--learn-temperature/--fixed-temperature",
+                                                           help="Learn the temperature (default fixed).")] = None,
+    overrides: dict | None = None,
+) -> None:
+    """Self-supervised pretraining: masked-modality views and symmetric InfoNCE."""
+    from anchor_embed.training.pretrain import pretrain as run
+
+    run(features=features, out=out, config=config, resume=resume, learn_temperature=learn_temperature,
+        **(overrides or {}))
+
+
+def evaluate(
+    features: Annotated[Path, typer.Option(help="Feature cache of the streamers.")],
+    id_emb: IdEmb,
+    model: Annotated[list[Path] | None, typer.Option(help="A run folder to score; repeat for several.")] = None,
+    id_keys: IdKeys = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for evaluation.json and evaluation.md.")] = None,
+    holdout_frac: float = 0.2,
+    seed: int = 0,
+    frozen: Annotated[bool, typer.Option(help="Also score the frozen backbones alone.")] = True,
+    ridge: Annotated[bool, typer.Option(help="Also score a ridge map of frozen features onto the ID embeddings.")] = False,
+) -> None:
+    """Recall@10/50, NDCG@10, alignment, uniformity of each model against behavioural neighbours."""
+    from anchor_embed.evaluation.evaluate import evaluate as run
+
+    run(features=features, id_emb=id_emb, models=model, id_keys=id_keys, out=out, holdout_frac=holdout_frac,
+        seed=seed, frozen=frozen, ridge=ridge)
+
+
+def parse_params(items: list[str] | None) -> dict | None:
+    """`--param key=value` pairs as a dict; a value is read as JSON when it parses (numbers, true, null)."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AnchorEmbedError(f"--param {item!r}: expected key=value, e.g. --param n_clusters=20")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "k", "filter", "threshold",
+              "quantile", "holdout_frac", "aux_weight", "seed", "threads")
+def transfer(
+    pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],
+    id_emb: IdEmb,
+    out: Annotated[Path, typer.Option(help="Run folder for the transferred model.")],
+    id_keys: IdKeys = None,
+    features: Annotated[Path | None, typer.Option(help="Feature cache (default: the pretrained run's).")] = None,
+    config: Config = None,
+    resume: Resume = False,
+    param: Annotated[list[str] | None, typer.Option(help="A setting of the method, key=value; repeat for several.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="The method's temperature (= --param temperature=T).")] = None,
+    overrides: dict | None = None,
+) -> None:
+    """Teach a pretrained model with ID embeddings: mined, filtered positives (or a baseline method)."""
+    from anchor_embed.transfer.run import transfer as run
+
+    params = parse_params(param)
+    if temperature is not None:
+        params = {**(params or {}), "temperature": temperature}
+    run(pretrained=pretrained, id_emb=id_emb, out=out, id_keys=id_keys, features=features, config=config,
+        resume=resume, params=params, **(overrides or {}))

@@ -1,0 +1,148 @@
+"""Commands of serving and batch jobs: embed, index build, similar, dedup, scatter.
+
+Plain functions (registered on the app by `anchor_embed.cli.app`); `similar` by id never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from typer.core import TyperGroup
+
+from anchor_embed.serving.index import KINDS as INDEX_KINDS
+
+IndexKind = Literal[INDEX_KINDS]
+
+
+def embed(
+    model: Annotated[Path, typer.Option(help="Run folder (pretrain or transfer).")],
+    streamers: Annotated[Path, typer.Option(help="Streamer records (JSONL or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Vectors folder.")],
+    media_root: Path | None = None,
+    dtype: Annotated[Literal["float32", "float16"], typer.Option(help="Stored vector type.")] = "float32",
+    shard: Annotated[str, typer.Option(help="i/n: this shard of n; merged when all are done.")] = "0/1",
+    strict: bool = False,
+) -> None:
+    """Vectors for every streamer, in resumable shards with done markers."""
+    from anchor_embed.serving.embed import embed as run
+
+    run(model=model, streamers=streamers, out=out, media_root=media_root, dtype=dtype, shard=shard, strict=strict)
+
+
+def index_build(
+    vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
+    out: Annotated[Path, typer.Option(help="Index folder.")],
+    memory_budget: Annotated[str, typer.Option(help="e.g. 512MB, 2GB: picks exact, IVF-Flat or IVF-PQ.")] = "2GB",
+    kind: Annotated[IndexKind | None, typer.Option(help="Force an index kind.")] = None,
+    min_recall: Annotated[float, typer.Option(help="Recall@10 the search setting is tuned to reach.")] = 0.95,
+    model: Annotated[Path | None, typer.Option(help="Refuse vectors not made by this run folder.")] = None,
+) -> None:
+    """Build an index; records Recall@10 against exact search."""
+    from anchor_embed.serving.index import build_index
+
+    build_index(vectors=vectors, out=out, memory_budget=memory_budget, kind=kind, model=model, min_recall=min_recall)
+
+
+def similar(
+    anchor_ids: Annotated[list[str] | None, typer.Argument(help="Streamer ids to look up.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Neighbours per streamer.")] = 20,
+    index: Annotated[Path, typer.Option(envvar="ANCHOR_EMBED_INDEX", help="Index folder.")] = Path("index"),
+    ids_file: Annotated[Path | None, typer.Option(help="More ids, one a line.")] = None,
+    record: Annotated[Path | None, typer.Option(help="Records of streamers not in the index (embedded now).")] = None,
+    media_root: Annotated[Path | None, typer.Option(help="Root of the records' frame paths (default: their folder).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Top-k similar streamers. A lookup by id never imports torch."""
+    import json
+    import sys
+
+    from anchor_embed.errors import AnchorEmbedError
+    from anchor_embed.serving.similar import Lookup, similar_to_records
+    from anchor_embed.serving.similar import similar as by_id
+
+    ids = list(anchor_ids or [])
+    if ids_file:
+        if not ids_file.is_file():
+            raise AnchorEmbedError(f"{ids_file}: no such file")
+        ids += [x.strip() for x in ids_file.read_text(encoding="utf-8").splitlines() if x.strip()]
+    if not ids and not record:
+        raise AnchorEmbedError("give anchor ids, --ids-file or --record")
+    look = Lookup(index)  # opened once for the lookups and the labels of the table
+    rows = by_id(ids, look, k) if ids else []
+    if record:
+        rows += similar_to_records(record, look, k, media_root=media_root)
+    if as_json:
+        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for r in rows:
+        me = look.label(r["anchor_id"])
+        table = Table(title=f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}")
+        for col in ("#", "anchor_id", "nickname", "tags", "score"):
+            table.add_column(col)
+        for i, n in enumerate(r["neighbours"], 1):
+            lab = look.label(n["anchor_id"])
+            table.add_row(str(i), n["anchor_id"], lab.get("nickname", ""), ", ".join(lab.get("tags", [])),
+                          f"{n['score']:.3f}")
+        console.print(table)
+
+
+def dedup(
+    vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
+    threshold: Annotated[float, typer.Option(help="Cosine at or above which two streamers are duplicates.")] = 0.95,
+    out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/dedup-T.jsonl).")] = None,
+    clusters: Annotated[int, typer.Option(help="SemDeDup-style: search within k-means clusters (0 = exact).")] = 0,
+    assign: Annotated[int, typer.Option(help="With --clusters: nearest clusters each streamer joins.")] = 2,
+) -> None:
+    """Groups of near-duplicate streamers with a representative each."""
+    from anchor_embed.serving.dedup import dedup as run
+
+    run(vectors=vectors, threshold=threshold, out=out, clusters=clusters, assign=assign)
+
+
+class AssignByDefault(TyperGroup):
+    """`scatter VEC --clusters K` means `scatter assign VEC --clusters K`; `scatter rerank ...` stays a subcommand."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["assign", *args]
+        return super().parse_args(ctx, args)
+
+
+def scatter_assign(
+    vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
+    clusters: Annotated[int, typer.Option(help="Number of clusters.")] = 100,
+    out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/clusters.jsonl).")] = None,
+    seed: int = 0,
+) -> None:
+    """A cluster id per streamer (spherical k-means) with its distance to the centroid."""
+    from anchor_embed.serving.scatter import assign_clusters
+
+    assign_clusters(vectors=vectors, clusters=clusters, out=out, seed=seed)
+
+
+def scatter_rerank(
+    list_file: Annotated[Path, typer.Argument(help="Ranked streamer ids, one a line.")],
+    clusters_file: Annotated[Path, typer.Option("--clusters", help="clusters.jsonl from `scatter assign`.")],
+    window: Annotated[int, typer.Option(help="No two within this many positions share a cluster.")] = 3,
+) -> None:
+    """Reorder a ranked list so that near items differ in cluster, keeping the order otherwise."""
+    from anchor_embed.serving.scatter import rerank_file
+
+    for a in rerank_file(list_file, clusters_file, window):
+        print(a)
+
+
+index_app = typer.Typer(no_args_is_help=True, help="faiss indexes over vectors.")
+index_app.callback()(lambda: None)  # a group even with one subcommand: `index build`
+index_app.command("build")(index_build)
+
+scatter_app = typer.Typer(cls=AssignByDefault, no_args_is_help=True,
+                          help="Cluster ids (`scatter VEC --clusters K`), and reranking so neighbours differ.")
+scatter_app.command("assign")(scatter_assign)
+scatter_app.command("rerank")(scatter_rerank)

@@ -1,0 +1,1 @@
+"""Inputs and their contracts: streamer records, ID embeddings, media frames, key tables, JSON Schemas."""

@@ -1,0 +1,139 @@
+"""ID embeddings handed over by the business: .npy + keys file, .npz, or Parquet; validated row by row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anchor_embed.data.input_report import InputReport
+from anchor_embed.errors import AnchorEmbedError
+
+
+@dataclass
+class IdEmbeddings:
+    """Validated ID embeddings: unique keys, finite non-zero float32 rows."""
+
+    keys: list[str]
+    vectors: np.ndarray  # (N, D) float32
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def index_of(self) -> dict[str, int]:
+        return {k: i for i, k in enumerate(self.keys)}
+
+    def subset(self, keep: list[str]) -> IdEmbeddings:
+        """Rows for the given keys, in that order (keys must be present)."""
+        pos = self.index_of()
+        return IdEmbeddings(list(keep), self.vectors[[pos[k] for k in keep]])
+
+
+def default_keys_path(path: Path) -> Path:
+    """`ids.npy` -> `ids.keys.txt` beside it."""
+    return path.with_suffix(".keys.txt")
+
+
+def _read_raw(path: Path, keys_path: Path | None) -> tuple[list[str], np.ndarray]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            kp = keys_path or default_keys_path(path)
+            if not kp.is_file():
+                raise AnchorEmbedError(f"{path}: keys file {kp} not found (one anchor_id a line; or pass --id-keys)")
+            vectors = np.load(path, allow_pickle=False)
+            keys = kp.read_text(encoding="utf-8").splitlines()
+            if keys and keys[-1] == "":
+                keys = keys[:-1]
+            if len(keys) != (vectors.shape[0] if vectors.ndim else 0):
+                raise AnchorEmbedError(
+                    f"{path}: {vectors.shape[0] if vectors.ndim else 0} vectors but {len(keys)} keys in {kp}")
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                missing = {"keys", "vectors"} - set(z.files)
+                if missing:
+                    raise AnchorEmbedError(f"{path}: missing array(s) {sorted(missing)}; expected 'keys' and 'vectors'")
+                keys = [str(k) for k in z["keys"].tolist()]
+                vectors = z["vectors"]
+            if len(keys) != vectors.shape[0]:
+                raise AnchorEmbedError(f"{path}: {vectors.shape[0]} vectors but {len(keys)} keys")
+        elif suffix in {".parquet", ".pq"}:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+            if "anchor_id" not in table.column_names:
+                raise AnchorEmbedError(f"{path}: no 'anchor_id' column")
+            list_cols = [c for c in table.column_names if c != "anchor_id"]
+            if len(list_cols) != 1:
+                raise AnchorEmbedError(f"{path}: expected 'anchor_id' and one list column, got {table.column_names}")
+            keys = [str(k) for k in table.column("anchor_id").to_pylist()]
+            rows = table.column(list_cols[0]).to_pylist()
+            lengths = {len(r) for r in rows if r is not None}
+            if len(lengths) > 1:
+                raise AnchorEmbedError(f"{path}: rows of column '{list_cols[0]}' differ in length: {sorted(lengths)}")
+            dim = lengths.pop() if lengths else 0
+            vectors = np.array([r if r is not None else [np.nan] * dim for r in rows], dtype=np.float32)
+        else:
+            raise AnchorEmbedError(f"{path}: unknown ID-embedding format '{suffix}' (use .npy + .keys.txt, .npz or .parquet)")
+    except AnchorEmbedError:
+        raise
+    except Exception as exc:
+        raise AnchorEmbedError(f"{path}: cannot read ID embeddings ({type(exc).__name__}: {exc})") from None
+    if vectors.ndim != 2 or vectors.shape[1] == 0:
+        raise AnchorEmbedError(f"{path}: expected a 2-D array (N x D), got shape {tuple(vectors.shape)}")
+    if not np.issubdtype(vectors.dtype, np.number):
+        raise AnchorEmbedError(f"{path}: expected numbers, got dtype {vectors.dtype}")
+    return keys, vectors.astype(np.float32, copy=False)
+
+
+def read_id_embeddings(
+    path: str | Path,
+    keys_path: str | Path | None = None,
+    strict: bool = False,
+    expected_dim: int | None = None,
+) -> tuple[IdEmbeddings, InputReport]:
+    """Read and validate ID embeddings; NaN/inf/zero rows and duplicate keys are skipped and counted."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnchorEmbedError(f"{path}: no such file")
+    keys, vectors = _read_raw(path, Path(keys_path) if keys_path else None)
+    if expected_dim is not None and vectors.shape[1] != expected_dim:
+        raise AnchorEmbedError(f"{path}: ID embeddings are {vectors.shape[1]}-d but {expected_dim}-d were expected")
+    report = InputReport(source=str(path), strict=strict)
+    finite = np.isfinite(vectors).all(axis=1)
+    nonzero = np.abs(np.nan_to_num(vectors)).sum(axis=1) > 0
+    seen: set[str] = set()
+    keep: list[int] = []
+    for i, key in enumerate(keys):
+        if not key.strip():
+            report.bad(f"row {i + 1}", "empty key", "empty anchor_id")
+        elif key in seen:
+            report.bad(f"key '{key}'", "duplicate key", f"duplicate key '{key}' (row {i + 1}; first kept)")
+        elif not finite[i]:
+            report.bad(f"key '{key}'", "NaN/inf row", "vector has NaN or inf")
+        elif not nonzero[i]:
+            report.bad(f"key '{key}'", "zero row", "vector is all zeros")
+        else:
+            keep.append(i)
+        seen.add(key)
+    report.kept = len(keep)
+    if not keep:
+        raise AnchorEmbedError(f"{path}: no valid ID embeddings ({report.summary()})")
+    return IdEmbeddings([keys[i] for i in keep], np.ascontiguousarray(vectors[keep])), report
+
+
+def align_to_streamers(ids: IdEmbeddings, streamer_keys: list[str], report: InputReport) -> IdEmbeddings:
+    """Drop ID rows whose anchor_id is not a known streamer, counting them in `report`."""
+    known = set(streamer_keys)
+    unknown = [k for k in ids.keys if k not in known]
+    if unknown:
+        sample = ", ".join(repr(k) for k in unknown[:3])
+        report.bad(f"{len(unknown)} keys", "unknown id",
+                   f"{len(unknown)} anchor_id(s) not among the streamers, e.g. {sample}")
+        report.kept -= len(unknown)
+    keep = [k for k in ids.keys if k in known]
+    if not keep:
+        raise AnchorEmbedError(f"{report.source}: none of the ID-embedding keys match a streamer")
+    return ids.subset(keep)

@@ -1,0 +1,98 @@
+"""Frames from image files and videos: a missing or corrupt file is a missing frame, never a crash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".flv", ".ts", ".m4v"}
+
+
+@dataclass
+class MediaReport:
+    """Counts of frames read and missing, with a few examples of why."""
+
+    frames_ok: int = 0
+    missing: int = 0
+    corrupt: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def fail(self, kind: str, path: Path, why: str) -> None:
+        if kind == "missing":
+            self.missing += 1
+        else:
+            self.corrupt += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{path}: {why}")
+
+    def to_dict(self) -> dict:
+        return {"frames_ok": self.frames_ok, "frames_missing": self.missing,
+                "frames_corrupt": self.corrupt, "examples": self.examples}
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def sample_positions(n_total: int, k: int) -> list[int]:
+    """k frame indices spread evenly over n_total (centre of each of k equal spans)."""
+    if n_total <= 0 or k <= 0:
+        return []
+    k = min(k, n_total)
+    return [int((i + 0.5) * n_total / k) for i in range(k)]
+
+
+def load_image(path: Path, report: MediaReport) -> Image.Image | None:
+    """An RGB image, or None (counted) when the file is missing or cannot be decoded."""
+    if not path.is_file():
+        report.fail("missing", path, "no such file")
+        return None
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except Exception as exc:
+        report.fail("corrupt", path, f"cannot decode image ({type(exc).__name__})")
+        return None
+
+
+def load_video_frames(path: Path, k: int, report: MediaReport) -> list[Image.Image | None]:
+    """k frames sampled evenly from a video with PyAV; k Nones (counted once each) when it cannot be read."""
+    if not path.is_file():
+        report.fail("missing", path, "no such file")
+        return [None] * k
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            n_total = container.streams.video[0].frames
+        if n_total <= 0:  # container does not say: count by decoding once
+            with av.open(str(path)) as container:
+                n_total = sum(1 for _ in container.decode(video=0))
+        wanted = sample_positions(n_total, k)
+        picked: dict[int, Image.Image] = {}
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in wanted:
+                    picked[i] = frame.to_image().convert("RGB")
+                if i >= wanted[-1] if wanted else True:
+                    break
+    except Exception as exc:
+        report.fail("corrupt", path, f"cannot decode video ({type(exc).__name__})")
+        return [None] * k
+    if not picked:
+        report.fail("corrupt", path, "video has no frames")
+        return [None] * k
+    frames = [picked.get(i) for i in wanted]
+    return frames + [None] * (k - len(frames))
+
+
+def frame_keys(rel_path: str, media_root: Path, video_frames: int) -> list[str]:
+    """Cache keys of the frames a path yields: 'path|size' for an image, 'path|size#i' for each video frame."""
+    p = media_root / rel_path
+    size = p.stat().st_size if p.is_file() else -1
+    if is_video(rel_path):
+        return [f"{rel_path}|{size}#{i}" for i in range(video_frames)]
+    return [f"{rel_path}|{size}"]

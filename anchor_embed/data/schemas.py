@@ -1,0 +1,175 @@
+"""Pydantic models of every file read or written; `python -m anchor_embed.schemas DIR` exports JSON Schemas.
+
+The exported files in the top-level `data_schemas/` are the contract for producers in other languages;
+a test fails when they drift from these models.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from anchor_embed.data.records import StreamerRecord
+
+
+class IdEmbeddingRow(BaseModel):
+    """One row of an ID-embedding Parquet file (or of .npz `keys`/`vectors`, or .npy + .keys.txt)."""
+
+    anchor_id: str = Field(min_length=1)
+    vector: list[float] = Field(description="The ID embedding; any single list column name is accepted.")
+
+
+class FeatureCacheMeta(BaseModel):
+    """`meta.json` of a feature cache: which backbones made it (a cache refuses to mix them)."""
+
+    text_backbone: str
+    text_identity: str
+    image_backbone: str
+    image_identity: str
+    video_frames: int
+    text_dim: int
+    image_dim: int
+    store_dtype: str
+    max_texts: int
+    max_frames: int
+    max_tags: int
+    streamers_file: str
+    media_root: str
+
+
+class EpochMetrics(BaseModel):
+    """One line of a run's `metrics.jsonl`."""
+
+    epoch: int
+    loss: float
+    view_top1: float | None = Field(None, description="Share of views whose nearest other view is their pair.")
+    alignment: float | None = None
+    uniformity: float | None = None
+    streamers_per_s: float | None = None
+    extra: dict[str, float] = Field(default_factory=dict)
+
+
+class VectorsMeta(BaseModel):
+    """`meta.json` of a vectors folder written by `embed` (beside `vectors.npy` and `keys.txt`)."""
+
+    model_dir: str
+    model_hash: str = Field(description="Hash of the weights that made the vectors.")
+    dim: int
+    dtype: str
+    count: int
+    normalized: bool = True
+    feature_cache: str | None = None
+
+
+class IndexMeta(BaseModel):
+    """`meta.json` of an index folder (beside `index.faiss` and `keys.txt`)."""
+
+    model_hash: str
+    model_dir: str
+    dim: int
+    metric: str = "inner_product"
+    kind: str = Field(description="flat, hnsw, ivf_flat, ivf_pq, ...")
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+    count: int
+    recall_at_10: float | None = Field(None, description="Against exact search on a sample of queries.")
+    target_recall: float | None = Field(None, description="Recall@10 the search parameter was tuned to reach.")
+    tuning: list[dict[str, float | int]] = Field(default_factory=list,
+                                                 description="Search parameter values tried: recall and queries/s.")
+    note: str = Field("", description="Why the picked kind was changed, or that the target was missed.")
+    build_seconds: float
+    vectors_dir: str
+
+
+class Neighbour(BaseModel):
+    anchor_id: str
+    score: float
+    nickname: str | None = None
+
+
+class NeighbourRow(BaseModel):
+    """One line of `similar --json` output or of a neighbours file."""
+
+    anchor_id: str
+    neighbours: list[Neighbour]
+
+
+class DedupGroup(BaseModel):
+    """One line of `dedup` output: a group of near-duplicate streamers."""
+
+    group: int
+    representative: str
+    members: list[str]
+    size: int
+    min_similarity: float
+    max_similarity: float
+
+
+class ClusterRow(BaseModel):
+    """One line of `scatter` output."""
+
+    anchor_id: str
+    cluster: int
+    distance: float = Field(description="1 - cosine to the cluster centroid.")
+
+
+class MinedPair(BaseModel):
+    """One line of a transfer run's `pairs.jsonl`: a mined behavioural neighbour and the filter's verdict."""
+
+    query: str
+    neighbour: str
+    id_score: float
+    content_score: float | None
+    kept: bool
+
+
+class EvalRow(BaseModel):
+    """One row of `evaluate` output (`evaluation.json`)."""
+
+    model: str
+    recall_at_10: float
+    recall_at_50: float
+    ndcg_at_10: float
+    alignment: float
+    uniformity: float
+    queries: int
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "streamer_record": StreamerRecord,
+    "id_embedding_row": IdEmbeddingRow,
+    "feature_cache_meta": FeatureCacheMeta,
+    "epoch_metrics": EpochMetrics,
+    "vectors_meta": VectorsMeta,
+    "index_meta": IndexMeta,
+    "neighbour_row": NeighbourRow,
+    "dedup_group": DedupGroup,
+    "cluster_row": ClusterRow,
+    "mined_pair": MinedPair,
+    "eval_row": EvalRow,
+}
+
+
+def render(name: str) -> str:
+    """The JSON Schema text of one contract, as exported."""
+    return json.dumps(SCHEMAS[name].model_json_schema(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def export(folder: str | Path) -> list[Path]:
+    """Write every schema to `folder/NAME.schema.json`."""
+    from anchor_embed.atomic import write_text
+
+    folder = Path(folder)
+    written = []
+    for name in SCHEMAS:
+        path = folder / f"{name}.schema.json"
+        write_text(path, render(name))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for p in export(sys.argv[1] if len(sys.argv) > 1 else "data_schemas"):
+        print(p)

@@ -1,0 +1,1 @@
+"""The demo: a small synthetic platform and the whole pipeline run on it."""

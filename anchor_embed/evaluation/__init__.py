@@ -1,0 +1,1 @@
+"""Scoring content vectors against behavioural neighbours: metrics, references and the evaluate table."""

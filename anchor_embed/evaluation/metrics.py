@@ -1,0 +1,85 @@
+"""Neighbour-recall evaluation: do a content vector's nearest streamers match its behavioural neighbours?
+
+Held-out streamers (a seeded share of those with ID embeddings) are the queries. The truth of a query is
+its top-k neighbours by ID embedding among all other streamers with one; a model is scored by the overlap
+of its content kNN (over the same candidates) with that truth: Recall@k and NDCG@k.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from anchor_embed.vectorspace import knn, normalise_rows
+
+
+def holdout_split(keys: list[str], frac: float = 0.2, seed: int = 0) -> set[str]:
+    """The held-out keys: a deterministic function of (key set, frac, seed), so transfer and evaluate agree."""
+    ordered = sorted(keys, key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
+    return set(ordered[: int(round(frac * len(keys)))])
+
+
+def recall_at_k(pred: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Mean over queries of |top-k predicted ∩ top-k true| / |top-k true|.
+
+    Rows are neighbour indices padded with -1 where fewer than k candidates exist (`vectorspace.knn`): the
+    padding is never a hit, and a query's true list is only as long as its real entries.
+    """
+    per_query = []
+    for p, t in zip(pred, truth, strict=True):
+        true = set(t[:k].tolist()) - {-1}
+        per_query.append(len(set(p[:k].tolist()) & true) / max(len(true), 1))
+    return float(np.mean(per_query))
+
+
+def ndcg_at_k(pred: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Binary-relevance NDCG@k: relevant = in the true top-k."""
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = disc.sum()
+    scores = []
+    for p, t in zip(pred, truth, strict=True):
+        rel = (np.isin(p[:k], t[:k]) & (p[:k] >= 0)).astype(float)
+        scores.append(float((rel * disc[: len(rel)]).sum() / ideal))
+    return float(np.mean(scores))
+
+
+def alignment_uniformity(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
+                         max_pairs: int = 20000, seed: int = 0) -> tuple[float, float]:
+    """Alignment over (query, true top-1 neighbour) pairs and uniformity over random pairs (Wang & Isola)."""
+    a = vectors[queries]
+    b = vectors[truth[:, 0]]
+    align = float(np.mean(np.sum((a - b) ** 2, axis=1)))
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(vectors), max_pairs)
+    j = rng.integers(0, len(vectors), max_pairs)
+    keep = i != j
+    d2 = np.sum((vectors[i[keep]] - vectors[j[keep]]) ** 2, axis=1)
+    return align, float(np.log(np.mean(np.exp(-2 * d2))))
+
+
+def score(named: dict[str, np.ndarray], id_vectors: np.ndarray, held_out: np.ndarray) -> list[dict]:
+    """One row per model: Recall@10/@50, NDCG@10, alignment, uniformity, over the same queries and truth.
+
+    `named` maps a model name to vectors aligned row by row with `id_vectors` (candidates = all rows).
+    """
+    ids = normalise_rows(id_vectors)
+    truth = knn(ids, held_out, 50)[0]
+    rows = []
+    for name, vecs in named.items():
+        v = normalise_rows(vecs)
+        pred = knn(v, held_out, 50)[0]
+        align, unif = alignment_uniformity(v, held_out, truth)
+        rows.append({"model": name, "recall_at_10": round(recall_at_k(pred, truth, 10), 4),
+                     "recall_at_50": round(recall_at_k(pred, truth, 50), 4),
+                     "ndcg_at_10": round(ndcg_at_k(pred, truth, 10), 4),
+                     "alignment": round(align, 4), "uniformity": round(unif, 4), "queries": int(len(held_out))})
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The evaluate table as Markdown, one row per model."""
+    cols = ["model", "recall_at_10", "recall_at_50", "ndcg_at_10", "alignment", "uniformity", "queries"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

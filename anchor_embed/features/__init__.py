@@ -1,0 +1,1 @@
+"""Frozen backbones (a registry) and the feature cache they fill once, so training never re-runs them."""

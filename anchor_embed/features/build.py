@@ -1,0 +1,251 @@
+"""`anchor-embed features`: fill a feature cache in four steps — collect each streamer's atoms, encode the
+atoms the cache lacks (checkpointed in parts), write the per-streamer index, report what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from anchor_embed import atomic
+from anchor_embed.data.media import MediaReport, frame_keys, is_video, load_image, load_video_frames
+from anchor_embed.data.records import StreamerRecord, read_streamers
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.features.backbones import DEFAULT_IMAGE, DEFAULT_TEXT, backbone_identity, image_kind
+from anchor_embed.features.cache import (
+    FIELD_NICKNAME,
+    FIELD_PROFILE,
+    FIELD_TEXT,
+    KINDS,
+    PartWriter,
+    check_meta,
+    load_table,
+    merge_parts,
+    tag_key,
+    text_key,
+)
+from anchor_embed.progress import make_progress, say
+
+
+@dataclass
+class Atoms:
+    """What each streamer shows, as cache keys: texts (key, field), frames (key, path, frame number), tags."""
+
+    texts: list[list[tuple[str, int]]] = field(default_factory=list)
+    frames: list[list[tuple[str, str, int]]] = field(default_factory=list)
+    tags: list[list[str]] = field(default_factory=list)
+    text_of_key: dict[str, str] = field(default_factory=dict)
+
+
+def collect_atoms(records: list[StreamerRecord], media: Path, video_frames: int, max_texts: int,
+                  max_frames: int, max_tags: int) -> Atoms:
+    """Each streamer's text, frame and tag keys within the per-streamer limits."""
+    atoms = Atoms()
+    for r in records:
+        items = [(r.nickname, FIELD_NICKNAME), (r.profile, FIELD_PROFILE)] + [(t, FIELD_TEXT) for t in r.texts]
+        row = []
+        for text, fld in items:
+            if text and text.strip() and len(row) < max_texts:
+                k = text_key(text)
+                atoms.text_of_key[k] = text
+                row.append((k, fld))
+        atoms.texts.append(row)
+        frames = []
+        for rel in r.frames:
+            for i, fk in enumerate(frame_keys(rel, media, video_frames)):
+                if len(frames) < max_frames:
+                    frames.append((fk, rel, i))
+        atoms.frames.append(frames)
+        atoms.tags.append(list(dict.fromkeys(tag_key(t) for t in r.tags if tag_key(t)))[:max_tags])
+    return atoms
+
+
+def _encode_batches(items: list[tuple[str, object]], encode: Callable[[list], np.ndarray], writer: PartWriter,
+                    batch: int, progress, label: str) -> float:
+    """Encode (key, payload) items in batches into the part writer; returns seconds spent."""
+    if not items:
+        return 0.0
+    task = progress.add_task(label, total=len(items), info="")
+    t0 = time.perf_counter()
+    for i in range(0, len(items), batch):
+        chunk = items[i:i + batch]
+        writer.add([k for k, _ in chunk], encode([p for _, p in chunk]))
+        done = i + len(chunk)
+        progress.update(task, advance=len(chunk), info=f"{done / max(time.perf_counter() - t0, 1e-9):.0f}/s")
+    writer.flush()
+    return time.perf_counter() - t0
+
+
+def _encode_frames(new_frames: dict[str, dict[str, int]], media: Path, image_model, writer: PartWriter,
+                   media_report: MediaReport, progress) -> float:
+    """Decode and encode every new frame (video frames sampled once per file); missing ones are counted."""
+    task = progress.add_task("frames", total=sum(len(v) for v in new_frames.values()), info="")
+    t0, done, batch_keys, batch_imgs = time.perf_counter(), 0, [], []
+    for rel, wanted_by_key in new_frames.items():
+        wanted_frames = list(wanted_by_key.items())
+        path = media / rel
+        if is_video(rel):
+            frames = load_video_frames(path, len(wanted_frames), media_report)
+            imgs = [frames[i] if i < len(frames) else None for _, i in wanted_frames]
+        else:
+            imgs = [load_image(path, media_report)]
+        for (fk, _), im in zip(wanted_frames, imgs, strict=False):
+            done += 1
+            if im is None:
+                continue
+            media_report.frames_ok += 1
+            batch_keys.append(fk)
+            batch_imgs.append(im)
+        if len(batch_imgs) >= 32:
+            writer.add(batch_keys, image_model.encode(batch_imgs))
+            batch_keys, batch_imgs = [], []
+        progress.update(task, completed=done, info=f"{done / max(time.perf_counter() - t0, 1e-9):.1f}/s")
+    if batch_imgs:
+        writer.add(batch_keys, image_model.encode(batch_imgs))
+    writer.flush()
+    return time.perf_counter() - t0
+
+
+@dataclass
+class Encoded:
+    """What one run encoded: counts, seconds per kind, feature widths, the media report."""
+
+    new: dict[str, int]
+    seconds: dict[str, float]
+    dims: dict[str, int]
+    media: MediaReport
+
+
+def encode_new(out: Path, atoms: Atoms, media: Path, text_backbone: str, image_backbone: str,
+               threads: int, old_meta: dict, source: str) -> Encoded:
+    """Run the backbones over the atoms the cache lacks, into parts (a crash resumes from them), then merge."""
+    from anchor_embed.features.backbones import load_image_backbone, load_text_backbone
+
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    tables = {kind: load_table(out, kind) for kind in KINDS}
+    known = {kind: set(keys) for kind, (keys, _) in tables.items()}
+    have_dim = {kind: next((b.shape[1] for b in blocks if b.shape[0]), None) for kind, (_, blocks) in tables.items()}
+    new_texts = [(k, t) for k, t in atoms.text_of_key.items() if k not in known["text"]]
+    all_tags = list(dict.fromkeys(t for row in atoms.tags for t in row))
+    new_tags = [(t, t) for t in all_tags if t not in known["tag"]]
+    new_frames: dict[str, dict[str, int]] = {}  # path -> {frame key: frame number}, each key once
+    for row in atoms.frames:
+        for fk, rel, i in row:
+            if fk not in known["frame"]:
+                new_frames.setdefault(rel, {})[fk] = i
+
+    media_report = MediaReport()
+    seconds: dict[str, float] = {}
+    n_parts = {kind: len(list((out / "parts").glob(f"{kind}-*.npy"))) for kind in KINDS}
+    with make_progress() as progress:
+        if new_texts or new_tags:
+            text_model = load_text_backbone(text_backbone, threads)
+            text_dim = text_model.dim
+            for kind, items, label in (("text", new_texts, "texts"), ("tag", new_tags, "tags")):
+                seconds[kind] = _encode_batches(items, text_model.encode, PartWriter(out, kind, n_parts[kind]),
+                                                256, progress, label)
+        else:
+            text_dim = old_meta.get("text_dim") or have_dim["text"] or have_dim["tag"]
+        image_dim = old_meta.get("image_dim") or have_dim["frame"]
+        if new_frames:
+            image_model = load_image_backbone(image_backbone, threads)
+            image_dim = image_model.dim
+            seconds["frame"] = _encode_frames(new_frames, media, image_model,
+                                              PartWriter(out, "frame", n_parts["frame"]), media_report, progress)
+    if text_dim is None:
+        raise AnchorEmbedError(f"{source}: no text or tags to encode")
+    dims = {"text": int(text_dim), "tag": int(text_dim), "frame": int(image_dim or 0)}
+    for kind in KINDS:
+        merge_parts(out, kind, dims[kind])
+    return Encoded({"text": len(new_texts), "frame": media_report.frames_ok, "tag": len(new_tags)},
+                   seconds, dims, media_report)
+
+
+def write_streamer_index(out: Path, records: list[StreamerRecord], atoms: Atoms) -> dict:
+    """Per-streamer CSR lists of atom rows over the merged tables; returns counts for the report."""
+    pos = {kind: {k: i for i, k in enumerate(load_table(out, kind)[0])} for kind in KINDS}
+    ptr = {kind: [0] for kind in KINDS}
+    idx: dict[str, list[int]] = {kind: [] for kind in KINDS}
+    fields: list[int] = []
+    missing_frames = 0
+    for t_row, f_row, g_row in zip(atoms.texts, atoms.frames, atoms.tags, strict=True):
+        for k, fld in t_row:
+            idx["text"].append(pos["text"][k])
+            fields.append(fld)
+        for fk, _, _ in f_row:
+            if fk in pos["frame"]:
+                idx["frame"].append(pos["frame"][fk])
+            else:
+                missing_frames += 1
+        idx["tag"] += [pos["tag"][t] for t in g_row]
+        for kind in KINDS:
+            ptr[kind].append(len(idx[kind]))
+    sdir = out / "streamers"
+    for kind in KINDS:
+        atomic.write_npy(sdir / f"{kind}_ptr.npy", np.asarray(ptr[kind], np.int64))
+        atomic.write_npy(sdir / f"{kind}_idx.npy", np.asarray(idx[kind], np.int64))
+    atomic.write_npy(sdir / "text_field.npy", np.asarray(fields, np.int8))
+    tag_counts = np.bincount(np.asarray(idx["tag"], np.int64), minlength=len(pos["tag"]))
+    atomic.write_npy(sdir / "tag_counts.npy", tag_counts.astype(np.int64))
+    atomic.write_lines(sdir / "keys.txt", [r.anchor_id for r in records])
+    atomic.write_json(sdir / "nicknames.json", [r.nickname for r in records])
+    return {"distinct": {kind: len(pos[kind]) for kind in KINDS}, "missing_frames": missing_frames,
+            "streamers_with": {kind: int(np.sum(np.diff(ptr[kind]) > 0)) for kind in KINDS}}
+
+
+def build_features(
+    streamers: str | Path,
+    out: str | Path,
+    media_root: str | Path | None = None,
+    text_backbone: str = DEFAULT_TEXT,
+    image_backbone: str = DEFAULT_IMAGE,
+    video_frames: int = 4,
+    max_texts: int = 16,
+    max_frames: int = 8,
+    max_tags: int = 16,
+    strict: bool = False,
+    threads: int = 2,
+) -> dict:
+    """Run the frozen backbones over what is new in `streamers` and (re)write the cache at `out`."""
+    out = Path(out)
+    media = Path(media_root) if media_root else Path(streamers).parent
+    image_kind(image_backbone)  # an unknown kind fails before any record is read
+    records, read_report = read_streamers(streamers, strict=strict)
+    wanted = {"text_backbone": text_backbone, "text_identity": backbone_identity(text_backbone),
+              "image_backbone": image_backbone, "image_identity": backbone_identity(image_backbone),
+              "video_frames": video_frames}
+    check_meta(out, wanted)
+    old_meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}
+
+    atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags)
+    say(f"[bold]features[/]: {read_report.summary()}")
+    for line in read_report.problems[:5]:
+        say(f"  skipped {line}")
+    enc = encode_new(out, atoms, media, text_backbone, image_backbone, threads, old_meta, str(streamers))
+    counts = write_streamer_index(out, records, atoms)
+
+    rates = {f"{k}_per_s": round(enc.new[k] / enc.seconds[k], 1) for k in ("text", "frame", "tag")
+             if enc.seconds.get(k)}
+    report = {
+        "streamers": len(records), "skipped_records": read_report.skipped,
+        "skipped_examples": read_report.problems[:20],
+        "distinct": counts["distinct"], "encoded_this_run": enc.new,
+        "missing_frames": counts["missing_frames"], "media": enc.media.to_dict(),
+        "seconds": {k: round(v, 2) for k, v in enc.seconds.items()}, "throughput": rates,
+        "streamers_with": counts["streamers_with"],
+    }
+    meta = {**wanted, "text_dim": enc.dims["text"], "image_dim": enc.dims["frame"], "store_dtype": "float16",
+            "max_texts": max_texts, "max_frames": max_frames, "max_tags": max_tags,
+            "streamers_file": str(streamers), "media_root": str(media)}
+    atomic.write_json(out / "report.json", report)
+    atomic.write_json(out / "meta.json", meta)
+    d = counts["distinct"]
+    say(f"[bold]features[/]: {len(records)} streamers; distinct texts {d['text']}, frames {d['frame']}, tags "
+        f"{d['tag']}; encoded now: {enc.new}; missing frames {counts['missing_frames']}; "
+        f"throughput {rates or 'nothing new'}")
+    return report

@@ -1,0 +1,177 @@
+"""Feature cache: frozen backbones run once per distinct text, frame and tag; training reads memory maps.
+
+Layout of a cache folder:
+  meta.json                 backbones that made it (refuses to mix), dims, limits
+  {text,frame,tag}.npy      float16 features, one row per distinct atom (memory-mappable)
+  {text,frame,tag}.keys.txt the atom key of each row (text sha1, 'path|size[#i]', tag name)
+  parts/                    rows encoded by an unfinished run: a crash resumes from them
+  streamers/keys.txt        anchor_ids in record order
+  streamers/nicknames.json  nicknames in record order (the nickname filter of transfer)
+  streamers/{kind}_ptr.npy, {kind}_idx.npy   CSR lists of each streamer's atom rows
+  streamers/text_field.npy  0 nickname, 1 profile, 2 other texts, per text atom
+  report.json               counts, skipped rows, missing frames, throughput of the last run
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anchor_embed import atomic
+from anchor_embed.errors import AnchorEmbedError
+
+KINDS = ("text", "frame", "tag")
+FIELD_NICKNAME, FIELD_PROFILE, FIELD_TEXT = 0, 1, 2
+STORE_DTYPE = np.float16
+PART_ROWS = 2048  # rows per checkpointed part
+
+
+def text_key(text: str) -> str:
+    """A text's cache key: the sha1 of its UTF-8 bytes."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def tag_key(tag: str) -> str:
+    """Tags are matched case-insensitively, whitespace folded."""
+    return " ".join(str(tag).split()).lower()
+
+
+@dataclass
+class FeatureCache:
+    """An opened cache: memory-mapped features plus each streamer's atom rows."""
+
+    path: Path
+    meta: dict
+    keys: list[str]
+    feats: dict[str, np.ndarray]          # kind -> (rows, dim) float16 memmap
+    ptr: dict[str, np.ndarray]            # kind -> (n_streamers + 1,)
+    idx: dict[str, np.ndarray]            # kind -> atom rows
+    text_field: np.ndarray
+    tag_names: list[str]
+    tag_counts: np.ndarray                # streamers per tag row
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+    def dim(self, kind: str) -> int:
+        """Feature width of a kind (tags share the text backbone; 0 frames when the data has no images)."""
+        return int(self.meta["image_dim"] if kind == "frame" else self.meta["text_dim"])
+
+    def rows(self, kind: str, i: int) -> np.ndarray:
+        """Feature rows of streamer i's atoms of one kind, in record order."""
+        return self.idx[kind][self.ptr[kind][i]:self.ptr[kind][i + 1]]
+
+    def key_index(self) -> dict[str, int]:
+        """anchor_id -> streamer position."""
+        return {k: i for i, k in enumerate(self.keys)}
+
+    def nicknames(self) -> list[str]:
+        """Each streamer's nickname (for the nickname filter); caches older than this file must be re-run."""
+        f = self.path / "streamers" / "nicknames.json"
+        if not f.is_file():
+            raise AnchorEmbedError(f"{self.path}: cache has no nicknames.json; re-run `anchor-embed features` on it "
+                                   "(nothing is re-encoded)")
+        return json.loads(f.read_text(encoding="utf-8"))
+
+
+def load_table(folder: Path, kind: str, mmap: bool = True) -> tuple[list[str], list[np.ndarray]]:
+    """Keys and feature blocks of one kind: the merged file first, then any parts left by a crashed run."""
+    keys: list[str] = []
+    blocks: list[np.ndarray] = []
+    main = folder / f"{kind}.npy"
+    if main.is_file():
+        blocks.append(np.load(main, mmap_mode="r" if mmap else None))
+        keys += (folder / f"{kind}.keys.txt").read_text(encoding="utf-8").splitlines()
+    for part in sorted((folder / "parts").glob(f"{kind}-*.npy")):
+        kfile = part.with_suffix(".keys.txt")
+        if not kfile.is_file():  # a part is complete only with its keys file (written second)
+            continue
+        blocks.append(np.load(part))
+        keys += kfile.read_text(encoding="utf-8").splitlines()
+    if sum(b.shape[0] for b in blocks) != len(keys):
+        raise AnchorEmbedError(f"{folder}: {kind} features and keys disagree in count; the cache is damaged")
+    return keys, blocks
+
+
+class PartWriter:
+    """Buffers new rows of one kind and writes them as numbered parts (features, then keys)."""
+
+    def __init__(self, folder: Path, kind: str, start: int) -> None:
+        self.folder, self.kind, self.n = folder / "parts", kind, start
+        self.keys: list[str] = []
+        self.rows: list[np.ndarray] = []
+
+    def add(self, keys: list[str], rows: np.ndarray) -> None:
+        """Buffer rows; every PART_ROWS of them are written as one part at once."""
+        self.keys += keys
+        self.rows.append(rows.astype(STORE_DTYPE))
+        while len(self.keys) >= PART_ROWS:
+            self.flush(PART_ROWS)
+
+    def flush(self, limit: int | None = None) -> None:
+        """Write up to `limit` buffered rows (all by default) as the next part."""
+        if not self.keys:
+            return
+        block = np.concatenate(self.rows)
+        cut = len(self.keys) if limit is None else min(limit, len(self.keys))
+        self.n += 1
+        stem = self.folder / f"{self.kind}-{self.n:05d}"
+        atomic.write_npy(stem.with_suffix(".npy"), block[:cut])
+        atomic.write_lines(stem.with_suffix(".keys.txt"), self.keys[:cut])
+        self.keys, self.rows = self.keys[cut:], [block[cut:]]
+
+
+def merge_parts(folder: Path, kind: str, dim: int) -> None:
+    """Fold parts into the one memory-mappable file per kind, then remove them."""
+    parts = sorted((folder / "parts").glob(f"{kind}-*.npy"))
+    if not parts and (folder / f"{kind}.npy").is_file():
+        return
+    keys, blocks = load_table(folder, kind)
+    merged = np.concatenate(blocks) if blocks else np.zeros((0, dim), STORE_DTYPE)
+    atomic.write_npy(folder / f"{kind}.npy", merged.astype(STORE_DTYPE))
+    atomic.write_lines(folder / f"{kind}.keys.txt", keys)
+    for p in parts:
+        p.with_suffix(".keys.txt").unlink(missing_ok=True)
+        p.unlink(missing_ok=True)
+
+
+def check_meta(out: Path, wanted: dict) -> None:
+    """Refuse to add to a cache made with other backbones (their features would not mix)."""
+    meta_path = out / "meta.json"
+    if not meta_path.is_file():
+        return
+    have = json.loads(meta_path.read_text())
+    for key in ("text_backbone", "text_identity", "image_backbone", "image_identity", "video_frames"):
+        if have.get(key) != wanted.get(key):
+            raise AnchorEmbedError(
+                f"{out}: this cache was made with {key}={have.get(key)!r}, not {wanted.get(key)!r}; "
+                "features of different backbones do not mix: use another --out")
+
+
+def open_cache(path: str | Path) -> FeatureCache:
+    """Open a cache for reading (features memory-mapped)."""
+    path = Path(path)
+    if not (path / "meta.json").is_file() or not (path / "streamers" / "keys.txt").is_file():
+        raise AnchorEmbedError(f"{path}: not a feature cache (run `anchor-embed features` first)")
+    meta = json.loads((path / "meta.json").read_text())
+    feats = {}
+    for kind in KINDS:
+        f = path / f"{kind}.npy"
+        dim = meta["text_dim"] if kind != "frame" else meta["image_dim"]
+        feats[kind] = np.load(f, mmap_mode="r") if f.is_file() and f.stat().st_size > 128 else \
+            np.zeros((0, dim), STORE_DTYPE)
+    s = path / "streamers"
+    return FeatureCache(
+        path=path, meta=meta, keys=(s / "keys.txt").read_text(encoding="utf-8").splitlines(), feats=feats,
+        ptr={k: np.load(s / f"{k}_ptr.npy") for k in KINDS}, idx={k: np.load(s / f"{k}_idx.npy") for k in KINDS},
+        text_field=np.load(s / "text_field.npy"),
+        tag_names=(path / "tag.keys.txt").read_text(encoding="utf-8").splitlines()
+        if (path / "tag.keys.txt").is_file() else [],
+        tag_counts=np.load(s / "tag_counts.npy"),
+    )
+

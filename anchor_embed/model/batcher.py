@@ -1,0 +1,89 @@
+"""Cached features of chosen atoms -> padded model input (TokenBatch); every streamer's vector at once."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from anchor_embed.features.cache import FIELD_PROFILE, FeatureCache
+from anchor_embed.model.fusion import FusionModel, TokenBatch
+
+
+class Batcher:
+    """Gathers cached features of chosen atoms into a TokenBatch (optionally with feature noise)."""
+
+    def __init__(self, cache: FeatureCache, tag_vocab: list[str], max_texts: int = 16, max_frames: int = 8,
+                 max_tags: int = 16) -> None:
+        """Prefer `Batcher.for_model`: a model must be fed within the limits it was trained with."""
+        self.cache = cache
+        self.limits = {"text": max_texts, "frame": max_frames, "tag": max_tags}
+        vocab = {t: i + 1 for i, t in enumerate(tag_vocab)}
+        self.tag_id_of_row = np.array([vocab.get(t, 0) for t in cache.tag_names], dtype=np.int64)
+        self.dims = {"text": cache.dim("text"), "tag": cache.dim("text"), "frame": cache.dim("frame")}
+
+    @classmethod
+    def for_model(cls, model: FusionModel, cache: FeatureCache) -> Batcher:
+        """The batcher that feeds `model` what it saw in training: its tag vocabulary and its atom limits."""
+        c = model.cfg
+        return cls(cache, c.tag_vocab, c.max_texts, c.max_frames, c.max_tags)
+
+    def all_atoms(self, i: int) -> list[tuple[str, int]]:
+        """Every atom of streamer i (within the limits), as (kind, position)."""
+        return [(kind, p) for kind in ("text", "frame", "tag")
+                for p in range(min(len(self.cache.rows(kind, i)), self.limits[kind]))]
+
+    def make(self, streamers: list[int], atoms: list[list[tuple[str, int]]] | None = None,
+             noise: float = 0.0, feature_dropout: float = 0.0, rng: np.random.Generator | None = None
+             ) -> TokenBatch:
+        """Tokens for `streamers`, restricted to `atoms[j]` when given (else all atoms)."""
+        b = len(streamers)
+        chosen = {kind: [] for kind in ("text", "frame", "tag")}
+        for j, i in enumerate(streamers):
+            sel = atoms[j] if atoms is not None else self.all_atoms(i)
+            for kind in chosen:
+                rows = self.cache.rows(kind, i)
+                pos = sorted(p for k, p in sel if k == kind)[: self.limits[kind]]
+                chosen[kind].append((rows[pos] if len(pos) else rows[:0], pos, i))
+        out = {}
+        for kind, items in chosen.items():
+            length = max((len(r) for r, _, _ in items), default=0)
+            feats = np.zeros((b, length, self.dims[kind]), np.float32)
+            mask = np.zeros((b, length), bool)
+            extra = np.zeros((b, length), np.int64)
+            for j, (rows, pos, i) in enumerate(items):
+                if not len(rows):
+                    continue
+                order = np.argsort(rows)  # memmap gathers want sorted rows
+                block = np.empty((len(rows), self.dims[kind]), np.float32)
+                block[order] = self.cache.feats[kind][rows[order]]
+                feats[j, :len(rows)] = block
+                mask[j, :len(rows)] = True
+                if kind == "text":
+                    fields = self.cache.text_field[self.cache.ptr["text"][i] + np.asarray(pos, np.int64)]
+                    extra[j, :len(rows)] = 1 + np.minimum(fields, FIELD_PROFILE + 1)
+                elif kind == "tag":
+                    extra[j, :len(rows)] = self.tag_id_of_row[rows]
+            if rng is not None and (noise or feature_dropout) and length:
+                if noise:
+                    feats += rng.normal(0, noise, feats.shape).astype(np.float32) * mask[..., None]
+                if feature_dropout:
+                    feats *= (rng.random(feats.shape) >= feature_dropout) / (1 - feature_dropout)
+            out[kind] = (torch.from_numpy(feats), torch.from_numpy(mask), torch.from_numpy(extra))
+        return TokenBatch(text=out["text"][0], text_type=out["text"][2], text_mask=out["text"][1],
+                          frame=out["frame"][0], frame_mask=out["frame"][1],
+                          tag=out["tag"][0], tag_id=out["tag"][2], tag_mask=out["tag"][1])
+
+
+@torch.inference_mode()
+def embed_all(model: FusionModel, batcher: Batcher, batch_size: int = 512) -> np.ndarray:
+    """Vectors of every streamer in the cache, using all their atoms (eval mode)."""
+    was = model.training
+    model.eval()
+    n = batcher.cache.n
+    out = np.zeros((n, model.cfg.out_dim), np.float32)
+    for s in range(0, n, batch_size):
+        ids = list(range(s, min(n, s + batch_size)))
+        out[s:s + len(ids)] = model(batcher.make(ids)).numpy()
+    model.train(was)
+    return out
+

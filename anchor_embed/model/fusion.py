@@ -1,0 +1,114 @@
+"""The fusion model: a small transformer over a streamer's modality tokens -> one L2-normalised vector.
+
+Tokens: one per text field, frame and tag (tag = projected name feature + a learned embedding for frequent
+tags), each plus a modality-type embedding, after a learned [CLS] token; padding is masked with
+`key_padding_mask`. A streamer with any modality missing, or with nothing at all, still gets a vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anchor_embed.features.cache import FeatureCache
+
+# token types: 0 [CLS], 1 nickname, 2 profile, 3 other text, 4 frame, 5 tag
+TYPE_CLS, TYPE_FRAME, TYPE_TAG = 0, 4, 5
+
+
+@dataclass
+class FusionConfig:
+    text_dim: int
+    image_dim: int
+    out_dim: int = 256
+    d_model: int = 256
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    tag_vocab: list[str] = field(default_factory=list)  # frequent tags with a learned embedding
+    # what shapes the input: atoms per streamer read of each kind (saved, so every consumer feeds the same)
+    max_texts: int = 16
+    max_frames: int = 8
+    max_tags: int = 16
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TokenBatch:
+    """Padded tokens of B streamers; `*_mask` is True where a token is real."""
+
+    text: torch.Tensor        # (B, Lt, text_dim)
+    text_type: torch.Tensor   # (B, Lt) long
+    text_mask: torch.Tensor   # (B, Lt) bool
+    frame: torch.Tensor       # (B, Lf, image_dim)
+    frame_mask: torch.Tensor
+    tag: torch.Tensor         # (B, Lg, text_dim)
+    tag_id: torch.Tensor      # (B, Lg) long, 0 = not frequent
+    tag_mask: torch.Tensor
+
+
+class FusionModel(nn.Module):
+    """Modality tokens -> transformer encoder -> [CLS] -> linear -> L2 normalise."""
+
+    def __init__(self, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.text_proj = nn.Linear(cfg.text_dim, d)
+        self.tag_proj = nn.Linear(cfg.text_dim, d)
+        self.frame_proj = nn.Linear(max(cfg.image_dim, 1), d)
+        self.tag_embed = nn.Embedding(len(cfg.tag_vocab) + 1, d, padding_idx=0)
+        self.type_embed = nn.Embedding(6, d)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        # small learned embeddings: N(0, 1) defaults would drown the content tokens
+        for emb in (self.cls, self.type_embed.weight, self.tag_embed.weight):
+            nn.init.normal_(emb, std=0.02)
+        with torch.no_grad():
+            self.tag_embed.weight[0].zero_()
+        # backbone features are L2-normalised (components ~ 1/sqrt(dim)): rescale to unit variance
+        self.text_scale = float(np.sqrt(cfg.text_dim))
+        self.frame_scale = float(np.sqrt(max(cfg.image_dim, 1)))
+        layer = nn.TransformerEncoderLayer(d, cfg.heads, dim_feedforward=2 * d, dropout=cfg.dropout,
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.out_dim)
+        self.pool_head = nn.Linear(d, cfg.out_dim, bias=False)  # skip path: masked mean of the input tokens
+        # the [CLS] path starts near zero, so early outputs follow the content (a shared start invites
+        # collapse); not exactly zero, so a streamer with no atoms still gets a unit vector
+        nn.init.normal_(self.head.weight, std=1e-3)
+        nn.init.normal_(self.head.bias, std=1e-3)
+
+    def forward(self, batch: TokenBatch) -> torch.Tensor:
+        b = batch.text.shape[0]
+        dev = self.cls.device
+        parts = [self.cls.expand(b, 1, -1) + self.type_embed.weight[TYPE_CLS]]
+        masks = [torch.ones(b, 1, dtype=torch.bool, device=dev)]
+        if batch.text.shape[1]:
+            parts.append(self.text_proj(batch.text * self.text_scale) + self.type_embed(batch.text_type))
+            masks.append(batch.text_mask)
+        if batch.frame.shape[1] and self.cfg.image_dim:
+            parts.append(self.frame_proj(batch.frame * self.frame_scale) + self.type_embed.weight[TYPE_FRAME])
+            masks.append(batch.frame_mask)
+        if batch.tag.shape[1]:
+            parts.append(self.tag_proj(batch.tag * self.text_scale) + self.tag_embed(batch.tag_id) + self.type_embed.weight[TYPE_TAG])
+            masks.append(batch.tag_mask)
+        x = torch.cat(parts, 1)
+        valid = torch.cat(masks, 1)
+        h = self.encoder(x, src_key_padding_mask=~valid)
+        content = valid.clone()
+        content[:, 0] = False
+        pooled = (x * content[..., None]).sum(1) / content.sum(1, keepdim=True).clamp(min=1)
+        return F.normalize(self.head(self.norm(h[:, 0])) + self.pool_head(pooled), dim=-1)
+
+
+def tag_vocabulary(cache: FeatureCache, min_count: int = 3, max_size: int = 10000) -> list[str]:
+    """Tags shown by at least `min_count` streamers, most frequent first."""
+    order = np.argsort(-cache.tag_counts, kind="stable")
+    return [cache.tag_names[i] for i in order[:max_size] if cache.tag_counts[i] >= min_count]

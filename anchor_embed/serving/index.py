@@ -1,0 +1,211 @@
+"""faiss indexes over streamer vectors: exact when small, else IVF tuned to a recall target (or forced HNSW/PQ).
+
+An index folder holds index.faiss, keys.txt, the key and label tables of key_table.py, vectors.npy (float16,
+for lookups by id) and meta.json (model hash, dim, metric, kind, parameters, measured Recall@10 against exact search).
+No torch here: `similar` imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from anchor_embed import atomic
+from anchor_embed.data.key_table import write_key_table
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.evaluation.metrics import recall_at_k
+from anchor_embed.progress import say
+from anchor_embed.serving.vectors import open_vectors
+
+EXACT_MAX = 200_000
+
+
+def parse_bytes(text: str) -> int:
+    units = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "b": 1}
+    t = text.strip().lower()
+    for u, m in units.items():
+        if t.endswith(u):
+            try:
+                return int(float(t[: -len(u)]) * m)
+            except ValueError:
+                break
+    raise AnchorEmbedError(f"--memory-budget {text!r}: expected a size like 512MB or 2GB")
+
+
+KINDS = ("flat", "flat_fp16", "ivf_flat", "hnsw", "ivf_pq")
+SEARCH_PARAM = {"hnsw": "efSearch", "ivf_flat": "nprobe", "ivf_pq": "nprobe"}
+MAX_SCAN = 0.25  # an IVF index that must probe more than this share of its lists to reach the target is no faster
+
+
+def default_params(kind: str, n: int, dim: int) -> dict:
+    """Build parameters of an index kind for n vectors of dim, whether picked by budget or forced."""
+    if kind in ("flat", "flat_fp16"):
+        return {}
+    if kind == "hnsw":
+        return {"M": 32, "efConstruction": 80, "efSearch": 96}
+    if kind == "ivf_flat":
+        return {"nlist": max(1, int(np.sqrt(n))), "nprobe": 16}
+    if kind == "ivf_pq":
+        pq_m = next(x for x in (64, 32, 16, 8, 4, 2, 1) if dim % x == 0)
+        return {"nlist": max(1, int(4 * np.sqrt(n))), "m": pq_m, "nbits": 8, "nprobe": 32}
+    raise AnchorEmbedError(f"--kind {kind!r}: choose from {', '.join(KINDS)}")
+
+
+def choose(n: int, dim: int, budget: int, exact_max: int = EXACT_MAX) -> tuple[str, dict]:
+    """Exact for small sets; IVF-Flat when the raw vectors fit the budget (tuned to the recall target); else IVF-PQ.
+
+    `build_index` turns a picked IVF-Flat that cannot reach the target cheaply into flat_fp16 (exhaustive).
+    """
+    if n <= exact_max and n * dim * 4 <= budget:
+        kind = "flat"
+    elif n * dim * 4 * 1.1 <= budget:
+        kind = "ivf_flat"
+    else:
+        kind = "ivf_pq"
+    return kind, default_params(kind, n, dim)
+
+
+def build_faiss(x: np.ndarray, kind: str, params: dict, seed: int = 0):
+    import faiss
+
+    d = x.shape[1]
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "flat_fp16":  # exhaustive over float16 codes: half the bytes to scan, scores within fp16 rounding
+        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, params["M"], faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = params["efConstruction"]
+    else:
+        quant = faiss.IndexFlatIP(d)
+        if kind == "ivf_flat":
+            index = faiss.IndexIVFFlat(quant, d, params["nlist"], faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFPQ(quant, d, params["nlist"], params["m"], params["nbits"],
+                                     faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        sample = x[np.sort(rng.choice(len(x), size=min(len(x), 64 * params["nlist"]), replace=False))]
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    for s in range(0, len(x), 100_000):
+        index.add(np.ascontiguousarray(x[s:s + 100_000], dtype=np.float32))
+    set_search_param(index, kind, params)
+    return index
+
+
+def set_search_param(index, kind: str, params: dict) -> None:
+    """Apply the recorded search-time parameter (efSearch or nprobe) to an opened index."""
+    if kind == "hnsw":
+        index.hnsw.efSearch = int(params["efSearch"])
+    elif kind in ("ivf_flat", "ivf_pq"):
+        index.nprobe = int(params["nprobe"])
+
+
+def sample_queries(x: np.ndarray, n_queries: int = 1000, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample of the indexed vectors as queries, with their exact top-k (brute-force inner product)."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    q = np.ascontiguousarray(x[np.sort(rng.choice(len(x), size=min(n_queries, len(x)), replace=False))],
+                             dtype=np.float32)
+    # brute force straight over x: no second copy of the vectors in an exact index
+    return q, faiss.knn(q, np.ascontiguousarray(x, dtype=np.float32), min(k, len(x)), metric=faiss.METRIC_INNER_PRODUCT)[1]
+
+
+def recall(index, q: np.ndarray, want: np.ndarray) -> float:
+    """Mean share of the exact top-k that `index` returns for queries `q`."""
+    _, got = index.search(q, want.shape[1])
+    return recall_at_k(got, want, want.shape[1])
+
+
+def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target: float,
+         cap: int | None = None) -> tuple[dict, list[dict]]:
+    """The cheapest search parameter (doubling ladder up to `cap`) whose measured recall reaches `target`; the curve.
+
+    Returns the parameters with the chosen value set; when no value reaches the target, the best one.
+    """
+    name = SEARCH_PARAM[kind]
+    top = min(params["nlist"] if kind != "hnsw" else 4096, cap or 1 << 30)
+    ladder = sorted({min(top, 2 ** i) for i in range(0, 13) if 2 ** (i - 1) < top and 2 ** i >= 4})
+    curve = []
+    for value in ladder:
+        set_search_param(index, kind, {name: value})
+        t0 = time.perf_counter()
+        r = recall(index, q, want)
+        curve.append({name: value, "recall_at_10": round(r, 4), "qps": round(len(q) / (time.perf_counter() - t0), 1)})
+        if r >= target:
+            break
+    best = next((c for c in curve if c["recall_at_10"] >= target), max(curve, key=lambda c: c["recall_at_10"]))
+    chosen = {**params, name: best[name]}
+    set_search_param(index, kind, chosen)
+    return chosen, curve
+
+
+def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB", kind: str | None = None,
+                model: str | Path | None = None, min_recall: float = 0.95, exact_max: int = EXACT_MAX) -> dict:
+    """Build and save an index over a vectors folder; refuses vectors of another model than `model`.
+
+    An approximate index is tuned on 1,000 sample queries to the cheapest search setting with Recall@10 >=
+    `min_recall`; when the picker's IVF index would have to scan over a quarter of the data for that (data
+    without neighbourhood structure, such as uniform random vectors), exact search is used instead.
+    """
+    from anchor_embed.model.store import model_hash
+
+    vec_dir, out = Path(vectors), Path(out)
+    x, keys, vmeta = open_vectors(vec_dir)
+    if model is not None and model_hash(Path(model)) != vmeta["model_hash"]:
+        raise AnchorEmbedError(f"{vec_dir}: vectors were made by model {vmeta['model_hash']}, "
+                               f"not by {model} ({model_hash(Path(model))}); re-run embed")
+    old = out / "meta.json"
+    if old.is_file():
+        have = json.loads(old.read_text())
+        if have["model_hash"] != vmeta["model_hash"] or have["dim"] != vmeta["dim"]:
+            raise AnchorEmbedError(f"{out}: holds an index of model {have['model_hash']} ({have['dim']}-d); "
+                                   f"these vectors are of {vmeta['model_hash']} ({vmeta['dim']}-d): use another --out")
+    chosen, params = (kind, default_params(kind, len(keys), x.shape[1])) if kind else \
+        choose(len(keys), x.shape[1], parse_bytes(memory_budget), exact_max)
+    import faiss
+
+    x32 = np.asarray(x, np.float32)
+    t0 = time.perf_counter()
+    index = build_faiss(x32, chosen, params)
+    curve: list[dict] = []
+    note = ""
+    if chosen == "flat":
+        rec = 1.0
+    elif chosen == "flat_fp16":
+        rec = recall(index, *sample_queries(x32))
+    else:
+        q, want = sample_queries(x32)
+        picked_ivf = kind is None and chosen == "ivf_flat"
+        cap = max(4, int(MAX_SCAN * params["nlist"])) if picked_ivf else None
+        params, curve = tune(index, chosen, params, q, want, min_recall, cap)
+        rec = next(c["recall_at_10"] for c in curve if c[SEARCH_PARAM[chosen]] == params[SEARCH_PARAM[chosen]])
+        if picked_ivf and rec < min_recall:
+            note = (f"ivf_flat reaches Recall@10 {rec:.3f} < {min_recall} even probing {cap}/{params['nlist']} lists "
+                    f"(no neighbourhood structure to exploit), so exhaustive search over float16 codes is used")
+            say(f"[yellow]index[/]: {note}")
+            chosen, params = "flat_fp16", {}
+            del index  # the IVF lists hold a full copy of the vectors: free them before the next build
+            index = build_faiss(x32, chosen, params)
+            rec = recall(index, q, want)
+        elif rec < min_recall:
+            note = f"{chosen} reaches Recall@10 {rec:.3f} at best, below the target {min_recall}"
+            say(f"[yellow]index[/]: {note}")
+    secs = time.perf_counter() - t0
+    del x32
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_path(out / "index.faiss") as tmp:
+        faiss.write_index(index, str(tmp))
+    atomic.write_lines(out / "keys.txt", keys)
+    write_key_table(out, keys, vec_dir / "labels.jsonl")
+    atomic.write_npy(out / "vectors.npy", np.asarray(x, np.float16))
+    meta = {"model_hash": vmeta["model_hash"], "model_dir": vmeta["model_dir"], "dim": int(x.shape[1]),
+            "metric": "inner_product", "kind": chosen, "params": params, "count": len(keys),
+            "recall_at_10": round(rec, 4), "target_recall": min_recall, "tuning": curve, "note": note,
+            "build_seconds": round(secs, 2), "vectors_dir": str(vec_dir.resolve())}
+    atomic.write_json(out / "meta.json", meta)
+    say(f"[bold]index[/]: {chosen} {params} over {len(keys)} vectors in {secs:.1f}s, Recall@10 vs exact {rec:.4f}")
+    return meta

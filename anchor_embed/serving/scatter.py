@@ -1,0 +1,69 @@
+"""Scatter: cluster ids by spherical k-means, and reordering a ranked list so neighbours differ in cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from anchor_embed import atomic
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.progress import say
+from anchor_embed.serving.vectors import open_vectors
+from anchor_embed.vectorspace import spherical_kmeans
+
+
+def rerank(ranked: list[str], cluster_of: dict[str, int], window: int = 3) -> list[str]:
+    """Greedy: at each position take the highest-ranked remaining item whose cluster is not among the
+    previous `window - 1` placed; if none qualifies, the highest-ranked remaining one (order kept otherwise)."""
+    rest = list(ranked)
+    out: list[str] = []
+    while rest:
+        recent = {cluster_of.get(a) for a in out[-(window - 1):]} if window > 1 else set()
+        pick = next((j for j, a in enumerate(rest) if cluster_of.get(a) not in recent or cluster_of.get(a) is None), 0)
+        out.append(rest.pop(pick))
+    return out
+
+
+def window_clashes(order: list[str], cluster_of: dict[str, int], window: int = 3) -> int:
+    """Positions whose cluster is among the previous `window - 1` items' (what rerank could not avoid)."""
+    return sum(1 for i, a in enumerate(order) if a in cluster_of and
+               cluster_of[a] in {cluster_of.get(b) for b in order[max(0, i - window + 1):i]})
+
+
+def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None = None, seed: int = 0) -> list[dict]:
+    """A cluster id per streamer of a vectors folder (spherical k-means), written as ClusterRow lines."""
+    x, keys, _ = open_vectors(vectors)
+    labels, dist = spherical_kmeans(np.asarray(x, np.float32), clusters, seed)
+    rows = [{"anchor_id": k, "cluster": int(c), "distance": round(float(d), 5)}
+            for k, c, d in zip(keys, labels, dist, strict=True)]
+    out = Path(out) if out else Path(vectors) / "clusters.jsonl"
+    atomic.write_jsonl(out, rows)
+    sizes = np.bincount(labels)
+    say(f"[bold]scatter[/]: {len(sizes)} clusters over {len(keys)} streamers; sizes min {sizes.min()}, "
+        f"median {int(np.median(sizes))}, max {sizes.max()}; written to {out}")
+    return rows
+
+
+def rerank_file(list_file: str | Path, clusters_file: str | Path, window: int = 3) -> list[str]:
+    """`rerank` of a file of ranked ids by the clusters of a clusters.jsonl; reports what moved."""
+    import json
+
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise AnchorEmbedError(f"{list_file}: no such file")
+    ranked = [x.strip() for x in list_file.read_text(encoding="utf-8").splitlines() if x.strip()]
+    cluster_of = {}
+    for n, line in enumerate(Path(clusters_file).read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            cluster_of[row["anchor_id"]] = int(row["cluster"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise AnchorEmbedError(f"{clusters_file}: line {n}: not a cluster row") from None
+    out = rerank(ranked, cluster_of, window)
+    unknown = sum(a not in cluster_of for a in ranked)
+    say(f"[bold]rerank[/]: {sum(a != b for a, b in zip(ranked, out, strict=True))} of {len(ranked)} positions changed; "
+        f"clashes within a window of {window}: {window_clashes(ranked, cluster_of, window)} before, "
+        f"{window_clashes(out, cluster_of, window)} after"
+        + (f"; {unknown} ids not in {clusters_file} kept as they rank" if unknown else ""))
+    return out

@@ -1,0 +1,47 @@
+"""Run configs of training (torch-free, so the CLI can build its flags from them without importing torch)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from anchor_embed.config import RunConfig
+from anchor_embed.model.views import ViewConfig
+
+
+class TrainingConfig(RunConfig):
+    """What every training run shares: budget, optimizer, seed. Stages add their own fields."""
+
+    epochs: int = Field(20, ge=1, description="Epochs to train")
+    batch_size: int = Field(256, ge=2, description="Streamers (or pairs) a step")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    seed: int = Field(0, description="Seed of every random draw")
+    threads: int = Field(2, ge=1, description="torch threads")
+
+
+class PretrainConfig(TrainingConfig):
+    """Everything that shapes a pretraining run; saved as RUN_DIR/config.json."""
+
+    temperature: float = Field(0.07, gt=0, description="InfoNCE temperature (the start, if learned)")
+    learn_temperature: bool = Field(False, description="Learn the temperature (CLIP's logit scale)")
+    min_temperature: float = Field(0.01, gt=0, description="Clamp of a learned temperature (CLIP: 1/100)")
+    max_overlap: float = Field(0.2, ge=0, le=1, description="Cap on atoms shared by two views, over their union")
+    modality_drop: float = Field(0.2, ge=0, le=1, description="Chance a view drops a whole modality")
+    keep: float = Field(0.9, gt=0, le=1, description="Share of a streamer's atoms that enter the two views at all")
+    noise: float = Field(0.02, ge=0, description="Gaussian noise on the input features of each view")
+    feature_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the input features of each view")
+    queue_size: int = Field(0, ge=0, description="MoCo queue of momentum-encoder embeddings; 0 = off")
+    momentum: float = Field(0.99, ge=0, le=1, description="Momentum of the MoCo key encoder")
+    out_dim: int = Field(256, ge=1, description="Width of the streamer vector")
+    d_model: int = Field(256, ge=1, description="Width of the fusion transformer")
+    layers: int = Field(2, ge=1, description="Fusion transformer layers")
+    heads: int = Field(4, ge=1, description="Attention heads")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the fusion transformer")
+    tag_min_count: int = Field(3, ge=1, description="Streamers a tag needs for a learned embedding of its own")
+    max_texts: int = Field(16, ge=0, description="Text atoms per streamer the model reads (saved with the model)")
+    max_frames: int = Field(8, ge=0, description="Frames per streamer the model reads (saved with the model)")
+    max_tags: int = Field(16, ge=0, description="Tags per streamer the model reads (saved with the model)")
+
+    def views(self) -> ViewConfig:
+        """The masked-view settings."""
+        return ViewConfig(self.max_overlap, self.modality_drop, self.keep)

@@ -1,0 +1,185 @@
+"""The one training loop: every stage (pretraining, every transfer method) is a `Task` run by `fit()`.
+
+A task supplies its modules, the number of steps of an epoch and the loss of one step; `fit` owns the
+rest: optimizer, epochs, progress, per-epoch metrics, checkpoints every epoch, resume, and the validation
+hook that keeps the best model and stops early.
+
+Every random draw of a step comes from (seed, epoch, step), and the torch RNG is reseeded at each epoch
+start, so a run resumed from the last epoch checkpoint replays the interrupted epoch exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from anchor_embed import atomic
+from anchor_embed.config import read_saved
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.model.fusion import FusionModel
+from anchor_embed.model.store import save_model
+from anchor_embed.progress import make_progress, say
+from anchor_embed.training import checkpoints
+from anchor_embed.training.config import TrainingConfig
+
+RESUMABLE = {"epochs", "threads"}  # settings a resumed run may change: its budget and its thread count
+
+
+class Task(ABC):
+    """One training objective over a fusion model, as `fit` needs it."""
+
+    label: str = "train"
+    model: FusionModel
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Checkpointed modules by name; their trainable parameters are optimised."""
+        return {"model": self.model}
+
+    def parameters(self) -> list[nn.Parameter]:
+        """What the optimizer updates (by default every trainable parameter of `modules()`)."""
+        return [p for m in self.modules().values() for p in m.parameters() if p.requires_grad]
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """State beside the modules that a resumed run needs (a learned temperature, a queue)."""
+        return {}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what `extra_tensors` saved."""
+        return None
+
+    @abstractmethod
+    def steps_per_epoch(self) -> int:
+        """Optimisation steps in one epoch."""
+
+    @abstractmethod
+    def batch_size(self) -> int:
+        """Streamers a step reads (for the throughput figure)."""
+
+    def start_epoch(self, epoch: int) -> None:
+        """Prepare an epoch (e.g. its permutation); called after the torch RNG is seeded for it."""
+        return None
+
+    @abstractmethod
+    def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one step and the figures to average over the epoch (its 'loss' entry included)."""
+
+    def after_step(self) -> None:
+        """Work after the optimizer step (momentum encoder, queue)."""
+        return None
+
+    def epoch_extra(self) -> dict[str, float]:
+        """Figures of the state at the end of an epoch, for the metrics row's `extra`."""
+        return {}
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The torch seed of one epoch: a resumed run replays the epoch it lost."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path | None:
+    """Prepare RUN `out`: refuse to overwrite a run, or to resume one made with other settings; save the
+    config and `info` (what the run read). Returns the checkpoint to resume from, if any."""
+    ckpt = checkpoints.existing_run(out, resume)
+    if ckpt is not None:
+        saved = read_saved(type(cfg), out / "config.json")
+        old, new = saved.model_dump(exclude=RESUMABLE), cfg.model_dump(exclude=RESUMABLE)
+        if old != new:
+            diff = sorted(k for k in new if old.get(k) != new[k])
+            raise AnchorEmbedError(f"{out}: --resume with settings that differ from the saved run ({', '.join(diff)});"
+                                   f" only {', '.join(sorted(RESUMABLE))} may change")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / "config.json", cfg.model_dump(mode="json"))
+    atomic.write_json(out / "run.json", info)
+    return ckpt
+
+
+def _state(task: Task, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    opt_flat, opt_meta = checkpoints.optimizer_tensors(opt)
+    tensors = {name: m.state_dict() for name, m in task.modules().items()}
+    tensors["optimizer"] = opt_flat
+    extra = task.extra_tensors()
+    if extra:
+        tensors["extra"] = extra
+    return tensors, {"optimizer": opt_meta}
+
+
+def _restore(task: Task, opt: torch.optim.Optimizer, ckpt: Path) -> tuple[int, dict]:
+    tensors, state = checkpoints.load(ckpt)
+    for name, m in task.modules().items():
+        m.load_state_dict(tensors[name])
+    checkpoints.restore_optimizer(opt, tensors.get("optimizer", {}), state["optimizer"])
+    task.load_extra_tensors(tensors.get("extra", {}))
+    return state["epoch"], state
+
+
+def _line(row: dict) -> str:
+    figures = "  ".join(f"{k} {v:.4f}" for k, v in row.items()
+                        if k not in ("epoch", "streamers_per_s", "extra") and isinstance(v, float))
+    return f"epoch {row['epoch']}: {figures}  {row['streamers_per_s']:.0f} streamers/s"
+
+
+def make_optimizer(task: Task, cfg: TrainingConfig) -> torch.optim.Optimizer:
+    """AdamW over the task's trainable parameters, with the run's learning rate and weight decay."""
+    return torch.optim.AdamW(task.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None) -> list[dict]:
+    """Train `task` for `cfg.epochs` epochs into RUN `out` (resuming from `ckpt`); returns the metrics rows.
+
+    Each epoch ends with a checkpoint, the run's model saved, and a `metrics.jsonl` row of epoch means.
+    """
+    opt = make_optimizer(task, cfg)
+    start, history = 0, []
+    if ckpt is not None:
+        start, _ = _restore(task, opt, ckpt)
+        history = checkpoints.history_until(out, start)
+        say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}")
+    steps = task.steps_per_epoch()
+    with make_progress() as progress:
+        bar = progress.add_task(task.label, total=(cfg.epochs - start) * steps, info="")
+        for epoch in range(start, cfg.epochs):
+            torch.manual_seed(epoch_seed(cfg.seed, epoch))
+            task.start_epoch(epoch)
+            for m in task.modules().values():
+                m.train()
+            sums: dict[str, float] = {}
+            t0 = time.perf_counter()
+            for step in range(steps):
+                rng = np.random.default_rng([cfg.seed, epoch, step])
+                loss, stats = task.loss(epoch, step, rng)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                task.after_step()
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                progress.update(bar, advance=1, info=f"epoch {epoch + 1} loss {stats['loss']:.3f}")
+            secs = time.perf_counter() - t0
+            row = {"epoch": epoch + 1, **{k: round(v / steps, 5) for k, v in sums.items()},
+                   "streamers_per_s": round(steps * task.batch_size() / secs, 1), "extra": task.epoch_extra()}
+            history.append(row)
+            tensors, state = _state(task, opt)
+            checkpoints.save(out, epoch + 1, tensors, {"epoch": epoch + 1, **state})
+            save_model(out, task.model)
+            atomic.write_jsonl(out / "metrics.jsonl", history)
+            say(_line(row))
+    return history
+
+
+def saved_config(run: Path, model: type[TrainingConfig]) -> TrainingConfig | None:
+    """The config a run was made with (None for a folder without one)."""
+    f = Path(run) / "config.json"
+    return read_saved(model, f) if f.is_file() else None
+
+
+def run_info(run: Path) -> dict:
+    """A run's run.json (what it read), or {} when absent."""
+    f = Path(run) / "run.json"
+    return json.loads(f.read_text()) if f.is_file() else {}

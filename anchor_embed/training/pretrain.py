@@ -1,0 +1,137 @@
+"""Self-supervised pretraining of the fusion model: masked-modality views, symmetric InfoNCE, optional MoCo queue."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.features.cache import FeatureCache, open_cache
+from anchor_embed.losses import alignment, info_nce, top1_accuracy, uniformity
+from anchor_embed.model.batcher import Batcher
+from anchor_embed.model.fusion import FusionConfig, FusionModel, tag_vocabulary
+from anchor_embed.model.views import ViewConfig, split_views
+from anchor_embed.training.config import PretrainConfig
+from anchor_embed.training.fit import Task, fit, open_run
+
+
+def build_model(cache: FeatureCache, cfg: PretrainConfig) -> FusionModel:
+    """A fresh fusion model for the cache's feature widths, with the config's architecture and input limits."""
+    fcfg = FusionConfig(text_dim=cache.dim("text"), image_dim=cache.dim("frame"), out_dim=cfg.out_dim,
+                        d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads, dropout=cfg.dropout,
+                        tag_vocab=tag_vocabulary(cache, cfg.tag_min_count), max_texts=cfg.max_texts,
+                        max_frames=cfg.max_frames, max_tags=cfg.max_tags)
+    return FusionModel(fcfg)
+
+
+def view_batches(batcher: Batcher, ids: list[int], views: ViewConfig, rng: np.random.Generator,
+                 noise: float, feature_dropout: float) -> tuple:
+    """Two masked views of each streamer in `ids` as model batches (pretraining, and transfer's auxiliary term)."""
+    pairs = [split_views(batcher.all_atoms(i), views, rng) for i in ids]
+    kw = {"noise": noise, "feature_dropout": feature_dropout, "rng": rng}
+    return batcher.make(ids, [a for a, _ in pairs], **kw), batcher.make(ids, [b for _, b in pairs], **kw)
+
+
+class PretrainTask(Task):
+    """Two masked views of each streamer of a batch must find each other (InfoNCE), optionally against a queue."""
+
+    label = "pretrain"
+
+    def __init__(self, cache: FeatureCache, cfg: PretrainConfig) -> None:
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(max(1, cfg.threads))
+        self.cache, self.cfg = cache, cfg
+        self.model = build_model(cache, cfg)
+        self.batcher = Batcher.for_model(self.model, cache)
+        self.log_t = torch.nn.Parameter(torch.tensor(float(np.log(cfg.temperature))),
+                                        requires_grad=cfg.learn_temperature)
+        self.momentum_model = copy.deepcopy(self.model).requires_grad_(False) if cfg.queue_size else None
+        self.queue = torch.zeros(0, cfg.out_dim)
+        self.views = cfg.views()
+        self.bs = min(cfg.batch_size, cache.n)
+        self.perm = np.arange(cache.n)
+        self._keys: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def modules(self) -> dict:
+        mods = {"model": self.model}
+        if self.momentum_model is not None:
+            mods["momentum_model"] = self.momentum_model
+        return mods
+
+    def parameters(self) -> list:
+        return list(self.model.parameters()) + ([self.log_t] if self.cfg.learn_temperature else [])
+
+    def extra_tensors(self) -> dict:
+        return {"log_t": self.log_t.detach().clone(), "queue": self.queue.clone()}
+
+    def load_extra_tensors(self, tensors: dict) -> None:
+        with torch.no_grad():
+            self.log_t.copy_(tensors["log_t"])
+        self.queue = tensors["queue"]
+
+    def steps_per_epoch(self) -> int:
+        return self.cache.n // self.bs  # drop the ragged tail: a tiny last batch gives a noisy contrastive loss
+
+    def batch_size(self) -> int:
+        return self.bs
+
+    def start_epoch(self, epoch: int) -> None:
+        self.perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.cache.n)
+
+    def temperature(self) -> torch.Tensor:
+        return self.log_t.exp().clamp(min=self.cfg.min_temperature)
+
+    def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        ids = self.perm[step * self.bs:(step + 1) * self.bs].tolist()
+        batch_a, batch_b = view_batches(self.batcher, ids, self.views, rng, self.cfg.noise, self.cfg.feature_dropout)
+        za, zb = self.model(batch_a), self.model(batch_b)
+        t = self.temperature()
+        if self.momentum_model is None:
+            loss = info_nce(za, zb, t)
+        else:
+            with torch.no_grad():
+                ka, kb = self.momentum_model(batch_a), self.momentum_model(batch_b)
+            queue = self.queue if len(self.queue) else None
+            loss = (info_nce(za, kb, t, queue, symmetric=False) + info_nce(zb, ka, t, queue, symmetric=False)) / 2
+            self._keys = (ka, kb)
+        with torch.no_grad():
+            za, zb = za.detach(), zb.detach()
+            stats = {"loss": float(loss), "view_top1": float(top1_accuracy(za, zb)),
+                     "alignment": float(alignment(za, zb)), "uniformity": float(uniformity(za))}
+        return loss, stats
+
+    def after_step(self) -> None:
+        if self.momentum_model is None:
+            return
+        with torch.no_grad():
+            m = self.cfg.momentum
+            for p_m, p in zip(self.momentum_model.parameters(), self.model.parameters(), strict=True):
+                p_m.mul_(m).add_(p.detach(), alpha=1 - m)
+            ka, kb = self._keys
+            self.queue = torch.cat([ka, kb, self.queue])[: self.cfg.queue_size]
+
+    def epoch_extra(self) -> dict[str, float]:
+        return {"temperature": round(float(self.temperature()), 5)}
+
+
+def pretrain(
+    features: str | Path,
+    out: str | Path,
+    config: str | Path | None = None,
+    resume: bool = False,
+    **overrides,
+) -> list[dict]:
+    """Pretrain on a feature cache into RUN_DIR `out`; returns the per-epoch metrics."""
+    from anchor_embed.config import resolve
+
+    out = Path(out)
+    cfg = resolve(PretrainConfig, config, overrides)
+    cache = open_cache(features)
+    if cache.n < 2:
+        raise AnchorEmbedError(f"{features}: pretraining needs at least 2 streamers, found {cache.n}")
+    ckpt = open_run(out, cfg, resume, {"stage": "pretrain", "features": str(Path(features).resolve()),
+                                       "feature_meta": cache.meta})
+    return fit(PretrainTask(cache, cfg), out, cfg, ckpt)

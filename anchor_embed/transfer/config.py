@@ -1,0 +1,44 @@
+"""The transfer run config (torch-free: a method's own settings model is loaded only to validate `params`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from anchor_embed.config import RunConfig, describe
+from anchor_embed.training.config import TrainingConfig
+from anchor_embed.transfer.filters import FILTERS
+from anchor_embed.transfer.methods import METHODS
+
+MethodName = Literal[tuple(METHODS.names())]
+FilterName = Literal[tuple(FILTERS.names())]
+
+
+class TransferConfig(TrainingConfig):
+    """Everything that shapes a transfer run; saved as RUN_DIR/config.json. `params` are the method's own."""
+
+    method: MethodName = Field("contrastive", description="Transfer method")
+    params: Any = Field(default_factory=dict, description="The method's own settings (see its Params)")
+    epochs: int = Field(10, ge=1, description="Epochs to train")
+    lr: float = Field(3e-4, gt=0, description="AdamW learning rate")
+    k: int = Field(10, ge=1, description="Behavioural neighbours mined per streamer")
+    filter: FilterName = Field("content", description="How mined pairs are judged alike in content")
+    threshold: float | None = Field(None, description="Content score a kept pair must reach")
+    quantile: float | None = Field(0.3, ge=0, le=1, description="Per-query quantile of the content score kept")
+    holdout_frac: float = Field(0.2, ge=0, lt=1, description="Share of ID-embedded streamers held out for evaluate")
+    aux_weight: float = Field(0.0, ge=0, description="Weight of the self-supervised view loss (0 = off)")
+    aux_temperature: float = Field(0.07, gt=0, description="Temperature of the self-supervised view loss")
+
+    @model_validator(mode="after")
+    def _method_params(self) -> TransferConfig:
+        """Validate `params` against the chosen method's own settings model."""
+        cls = METHODS.load(self.method).Params
+        if not isinstance(self.params, cls):
+            raw = self.params.model_dump() if isinstance(self.params, RunConfig) else self.params
+            try:
+                object.__setattr__(self, "params", cls.model_validate(raw))
+            except ValidationError as exc:
+                raise ValueError(f"{describe(exc, key_prefix='params.')} (method '{self.method}' takes: "
+                                 f"{', '.join(cls.model_fields) or 'no params'})") from None
+        return self

@@ -1,0 +1,46 @@
+"""What every transfer method gets (TransferData, its own typed Params) and must provide (a loss)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from anchor_embed.config import RunConfig
+
+Embed = Callable[[np.ndarray], torch.Tensor]  # cache rows -> (B, out_dim) unit vectors of the model in training
+
+
+@dataclass
+class TransferData:
+    """Training data in cache-row terms; held-out streamers appear nowhere in it."""
+
+    id_vectors: np.ndarray            # (n_cache, D) float32, zeros where a streamer has none
+    train_rows: np.ndarray            # cache rows with an ID embedding, not held out
+    pair_query: np.ndarray            # kept mined pairs (cache rows)
+    pair_neighbour: np.ndarray
+
+
+class TransferMethod(nn.Module):
+    """A loss on model vectors for one sampled batch; extra parameters (a map, a classifier) live on the module.
+
+    Subclasses set `Params` to their own settings model; `params` arrives validated against it.
+    """
+
+    class Params(RunConfig):
+        """No settings."""
+
+    def __init__(self, out_dim: int, data: TransferData, params: RunConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.data, self.params, self.seed = data, params, seed
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> dict:
+        """Default batch: distinct training streamers."""
+        rows = rng.choice(self.data.train_rows, size=min(batch_size, len(self.data.train_rows)), replace=False)
+        return {"rows": rows}
+
+    def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
+        raise NotImplementedError

@@ -1,0 +1,153 @@
+"""`anchor-embed transfer`: teach a pretrained fusion model with ID embeddings, by a method from the registry.
+
+Held-out streamers (the split `evaluate` uses) are removed before mining, so no held-out ID embedding is
+ever seen. Every method gets the same start, data and budget: `steps_per_epoch` x `epochs` batches, run by
+the one training loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.features.cache import FeatureCache, open_cache
+from anchor_embed.losses import info_nce
+from anchor_embed.model.batcher import Batcher
+from anchor_embed.model.store import load_model
+from anchor_embed.model.views import ViewConfig
+from anchor_embed.progress import say
+from anchor_embed.training.fit import Task, fit, open_run, run_info, saved_config
+from anchor_embed.transfer.config import TransferConfig
+from anchor_embed.transfer.filters import FILTERS
+from anchor_embed.transfer.methods import METHODS
+from anchor_embed.transfer.methods.base import TransferData, TransferMethod
+
+
+class TransferTask(Task):
+    """One method's loss on sampled batches, plus the optional self-supervised view loss."""
+
+    def __init__(self, model, batcher: Batcher, method: TransferMethod, cfg: TransferConfig, steps: int,
+                 views: tuple[ViewConfig, float, float]) -> None:
+        self.model, self.batcher, self.method, self.cfg = model, batcher, method, cfg
+        self.label = f"transfer:{cfg.method}"
+        self.steps = steps
+        self.views, self.noise, self.feature_dropout = views
+
+    def modules(self) -> dict:
+        return {"model": self.model, "method": self.method}
+
+    def steps_per_epoch(self) -> int:
+        return self.steps
+
+    def batch_size(self) -> int:
+        return self.cfg.batch_size
+
+    def embed(self, rows: np.ndarray) -> torch.Tensor:
+        return self.model(self.batcher.make(list(map(int, rows))))
+
+    def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        from anchor_embed.training.pretrain import view_batches
+
+        loss = self.method.loss(self.embed, self.method.sample(rng, self.cfg.batch_size))
+        aux_value = 0.0
+        if self.cfg.aux_weight > 0:
+            n = self.batcher.cache.n
+            rows = rng.choice(n, size=min(self.cfg.batch_size, n), replace=False).tolist()
+            za, zb = (self.model(v) for v in view_batches(self.batcher, rows, self.views, rng, self.noise,
+                                                          self.feature_dropout))
+            aux = info_nce(za, zb, self.cfg.aux_temperature)
+            aux_value = aux.item()
+            loss = loss + self.cfg.aux_weight * aux
+        return loss, {"loss": loss.item(), "aux_loss": aux_value}
+
+
+def _training_rows(cache: FeatureCache, id_emb, id_keys, cfg: TransferConfig) -> tuple[np.ndarray, np.ndarray, set]:
+    """ID embeddings laid out by cache row (zeros elsewhere), the non-held-out rows, and the held-out keys."""
+    from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddings
+    from anchor_embed.evaluation.metrics import holdout_split
+
+    ids, report = read_id_embeddings(id_emb, id_keys)
+    ids = align_to_streamers(ids, cache.keys, report)
+    say(f"[bold]transfer[/]: {report.summary()}")
+    held = holdout_split(ids.keys, cfg.holdout_frac, cfg.seed)
+    pos = cache.key_index()
+    id_vectors = np.zeros((cache.n, ids.dim), np.float32)
+    train_rows = []
+    for k, v in zip(ids.keys, ids.vectors, strict=True):
+        if k not in held:
+            id_vectors[pos[k]] = v
+            train_rows.append(pos[k])
+    return id_vectors, np.array(sorted(train_rows), np.int64), held
+
+
+def _write_pairs(out: Path, keys: list[str], pairs) -> None:
+    from anchor_embed import atomic
+
+    atomic.write_jsonl(out / "pairs.jsonl", (
+        {"query": keys[a], "neighbour": keys[b], "id_score": round(float(c), 5),
+         "content_score": None if np.isnan(d) else round(float(d), 5), "kept": bool(e)}
+        for a, b, c, d, e in zip(pairs.query, pairs.neighbour, pairs.id_score, pairs.content_score, pairs.kept,
+                                 strict=True)))
+
+
+def pretrain_views(pretrained: Path) -> tuple[ViewConfig, float, float]:
+    """The masked-view settings of the pretraining run behind `pretrained` (defaults if it has none)."""
+    from anchor_embed.training.pretrain import PretrainConfig
+
+    p = saved_config(pretrained, PretrainConfig) or PretrainConfig()
+    return p.views(), p.noise, p.feature_dropout
+
+
+def transfer(
+    pretrained: str | Path,
+    id_emb: str | Path,
+    out: str | Path,
+    id_keys: str | Path | None = None,
+    features: str | Path | None = None,
+    config: str | Path | None = None,
+    resume: bool = False,
+    **overrides,
+) -> list[dict]:
+    """Train RUN_DIR `out` from `pretrained` with the chosen method; returns per-epoch metrics."""
+    from anchor_embed.config import resolve
+    from anchor_embed.transfer.filters.base import FilterInputs
+    from anchor_embed.transfer.mining import filter_pairs, mine
+
+    cfg = resolve(TransferConfig, config, overrides)
+    pretrained, out = Path(pretrained), Path(out)
+    if features is None:
+        features = run_info(pretrained).get("features")
+        if features is None:
+            raise AnchorEmbedError(f"{pretrained}: no run.json naming its feature cache; pass --features")
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, cfg.threads))
+    cache = open_cache(features)
+    model, _ = load_model(pretrained)
+    model.train()
+    batcher = Batcher.for_model(model, cache)
+    id_vectors, train_rows, held = _training_rows(cache, id_emb, id_keys, cfg)
+
+    q, n, s = mine(id_vectors, train_rows, cfg.k)
+    score = FILTERS.load(cfg.filter)(FilterInputs(cache, model, batcher))
+    pairs = filter_pairs(q, n, s, score, cfg.threshold, cfg.quantile if score is not None else None)
+    kq, kn = pairs.kept_pairs()
+    if len(kq) < 2:
+        raise AnchorEmbedError("fewer than 2 mined pairs survive the filter; lower --quantile/--threshold")
+    mining = {"mined": int(len(q)), "kept": int(len(kq)), "kept_share": round(len(kq) / max(len(q), 1), 4),
+              "filter": cfg.filter, "threshold": cfg.threshold, "quantile": cfg.quantile,
+              "train_streamers": int(len(train_rows)), "held_out": len(held)}
+    say(f"[bold]transfer[/]: mined {mining['mined']} pairs, kept {mining['kept']} ({mining['kept_share']:.0%}) "
+        f"by filter '{cfg.filter}'; {len(held)} streamers held out")
+
+    data = TransferData(id_vectors, train_rows, kq, kn)
+    method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
+    ckpt = open_run(out, cfg, resume, {"stage": "transfer", "features": str(Path(features).resolve()),
+                                       "pretrained": str(pretrained.resolve()), "id_emb": str(id_emb),
+                                       "mining": mining})
+    _write_pairs(out, cache.keys, pairs)
+    steps = max(1, len(train_rows) // cfg.batch_size)
+    task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained))
+    return fit(task, out, cfg, ckpt)

@@ -1,0 +1,95 @@
+"""The command line as a user meets it: every way in lists every command; bad settings are one line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from anchor_embed.cli.app import app
+from tests.conftest import run_cli
+
+COMMANDS = ["features", "pretrain", "transfer", "evaluate", "embed", "similar", "dedup", "demo", "index", "scatter"]
+
+
+@pytest.mark.parametrize("entry", [["-m", "anchor_embed.cli.app"], ["-m", "anchor_embed.cli"]])
+def test_module_entry_points_list_every_command(entry):
+    out = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, check=True).stdout
+    assert all(f" {c} " in out for c in COMMANDS), out
+    sub = subprocess.run([sys.executable, *entry, "features", "--help"], capture_output=True, text=True)
+    assert sub.returncode == 0 and "--streamers" in sub.stdout
+
+
+def test_cli_runner_sees_every_command():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0 and all(f" {c} " in result.output for c in COMMANDS)
+    help_text = CliRunner().invoke(app, ["transfer", "--help"], env={"COLUMNS": "250"}).output
+    for name in ("contrastive", "feature", "rkd", "cluster", "nickname"):   # registered names in the help
+        assert name in help_text
+
+
+@pytest.mark.slow
+def test_similar_by_id_never_imports_torch(sample, pretrained, tmp_path):
+    vec, idx = tmp_path / "vec", tmp_path / "idx"
+    assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out", vec) == 0
+    assert run_cli("index", "build", vec, "--out", idx) == 0
+    code = ("import sys; from anchor_embed.cli.app import main; "
+            f"main(['similar', 's0001', '-k', '3', '--index', {str(idx)!r}, '--json']); "
+            "assert 'torch' not in sys.modules, 'similar imported torch'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["anchor_id"] == "s0001"
+
+
+@pytest.mark.parametrize("settings, needle", [
+    ({"epoch": 3}, "unknown key 'epoch'"),
+    ({"method": "contrastiv"}, "key 'method'"),
+    ({"method": "contrastive", "params": {"temprature": 0.1}}, "unknown key 'params.temprature'"),
+    ({"method": "feature", "params": {"feature_loss": "l1"}}, "key 'params.feature_loss'"),
+    ({"filter": "contnet"}, "key 'filter'"),
+    ({"quantile": 1.5}, "key 'quantile'"),
+])
+def test_transfer_config_file_mistakes_are_one_line(sample, pretrained, tmp_path, capsys, settings, needle):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(settings))
+    code = run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", tmp_path / "t",
+                   "--config", cfg)
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert str(cfg) in err
+    if settings.get("method") == "contrastiv":
+        assert "'contrastiv'" in err            # the value given is named too
+    assert not (tmp_path / "t").exists()         # nothing written
+
+
+def test_transfer_flag_mistakes(sample, pretrained, tmp_path, capsys):
+    base = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", tmp_path / "t"]
+    assert run_cli(*base, "--method", "contrastiv") == 2
+    assert "contrastiv" in capsys.readouterr().err
+    assert run_cli(*base, "--method", "rkd", "--temperature", "0.1") == 2      # rkd has no temperature
+    err = capsys.readouterr().err
+    assert "params.temperature" in err and "distance_weight" in err
+    assert run_cli(*base, "--param", "novalue") == 2
+    assert "expected key=value" in capsys.readouterr().err
+
+
+def test_pretrain_config_mistakes(sample_cache, tmp_path, capsys):
+    for settings, needle in (({"epochs": 0}, "key 'epochs'"), ({"nope": 1}, "unknown key 'nope'"),
+                             ({"max_texts": "many"}, "key 'max_texts'")):
+        (tmp_path / "c.json").write_text(json.dumps(settings))
+        assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "r", "--config",
+                       tmp_path / "c.json") == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "c.json").write_text("{not json")
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "r", "--config", tmp_path / "c.json") == 2
+    assert "line 1: malformed JSON" in capsys.readouterr().err
+
+
+def test_config_file_then_flags(sample_cache, tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"d_model": 32, "out_dim": 16, "layers": 1, "lr": 0.01}))
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "r", "--config", tmp_path / "c.json",
+                   "--epochs", "1", "--batch-size", "16", "--lr", "0.002") == 0
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["lr"] == 0.002 and saved["d_model"] == 32 and saved["epochs"] == 1   # flags win over the file

@@ -1,0 +1,92 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from anchor_embed.data.records import read_streamers
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.features.build import build_features
+from anchor_embed.features.cache import open_cache, text_key
+from tests.conftest import dataset, run_cli
+
+
+def test_cache_contents_match_records(sample, sample_cache):
+    cache = open_cache(sample_cache)
+    records, _ = read_streamers(sample / "streamers.jsonl")
+    assert cache.keys == [r.anchor_id for r in records]
+    report = json.loads((sample_cache / "report.json").read_text())
+    assert report["missing_frames"] == 1            # the sample's one missing frame, counted
+    keys = (sample_cache / "text.keys.txt").read_text().splitlines()
+    i = 5
+    rows = cache.rows("text", i)
+    wanted = [text_key(t) for t in [records[i].nickname, records[i].profile, *records[i].texts] if t]
+    assert [keys[r] for r in rows] == wanted
+    tag_names = cache.tag_names
+    assert [tag_names[r] for r in cache.rows("tag", i)] == list(dict.fromkeys(t.lower() for t in records[i].tags))
+    assert cache.feats["frame"].shape[1] == 1280 and isinstance(cache.feats["text"], np.memmap)
+
+
+def test_second_run_does_only_what_is_new(sample, sample_cache, tmp_path):
+    out = tmp_path / "c"
+    shutil.copytree(sample_cache, out)
+    lines = (sample / "streamers.jsonl").read_text().splitlines()
+    new = json.loads(lines[0])
+    new.update(anchor_id="brand-new", profile="a completely new profile text", texts=[], frames=[])
+    (tmp_path / "s.jsonl").write_text("\n".join(lines + [json.dumps(new)]) + "\n")
+    report = build_features(tmp_path / "s.jsonl", out, media_root=sample)
+    assert report["encoded_this_run"] == {"text": 1, "frame": 0, "tag": 0}
+    assert open_cache(out).keys[-1] == "brand-new"
+
+
+def test_refuses_other_backbone(sample, sample_cache, tmp_path):
+    out = tmp_path / "c"
+    shutil.copytree(sample_cache, out)
+    with pytest.raises(AnchorEmbedError, match="made with text_backbone='use', not 'minilm'"):
+        build_features(sample / "streamers.jsonl", out, media_root=sample, text_backbone="minilm")
+
+
+@pytest.mark.slow
+def test_resumes_from_parts_of_a_crashed_run(sample, sample_cache, tmp_path, monkeypatch):
+    import anchor_embed.features.cache as features
+
+    out = tmp_path / "c"
+    calls = {"n": 0}
+    real = features.PartWriter.flush
+
+    def crash_after_first_part(self, limit=None):
+        real(self, limit)
+        calls["n"] += 1
+        if self.kind == "text" and calls["n"] == 1:
+            raise KeyboardInterrupt   # killed after one checkpointed part
+    monkeypatch.setattr(features, "PART_ROWS", 32)
+    monkeypatch.setattr(features.PartWriter, "flush", crash_after_first_part)
+    with pytest.raises(KeyboardInterrupt):
+        build_features(sample / "streamers.jsonl", out, media_root=sample)
+    monkeypatch.setattr(features.PartWriter, "flush", real)
+    report = build_features(sample / "streamers.jsonl", out, media_root=sample)
+    total = report["distinct"]["text"]
+    assert report["encoded_this_run"]["text"] == total - 32    # the checkpointed part was not redone
+    a, b = open_cache(out), open_cache(sample_cache)
+    ka = (out / "text.keys.txt").read_text().splitlines()
+    kb = (sample_cache / "text.keys.txt").read_text().splitlines()
+    pa, pb = {k: i for i, k in enumerate(ka)}, {k: i for i, k in enumerate(kb)}
+    np.testing.assert_allclose(a.feats["text"][[pa[k] for k in kb]], b.feats["text"][[pb[k] for k in kb]], atol=2e-3)
+    assert not list((out / "parts").iterdir())
+
+
+@pytest.mark.slow
+def test_cli_features_on_twitch(tmp_path):
+    data = dataset("twitch-streamers")
+    assert run_cli("features", "--streamers", data / "streamers.jsonl", "--out", tmp_path / "c") == 0
+    cache = open_cache(tmp_path / "c")
+    assert cache.n == 1904 and cache.feats["frame"].shape[0] == 0
+    assert json.loads((tmp_path / "c" / "report.json").read_text())["streamers_with"]["text"] >= 1718
+
+
+def test_nickname_filter_on_an_old_cache_says_what_to_do(sample_cache, tmp_path):
+    old = tmp_path / "old_cache"
+    shutil.copytree(sample_cache, old)
+    (old / "streamers" / "nicknames.json").unlink()
+    with pytest.raises(AnchorEmbedError, match="no nicknames.json; re-run `anchor-embed features`"):
+        open_cache(old).nicknames()

@@ -1,0 +1,54 @@
+"""Index building: every kind builds, the picker tunes IVF to its recall target or goes exhaustive."""
+
+import numpy as np
+import pytest
+
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.serving.index import build_faiss, build_index, recall, sample_queries
+from anchor_embed.serving.similar import Lookup
+
+
+def test_hnsw_recall():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = build_faiss(x, "hnsw", {"M": 16, "efConstruction": 40, "efSearch": 64})
+    assert recall(index, *sample_queries(x, 200)) > 0.9
+
+
+def _vectors_folder(folder, x):
+    from anchor_embed import atomic
+
+    atomic.write_npy(folder / "vectors.npy", x)
+    atomic.write_lines(folder / "keys.txt", (f"a{i}" for i in range(len(x))))
+    atomic.write_json(folder / "meta.json", {"model_dir": "m", "model_hash": "h", "dim": x.shape[1],
+                                             "dtype": "float32", "count": len(x), "normalized": True})
+    return folder
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_forced_index_kinds_build(tmp_path):
+    vec = _vectors_folder(tmp_path / "vec", _unit(np.random.default_rng(0).normal(size=(2000, 32))))
+    for kind in ("flat", "flat_fp16", "ivf_flat", "hnsw", "ivf_pq"):
+        meta = build_index(vec, tmp_path / kind, kind=kind)
+        assert meta["kind"] == kind and 0 < meta["recall_at_10"] <= 1
+        if kind not in ("flat", "flat_fp16"):  # the recorded recall is that of the recorded search setting, re-measured on the saved index
+            assert recall(Lookup(tmp_path / kind).index, *sample_queries(np.load(vec / "vectors.npy"))) == pytest.approx(meta["recall_at_10"], abs=1e-9)
+    with pytest.raises(AnchorEmbedError, match="choose from flat, flat_fp16, ivf_flat, hnsw, ivf_pq"):
+        build_index(vec, tmp_path / "x", kind="bogus")
+
+
+def test_picker_tunes_ivf_on_clustered_data_and_goes_exact_on_random(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(200, 32))
+    clustered = _unit(centres[rng.integers(0, 200, 20000)] + 0.15 * rng.normal(size=(20000, 32)))
+    meta = build_index(_vectors_folder(tmp_path / "c", clustered), tmp_path / "ci", exact_max=1000)
+    assert meta["kind"] == "ivf_flat" and meta["recall_at_10"] >= 0.95
+    assert meta["params"]["nprobe"] <= meta["params"]["nlist"] // 4 and meta["tuning"][-1]["recall_at_10"] >= 0.95
+    random = _unit(rng.normal(size=(20000, 32)))
+    meta = build_index(_vectors_folder(tmp_path / "r", random), tmp_path / "ri", exact_max=1000)
+    assert meta["kind"] == "flat_fp16" and meta["recall_at_10"] > 0.99 and "exhaustive search" in meta["note"]
+    assert meta["tuning"] and meta["params"] == {}

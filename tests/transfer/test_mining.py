@@ -1,0 +1,53 @@
+"""Mining behavioural neighbours and keeping a per-query share of them, against brute force."""
+
+import math
+
+import numpy as np
+
+from anchor_embed.transfer.mining import above_quantile, filter_pairs, mine
+
+
+def test_mining_equals_brute_force_and_excludes_self():
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(50, 8)).astype(np.float32)
+    rows = np.arange(0, 50, 2)
+    q, n, s = mine(vecs, rows, 5)
+    assert (q != n).all() and set(q) <= set(rows) and set(n) <= set(rows) and len(q) == 25 * 5
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    for r in rows:
+        sims = unit[rows] @ unit[r]
+        want = [int(rows[j]) for j in np.argsort(-sims) if rows[j] != r][:5]
+        assert n[q == r].tolist() == want
+        np.testing.assert_allclose(s[q == r], np.sort(sims[rows != r])[::-1][:5], atol=1e-5)
+    q2, n2, _ = mine(vecs, rows[:3], 10)                 # fewer candidates than k: all of them, no padding
+    assert len(q2) == 3 * 2 and (n2 >= 0).all()
+
+
+def test_filter_keeps_the_quantile_and_no_filter_keeps_all():
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(50, 8)).astype(np.float32)
+    q, n, s = mine(vecs, np.arange(0, 50, 2), 5)
+    pairs = filter_pairs(q, n, s, lambda a, b: (a + b).astype(float), quantile=0.5)
+    assert 0.4 < pairs.kept.mean() < 0.8
+    assert filter_pairs(q, n, s, None, quantile=0.5).kept.all()
+    by_threshold = filter_pairs(q, n, s, lambda a, b: (a + b).astype(float), threshold=50)
+    np.testing.assert_array_equal(by_threshold.kept, (q + n) >= 50)
+
+
+def test_quantile_filter_equals_np_quantile_loop_and_caps_ties():
+    rng = np.random.default_rng(4)
+    query = np.repeat(rng.permutation(60), rng.integers(1, 15, 60))      # uneven groups, unsorted
+    score, ids = rng.normal(size=len(query)).astype(np.float32), rng.normal(size=len(query))
+    for q in (0.0, 0.3, 0.5, 0.9):
+        want = np.zeros(len(query), bool)
+        for u in np.unique(query):
+            sel = query == u
+            want[sel] = score[sel] >= np.quantile(score[sel], q)
+        np.testing.assert_array_equal(above_quantile(query, score, ids, q), want)
+    flat = np.zeros(len(query), np.float32)                                 # every score tied
+    kept = above_quantile(query, flat, ids, 0.5)
+    for u in np.unique(query):
+        sel = np.flatnonzero(query == u)
+        n = len(sel)
+        assert kept[sel].sum() == n - math.ceil(0.5 * (n - 1))
+        assert ids[sel][kept[sel]].min() >= ids[sel][~kept[sel]].max(initial=-np.inf)  # the behaviourally closest

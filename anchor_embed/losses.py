@@ -13,6 +13,7 @@ def info_nce(
     extra_negatives: torch.Tensor | None = None,
     not_negative: torch.Tensor | None = None,
     symmetric: bool = True,
+    extra_not_negative: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE: row i of `q` should pick row i of `k` among all rows of `k` (and vice versa).
 
@@ -23,6 +24,8 @@ def info_nce(
         not_negative: (B, B) bool; True at (i, j), j != i, removes k[j] as a negative of q[i] (and q[i] of
             k[j] in the other direction): in-batch false negatives.
         symmetric: average the q->k and k->q losses (CLIP); otherwise q->k only.
+        extra_not_negative: (B, Q) bool; True at (i, j) removes extra_negatives[j] as a negative of q[i] and of
+            k[i] (e.g. row i's own earlier key still in the queue). Needs `extra_negatives`.
 
     References: van den Oord et al. 2018 (CPC, InfoNCE); Radford et al. 2021 (CLIP, symmetric form);
     He et al. 2020 (MoCo, queue of negatives).
@@ -34,12 +37,24 @@ def info_nce(
         mask = not_negative.clone()
         mask.fill_diagonal_(False)
         logits = logits.masked_fill(mask, float("-inf"))
-    rows = logits if extra_negatives is None else torch.cat([logits, q @ extra_negatives.T / temperature], 1)
-    loss = F.cross_entropy(rows, target)
+    if extra_not_negative is not None:
+        if extra_negatives is None:
+            raise ValueError("extra_not_negative needs extra_negatives")
+        if tuple(extra_not_negative.shape) != (b, extra_negatives.shape[0]):
+            raise ValueError(f"extra_not_negative has shape {tuple(extra_not_negative.shape)}, "
+                             f"expected {(b, extra_negatives.shape[0])}")
+
+    def with_queue(scores: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        if extra_negatives is None:
+            return scores
+        queue = anchors @ extra_negatives.T / temperature
+        if extra_not_negative is not None:
+            queue = queue.masked_fill(extra_not_negative.to(queue.device), float("-inf"))
+        return torch.cat([scores, queue], 1)
+    loss = F.cross_entropy(with_queue(logits, q), target)
     if not symmetric:
         return loss
-    cols = logits.T if extra_negatives is None else torch.cat([logits.T, k @ extra_negatives.T / temperature], 1)
-    return (loss + F.cross_entropy(cols, target)) / 2
+    return (loss + F.cross_entropy(with_queue(logits.T, k), target)) / 2
 
 
 def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
@@ -60,10 +75,23 @@ def top1_accuracy(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """RKD distance term: Huber loss between pairwise distances, each normalised by its mean (Park et al. 2019)."""
+    """RKD distance term (Park et al. 2019): Huber loss between pairwise distances, each normalised by its mean.
+
+    psi_D(x_i, x_j) = |x_i - x_j|_2 / mu, mu = mean of |x_i - x_j|_2 over the distinct pairs i != j; the loss is the
+    Huber (smooth L1, delta 1) loss averaged over the pairs i != j (lenscloth/RKD `RkdDistance`, whose mean also
+    runs over the zero diagonal, is B / (B - 1) times smaller). Distances are exact (from differences, not from
+    the Gram matrix), so equal rows are at distance 0 and do not perturb mu; their gradient there is 0, not NaN.
+    All rows equal (mu = 0) gives normalised distances 0. Fewer than two rows: 0.
+    """
+    b = student.shape[0]
+    if b < 2:
+        return student.sum() * 0.0
+    off = ~torch.eye(b, dtype=torch.bool, device=student.device)
+
     def norm_dist(x: torch.Tensor) -> torch.Tensor:
-        d = torch.cdist(x, x)
-        return d / d[d > 0].mean().clamp(min=1e-12)
+        # Not the matrix-multiply path: |xi|^2 + |xj|^2 - 2 xi.xj leaves ~1e-3 noise on equal rows.
+        d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")[off]  # (B (B - 1),) pairs i != j
+        return d / d.mean().clamp(min=1e-12)
     with torch.no_grad():
         t = norm_dist(teacher)
     return F.smooth_l1_loss(norm_dist(student), t)
@@ -72,10 +100,14 @@ def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 def rkd_angle(student: torch.Tensor, teacher: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     """RKD angle term: Huber loss between cosines of the angle at each anchor j of every triple (i, j, k).
 
-    Computed over anchors in chunks, so memory is chunk x B x B instead of B x B x B (Park et al. 2019).
+    Values are computed over anchors in chunks (chunk x B x B at a time; with gradients every chunk's graph
+    is kept until backward). Where two rows coincide the unit vector between them is 0 with a zero gradient,
+    not F.normalize's 1/eps one, so identical content of two streamers cannot blow up a step (Park et al. 2019).
     """
     def angles(x: torch.Tensor, js: slice) -> torch.Tensor:
-        e = F.normalize(x.unsqueeze(0) - x[js].unsqueeze(1), dim=2)  # (c, B, D): unit vectors j -> i
+        d = x.unsqueeze(0) - x[js].unsqueeze(1)                        # (c, B, D): vectors j -> i
+        norm = d.norm(dim=2, keepdim=True)
+        e = torch.where(norm > 1e-12, d / norm.clamp(min=1e-12), torch.zeros_like(d))
         return torch.bmm(e, e.transpose(1, 2))                        # (c, B, B)
     b = student.shape[0]
     total = student.new_zeros(())

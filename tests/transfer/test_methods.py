@@ -31,7 +31,8 @@ def test_false_negative_mask_matches_loop():
     want = np.zeros((40, 40), bool)
     for i in range(40):
         for j in range(40):
-            want[i, j] = j != i and (nb[j] == q[i] or nb[j] == nb[i] or int(nb[j]) in near.get(int(q[i]), set()))
+            want[i, j] = j != i and (nb[j] == q[i] or nb[j] == nb[i] or int(nb[j]) in near.get(int(q[i]), set())
+                                     or int(q[i]) in near.get(int(nb[j]), set()))
     got = false_negative_mask(q, nb, np.unique(kept_q * n + kept_n), n).numpy()
     np.testing.assert_array_equal(got, want)
 
@@ -68,3 +69,11 @@ def test_cluster_loss_against_direct():
         z = (w @ table[r].double().numpy() + b) / 0.1
         terms.append(np.log(np.exp(z - z.max()).sum()) + z.max() - z[m.labels[r]])
     assert math.isclose(float(m.loss(embed, {"rows": rows}).detach()), float(np.mean(terms)), rel_tol=1e-5)
+
+
+def test_cluster_with_fewer_streamers_than_clusters():
+    rng = np.random.default_rng(0)
+    data = TransferData(rng.normal(size=(7, 4)).astype(np.float32), np.arange(7), np.arange(0), np.arange(0))
+    cls = METHODS.load("cluster")
+    m = cls(5, data, cls.Params(n_clusters=50), seed=0)    # k lowered to what 7 streamers can carry
+    assert m.classifier.out_features == 1 and (m.labels >= 0).all()

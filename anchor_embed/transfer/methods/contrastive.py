@@ -12,13 +12,16 @@ from anchor_embed.transfer.methods.base import Embed, TransferMethod
 
 
 def false_negative_mask(query: np.ndarray, neighbour: np.ndarray, kept_codes: np.ndarray, n: int) -> torch.Tensor:
-    """(B, B) True where k[j] must not be a negative of q[i]: the same streamer, or a kept neighbour of q[i].
+    """(B, B) True where q[i] and k[j] must not be each other's negatives: the same streamer, the same
+    streamer as i's positive, or a kept pair in either direction (k[j] a kept neighbour of q[i], or q[i] one
+    of k[j]'s: mining is not symmetric, behaviour is).
 
     `kept_codes` holds query * n + neighbour of every kept pair, sorted.
     """
     q, nb = query.astype(np.int64), neighbour.astype(np.int64)
     mask = (nb[None, :] == q[:, None]) | (nb[None, :] == nb[:, None])
-    mask |= np.isin(q[:, None] * n + nb[None, :], kept_codes, assume_unique=False)
+    mask |= np.isin(q[:, None] * n + nb[None, :], kept_codes)
+    mask |= np.isin(nb[None, :] * n + q[:, None], kept_codes)
     np.fill_diagonal(mask, False)
     return torch.from_numpy(mask)
 
@@ -38,6 +41,9 @@ class Contrastive(TransferMethod):
         n = len(self.data.pair_query)
         pick = rng.choice(n, size=min(batch_size, n), replace=False)
         return {"query": self.data.pair_query[pick], "neighbour": self.data.pair_neighbour[pick]}
+
+    def chance_candidates(self, batch_size: int) -> int:
+        return min(batch_size, len(self.data.pair_query))
 
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         zq, zn = embed(batch["query"]), embed(batch["neighbour"])

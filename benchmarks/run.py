@@ -68,10 +68,11 @@ def quality(data: Path, out: Path, seeds: int, pre_epochs: int, tr_epochs: int, 
                 run = root / m
                 if not (run / "checkpoints" / "latest.json").is_file() or \
                         json.loads((run / "checkpoints" / "latest.json").read_text())["epoch"] < tr_epochs:
-                    transfer(pre, ids, run, method=m, epochs=tr_epochs, seed=seed, resume=run.exists())
+                    transfer(pre, ids, run, method=m, epochs=tr_epochs, seed=seed, resume=run.exists(),
+                             holdout_frac=0.2)
                 runs.append(run)
             rows = evaluate(cache, data / "ids.npy", models=runs, seed=seed, out=root / "evaluation", ridge=True,
-                            ridge_id_emb=ids)
+                            knn_average=True, train_id_emb=ids)
             for r in rows:
                 label = "pretrained" if r["model"] == pre.name else r["model"]
                 per_model.setdefault(label, []).append(r)

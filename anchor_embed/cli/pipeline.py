@@ -56,7 +56,8 @@ def demo(
     run_demo(out=out, n=n, seed=seed)
 
 
-@config_flags(PretrainConfig, "epochs", "batch_size", "lr", "weight_decay", "temperature", "max_overlap",
+@config_flags(PretrainConfig, "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup", "patience",
+              "val_frac", "temperature", "max_overlap",
               "modality_drop", "queue_size", "out_dim", "d_model", "layers", "heads", "max_texts", "max_frames",
               "max_tags", "seed", "threads")
 def pretrain(
@@ -81,16 +82,18 @@ def evaluate(
     model: Annotated[list[Path] | None, typer.Option(help="A run folder to score; repeat for several.")] = None,
     id_keys: IdKeys = None,
     out: Annotated[Path | None, typer.Option(help="Folder for evaluation.json and evaluation.md.")] = None,
-    holdout_frac: float = 0.2,
-    seed: int = 0,
-    frozen: Annotated[bool, typer.Option(help="Also score the frozen backbones alone.")] = True,
-    ridge: Annotated[bool, typer.Option(help="Also score a ridge map of frozen features onto the ID embeddings.")] = False,
+    holdout_frac: Annotated[float, typer.Option(help="Share of the streamers with ID embeddings held out as queries.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the hold-out (transfer's --seed for the same split).")] = 0,
+    frozen: Annotated[bool, typer.Option(help="Also score the frozen backbones, all and one modality at a time.")] = True,
+    ridge: Annotated[bool, typer.Option(help="Also score RidgeCV from frozen features + one-hot tags to the ID embeddings.")] = False,
+    knn_average: Annotated[bool, typer.Option(help="Also score content-kNN averaging of training ID embeddings.")] = False,
+    train_id_emb: Annotated[Path | None, typer.Option(help="ID embeddings the models were taught with, if not --id-emb (noisy, sparse).")] = None,
 ) -> None:
     """Recall@10/50, NDCG@10, alignment, uniformity of each model against behavioural neighbours."""
     from anchor_embed.evaluation.evaluate import evaluate as run
 
     run(features=features, id_emb=id_emb, models=model, id_keys=id_keys, out=out, holdout_frac=holdout_frac,
-        seed=seed, frozen=frozen, ridge=ridge)
+        seed=seed, frozen=frozen, ridge=ridge, knn_average=knn_average, train_id_emb=train_id_emb)
 
 
 def parse_params(items: list[str] | None) -> dict | None:
@@ -109,7 +112,8 @@ def parse_params(items: list[str] | None) -> dict | None:
     return out
 
 
-@config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "k", "filter", "threshold",
+@config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup",
+              "patience", "val_frac", "k", "filter", "threshold",
               "quantile", "holdout_frac", "aux_weight", "seed", "threads")
 def transfer(
     pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],

@@ -41,15 +41,32 @@ class FeatureCacheMeta(BaseModel):
 
 
 class EpochMetrics(BaseModel):
-    """One line of a run's `metrics.jsonl`."""
+    """One line of a run's `metrics.jsonl`: epoch means of the training figures, then validation."""
 
     epoch: int
     loss: float
+    aux_loss: float | None = Field(None, description="Transfer: the self-supervised view loss, unweighted.")
     view_top1: float | None = Field(None, description="Share of views whose nearest other view is their pair.")
     alignment: float | None = None
     uniformity: float | None = None
     streamers_per_s: float | None = None
+    lr: float | None = Field(None, description="Learning rate of the epoch's last step.")
     extra: dict[str, float] = Field(default_factory=dict)
+    validation: dict[str, float] = Field(
+        default_factory=dict, description="Figures on the run's validation streamers (transfer: recall_at_10 "
+        "against their ID neighbours; pretraining: the view task on fixed views).")
+    best: bool = Field(False, description="The best validation figure so far: this epoch's model is the run's.")
+
+
+class RunOutcome(BaseModel):
+    """`outcome.json` of a training run, written last: a run without it did not finish."""
+
+    complete: bool
+    epochs_run: int
+    stopped_by: str = Field(description="'epochs' (the cap) or 'patience' (no better validation figure).")
+    best_epoch: int = Field(description="The epoch whose model is the run's model.safetensors.")
+    monitor: str | None = Field(None, description="The validation figure that chose it.")
+    best: float | None = None
 
 
 class VectorsMeta(BaseModel):
@@ -126,7 +143,8 @@ class MinedPair(BaseModel):
 
 
 class EvalRow(BaseModel):
-    """One row of `evaluate` output (`evaluation.json`)."""
+    """One row of `evaluate` output (`evaluation.json`): a model, or a reference (frozen backbones, one
+    modality's frozen features, ridge, content-kNN averaging, the teaching ID embeddings themselves)."""
 
     model: str
     recall_at_10: float
@@ -142,6 +160,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "id_embedding_row": IdEmbeddingRow,
     "feature_cache_meta": FeatureCacheMeta,
     "epoch_metrics": EpochMetrics,
+    "run_outcome": RunOutcome,
     "vectors_meta": VectorsMeta,
     "index_meta": IndexMeta,
     "neighbour_row": NeighbourRow,

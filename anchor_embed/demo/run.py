@@ -27,7 +27,7 @@ def run_demo(out: str | Path = "demo-out", n: int = 300, seed: int = 0) -> dict:
                                    lr=3e-4, seed=seed)
     taught = out / "transfer"
     results["transfer"] = transfer(run, out / "sample" / "ids.npy", taught, resume=taught.exists(), epochs=15,
-                                   batch_size=64, seed=seed)
+                                   batch_size=64, seed=seed, holdout_frac=0.2)  # evaluate's hold-out, unseen
     results["evaluate"] = evaluate(out / "features", out / "sample" / "ids.npy", models=[run, taught],
                                    out=out / "evaluation", seed=seed)
     from anchor_embed.serving.dedup import dedup

@@ -33,6 +33,30 @@ def model_labels(paths: list[str | Path]) -> list[str]:
     return labels
 
 
+def _aligned(path: str | Path, cache, keys: list[str]) -> np.ndarray:
+    """Vectors of another ID-embedding file for `keys`, zero rows where it has none (sparse ID embeddings)."""
+    other, report = read_id_embeddings(path, None)
+    other = align_to_streamers(other, cache.keys, report)
+    where = other.index_of()
+    out = np.zeros((len(keys), other.dim), np.float32)
+    for i, k in enumerate(keys):
+        if k in where:
+            out[i] = other.vectors[where[k]]
+    return out
+
+
+def refuse_seen(models: list[str | Path], held: set[str], holdout_frac: float, seed: int) -> None:
+    """One line when a model has seen the ID embedding of a streamer this evaluation holds out."""
+    from anchor_embed.transfer.split import read_seen
+
+    for m in models:
+        leaked = read_seen(Path(m)) & held
+        if leaked:
+            raise AnchorEmbedError(
+                f"{m}: this model saw the ID embeddings of {len(leaked)} streamers this evaluation holds out "
+                f"(e.g. {sorted(leaked)[0]!r}); train it with --holdout-frac {holdout_frac} --seed {seed}")
+
+
 def evaluate(
     features: str | Path,
     id_emb: str | Path,
@@ -43,43 +67,58 @@ def evaluate(
     seed: int = 0,
     frozen: bool = True,
     ridge: bool = False,
-    ridge_id_emb: str | Path | None = None,
+    knn_average: bool = False,
+    train_id_emb: str | Path | None = None,
 ) -> list[dict]:
-    """Score each model's content kNN against ID-embedding neighbours of held-out streamers."""
-    from anchor_embed.features.pooled import frozen_vectors
+    """Score each model's content kNN against ID-embedding neighbours of held-out streamers.
+
+    `id_emb` gives the truth; `train_id_emb` (default: the same) is what the models were taught with, and
+    what the ridge and kNN-averaging references are fitted to (noisy or sparse ID embeddings, say); when it
+    differs, its own vectors are scored too ('ID embeddings used for training').
+    """
+    from anchor_embed.evaluation.references import (
+        choose_knn_k,
+        frozen_rows,
+        knn_average_vectors,
+        reference_features,
+        ridge_vectors,
+    )
     from anchor_embed.model.batcher import Batcher, embed_all
     from anchor_embed.model.store import load_model
 
+    models = list(models or [])
     cache = open_cache(features)
     ids, report = read_id_embeddings(id_emb, id_keys)
     ids = align_to_streamers(ids, cache.keys, report)
     say(f"[bold]evaluate[/]: {report.summary()}")
+    held = holdout_split(ids.keys, holdout_frac, seed)
+    if not held:
+        raise AnchorEmbedError(f"--holdout-frac {holdout_frac}: holds out no streamer of {id_emb}")
+    refuse_seen(models, held, holdout_frac, seed)
     pos = cache.key_index()
     rows_in_cache = np.array([pos[k] for k in ids.keys])
-    held = holdout_split(ids.keys, holdout_frac, seed)
     queries = np.array([i for i, k in enumerate(ids.keys) if k in held])
+    train = np.array([i for i, k in enumerate(ids.keys) if k not in held])
+    taught = ids.vectors if train_id_emb is None else _aligned(train_id_emb, cache, ids.keys)
+    fit_rows = train[np.abs(taught[train]).sum(1) > 0]      # training streamers with a (teaching) ID embedding
     named: dict[str, np.ndarray] = {}
-    if frozen or ridge:
-        base = frozen_vectors(cache)[rows_in_cache]
     if frozen:
-        named["frozen backbones"] = base
+        named.update({k: v[rows_in_cache] for k, v in frozen_rows(cache).items()})
+    if train_id_emb is not None:
+        named["ID embeddings used for training"] = taught
     if ridge:
-        from anchor_embed.evaluation.ridge import ridge_vectors
+        x = reference_features(cache, rows_in_cache[fit_rows])[rows_in_cache]
+        named["ridge (reference)"], alpha = ridge_vectors(x, taught, fit_rows)
+        say(f"[bold]evaluate[/]: RidgeCV on frozen features + one-hot tags ({x.shape[1]} columns) fitted on "
+            f"{len(fit_rows)} streamers, alpha {alpha:g} by leave-one-out")
+    if knn_average:
+        from anchor_embed.features.pooled import frozen_vectors
 
-        train = np.array([i for i, k in enumerate(ids.keys) if k not in held])
-        target = ids.vectors
-        if ridge_id_emb is not None:  # e.g. the noisy ID embeddings the trained models were taught with
-            other, rep2 = read_id_embeddings(ridge_id_emb, None)
-            other = align_to_streamers(other, cache.keys, rep2)
-            opos = {k: i for i, k in enumerate(other.keys)}
-            missing = [k for k in ids.keys if k not in opos]
-            if missing:
-                raise AnchorEmbedError(f"{ridge_id_emb}: no ID embedding for {len(missing)} evaluated streamers, "
-                                       f"e.g. {missing[0]!r}")
-            target = other.vectors[[opos[k] for k in ids.keys]]
-        named["ridge (reference)"], alpha = ridge_vectors(base, target, train, seed)
-        say(f"[bold]evaluate[/]: ridge on frozen features fitted on {len(train)} streamers, alpha {alpha:g}")
-    for m, label in zip(models or [], model_labels(models or []), strict=True):
+        content = frozen_vectors(cache)[rows_in_cache]
+        k = choose_knn_k(content, taught, fit_rows, seed=seed)
+        named["content-kNN average (reference)"] = knn_average_vectors(content, taught, fit_rows, k)
+        say(f"[bold]evaluate[/]: content-kNN averaging over the {k} nearest of {len(fit_rows)} training streamers")
+    for m, label in zip(models, model_labels(models), strict=True):
         model, _ = load_model(m)
         vecs = embed_all(model, Batcher.for_model(model, cache))
         named[label] = vecs[rows_in_cache]
@@ -89,6 +128,7 @@ def evaluate(
     if out:
         out = Path(out)
         atomic.write_json(out / "evaluation.json", {"rows": rows, "holdout_frac": holdout_frac, "seed": seed,
-                                                    "features": str(features), "id_emb": str(id_emb)})
+                                                    "features": str(features), "id_emb": str(id_emb),
+                                                    "train_id_emb": str(train_id_emb or id_emb)})
         atomic.write_text(out / "evaluation.md", table)
     return rows

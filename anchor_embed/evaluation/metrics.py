@@ -14,10 +14,16 @@ import numpy as np
 from anchor_embed.vectorspace import knn, normalise_rows
 
 
-def holdout_split(keys: list[str], frac: float = 0.2, seed: int = 0) -> set[str]:
-    """The held-out keys: a deterministic function of (key set, frac, seed), so transfer and evaluate agree."""
-    ordered = sorted(keys, key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
-    return set(ordered[: int(round(frac * len(keys)))])
+def holdout_split(keys: list[str], frac: float = 0.2, seed: int = 0, salt: str = "") -> set[str]:
+    """The held-out keys: each key is held out by its own seeded hash, whatever other keys are listed.
+
+    So transfer and evaluate agree on every streamer even when they read different ID files (sparse ID
+    embeddings cover a subset of the streamers). Another `salt` draws an independent split (transfer's
+    validation share uses salt 'validation').
+    """
+    if frac <= 0:
+        return set()
+    return {k for k in keys if int(hashlib.sha1(f"{salt}{seed}:{k}".encode()).hexdigest()[:15], 16) < frac * 16**15}
 
 
 def recall_at_k(pred: np.ndarray, truth: np.ndarray, k: int) -> float:

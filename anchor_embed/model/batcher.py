@@ -75,15 +75,19 @@ class Batcher:
 
 
 @torch.inference_mode()
-def embed_all(model: FusionModel, batcher: Batcher, batch_size: int = 512) -> np.ndarray:
-    """Vectors of every streamer in the cache, using all their atoms (eval mode)."""
+def embed_rows(model: FusionModel, batcher: Batcher, rows, batch_size: int = 512) -> np.ndarray:
+    """Vectors of the cache's streamers `rows`, each with all its atoms, in eval mode (the mode is restored)."""
     was = model.training
     model.eval()
-    n = batcher.cache.n
-    out = np.zeros((n, model.cfg.out_dim), np.float32)
-    for s in range(0, n, batch_size):
-        ids = list(range(s, min(n, s + batch_size)))
-        out[s:s + len(ids)] = model(batcher.make(ids)).numpy()
+    rows = [int(r) for r in rows]
+    out = np.zeros((len(rows), model.cfg.out_dim), np.float32)
+    for s in range(0, len(rows), batch_size):
+        chunk = rows[s:s + batch_size]
+        out[s:s + len(chunk)] = model(batcher.make(chunk)).numpy()
     model.train(was)
     return out
 
+
+def embed_all(model: FusionModel, batcher: Batcher, batch_size: int = 512) -> np.ndarray:
+    """Vectors of every streamer in the cache."""
+    return embed_rows(model, batcher, range(batcher.cache.n), batch_size)

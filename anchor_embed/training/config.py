@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from anchor_embed.config import RunConfig
@@ -9,12 +11,16 @@ from anchor_embed.model.views import ViewConfig
 
 
 class TrainingConfig(RunConfig):
-    """What every training run shares: budget, optimizer, seed. Stages add their own fields."""
+    """What every training run shares: budget, optimizer, schedule, selection, seed. Stages add their own fields."""
 
-    epochs: int = Field(20, ge=1, description="Epochs to train")
+    epochs: int = Field(20, ge=1, description="Most epochs to train (validation keeps the best and stops early)")
     batch_size: int = Field(256, ge=2, description="Streamers (or pairs) a step")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="Learning rate after warmup")
+    warmup: float = Field(0.05, ge=0, lt=1, description="Share of all steps with a linear learning-rate warmup")
+    patience: int = Field(5, ge=0, description="Epochs without a better validation figure before stopping (0 = never)")
+    val_frac: float = Field(0.1, ge=0, lt=1, description="Share of the training streamers held aside for validation")
     seed: int = Field(0, description="Seed of every random draw")
     threads: int = Field(2, ge=1, description="torch threads")
 

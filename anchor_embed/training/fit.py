@@ -77,6 +77,18 @@ class Task(ABC):
         """Figures of the state at the end of an epoch, for the metrics row's `extra`."""
         return {}
 
+    # validation: the figure `monitor` names picks the best epoch (its model is the run's) and stops early
+    monitor: str | None = None          # a key of validate()'s result
+    higher_is_better: bool = True
+
+    def validate(self) -> dict[str, float] | None:
+        """Figures on the run's validation streamers after an epoch (eval mode, no gradients), or None."""
+        return None
+
+    def chance_candidates(self) -> int | None:
+        """How many entries the task's InfoNCE chooses among (for the collapse guard), or None if not InfoNCE."""
+        return None
+
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """The torch seed of one epoch: a resumed run replays the epoch it lost."""
@@ -110,19 +122,21 @@ def _state(task: Task, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
     return tensors, {"optimizer": opt_meta}
 
 
-def _restore(task: Task, opt: torch.optim.Optimizer, ckpt: Path) -> tuple[int, dict]:
+def _restore(task: Task, opt: torch.optim.Optimizer, ckpt: Path) -> dict:
     tensors, state = checkpoints.load(ckpt)
     for name, m in task.modules().items():
         m.load_state_dict(tensors[name])
     checkpoints.restore_optimizer(opt, tensors.get("optimizer", {}), state["optimizer"])
     task.load_extra_tensors(tensors.get("extra", {}))
-    return state["epoch"], state
+    return state
 
 
 def _line(row: dict) -> str:
-    figures = "  ".join(f"{k} {v:.4f}" for k, v in row.items()
-                        if k not in ("epoch", "streamers_per_s", "extra") and isinstance(v, float))
-    return f"epoch {row['epoch']}: {figures}  {row['streamers_per_s']:.0f} streamers/s"
+    shown = {**{k: v for k, v in row.items() if isinstance(v, float) and k not in ("streamers_per_s", "lr")},
+             **{f"val {k}": v for k, v in row.get("validation", {}).items()}}
+    figures = "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
+    best = "  (best)" if row.get("best") else ""
+    return f"epoch {row['epoch']}: {figures}  {row['streamers_per_s']:.0f} streamers/s{best}"
 
 
 def make_optimizer(task: Task, cfg: TrainingConfig) -> torch.optim.Optimizer:
@@ -130,21 +144,61 @@ def make_optimizer(task: Task, cfg: TrainingConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(task.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None) -> list[dict]:
-    """Train `task` for `cfg.epochs` epochs into RUN `out` (resuming from `ckpt`); returns the metrics rows.
+class Selection:
+    """Best-epoch bookkeeping: which epoch's model is the run's, and whether patience has run out."""
 
-    Each epoch ends with a checkpoint, the run's model saved, and a `metrics.jsonl` row of epoch means.
+    def __init__(self, task: Task, patience: int, state: dict | None = None) -> None:
+        self.task, self.patience = task, patience
+        state = state or {}
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch", 0)
+
+    def update(self, epoch: int, validation: dict[str, float] | None) -> bool:
+        """Record an epoch's validation; True when it is the best so far (every epoch is, without validation)."""
+        if validation is None or self.task.monitor is None:
+            self.best_epoch = epoch
+            return True
+        value = validation[self.task.monitor]
+        better = self.best is None or (value > self.best if self.task.higher_is_better else value < self.best)
+        if better:
+            self.best, self.best_epoch = value, epoch
+        return better
+
+    def should_stop(self, epoch: int) -> bool:
+        return self.patience > 0 and self.task.monitor is not None and epoch - self.best_epoch >= self.patience
+
+    def state(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+
+def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None) -> list[dict]:
+    """Train `task` for at most `cfg.epochs` epochs into RUN `out` (resuming from `ckpt`); returns the metrics rows.
+
+    Each epoch ends with validation, a `metrics.jsonl` row and a checkpoint (what `--resume` continues). The
+    run's model (model.safetensors) is the epoch with the best validation figure; training stops when it has
+    not improved for `cfg.patience` epochs, and with one clear error when the model collapses. RUN/outcome.json,
+    written last, says which epoch was kept and why training ended: a run without it did not finish.
     """
+    from anchor_embed.training.guard import collapse_reason
+    from anchor_embed.training.schedule import lr_at
+
     opt = make_optimizer(task, cfg)
-    start, history = 0, []
+    start, history, state = 0, [], None
+    (out / "outcome.json").unlink(missing_ok=True)
     if ckpt is not None:
-        start, _ = _restore(task, opt, ckpt)
+        state = _restore(task, opt, ckpt)
+        start = state["epoch"]
         history = checkpoints.history_until(out, start)
         say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}")
+    selection = Selection(task, cfg.patience, state)
     steps = task.steps_per_epoch()
+    total, warmup = cfg.epochs * steps, int(round(cfg.warmup * cfg.epochs * steps))
+    stopped = "epochs"
     with make_progress() as progress:
         bar = progress.add_task(task.label, total=(cfg.epochs - start) * steps, info="")
         for epoch in range(start, cfg.epochs):
+            if selection.should_stop(epoch):
+                stopped = "patience"
+                break
             torch.manual_seed(epoch_seed(cfg.seed, epoch))
             task.start_epoch(epoch)
             for m in task.modules().values():
@@ -152,6 +206,9 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None) ->
             sums: dict[str, float] = {}
             t0 = time.perf_counter()
             for step in range(steps):
+                lr = lr_at(epoch * steps + step, total, cfg.lr, warmup, cfg.schedule)
+                for group in opt.param_groups:
+                    group["lr"] = lr
                 rng = np.random.default_rng([cfg.seed, epoch, step])
                 loss, stats = task.loss(epoch, step, rng)
                 opt.zero_grad(set_to_none=True)
@@ -163,13 +220,37 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None) ->
                 progress.update(bar, advance=1, info=f"epoch {epoch + 1} loss {stats['loss']:.3f}")
             secs = time.perf_counter() - t0
             row = {"epoch": epoch + 1, **{k: round(v / steps, 5) for k, v in sums.items()},
-                   "streamers_per_s": round(steps * task.batch_size() / secs, 1), "extra": task.epoch_extra()}
+                   "streamers_per_s": round(steps * task.batch_size() / secs, 1), "lr": lr,
+                   "extra": task.epoch_extra()}
+            for m in task.modules().values():
+                m.eval()
+            with torch.no_grad():
+                validation = task.validate()
+            if validation is not None:
+                row["validation"] = {k: round(v, 5) for k, v in validation.items()}
+            spread = (validation or {}).get("uniformity", row.get("uniformity"))
+            previous = history[-1].get("loss") if history else None
+            reason = collapse_reason(row.get("loss"), task.chance_candidates(), spread, previous)
+            row["best"] = reason is None and selection.update(epoch + 1, validation)
             history.append(row)
-            tensors, state = _state(task, opt)
-            checkpoints.save(out, epoch + 1, tensors, {"epoch": epoch + 1, **state})
-            save_model(out, task.model)
             atomic.write_jsonl(out / "metrics.jsonl", history)
             say(_line(row))
+            if reason is not None:
+                kept = f"the model of epoch {selection.best_epoch} stays in {out}" if selection.best_epoch \
+                    else "no model was saved"
+                say(f"[yellow]{task.label}[/]: epoch {epoch + 1} looks collapsed: {reason}")
+                raise AnchorEmbedError(f"{out}: training collapsed at epoch {epoch + 1} ({reason}); {kept}. "
+                                       "Try a lower --lr, a larger --batch-size or a higher --temperature")
+            if row["best"]:
+                save_model(out, task.model)
+            tensors, ckpt_state = _state(task, opt)
+            checkpoints.save(out, epoch + 1, tensors, {"epoch": epoch + 1, **ckpt_state, **selection.state()})
+    if stopped == "patience":
+        say(f"[bold]{task.label}[/]: no better {task.monitor} for {cfg.patience} epochs; "
+            f"stopped after epoch {len(history)}, keeping epoch {selection.best_epoch}")
+    atomic.write_json(out / "outcome.json", {
+        "complete": True, "epochs_run": len(history), "stopped_by": stopped, "best_epoch": selection.best_epoch,
+        "monitor": task.monitor, "best": selection.best})
     return history
 
 

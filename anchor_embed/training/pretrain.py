@@ -35,6 +35,15 @@ def view_batches(batcher: Batcher, ids: list[int], views: ViewConfig, rng: np.ra
     return batcher.make(ids, [a for a, _ in pairs], **kw), batcher.make(ids, [b for _, b in pairs], **kw)
 
 
+def validation_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, validation) positions of n streamers; validation is empty when it would hold under 2."""
+    order = np.random.default_rng([seed, 7919]).permutation(n)
+    n_val = int(round(frac * n))
+    if n_val < 2 or n - n_val < 2:
+        return np.arange(n), np.arange(0)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 class PretrainTask(Task):
     """Two masked views of each streamer of a batch must find each other (InfoNCE), optionally against a queue."""
 
@@ -50,10 +59,13 @@ class PretrainTask(Task):
                                         requires_grad=cfg.learn_temperature)
         self.momentum_model = copy.deepcopy(self.model).requires_grad_(False) if cfg.queue_size else None
         self.queue = torch.zeros(0, cfg.out_dim)
+        self.queue_ids = torch.zeros(0, dtype=torch.long)  # the streamer of each queued key: never its own negative
         self.views = cfg.views()
-        self.bs = min(cfg.batch_size, cache.n)
-        self.perm = np.arange(cache.n)
-        self._keys: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.train_rows, self.val_rows = validation_split(cache.n, cfg.val_frac, cfg.seed)
+        self.bs = min(cfg.batch_size, len(self.train_rows))
+        self.perm = self.train_rows
+        self._keys: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None
+        self._val_batches = None
 
     def modules(self) -> dict:
         mods = {"model": self.model}
@@ -65,21 +77,40 @@ class PretrainTask(Task):
         return list(self.model.parameters()) + ([self.log_t] if self.cfg.learn_temperature else [])
 
     def extra_tensors(self) -> dict:
-        return {"log_t": self.log_t.detach().clone(), "queue": self.queue.clone()}
+        return {"log_t": self.log_t.detach().clone(), "queue": self.queue.clone(), "queue_ids": self.queue_ids.clone()}
 
     def load_extra_tensors(self, tensors: dict) -> None:
         with torch.no_grad():
             self.log_t.copy_(tensors["log_t"])
         self.queue = tensors["queue"]
+        self.queue_ids = tensors.get("queue_ids", torch.full((len(self.queue),), -1, dtype=torch.long))
 
     def steps_per_epoch(self) -> int:
-        return self.cache.n // self.bs  # drop the ragged tail: a tiny last batch gives a noisy contrastive loss
+        return len(self.train_rows) // self.bs  # drop the ragged tail: a tiny last batch gives a noisy loss
 
     def batch_size(self) -> int:
         return self.bs
 
     def start_epoch(self, epoch: int) -> None:
-        self.perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.cache.n)
+        self.perm = self.train_rows[np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.train_rows))]
+
+    def chance_candidates(self) -> int:
+        return self.bs + (self.cfg.queue_size if self.momentum_model is not None else 0)
+
+    monitor = "loss"
+    higher_is_better = False
+
+    def validate(self) -> dict[str, float] | None:
+        """The view task on held-aside streamers, with views fixed once: loss, view top-1, alignment, uniformity."""
+        if len(self.val_rows) < 2:
+            return None
+        if self._val_batches is None:
+            rng = np.random.default_rng([self.cfg.seed, 1 << 20])
+            self._val_batches = view_batches(self.batcher, self.val_rows.tolist(), self.views, rng, 0.0, 0.0)
+        za, zb = (self.model(b) for b in self._val_batches)
+        whole = self.model(self.batcher.make(self.val_rows.tolist()))
+        return {"loss": float(info_nce(za, zb, self.temperature())), "view_top1": float(top1_accuracy(za, zb)),
+                "alignment": float(alignment(za, zb)), "uniformity": float(uniformity(whole))}
 
     def temperature(self) -> torch.Tensor:
         return self.log_t.exp().clamp(min=self.cfg.min_temperature)
@@ -95,8 +126,10 @@ class PretrainTask(Task):
             with torch.no_grad():
                 ka, kb = self.momentum_model(batch_a), self.momentum_model(batch_b)
             queue = self.queue if len(self.queue) else None
-            loss = (info_nce(za, kb, t, queue, symmetric=False) + info_nce(zb, ka, t, queue, symmetric=False)) / 2
-            self._keys = (ka, kb)
+            own = torch.as_tensor(ids)[:, None] == self.queue_ids[None, :] if queue is not None else None
+            loss = (info_nce(za, kb, t, queue, symmetric=False, extra_not_negative=own)
+                    + info_nce(zb, ka, t, queue, symmetric=False, extra_not_negative=own)) / 2
+            self._keys = (ka, kb, ids)
         with torch.no_grad():
             za, zb = za.detach(), zb.detach()
             stats = {"loss": float(loss), "view_top1": float(top1_accuracy(za, zb)),
@@ -110,8 +143,10 @@ class PretrainTask(Task):
             m = self.cfg.momentum
             for p_m, p in zip(self.momentum_model.parameters(), self.model.parameters(), strict=True):
                 p_m.mul_(m).add_(p.detach(), alpha=1 - m)
-            ka, kb = self._keys
+            ka, kb, ids = self._keys
             self.queue = torch.cat([ka, kb, self.queue])[: self.cfg.queue_size]
+            ids_t = torch.as_tensor(ids, dtype=torch.long)
+            self.queue_ids = torch.cat([ids_t, ids_t, self.queue_ids])[: self.cfg.queue_size]
 
     def epoch_extra(self) -> dict[str, float]:
         return {"temperature": round(float(self.temperature()), 5)}

@@ -26,7 +26,8 @@ class TransferConfig(TrainingConfig):
     filter: FilterName = Field("content", description="How mined pairs are judged alike in content")
     threshold: float | None = Field(None, description="Content score a kept pair must reach")
     quantile: float | None = Field(0.3, ge=0, le=1, description="Per-query quantile of the content score kept")
-    holdout_frac: float = Field(0.2, ge=0, lt=1, description="Share of ID-embedded streamers held out for evaluate")
+    holdout_frac: float = Field(0.0, ge=0, lt=1, description="Share of ID-embedded streamers held out for evaluate "
+                                "(0: the model learns from all, as in production)")
     aux_weight: float = Field(0.0, ge=0, description="Weight of the self-supervised view loss (0 = off)")
     aux_temperature: float = Field(0.07, gt=0, description="Temperature of the self-supervised view loss")
 

@@ -1,8 +1,8 @@
 """`anchor-embed transfer`: teach a pretrained fusion model with ID embeddings, by a method from the registry.
 
-Held-out streamers (the split `evaluate` uses) are removed before mining, so no held-out ID embedding is
-ever seen. Every method gets the same start, data and budget: `steps_per_epoch` x `epochs` batches, run by
-the one training loop.
+With `holdout_frac` > 0, evaluate's held-out streamers are removed before anything else, so no held-out ID
+embedding is ever seen; a validation share of the rest picks the best epoch. Every method gets the same
+start, data, budget (`steps_per_epoch` x at most `epochs` batches) and selection, in the one training loop.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anchor_embed import atomic
+from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddings
 from anchor_embed.errors import AnchorEmbedError
-from anchor_embed.features.cache import FeatureCache, open_cache
-from anchor_embed.losses import info_nce
-from anchor_embed.model.batcher import Batcher
+from anchor_embed.features.cache import open_cache
+from anchor_embed.losses import info_nce, uniformity
+from anchor_embed.model.batcher import Batcher, embed_rows
 from anchor_embed.model.store import load_model
 from anchor_embed.model.views import ViewConfig
 from anchor_embed.progress import say
@@ -24,17 +26,23 @@ from anchor_embed.transfer.config import TransferConfig
 from anchor_embed.transfer.filters import FILTERS
 from anchor_embed.transfer.methods import METHODS
 from anchor_embed.transfer.methods.base import TransferData, TransferMethod
+from anchor_embed.transfer.split import SEEN_IDS, read_seen, split_streamers
+from anchor_embed.transfer.validation import NeighbourRecall
 
 
 class TransferTask(Task):
-    """One method's loss on sampled batches, plus the optional self-supervised view loss."""
+    """One method's loss on sampled batches, plus the optional self-supervised view loss; validated by the
+    Recall@10 of the validation streamers' content neighbours against their ID neighbours."""
+
+    monitor = "recall_at_10"
 
     def __init__(self, model, batcher: Batcher, method: TransferMethod, cfg: TransferConfig, steps: int,
-                 views: tuple[ViewConfig, float, float]) -> None:
+                 views: tuple[ViewConfig, float, float], validation: NeighbourRecall | None) -> None:
         self.model, self.batcher, self.method, self.cfg = model, batcher, method, cfg
         self.label = f"transfer:{cfg.method}"
         self.steps = steps
         self.views, self.noise, self.feature_dropout = views
+        self.validation = validation
 
     def modules(self) -> dict:
         return {"model": self.model, "method": self.method}
@@ -44,6 +52,9 @@ class TransferTask(Task):
 
     def batch_size(self) -> int:
         return self.cfg.batch_size
+
+    def chance_candidates(self) -> int | None:
+        return self.method.chance_candidates(self.cfg.batch_size) if self.cfg.aux_weight == 0 else None
 
     def embed(self, rows: np.ndarray) -> torch.Tensor:
         return self.model(self.batcher.make(list(map(int, rows))))
@@ -63,29 +74,15 @@ class TransferTask(Task):
             loss = loss + self.cfg.aux_weight * aux
         return loss, {"loss": loss.item(), "aux_loss": aux_value}
 
-
-def _training_rows(cache: FeatureCache, id_emb, id_keys, cfg: TransferConfig) -> tuple[np.ndarray, np.ndarray, set]:
-    """ID embeddings laid out by cache row (zeros elsewhere), the non-held-out rows, and the held-out keys."""
-    from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddings
-    from anchor_embed.evaluation.metrics import holdout_split
-
-    ids, report = read_id_embeddings(id_emb, id_keys)
-    ids = align_to_streamers(ids, cache.keys, report)
-    say(f"[bold]transfer[/]: {report.summary()}")
-    held = holdout_split(ids.keys, cfg.holdout_frac, cfg.seed)
-    pos = cache.key_index()
-    id_vectors = np.zeros((cache.n, ids.dim), np.float32)
-    train_rows = []
-    for k, v in zip(ids.keys, ids.vectors, strict=True):
-        if k not in held:
-            id_vectors[pos[k]] = v
-            train_rows.append(pos[k])
-    return id_vectors, np.array(sorted(train_rows), np.int64), held
+    def validate(self) -> dict[str, float] | None:
+        if self.validation is None:
+            return None
+        vecs = embed_rows(self.model, self.batcher, self.validation.candidates)
+        sample = vecs[np.random.default_rng(0).permutation(len(vecs))[:2000]]
+        return {"recall_at_10": self.validation.score(vecs), "uniformity": float(uniformity(torch.from_numpy(sample)))}
 
 
 def _write_pairs(out: Path, keys: list[str], pairs) -> None:
-    from anchor_embed import atomic
-
     atomic.write_jsonl(out / "pairs.jsonl", (
         {"query": keys[a], "neighbour": keys[b], "id_score": round(float(c), 5),
          "content_score": None if np.isnan(d) else round(float(d), 5), "kept": bool(e)}
@@ -128,7 +125,14 @@ def transfer(
     model, _ = load_model(pretrained)
     model.train()
     batcher = Batcher.for_model(model, cache)
-    id_vectors, train_rows, held = _training_rows(cache, id_emb, id_keys, cfg)
+    ids, report = read_id_embeddings(id_emb, id_keys)
+    ids = align_to_streamers(ids, cache.keys, report)
+    say(f"[bold]transfer[/]: {report.summary()}")
+    split = split_streamers(cache, ids, cfg.holdout_frac, cfg.val_frac, cfg.seed)
+    id_vectors, train_rows, held = split.id_vectors, split.train_rows, split.held_out
+    if len(train_rows) < 2:
+        raise AnchorEmbedError(f"{id_emb}: {len(train_rows)} streamer(s) left to train on after the hold-out "
+                               "and validation shares; lower --holdout-frac/--val-frac")
 
     q, n, s = mine(id_vectors, train_rows, cfg.k)
     score = FILTERS.load(cfg.filter)(FilterInputs(cache, model, batcher))
@@ -138,9 +142,11 @@ def transfer(
         raise AnchorEmbedError("fewer than 2 mined pairs survive the filter; lower --quantile/--threshold")
     mining = {"mined": int(len(q)), "kept": int(len(kq)), "kept_share": round(len(kq) / max(len(q), 1), 4),
               "filter": cfg.filter, "threshold": cfg.threshold, "quantile": cfg.quantile,
-              "train_streamers": int(len(train_rows)), "held_out": len(held)}
+              "train_streamers": int(len(train_rows)), "validation_streamers": int(len(split.val_rows)),
+              "held_out": len(held)}
     say(f"[bold]transfer[/]: mined {mining['mined']} pairs, kept {mining['kept']} ({mining['kept_share']:.0%}) "
-        f"by filter '{cfg.filter}'; {len(held)} streamers held out")
+        f"by filter '{cfg.filter}'; {len(train_rows)} streamers to train on, {len(split.val_rows)} to validate "
+        f"on, {len(held)} held out")
 
     data = TransferData(id_vectors, train_rows, kq, kn)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
@@ -148,6 +154,11 @@ def transfer(
                                        "pretrained": str(pretrained.resolve()), "id_emb": str(id_emb),
                                        "mining": mining})
     _write_pairs(out, cache.keys, pairs)
+    atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
     steps = max(1, len(train_rows) // cfg.batch_size)
-    task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained))
+    validation = None
+    if len(split.val_rows) >= 2:
+        candidates = np.sort(np.concatenate([train_rows, split.val_rows]))
+        validation = NeighbourRecall(split.val_vectors, candidates, split.val_rows)
+    task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained), validation)
     return fit(task, out, cfg, ckpt)

@@ -14,6 +14,6 @@ def test_cli_demo_runs_every_stage(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "similar s0000 ->" in err and "done; artefacts in" in err
     rows = json.loads((out / "evaluation" / "evaluation.json").read_text())["rows"]
-    assert [r["model"] for r in rows] == ["frozen backbones", "pretrain", "transfer"]
+    assert [r["model"] for r in rows][-2:] == ["pretrain", "transfer"] and rows[0]["model"] == "frozen backbones"
     for artefact in ("vectors/vectors.npy", "index/index.faiss", "vectors/clusters.jsonl", "transfer/pairs.jsonl"):
         assert (out / artefact).is_file(), artefact

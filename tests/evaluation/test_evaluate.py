@@ -12,7 +12,8 @@ def test_cli_evaluate_frozen_and_model(sample, sample_cache, pretrained, tmp_pat
     assert run_cli("evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy",
                    "--model", pretrained, "--out", tmp_path / "ev") == 0
     rows = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]
-    assert [r["model"] for r in rows] == ["frozen backbones", "run"]
+    assert [r["model"] for r in rows] == ["frozen backbones", "frozen text only", "frozen frames only",
+                                          "frozen tags only", "run"]
     assert rows[0]["recall_at_10"] > 0.1   # the sample's kinds show in content and in clicks
     assert "| frozen backbones |" in (tmp_path / "ev" / "evaluation.md").read_text()
 
@@ -31,14 +32,25 @@ def test_model_labels_tell_same_named_runs_apart(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_ridge_on_other_ids_changes_only_the_ridge_row(sample, sample_cache, tmp_path):
+def test_references_fit_the_teaching_ids_and_truth_stays(sample, sample_cache, tmp_path):
+    """Noisy or sparse teaching ID embeddings change the reference rows only; the truth is --id-emb's."""
     from anchor_embed.evaluation.evaluate import evaluate
 
-    ids = np.load(sample / "ids.npy")
+    ids, keys = np.load(sample / "ids.npy"), (sample / "ids.keys.txt").read_text().split()
     noisy = tmp_path / "noisy.npy"
     np.save(noisy, ids + np.random.default_rng(0).normal(scale=2.0, size=ids.shape).astype(np.float32))
-    (tmp_path / "noisy.keys.txt").write_text((sample / "ids.keys.txt").read_text())
-    same = evaluate(sample_cache, sample / "ids.npy", ridge=True, ridge_id_emb=sample / "ids.npy")
-    plain = evaluate(sample_cache, sample / "ids.npy", ridge=True)
-    other = evaluate(sample_cache, sample / "ids.npy", ridge=True, ridge_id_emb=noisy)
-    assert same == plain and other[0] == plain[0] and other[1] != plain[1]
+    (tmp_path / "noisy.keys.txt").write_text("\n".join(keys) + "\n")
+    sparse = tmp_path / "sparse.npy"                       # ID embeddings for half of the streamers only
+    np.save(sparse, ids[::2])
+    (tmp_path / "sparse.keys.txt").write_text("\n".join(keys[::2]) + "\n")
+    by_name = {}
+    for name, teach in (("plain", None), ("same", sample / "ids.npy"), ("noisy", noisy), ("sparse", sparse)):
+        rows = evaluate(sample_cache, sample / "ids.npy", ridge=True, knn_average=True, train_id_emb=teach)
+        by_name[name] = {r["model"]: r for r in rows}
+    plain, same, noisy_rows, sparse_rows = by_name["plain"], by_name["same"], by_name["noisy"], by_name["sparse"]
+    assert same["ID embeddings used for training"]["recall_at_10"] == 1.0      # teaching with the truth itself
+    assert {k: v for k, v in same.items() if k != "ID embeddings used for training"} == plain
+    for other in (noisy_rows, sparse_rows):
+        assert other["frozen backbones"] == plain["frozen backbones"]
+        assert other["ridge (reference)"] != plain["ridge (reference)"]
+        assert other["ID embeddings used for training"]["recall_at_10"] < 1.0

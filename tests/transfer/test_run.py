@@ -20,18 +20,30 @@ def test_cli_transfer_each_method_never_sees_held_out(sample, sample_cache, pret
     for method in METHODS.names():
         out = tmp_path / method
         assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", out,
-                       "--method", method, "--epochs", "2", "--batch-size", "16") == 0
+                       "--method", method, "--epochs", "2", "--batch-size", "16", "--holdout-frac", "0.2") == 0
         pairs = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
         assert pairs and not {p["query"] for p in pairs} & held and not {p["neighbour"] for p in pairs} & held
-        assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+        seen = set((out / "seen_ids.txt").read_text().split())
+        assert seen and not seen & held and seen <= set(keys)
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and all("recall_at_10" in r["validation"] for r in rows)   # same selection for all
+        assert json.loads((out / "outcome.json").read_text())["monitor"] == "recall_at_10"
     assert run_cli("evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy",
                    "--model", pretrained, "--model", tmp_path / "contrastive", "--ridge", "--out", tmp_path / "ev") == 0
     rows = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]
-    assert [r["model"] for r in rows] == ["frozen backbones", "ridge (reference)", "run", "contrastive"]
+    assert [r["model"] for r in rows] == ["frozen backbones", "frozen text only", "frozen frames only",
+                                          "frozen tags only", "ridge (reference)", "run", "contrastive"]
+    # the production default learns from every ID embedding, so evaluate refuses it in one line
+    assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out",
+                   tmp_path / "prod", "--epochs", "1", "--batch-size", "16") == 0
+    assert set((tmp_path / "prod" / "seen_ids.txt").read_text().split()) == set(keys)
+    assert run_cli("evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy",
+                   "--model", tmp_path / "prod") == 2
 
 
 def test_transfer_resume_and_bad_method(sample, pretrained, tmp_path):
-    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--batch-size", "16"]
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--batch-size", "16",
+            "--schedule", "constant"]   # a cosine schedule bends by the --epochs cap, which a resume may raise
     assert run_cli(*args, "--out", tmp_path / "a", "--epochs", "2") == 0
     assert run_cli(*args, "--out", tmp_path / "b", "--epochs", "1") == 0
     assert run_cli(*args, "--out", tmp_path / "b", "--epochs", "2", "--resume") == 0

@@ -44,3 +44,7 @@ class TransferMethod(nn.Module):
 
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         raise NotImplementedError
+
+    def chance_candidates(self, batch_size: int) -> int | None:
+        """For an InfoNCE loss, how many entries its softmax chooses among (the collapse guard's chance level)."""
+        return None

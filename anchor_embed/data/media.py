@@ -17,19 +17,23 @@ class MediaReport:
     frames_ok: int = 0
     missing: int = 0
     corrupt: int = 0
+    outside: int = 0
     examples: list[str] = field(default_factory=list)
 
-    def fail(self, kind: str, path: Path, why: str) -> None:
+    def fail(self, kind: str, path: Path | str, why: str) -> None:
+        """Count a frame that cannot be used: kind 'missing', 'corrupt' or 'outside' (the media root)."""
         if kind == "missing":
             self.missing += 1
+        elif kind == "outside":
+            self.outside += 1
         else:
             self.corrupt += 1
         if len(self.examples) < 5:
             self.examples.append(f"{path}: {why}")
 
     def to_dict(self) -> dict:
-        return {"frames_ok": self.frames_ok, "frames_missing": self.missing,
-                "frames_corrupt": self.corrupt, "examples": self.examples}
+        return {"frames_ok": self.frames_ok, "frames_missing": self.missing, "frames_corrupt": self.corrupt,
+                "frames_outside_root": self.outside, "examples": self.examples}
 
 
 def is_video(path: str | Path) -> bool:
@@ -89,9 +93,25 @@ def load_video_frames(path: Path, k: int, report: MediaReport) -> list[Image.Ima
     return frames + [None] * (k - len(frames))
 
 
-def frame_keys(rel_path: str, media_root: Path, video_frames: int) -> list[str]:
-    """Cache keys of the frames a path yields: 'path|size' for an image, 'path|size#i' for each video frame."""
-    p = media_root / rel_path
+def inside_root(rel_path: str, media_root: Path) -> Path | None:
+    """The file a frame path names, or None when it leads outside the media root (by '..', an absolute path
+    or a symlink): records must not make the job read files the operator did not hand over."""
+    root = Path(media_root).resolve()
+    try:
+        p = (root / rel_path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return p if p.is_relative_to(root) else None
+
+
+def frame_keys(rel_path: str, media_root: Path, video_frames: int, report: MediaReport | None = None) -> list[str]:
+    """Cache keys of the frames a path yields: 'path|size' for an image, 'path|size#i' for each video frame;
+    none (counted in `report`) for a path outside the media root."""
+    p = inside_root(rel_path, media_root)
+    if p is None:
+        if report is not None:
+            report.fail("outside", rel_path, f"outside the media root {media_root}: refused")
+        return []
     size = p.stat().st_size if p.is_file() else -1
     if is_video(rel_path):
         return [f"{rel_path}|{size}#{i}" for i in range(video_frames)]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from anchor_embed import atomic
-from anchor_embed.data.media import MediaReport, frame_keys, is_video, load_image, load_video_frames
+from anchor_embed.data.media import MediaReport, frame_keys, inside_root, is_video, load_image, load_video_frames
 from anchor_embed.data.records import StreamerRecord, read_streamers
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.backbones import DEFAULT_IMAGE, DEFAULT_TEXT, backbone_identity, image_kind
@@ -43,8 +43,9 @@ class Atoms:
 
 
 def collect_atoms(records: list[StreamerRecord], media: Path, video_frames: int, max_texts: int,
-                  max_frames: int, max_tags: int) -> Atoms:
-    """Each streamer's text, frame and tag keys within the per-streamer limits."""
+                  max_frames: int, max_tags: int, media_report: MediaReport) -> Atoms:
+    """Each streamer's text, frame and tag keys within the per-streamer limits (frame paths outside the media
+    root are refused and counted in `media_report`)."""
     atoms = Atoms()
     for r in records:
         items = [(r.nickname, FIELD_NICKNAME), (r.profile, FIELD_PROFILE)] + [(t, FIELD_TEXT) for t in r.texts]
@@ -57,7 +58,7 @@ def collect_atoms(records: list[StreamerRecord], media: Path, video_frames: int,
         atoms.texts.append(row)
         frames = []
         for rel in r.frames:
-            for i, fk in enumerate(frame_keys(rel, media, video_frames)):
+            for i, fk in enumerate(frame_keys(rel, media, video_frames, media_report)):
                 if len(frames) < max_frames:
                     frames.append((fk, rel, i))
         atoms.frames.append(frames)
@@ -88,7 +89,7 @@ def _encode_frames(new_frames: dict[str, dict[str, int]], media: Path, image_mod
     t0, done, batch_keys, batch_imgs = time.perf_counter(), 0, [], []
     for rel, wanted_by_key in new_frames.items():
         wanted_frames = list(wanted_by_key.items())
-        path = media / rel
+        path = inside_root(rel, media) or media / rel  # collect_atoms kept only paths inside the root
         if is_video(rel):
             frames = load_video_frames(path, len(wanted_frames), media_report)
             imgs = [frames[i] if i < len(frames) else None for _, i in wanted_frames]
@@ -122,7 +123,7 @@ class Encoded:
 
 
 def encode_new(out: Path, atoms: Atoms, media: Path, text_backbone: str, image_backbone: str,
-               threads: int, old_meta: dict, source: str) -> Encoded:
+               threads: int, old_meta: dict, source: str, media_report: MediaReport) -> Encoded:
     """Run the backbones over the atoms the cache lacks, into parts (a crash resumes from them), then merge."""
     from anchor_embed.features.backbones import load_image_backbone, load_text_backbone
 
@@ -139,7 +140,6 @@ def encode_new(out: Path, atoms: Atoms, media: Path, text_backbone: str, image_b
             if fk not in known["frame"]:
                 new_frames.setdefault(rel, {})[fk] = i
 
-    media_report = MediaReport()
     seconds: dict[str, float] = {}
     n_parts = {kind: len(list((out / "parts").glob(f"{kind}-*.npy"))) for kind in KINDS}
     with make_progress() as progress:
@@ -222,11 +222,13 @@ def build_features(
     check_meta(out, wanted)
     old_meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}
 
-    atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags)
+    media_report = MediaReport()
+    atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags, media_report)
     say(f"[bold]features[/]: {read_report.summary()}")
     for line in read_report.problems[:5]:
         say(f"  skipped {line}")
-    enc = encode_new(out, atoms, media, text_backbone, image_backbone, threads, old_meta, str(streamers))
+    enc = encode_new(out, atoms, media, text_backbone, image_backbone, threads, old_meta, str(streamers),
+                     media_report)
     counts = write_streamer_index(out, records, atoms)
 
     rates = {f"{k}_per_s": round(enc.new[k] / enc.seconds[k], 1) for k in ("text", "frame", "tag")
@@ -235,7 +237,7 @@ def build_features(
         "streamers": len(records), "skipped_records": read_report.skipped,
         "skipped_examples": read_report.problems[:20],
         "distinct": counts["distinct"], "encoded_this_run": enc.new,
-        "missing_frames": counts["missing_frames"], "media": enc.media.to_dict(),
+        "missing_frames": counts["missing_frames"] + media_report.outside, "media": enc.media.to_dict(),
         "seconds": {k: round(v, 2) for k, v in enc.seconds.items()}, "throughput": rates,
         "streamers_with": counts["streamers_with"],
     }
@@ -246,6 +248,7 @@ def build_features(
     atomic.write_json(out / "meta.json", meta)
     d = counts["distinct"]
     say(f"[bold]features[/]: {len(records)} streamers; distinct texts {d['text']}, frames {d['frame']}, tags "
-        f"{d['tag']}; encoded now: {enc.new}; missing frames {counts['missing_frames']}; "
+        f"{d['tag']}; encoded now: {enc.new}; missing frames {counts['missing_frames']}"
+        f"{f' (+{media_report.outside} outside the media root, refused)' if media_report.outside else ''}; "
         f"throughput {rates or 'nothing new'}")
     return report

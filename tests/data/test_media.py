@@ -39,3 +39,24 @@ def test_video_frames_sampled_evenly(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"garbage")
     assert load_video_frames(tmp_path / "bad.mp4", 2, rep) == [None, None]
     assert rep.corrupt == 1
+
+
+def test_frames_outside_the_media_root_are_refused_and_counted(tmp_path):
+    """'..', an absolute path and a symlink out of the root all name files the records may not reach."""
+    from anchor_embed.data.media import frame_keys
+
+    root, outside = tmp_path / "root", tmp_path / "secret"
+    root.mkdir()
+    outside.mkdir()
+    Image.new("RGB", (8, 8), "red").save(outside / "x.png")
+    Image.new("RGB", (8, 8), "blue").save(root / "ok.png")
+    (root / "link.png").symlink_to(outside / "x.png")
+    (root / "sub").mkdir()
+    (root / "sub" / "up").symlink_to(outside, target_is_directory=True)
+    rep = MediaReport()
+    assert frame_keys("ok.png", root, 4, rep) and rep.outside == 0
+    for bad in ("../secret/x.png", str(outside / "x.png"), "/etc/passwd", "link.png", "sub/up/x.png",
+                "sub/../../secret/x.png"):
+        assert frame_keys(bad, root, 4, rep) == [], bad
+    assert rep.outside == 6 and rep.to_dict()["frames_outside_root"] == 6
+    assert frame_keys("sub/../ok.png", root, 4, rep)          # '..' that stays inside is fine

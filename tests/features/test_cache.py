@@ -90,3 +90,22 @@ def test_nickname_filter_on_an_old_cache_says_what_to_do(sample_cache, tmp_path)
     (old / "streamers" / "nicknames.json").unlink()
     with pytest.raises(AnchorEmbedError, match="no nicknames.json; re-run `anchor-embed features`"):
         open_cache(old).nicknames()
+
+
+@pytest.mark.slow
+def test_frames_outside_the_media_root_are_never_read(sample, sample_cache, tmp_path):
+    from PIL import Image
+
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (32, 32), "red").save(secret)
+    root = tmp_path / "media"
+    root.mkdir()
+    (root / "link.png").symlink_to(secret)
+    first = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])
+    rows = [{**first, "anchor_id": "hostile", "frames": ["../secret.png", str(secret), "/etc/passwd", "link.png"]}]
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "c"
+    shutil.copytree(sample_cache, out)
+    report = build_features(tmp_path / "s.jsonl", out, media_root=root)
+    assert report["media"]["frames_outside_root"] == 4 and report["encoded_this_run"]["frame"] == 0
+    assert len(open_cache(out).rows("frame", 0)) == 0

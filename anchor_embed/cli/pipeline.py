@@ -34,6 +34,7 @@ def features(
     max_texts: Annotated[int, typer.Option(help="Text atoms cached per streamer.")] = 16,
     max_frames: Annotated[int, typer.Option(help="Frames cached per streamer.")] = 8,
     max_tags: Annotated[int, typer.Option(help="Tags cached per streamer.")] = 16,
+    max_text_chars: Annotated[int, typer.Option(help="Texts are cut to this many characters before encoding.")] = 2000,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
     threads: int = 2,
 ) -> None:
@@ -42,7 +43,8 @@ def features(
 
     build_features(streamers=streamers, out=out, media_root=media_root, text_backbone=text_backbone,
                    image_backbone=image_backbone, video_frames=video_frames, max_texts=max_texts,
-                   max_frames=max_frames, max_tags=max_tags, strict=strict, threads=threads)
+                   max_frames=max_frames, max_tags=max_tags, strict=strict, threads=threads,
+                   max_text_chars=max_text_chars)
 
 
 def demo(

@@ -36,6 +36,7 @@ class FeatureCacheMeta(BaseModel):
     max_texts: int
     max_frames: int
     max_tags: int
+    max_text_chars: int | None = Field(None, description="Texts longer than this were cut before encoding.")
     streamers_file: str
     media_root: str
 

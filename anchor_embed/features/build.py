@@ -40,29 +40,51 @@ class Atoms:
     frames: list[list[tuple[str, str, int]]] = field(default_factory=list)
     tags: list[list[str]] = field(default_factory=list)
     text_of_key: dict[str, str] = field(default_factory=dict)
+    truncated: dict[str, int] = field(default_factory=lambda: {"texts": 0, "tags": 0})
+
+
+MAX_TAG_CHARS = 100  # a tag is a short name; longer ones are cut, like texts, so one row cannot flood memory
+
+
+def _first_distinct(values, limit: int) -> list[str]:
+    """The first `limit` distinct non-empty values, reading no further than needed."""
+    out: dict[str, None] = {}
+    for v in values:
+        if len(out) >= limit:
+            break
+        if v:
+            out[v] = None
+    return list(out)
 
 
 def collect_atoms(records: list[StreamerRecord], media: Path, video_frames: int, max_texts: int,
-                  max_frames: int, max_tags: int, media_report: MediaReport) -> Atoms:
-    """Each streamer's text, frame and tag keys within the per-streamer limits (frame paths outside the media
-    root are refused and counted in `media_report`)."""
+                  max_frames: int, max_tags: int, media_report: MediaReport, max_text_chars: int = 2000) -> Atoms:
+    """Each streamer's text, frame and tag keys within the per-streamer limits. Texts longer than
+    `max_text_chars` are cut there (what a backbone reads is far shorter; counted in `truncated`), and frame
+    paths outside the media root are refused and counted in `media_report`."""
     atoms = Atoms()
     for r in records:
         items = [(r.nickname, FIELD_NICKNAME), (r.profile, FIELD_PROFILE)] + [(t, FIELD_TEXT) for t in r.texts]
         row = []
         for text, fld in items:
-            if text and text.strip() and len(row) < max_texts:
+            if len(row) >= max_texts:
+                break
+            if text and text.strip():
+                if len(text) > max_text_chars:
+                    text = text[:max_text_chars]
+                    atoms.truncated["texts"] += 1
                 k = text_key(text)
                 atoms.text_of_key[k] = text
                 row.append((k, fld))
         atoms.texts.append(row)
         frames = []
         for rel in r.frames:
-            for i, fk in enumerate(frame_keys(rel, media, video_frames, media_report)):
-                if len(frames) < max_frames:
-                    frames.append((fk, rel, i))
-        atoms.frames.append(frames)
-        atoms.tags.append(list(dict.fromkeys(tag_key(t) for t in r.tags if tag_key(t)))[:max_tags])
+            if len(frames) >= max_frames:
+                break
+            frames += [(fk, rel, i) for i, fk in enumerate(frame_keys(rel, media, video_frames, media_report))]
+        atoms.frames.append(frames[:max_frames])
+        atoms.truncated["tags"] += sum(len(t) > MAX_TAG_CHARS for t in r.tags)
+        atoms.tags.append(_first_distinct((tag_key(t[:MAX_TAG_CHARS]) for t in r.tags), max_tags))
     return atoms
 
 
@@ -210,6 +232,7 @@ def build_features(
     max_tags: int = 16,
     strict: bool = False,
     threads: int = 2,
+    max_text_chars: int = 2000,
 ) -> dict:
     """Run the frozen backbones over what is new in `streamers` and (re)write the cache at `out`."""
     out = Path(out)
@@ -223,7 +246,8 @@ def build_features(
     old_meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}
 
     media_report = MediaReport()
-    atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags, media_report)
+    atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags, media_report,
+                          max_text_chars)
     say(f"[bold]features[/]: {read_report.summary()}")
     for line in read_report.problems[:5]:
         say(f"  skipped {line}")
@@ -240,15 +264,18 @@ def build_features(
         "missing_frames": counts["missing_frames"] + media_report.outside, "media": enc.media.to_dict(),
         "seconds": {k: round(v, 2) for k, v in enc.seconds.items()}, "throughput": rates,
         "streamers_with": counts["streamers_with"],
+        "truncated": {**atoms.truncated, "max_text_chars": max_text_chars, "max_tag_chars": MAX_TAG_CHARS},
     }
     meta = {**wanted, "text_dim": enc.dims["text"], "image_dim": enc.dims["frame"], "store_dtype": "float16",
-            "max_texts": max_texts, "max_frames": max_frames, "max_tags": max_tags,
+            "max_texts": max_texts, "max_frames": max_frames, "max_tags": max_tags, "max_text_chars": max_text_chars,
             "streamers_file": str(streamers), "media_root": str(media)}
     atomic.write_json(out / "report.json", report)
     atomic.write_json(out / "meta.json", meta)
     d = counts["distinct"]
+    cut = f"texts cut at {max_text_chars} characters: {atoms.truncated['texts']}; " if atoms.truncated["texts"] else ""
     say(f"[bold]features[/]: {len(records)} streamers; distinct texts {d['text']}, frames {d['frame']}, tags "
         f"{d['tag']}; encoded now: {enc.new}; missing frames {counts['missing_frames']}"
         f"{f' (+{media_report.outside} outside the media root, refused)' if media_report.outside else ''}; "
+        f"{cut}"
         f"throughput {rates or 'nothing new'}")
     return report

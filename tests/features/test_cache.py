@@ -109,3 +109,25 @@ def test_frames_outside_the_media_root_are_never_read(sample, sample_cache, tmp_
     report = build_features(tmp_path / "s.jsonl", out, media_root=root)
     assert report["media"]["frames_outside_root"] == 4 and report["encoded_this_run"]["frame"] == 0
     assert len(open_cache(out).rows("frame", 0)) == 0
+
+
+@pytest.mark.slow
+def test_hostile_rows_are_cut_to_bounded_size(sample, sample_cache, tmp_path):
+    """A 1 MB profile and a million tags: the text is cut before encoding, the tags read only as far as needed."""
+    from anchor_embed.features.backbones import load_text_backbone
+
+    first = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])
+    huge = "streaming every day " * 50_000
+    rows = [{**first, "anchor_id": "huge", "profile": huge, "tags": ["game"] * 1_000_000 + ["x" * 500]}]
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "c"
+    shutil.copytree(sample_cache, out)
+    report = build_features(tmp_path / "s.jsonl", out, media_root=sample, max_text_chars=300)
+    assert report["truncated"]["texts"] == 1 and report["truncated"]["tags"] == 1
+    cache = open_cache(out)
+    keys = (out / "text.keys.txt").read_text().splitlines()
+    row = next(r for r in cache.rows("text", 0) if keys[r] == text_key(huge[:300]))
+    want = load_text_backbone("use").encode([huge[:300]])[0]
+    np.testing.assert_allclose(cache.feats["text"][row], want, atol=2e-3)   # what was cached is the cut text
+    assert [cache.tag_names[r] for r in cache.rows("tag", 0)] == ["game", "x" * 100]   # distinct, cut
+    assert json.loads((out / "meta.json").read_text())["max_text_chars"] == 300

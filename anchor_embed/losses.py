@@ -57,6 +57,34 @@ def info_nce(
     return (loss + F.cross_entropy(with_queue(logits.T, k), target)) / 2
 
 
+def soft_target_nce(z: torch.Tensor, targets: torch.Tensor, temperature: float | torch.Tensor,
+                    row_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of each row's target distribution over the other rows against softmax_j(z_i . z_j / t).
+
+    Args:
+        z: (B, D) L2-normalised embeddings of B distinct streamers.
+        targets: (B, B) non-negative, each row summing to 1 over j != i (its diagonal is ignored), or all
+            zero for a row with no target in this batch (left out of the mean).
+        temperature: softmax temperature.
+        row_weights: (B,) non-negative weight of each row's term (a weighted mean); equal when None.
+
+    With one-hot targets this is InfoNCE over in-batch candidates; with several positives it is the
+    supervised-contrastive form (Khosla et al. 2020); with a teacher's similarity distribution as targets it
+    is similarity distillation (SEED, Fang et al. 2021).
+    """
+    b = z.shape[0]
+    eye = torch.eye(b, dtype=torch.bool, device=z.device)
+    logp = torch.log_softmax((z @ z.T / temperature).masked_fill(eye, float("-inf")), dim=1).masked_fill(eye, 0.0)
+    has = targets.sum(1) > 0
+    if not bool(has.any()):
+        return z.sum() * 0.0
+    per_row = -(targets.masked_fill(eye, 0.0) * logp).sum(1)[has]
+    if row_weights is None:
+        return per_row.mean()
+    w = row_weights[has].to(per_row.dtype)
+    return (w * per_row).sum() / w.sum().clamp(min=1e-12)
+
+
 def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
     """Mean distance^alpha between positive pairs; lower is better (Wang & Isola 2020)."""
     return (x - y).norm(dim=1).pow(alpha).mean()

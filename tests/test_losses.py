@@ -339,3 +339,31 @@ def test_rkd_angle_gradient_stays_bounded_when_two_students_coincide():
     t = torch.randn(16, 4, generator=g, dtype=torch.float64)
     rkd_angle(s, t).backward()
     assert torch.isfinite(s.grad).all() and s.grad.abs().max() < 1.0
+
+
+def test_soft_target_nce_against_direct_float64():
+    """Row-wise cross-entropy of target distributions against the softmax over the other rows, as a loop."""
+    from anchor_embed.losses import soft_target_nce
+
+    g = torch.Generator().manual_seed(3)
+    for b, dup in ((6, False), (7, True), (2, False)):
+        z = F.normalize(torch.randn(b, 5, generator=g, dtype=torch.float64), dim=1)
+        if dup:
+            z[4] = z[1]
+        t = torch.rand(b, b, generator=g, dtype=torch.float64).fill_diagonal_(0)
+        t[0] = 0                                            # a row without targets is left out
+        t = t / t.sum(1, keepdim=True).clamp(min=1e-12)
+        want, rows = 0.0, 0
+        for i in range(b):
+            if t[i].sum() == 0:
+                continue
+            logits = [float(z[i] @ z[j]) / 0.1 for j in range(b) if j != i]
+            lse = math.log(sum(math.exp(x) for x in logits))
+            want += -sum(float(t[i, j]) * (float(z[i] @ z[j]) / 0.1 - lse) for j in range(b) if j != i)
+            rows += 1
+        assert abs(float(soft_target_nce(z, t, 0.1)) - want / max(rows, 1)) < 1e-9
+    one_hot = torch.eye(4, dtype=torch.float64).roll(1, dims=1)        # targets i -> i+1: plain InfoNCE
+    z = F.normalize(torch.randn(4, 3, generator=g, dtype=torch.float64), dim=1)
+    logits = (z @ z.T / 0.1).fill_diagonal_(float("-inf"))
+    assert torch.isclose(soft_target_nce(z, one_hot, 0.1), F.cross_entropy(logits, torch.tensor([1, 2, 3, 0])))
+    assert float(soft_target_nce(z, torch.zeros(4, 4, dtype=torch.float64), 0.1)) == 0.0

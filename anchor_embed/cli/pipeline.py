@@ -116,7 +116,7 @@ def parse_params(items: list[str] | None) -> dict | None:
 
 @config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup",
               "patience", "val_frac", "k", "filter", "threshold",
-              "quantile", "holdout_frac", "aux_weight", "seed", "threads")
+              "quantile", "holdout_frac", "init", "aux_weight", "seed", "threads")
 def transfer(
     pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],
     id_emb: IdEmb,

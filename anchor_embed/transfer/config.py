@@ -28,6 +28,8 @@ class TransferConfig(TrainingConfig):
     quantile: float | None = Field(0.3, ge=0, le=1, description="Per-query quantile of the content score kept")
     holdout_frac: float = Field(0.0, ge=0, lt=1, description="Share of ID-embedded streamers held out for evaluate "
                                 "(0: the model learns from all, as in production)")
+    init: Literal["pretrained", "scratch"] = Field(
+        "pretrained", description="Start from the pretrained weights, or from fresh ones of the same shape")
     aux_weight: float = Field(0.0, ge=0, description="Weight of the self-supervised view loss (0 = off)")
     aux_temperature: float = Field(0.07, gt=0, description="Temperature of the self-supervised view loss")
 

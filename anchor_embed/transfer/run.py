@@ -18,6 +18,7 @@ from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.cache import open_cache
 from anchor_embed.losses import info_nce, uniformity
 from anchor_embed.model.batcher import Batcher, embed_rows
+from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.store import load_model
 from anchor_embed.model.views import ViewConfig
 from anchor_embed.progress import say
@@ -123,6 +124,8 @@ def transfer(
     torch.set_num_threads(max(1, cfg.threads))
     cache = open_cache(features)
     model, _ = load_model(pretrained)
+    if cfg.init == "scratch":  # the same architecture, vocabulary and input limits, fresh weights
+        model = FusionModel(model.cfg)
     model.train()
     batcher = Batcher.for_model(model, cache)
     ids, report = read_id_embeddings(id_emb, id_keys)
@@ -148,7 +151,8 @@ def transfer(
         f"by filter '{cfg.filter}'; {len(train_rows)} streamers to train on, {len(split.val_rows)} to validate "
         f"on, {len(held)} held out")
 
-    data = TransferData(id_vectors, train_rows, kq, kn)
+    data = TransferData(id_vectors, train_rows, kq, kn, pairs.id_score[pairs.kept],
+                        pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
     ckpt = open_run(out, cfg, resume, {"stage": "transfer", "features": str(Path(features).resolve()),
                                        "pretrained": str(pretrained.resolve()), "id_emb": str(id_emb),

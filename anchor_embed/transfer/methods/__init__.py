@@ -11,4 +11,6 @@ METHODS = Registry("transfer method", {
     "feature": "anchor_embed.transfer.methods.feature:FeatureDistillation",
     "rkd": "anchor_embed.transfer.methods.rkd:RelationalDistillation",
     "cluster": "anchor_embed.transfer.methods.cluster:ClusterLabels",
+    "clcrec": "anchor_embed.transfer.methods.clcrec:ContentIdContrast",
+    "aldi": "anchor_embed.transfer.methods.aldi:ReliabilityDistillation",
 })

@@ -16,12 +16,23 @@ Embed = Callable[[np.ndarray], torch.Tensor]  # cache rows -> (B, out_dim) unit 
 
 @dataclass
 class TransferData:
-    """Training data in cache-row terms; held-out streamers appear nowhere in it."""
+    """Training data in cache-row terms; held-out and validation streamers appear nowhere in it."""
 
-    id_vectors: np.ndarray            # (n_cache, D) float32, zeros where a streamer has none
-    train_rows: np.ndarray            # cache rows with an ID embedding, not held out
-    pair_query: np.ndarray            # kept mined pairs (cache rows)
+    id_vectors: np.ndarray                       # (n_cache, D) float32, zeros where a streamer has none
+    train_rows: np.ndarray                       # cache rows with an ID embedding to learn from
+    pair_query: np.ndarray                       # kept mined pairs (cache rows)
     pair_neighbour: np.ndarray
+    pair_score: np.ndarray | None = None         # their ID-embedding cosine
+    dropped_query: np.ndarray | None = None      # mined pairs the filter dropped
+    dropped_neighbour: np.ndarray | None = None
+    keys: list[str] | None = None                # anchor_id of each cache row (for per-streamer inputs)
+
+    def __post_init__(self) -> None:
+        empty = np.zeros(0, np.int64)
+        if self.pair_score is None:
+            self.pair_score = np.zeros(len(self.pair_query), np.float32)
+        self.dropped_query = empty if self.dropped_query is None else self.dropped_query
+        self.dropped_neighbour = empty if self.dropped_neighbour is None else self.dropped_neighbour
 
 
 class TransferMethod(nn.Module):

@@ -1,0 +1,122 @@
+"""Quality runs of one dataset: every registered method, the references and the ablation rows, over seeds.
+
+Per seed: one pretraining run (it never reads ID embeddings, so every variant shares it); per ID variant
+(clean, noisy rows, sparse behaviour) every method of the registry from that start with evaluate's
+hold-out given explicitly, then one evaluate table (frozen rows, RidgeCV, content-kNN averaging, the
+teaching ID embeddings themselves, every model). On the clean variant the ablation rows of the default
+method are trained too, each changing one lever. Every run picks its epoch on its own validation share of
+the training streamers; the hold-out is read only by evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.id_variants import noisy_ids, sparse_ids, user_counts
+
+HOLDOUT = 0.2
+
+# one lever each, against the default transfer (contrastive with its defaults): name -> transfer settings
+ABLATIONS: dict[str, dict] = {
+    "pairs (the original objective)": {"params": {"batches": "pairs"}},
+    "one positive per seed": {"params": {"positives": "pair"}},
+    "no soft targets": {"params": {"soft_weight": 0.0}},
+    "soft targets only": {"params": {"soft_weight": 1.0}},
+    "hard negatives (2 filtered-out a seed)": {"params": {"hard_negatives": 2}},
+    "ID-regression head (weight 0.5)": {"params": {"id_head_weight": 0.5}},
+    "learned temperature": {"params": {"learn_temperature": True}},
+    "no filter": {"filter": "none"},
+    "text filter": {"filter": "text"},
+    "content filter, keep half": {"quantile": 0.5},
+    "from scratch (no pretraining)": {"init": "scratch"},
+    "+ self-supervised view loss (0.3)": {"aux_weight": 0.3},
+}
+
+
+@dataclass
+class Budget:
+    """Caps of the runs (validation picks the epoch below them) and the variants to run."""
+
+    pretrain_epochs: int = 30
+    transfer_epochs: int = 100
+    patience: int = 10
+    noise_share: float = 0.3
+    sparse_frac: float = 0.2
+    ablations: bool = True
+    variants: tuple[str, ...] = ("clean", "noisy", "sparse")
+    extra: dict = field(default_factory=dict)
+
+
+VARIANT_TITLES = {"clean": "clean ID embeddings", "noisy": "30% of the ID rows replaced by noise",
+                  "sparse": "sparse behaviour: ID embeddings from 20% of the interactions"}
+
+
+def _merge(base: dict, change: dict) -> dict:
+    out = {**base, **{k: v for k, v in change.items() if k != "params"}}
+    out["params"] = {**base.get("params", {}), **change.get("params", {})}
+    return out
+
+
+def _transfer(pre: Path, ids: Path, run: Path, seed: int, budget: Budget, settings: dict) -> Path:
+    from anchor_embed.transfer.run import transfer
+
+    done = run / "outcome.json"
+    if not done.is_file():
+        transfer(pre, ids, run, seed=seed, holdout_frac=HOLDOUT, epochs=budget.transfer_epochs,
+                 patience=budget.patience, resume=(run / "checkpoints" / "latest.json").is_file(), **settings)
+    return run
+
+
+def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) -> dict:
+    """Tables {variant: {row: [evaluate rows by seed]}}, the ablation {row: [...]} and pretraining curves."""
+    from anchor_embed.evaluation.evaluate import evaluate
+    from anchor_embed.features.build import build_features
+    from anchor_embed.training.pretrain import pretrain
+    from anchor_embed.transfer.methods import METHODS
+
+    root = out / data.name
+    cache = root / "features"
+    build_features(data / "streamers.jsonl", cache, media_root=data)
+    truth = data / "ids.npy"
+    variant_ids = {
+        "clean": (truth, user_counts(data, root / "ids-clean")),
+        "noisy": (noisy_ids(truth, root / "ids-noisy" / "ids.npy", budget.noise_share, 0),
+                  user_counts(data, root / "ids-clean")),
+        "sparse": (sparse_ids(data, root / "ids-sparse", budget.sparse_frac, 0, tools / "id_embeddings.py"),
+                   user_counts(data, root / "ids-sparse", budget.sparse_frac, 0)),
+    }
+    tables: dict[str, dict[str, list]] = {v: {} for v in budget.variants}
+    ablation: dict[str, list] = {}
+    curves = []
+    for seed in range(seeds):
+        pre = root / "pretrain" / f"seed{seed}"
+        if not (pre / "outcome.json").is_file():
+            pretrain(cache, pre, epochs=budget.pretrain_epochs, seed=seed, patience=budget.patience,
+                     resume=(pre / "checkpoints" / "latest.json").is_file())
+        if seed == 0:
+            curves = [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()]
+        for variant in budget.variants:
+            ids, counts = variant_ids[variant]
+            vdir = root / variant / f"seed{seed}"
+            runs = [pre]
+            for m in METHODS.names():
+                settings = {"method": m, **({"params": {"weights_file": str(counts)}} if m == "aldi" else {})}
+                runs.append(_transfer(pre, ids, vdir / m, seed, budget, settings))
+            rows = evaluate(cache, truth, models=runs, seed=seed, holdout_frac=HOLDOUT, out=vdir / "evaluation",
+                            ridge=True, knn_average=True, train_id_emb=None if variant == "clean" else ids)
+            for r in rows:
+                label = "pretrained (no ID embeddings)" if r["model"] == pre.name else r["model"]
+                tables[variant].setdefault(label, []).append(r)
+            if variant == "clean" and budget.ablations:
+                abl_runs = [vdir / "contrastive"]
+                for i, change in enumerate(ABLATIONS.values()):
+                    abl_runs.append(_transfer(pre, ids, vdir / "ablation" / f"a{i:02d}", seed, budget,
+                                              _merge({"method": "contrastive"}, change)))
+                names = ["default (contrastive)", *ABLATIONS]
+                rows = evaluate(cache, truth, models=abl_runs, seed=seed, holdout_frac=HOLDOUT, frozen=False,
+                                out=vdir / "ablation" / "evaluation")
+                for name, r in zip(names, rows, strict=True):
+                    ablation.setdefault(name, []).append(r)
+    return {"tables": tables, "ablation": ablation, "curves": curves}

@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from anchor_embed import atomic
-from anchor_embed.data.media import MediaReport, frame_keys, inside_root, is_video, load_image, load_video_frames
+from anchor_embed.data.media import (
+    MediaReport,
+    frame_keys,
+    inside_root,
+    is_video,
+    load_image,
+    load_video_frames,
+)
 from anchor_embed.data.records import StreamerRecord, read_streamers
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.backbones import DEFAULT_IMAGE, DEFAULT_TEXT, backbone_identity, image_kind

@@ -98,11 +98,15 @@ def dedup(
     out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/dedup-T.jsonl).")] = None,
     clusters: Annotated[int, typer.Option(help="SemDeDup-style: search within k-means clusters (0 = exact).")] = 0,
     assign: Annotated[int, typer.Option(help="With --clusters: nearest clusters each streamer joins.")] = 2,
+    linkage: Annotated[Literal["single", "complete"], typer.Option(
+        help="single: chains of close pairs join; complete: every pair in a group reaches the threshold.")] = "single",
+    max_group_size: Annotated[int, typer.Option(help="Split larger groups by stricter complete linkage (0 = no limit).")] = 0,
 ) -> None:
     """Groups of near-duplicate streamers with a representative each."""
     from anchor_embed.serving.dedup import dedup as run
 
-    run(vectors=vectors, threshold=threshold, out=out, clusters=clusters, assign=assign)
+    run(vectors=vectors, threshold=threshold, out=out, clusters=clusters, assign=assign, linkage=linkage,
+        max_group_size=max_group_size)
 
 
 class AssignByDefault(TyperGroup):

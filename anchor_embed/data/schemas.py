@@ -118,11 +118,15 @@ class DedupGroup(BaseModel):
     """One line of `dedup` output: a group of near-duplicate streamers."""
 
     group: int
-    representative: str
+    representative: str = Field(description="The member with the most pairs at or above the threshold.")
     members: list[str]
     size: int
-    min_similarity: float
+    min_similarity: float = Field(description="Lowest cosine over all pairs of members (below the threshold "
+                                  "is possible with single linkage: a chain of close pairs).")
     max_similarity: float
+    min_exact: bool = Field(True, description="False when the minimum comes from a sample of pairs (large groups).")
+    linkage: str = Field("single", description="single: connected components; complete: every pair at or "
+                         "above the threshold.")
 
 
 class ClusterRow(BaseModel):

@@ -1,110 +1,170 @@
-"""Near-duplicate groups: range search at a cosine threshold, then connected components (union-find).
+"""Near-duplicate groups: range search at a cosine threshold (inclusive), then groups of the edges found.
 
-At scale (`clusters` > 0), SemDeDup-style: spherical k-means first, range search only within each cluster,
-so the cost grows near-linearly with the number of streamers.
+`linkage="single"` groups are connected components (a chain of pairs each at or above the threshold can
+join streamers that are not alike at all); `linkage="complete"` splits each component by complete-linkage
+clustering so every pair inside a group is at or above the threshold. `max_group_size` splits any larger
+group by complete linkage at stricter cuts until it fits. Each group reports the true minimum pairwise
+similarity of its members (exact up to EXACT_MEMBERS members, from a seeded sample of pairs above).
+
+At scale (`clusters` > 0), SemDeDup-style: spherical k-means first, range search only within clusters
+(each streamer in its `assign` nearest), so the cost grows near-linearly with the number of streamers.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from anchor_embed import atomic
+from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 from anchor_embed.serving.vectors import open_vectors
 
-
-def _find(parent: np.ndarray, i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
+EXACT_MEMBERS = 3000      # pairwise minimum computed exactly up to this group size
+SAMPLED_PAIRS = 200_000   # pairs sampled for larger groups
 
 
 def edges_above(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) with inner product >= threshold, by faiss range search."""
+    """All pairs (i < j) with inner product >= threshold (faiss range search is strict: asked just below)."""
     import faiss
 
     x = np.ascontiguousarray(x, np.float32)
+    if len(x) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
-    lims, sims, idx = index.range_search(x, threshold)
+    lims, sims, idx = index.range_search(x, float(np.nextafter(np.float32(threshold), np.float32(-np.inf))))
     src = np.repeat(np.arange(len(x)), np.diff(lims.astype(np.int64)))
-    keep = src < idx
+    keep = (src < idx) & (sims >= np.float32(threshold))
     return src[keep], idx[keep].astype(np.int64), sims[keep]
 
 
-def group(n: int, src: np.ndarray, dst: np.ndarray, sims: np.ndarray) -> list[dict]:
-    """Connected components of size > 1, each with members (row ids), representative and min/max similarity."""
-    parent = np.arange(n)
-    for a, b in zip(src, dst, strict=True):
-        ra, rb = _find(parent, int(a)), _find(parent, int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    touched = np.unique(np.concatenate([src, dst]))
-    roots = np.arange(n)
-    roots[touched] = [_find(parent, int(i)) for i in touched]
-    degree = np.bincount(np.concatenate([src, dst]), minlength=n)
-    members_of = _split_by(touched, roots[touched])
-    edge_sims = _split_by(sims, roots[src])
-    out = []
-    for r, members in members_of.items():
-        rep = int(members[np.argmax(degree[members])])
-        s = edge_sims[r]
-        out.append({"members": members.tolist(), "representative": rep,
-                    "min_similarity": float(s.min()), "max_similarity": float(s.max())})
-    return sorted(out, key=lambda g: g["members"][0])
+def components(n: int, src: np.ndarray, dst: np.ndarray) -> list[np.ndarray]:
+    """Connected components with more than one member (scipy), each as sorted row ids."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-
-def _split_by(values: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
-    """{label: values with that label, in their original order} by one stable sort (not a scan per label)."""
+    if not len(src):
+        return []
+    _, labels = connected_components(coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n)), directed=False)
     order = np.argsort(labels, kind="stable")
-    uniq, starts = np.unique(labels[order], return_index=True)
-    return {int(u): values[order[s:e]] for u, s, e in zip(uniq, starts, [*starts[1:], len(order)], strict=True)}
+    cuts = np.flatnonzero(np.diff(labels[order])) + 1
+    return [g for g in np.split(order, cuts) if len(g) > 1]
 
 
-def dedup_vectors(x: np.ndarray, threshold: float, clusters: int = 0, seed: int = 0, assign: int = 2) -> list[dict]:
-    """Groups over rows of `x`: exact, or within k-means clusters when `clusters` > 1.
+def complete_groups(x: np.ndarray, members: np.ndarray, threshold: float) -> list[np.ndarray]:
+    """Split `members` by complete-linkage clustering so every pair in a group has cosine >= threshold."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    if len(members) < 2:
+        return []
+    sims = np.clip(x[members] @ x[members].T, -1.0, 1.0).astype(np.float64)
+    dist = squareform(1.0 - sims, checks=False)
+    labels = fcluster(linkage(dist, method="complete"), t=(1.0 - threshold) + 1e-7, criterion="distance")
+    return [np.sort(members[labels == c]) for c in np.unique(labels) if np.sum(labels == c) > 1]
+
+
+def fit_size(x: np.ndarray, members: np.ndarray, threshold: float, max_size: int) -> list[np.ndarray]:
+    """Groups of `members` no larger than `max_size`: complete linkage at the threshold, and a group that is
+    still too large (every pair that close) is cut again halfway to cosine 1, until each fits."""
+    if len(members) <= max_size:
+        return [members]
+    parts = complete_groups(x, members, threshold)
+    if len(parts) == 1 and len(parts[0]) == len(members):       # one clique at this threshold: cut tighter
+        if threshold > 1.0 - 1e-6:                              # identical vectors: no cut separates them
+            return [members[i:i + max_size] for i in range(0, len(members) - 1, max_size)
+                    if len(members[i:i + max_size]) > 1]
+        return fit_size(x, members, threshold + (1.0 - threshold) / 2, max_size)
+    return [g for p in parts for g in fit_size(x, p, threshold, max_size)]
+
+
+def pairwise_range(x: np.ndarray, members: np.ndarray, seed: int = 0) -> tuple[float, float, bool]:
+    """(min, max) cosine over distinct pairs of members, and whether it was exact (else from sampled pairs)."""
+    if len(members) <= EXACT_MEMBERS:
+        sims = x[members] @ x[members].T
+        off = ~np.eye(len(members), dtype=bool)
+        return float(sims[off].min()), float(sims[off].max()), True
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(members), SAMPLED_PAIRS), rng.integers(0, len(members), SAMPLED_PAIRS)
+    keep = a != b
+    s = np.sum(x[members[a[keep]]] * x[members[b[keep]]], axis=1)
+    return float(s.min()), float(s.max()), False
+
+
+def dedup_vectors(x: np.ndarray, threshold: float, clusters: int = 0, seed: int = 0, assign: int = 2,
+                  linkage: Literal["single", "complete"] = "single", max_group_size: int = 0) -> list[dict]:
+    """Groups over rows of `x` with members (row ids), representative, and min/max pairwise similarity.
 
     With clusters, each row joins its `assign` nearest clusters, so a duplicate pair split across a
     cluster border is still searched together (SemDeDup with one cluster per row misses those).
     """
     x = np.ascontiguousarray(x, np.float32)
+    src, dst, _ = candidate_edges(x, threshold, clusters, seed, assign)
+    groups = components(len(x), src, dst)
+    if linkage == "complete":
+        groups = [g for c in groups for g in complete_groups(x, c, threshold)]
+    if max_group_size:
+        groups = [g for c in groups for g in fit_size(x, c, threshold, max_group_size)]
+    degree = np.bincount(np.concatenate([src, dst]), minlength=len(x)) if len(src) else np.zeros(len(x), int)
+    out = []
+    for members in sorted(groups, key=lambda g: int(g[0])):
+        lo, hi, exact = pairwise_range(x, members, seed)
+        out.append({"members": members.tolist(), "representative": int(members[np.argmax(degree[members])]),
+                    "min_similarity": lo, "max_similarity": hi, "min_exact": exact})
+    return out
+
+
+def candidate_edges(x: np.ndarray, threshold: float, clusters: int, seed: int, assign: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs at or above the threshold: all of them, or those within shared k-means clusters."""
     if clusters <= 1:
-        return group(len(x), *edges_above(x, threshold))
+        return edges_above(x, threshold)
     from anchor_embed.vectorspace import centroid_index
 
     cindex = centroid_index(x, clusters, seed)
     _, labels = cindex.search(x, max(1, min(assign, cindex.ntotal)))
-    rows_of = _split_by(np.repeat(np.arange(len(x)), labels.shape[1]), labels.ravel())
-    src_all, dst_all, sim_all = [], [], []
-    for rows in rows_of.values():
-        if len(rows) < 2:
-            continue
-        s, d, v = edges_above(x[rows], threshold)
-        src_all.append(rows[s])
-        dst_all.append(rows[d])
-        sim_all.append(v)
-    if not src_all:
-        return []
-    src, dst, sim = np.concatenate(src_all), np.concatenate(dst_all), np.concatenate(sim_all)
+    rows, cl = np.repeat(np.arange(len(x)), labels.shape[1]), labels.ravel()
+    order = np.argsort(cl, kind="stable")
+    found = [(r[s], r[d], v) for r in np.split(rows[order], np.flatnonzero(np.diff(cl[order])) + 1)
+             if len(r) > 1 for s, d, v in [edges_above(x[r], threshold)]]
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    src, dst, sim = (np.concatenate(parts) for parts in zip(*found, strict=True))
     _, first = np.unique(src * len(x) + dst, return_index=True)  # a pair met in two clusters counts once
-    return group(len(x), src[first], dst[first], sim[first])
+    return src[first], dst[first], sim[first]
+
+
+def check_flags(threshold: float, clusters: int, assign: int, max_group_size: int) -> None:
+    """Out-of-range settings are one clear error, not silently adjusted."""
+    if not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise AnchorEmbedError(f"--threshold {threshold}: a cosine between -1 and 1")
+    if clusters < 0:
+        raise AnchorEmbedError(f"--clusters {clusters}: 0 (exact search) or a positive number of clusters")
+    if assign < 1:
+        raise AnchorEmbedError(f"--assign {assign}: each streamer joins at least 1 cluster")
+    if max_group_size < 0 or max_group_size == 1:
+        raise AnchorEmbedError(f"--max-group-size {max_group_size}: 0 (no limit) or at least 2")
 
 
 def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None = None, clusters: int = 0,
-          assign: int = 2) -> list[dict]:
+          assign: int = 2, linkage: Literal["single", "complete"] = "single", max_group_size: int = 0) -> list[dict]:
     """Write dedup groups (DedupGroup lines) and print a summary of group sizes."""
+    check_flags(threshold, clusters, assign, max_group_size)
     x, keys, _ = open_vectors(vectors)
-    groups = dedup_vectors(np.asarray(x, np.float32), threshold, clusters, assign=assign)
+    groups = dedup_vectors(np.asarray(x, np.float32), threshold, clusters, assign=assign, linkage=linkage,
+                           max_group_size=max_group_size)
     rows = [{"group": g, "representative": keys[gr["representative"]], "members": [keys[m] for m in gr["members"]],
              "size": len(gr["members"]), "min_similarity": round(gr["min_similarity"], 4),
-             "max_similarity": round(gr["max_similarity"], 4)} for g, gr in enumerate(groups)]
+             "max_similarity": round(gr["max_similarity"], 4), "min_exact": gr["min_exact"], "linkage": linkage}
+            for g, gr in enumerate(groups)]
     out = Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl"
     atomic.write_jsonl(out, rows)
-    sizes = np.bincount([r["size"] for r in rows]) if rows else np.array([])
+    sizes = np.bincount([r["size"] for r in rows]) if rows else np.array([], int)
     summary = ", ".join(f"{n} of size {s}" for s, n in enumerate(sizes) if n)
-    say(f"[bold]dedup[/]: {len(rows)} groups at cosine >= {threshold} "
-        f"({sum(r['size'] - 1 for r in rows)} streamers could go){': ' + summary if summary else ''}; written to {out}")
+    say(f"[bold]dedup[/]: {len(rows)} groups at cosine >= {threshold} ({linkage} linkage; "
+        f"{sum(r['size'] - 1 for r in rows)} streamers could go){': ' + summary if summary else ''}; written to {out}")
     return rows

@@ -1,4 +1,4 @@
-"""Dedup groups against a brute-force connected-components search."""
+"""Dedup groups against brute force: connected components, complete linkage, size caps, the edge cases."""
 
 import numpy as np
 
@@ -30,11 +30,48 @@ def test_dedup_against_brute_force():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     got = sorted(sorted(g["members"]) for g in dedup_vectors(x, 0.97))
     assert got == _brute_groups(x, 0.97) and len(got) >= 10
+    sims = x @ x.T
     for g in dedup_vectors(x, 0.97):
-        assert g["representative"] in g["members"] and 0.97 <= g["min_similarity"] <= g["max_similarity"]
+        m = np.array(g["members"])
+        pair = sims[np.ix_(m, m)][~np.eye(len(m), dtype=bool)]
+        assert g["representative"] in g["members"] and g["min_exact"]
+        assert np.isclose(g["min_similarity"], pair.min(), atol=1e-6) and np.isclose(g["max_similarity"], pair.max())
     for assign in (1, 2):
         semi = sorted(sorted(g["members"]) for g in dedup_vectors(x, 0.97, clusters=4, assign=assign))
         assert all(any(set(s) <= set(b) for b in got) for s in semi)   # cluster-then-threshold only splits groups
     everywhere = dedup_vectors(x, 0.97, clusters=4, assign=4)  # every row in every cluster: the exact answer
     assert sorted(sorted(g["members"]) for g in everywhere) == got
     assert [g["min_similarity"] for g in everywhere] == [g["min_similarity"] for g in dedup_vectors(x, 0.97)]
+
+
+def _chain(n=12, step=0.2):
+    """Unit vectors on a circle arc: each is close to the next, the two ends far apart."""
+    angles = np.arange(n) * step
+    return np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32)
+
+
+def test_single_linkage_chains_and_complete_linkage_does_not():
+    x = _chain()
+    t = float(np.cos(0.2)) - 1e-6
+    single = dedup_vectors(x, t)
+    assert len(single) == 1 and len(single[0]["members"]) == 12
+    assert np.isclose(single[0]["min_similarity"], np.cos(0.2 * 11), atol=1e-5)   # the chain's true minimum
+    complete = dedup_vectors(x, t, linkage="complete")
+    sims = x @ x.T
+    assert complete and all(sims[np.ix_(g["members"], g["members"])].min() >= t - 1e-6 for g in complete)
+    assert all(g["min_similarity"] >= t - 1e-6 for g in complete)
+    capped = dedup_vectors(x, t, max_group_size=4)
+    assert capped and all(2 <= len(g["members"]) <= 4 for g in capped)
+    assert all(set(g["members"]) <= set(single[0]["members"]) for g in capped)
+
+
+def test_threshold_is_inclusive_and_degenerate_inputs_are_fine():
+    x = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
+    assert [g["members"] for g in dedup_vectors(x, 1.0)] == [[0, 1]]            # cosine exactly 1 >= 1
+    assert dedup_vectors(x, 0.99999, linkage="complete")[0]["members"] == [0, 1]
+    assert dedup_vectors(np.eye(3, dtype=np.float32), 0.9) == []                  # no pair reaches it
+    assert dedup_vectors(np.ones((1, 4), np.float32) / 2, 0.5) == []            # one vector
+    assert dedup_vectors(np.zeros((0, 4), np.float32), 0.5) == []               # none
+    same = np.ones((9, 3), np.float32) / np.sqrt(3)                              # identical: no cut separates
+    assert all(len(g["members"]) <= 4 for g in dedup_vectors(same, 0.9, max_group_size=4))
+    assert sum(len(g["members"]) for g in dedup_vectors(same, 0.9, max_group_size=4)) >= 8

@@ -17,7 +17,25 @@ from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.training.config import PretrainConfig
 from anchor_embed.transfer.config import TransferConfig
 
+
+def parse_columns(text: str | None, id_column: str | None) -> dict[str, str] | None:
+    """`--columns nickname=nick,profile=bio` (+ `--id-column uid`) as {record field: table column}."""
+    out = {}
+    for part in (text or "").split(","):
+        if part.strip():
+            field, sep, column = part.partition("=")
+            if not sep or not field.strip() or not column.strip():
+                raise AnchorEmbedError(f"--columns {text!r}: expected field=column pairs, e.g. profile=bio,tags=labels")
+            out[field.strip()] = column.strip()
+    if id_column:
+        out["anchor_id"] = id_column
+    return out or None
+
+
 # options several commands share
+Columns = Annotated[str | None, typer.Option(help="Record fields from other column names: field=column,... "
+                                             "(e.g. profile=bio,tags=labels).")]
+IdColumn = Annotated[str | None, typer.Option(help="Column holding the anchor_id in Parquet input (default anchor_id).")]
 IdEmb = Annotated[Path, typer.Option(help="ID embeddings (.npy + .keys.txt, .npz, .parquet).")]
 IdKeys = Annotated[Path | None, typer.Option(help="Keys file of a .npy (default: NAME.keys.txt).")]
 Config = Annotated[Path | None, typer.Option(help="JSON config; flags override it.")]
@@ -35,6 +53,8 @@ def features(
     max_frames: Annotated[int, typer.Option(help="Frames cached per streamer.")] = 8,
     max_tags: Annotated[int, typer.Option(help="Tags cached per streamer.")] = 16,
     max_text_chars: Annotated[int, typer.Option(help="Texts are cut to this many characters before encoding.")] = 2000,
+    id_column: IdColumn = None,
+    columns: Columns = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
     threads: int = 2,
 ) -> None:
@@ -44,7 +64,7 @@ def features(
     build_features(streamers=streamers, out=out, media_root=media_root, text_backbone=text_backbone,
                    image_backbone=image_backbone, video_frames=video_frames, max_texts=max_texts,
                    max_frames=max_frames, max_tags=max_tags, strict=strict, threads=threads,
-                   max_text_chars=max_text_chars)
+                   max_text_chars=max_text_chars, columns=parse_columns(columns, id_column))
 
 
 def demo(
@@ -90,12 +110,14 @@ def evaluate(
     ridge: Annotated[bool, typer.Option(help="Also score RidgeCV from frozen features + one-hot tags to the ID embeddings.")] = False,
     knn_average: Annotated[bool, typer.Option(help="Also score content-kNN averaging of training ID embeddings.")] = False,
     train_id_emb: Annotated[Path | None, typer.Option(help="ID embeddings the models were taught with, if not --id-emb (noisy, sparse).")] = None,
+    id_column: Annotated[str, typer.Option(help="Column holding the anchor_id in Parquet ID embeddings.")] = "anchor_id",
 ) -> None:
     """Recall@10/50, NDCG@10, alignment, uniformity of each model against behavioural neighbours."""
     from anchor_embed.evaluation.evaluate import evaluate as run
 
     run(features=features, id_emb=id_emb, models=model, id_keys=id_keys, out=out, holdout_frac=holdout_frac,
-        seed=seed, frozen=frozen, ridge=ridge, knn_average=knn_average, train_id_emb=train_id_emb)
+        seed=seed, frozen=frozen, ridge=ridge, knn_average=knn_average, train_id_emb=train_id_emb,
+        id_column=id_column)
 
 
 def parse_params(items: list[str] | None) -> dict | None:
@@ -127,6 +149,7 @@ def transfer(
     resume: Resume = False,
     param: Annotated[list[str] | None, typer.Option(help="A setting of the method, key=value; repeat for several.")] = None,
     temperature: Annotated[float | None, typer.Option(help="The method's temperature (= --param temperature=T).")] = None,
+    id_column: Annotated[str, typer.Option(help="Column holding the anchor_id in Parquet ID embeddings.")] = "anchor_id",
     overrides: dict | None = None,
 ) -> None:
     """Teach a pretrained model with ID embeddings: mined, filtered positives (or a baseline method)."""
@@ -136,4 +159,4 @@ def transfer(
     if temperature is not None:
         params = {**(params or {}), "temperature": temperature}
     run(pretrained=pretrained, id_emb=id_emb, out=out, id_keys=id_keys, features=features, config=config,
-        resume=resume, params=params, **(overrides or {}))
+        resume=resume, params=params, id_column=id_column, **(overrides or {}))

@@ -18,17 +18,23 @@ IndexKind = Literal[INDEX_KINDS]
 
 def embed(
     model: Annotated[Path, typer.Option(help="Run folder (pretrain or transfer).")],
-    streamers: Annotated[Path, typer.Option(help="Streamer records (JSONL or Parquet).")],
+    streamers: Annotated[Path, typer.Option(help="Streamer records: JSONL, Parquet, a folder or glob of Parquet parts.")],
     out: Annotated[Path, typer.Option(help="Vectors folder.")],
-    media_root: Path | None = None,
+    media_root: Annotated[Path | None, typer.Option(help="Root of frame paths (default: the records' folder).")] = None,
     dtype: Annotated[Literal["float32", "float16"], typer.Option(help="Stored vector type.")] = "float32",
-    shard: Annotated[str, typer.Option(help="i/n: this shard of n; merged when all are done.")] = "0/1",
-    strict: bool = False,
+    shard: Annotated[str, typer.Option(help="i/n: this shard of n (it reads only its rows); merged when all are done.")] = "0/1",
+    features: Annotated[Path | None, typer.Option(help="A feature cache to copy encoded atoms from (default: the model's).")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column holding the anchor_id in Parquet input.")] = None,
+    columns: Annotated[str | None, typer.Option(help="Record fields from other column names: field=column,...")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace vectors in --out made from other inputs.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
 ) -> None:
     """Vectors for every streamer, in resumable shards with done markers."""
+    from anchor_embed.cli.pipeline import parse_columns
     from anchor_embed.serving.embed import embed as run
 
-    run(model=model, streamers=streamers, out=out, media_root=media_root, dtype=dtype, shard=shard, strict=strict)
+    run(model=model, streamers=streamers, out=out, media_root=media_root, dtype=dtype, shard=shard, strict=strict,
+        features=features, columns=parse_columns(columns, id_column), overwrite=overwrite)
 
 
 def index_build(
@@ -47,7 +53,7 @@ def index_build(
 
 def similar(
     anchor_ids: Annotated[list[str] | None, typer.Argument(help="Streamer ids to look up.")] = None,
-    k: Annotated[int, typer.Option("-k", help="Neighbours per streamer.")] = 20,
+    k: Annotated[int, typer.Option("-k", min=1, max=100_000, help="Neighbours per streamer.")] = 20,
     index: Annotated[Path, typer.Option(envvar="ANCHOR_EMBED_INDEX", help="Index folder.")] = Path("index"),
     ids_file: Annotated[Path | None, typer.Option(help="More ids, one a line.")] = None,
     record: Annotated[Path | None, typer.Option(help="Records of streamers not in the index (embedded now).")] = None,
@@ -120,7 +126,7 @@ class AssignByDefault(TyperGroup):
 
 def scatter_assign(
     vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
-    clusters: Annotated[int, typer.Option(help="Number of clusters.")] = 100,
+    clusters: Annotated[int, typer.Option(min=1, help="Number of clusters.")] = 100,
     out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/clusters.jsonl).")] = None,
     seed: int = 0,
 ) -> None:
@@ -133,7 +139,7 @@ def scatter_assign(
 def scatter_rerank(
     list_file: Annotated[Path, typer.Argument(help="Ranked streamer ids, one a line.")],
     clusters_file: Annotated[Path, typer.Option("--clusters", help="clusters.jsonl from `scatter assign`.")],
-    window: Annotated[int, typer.Option(help="No two within this many positions share a cluster.")] = 3,
+    window: Annotated[int, typer.Option(min=1, help="No two within this many positions share a cluster.")] = 3,
 ) -> None:
     """Reorder a ranked list so that near items differ in cluster, keeping the order otherwise."""
     from anchor_embed.serving.scatter import rerank_file

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from anchor_embed.data.input_report import InputReport
+from anchor_embed.data.key_file import bad_id_reason, read_keys
+from anchor_embed.data.records import is_parquet, parquet_files
 from anchor_embed.errors import AnchorEmbedError
 
 
@@ -36,7 +38,38 @@ def default_keys_path(path: Path) -> Path:
     return path.with_suffix(".keys.txt")
 
 
-def _read_raw(path: Path, keys_path: Path | None) -> tuple[list[str], np.ndarray]:
+def _is_list(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _read_parquet(path: Path, id_column: str) -> tuple[list[str], np.ndarray]:
+    """Keys and vectors of a Parquet file, folder of part files or glob: the id column and its one list column
+    (integer ids read as their decimal text; other scalar columns are not read)."""
+    import pyarrow.parquet as pq
+
+    keys: list[str] = []
+    rows: list = []
+    for f in parquet_files(path):
+        table = pq.read_table(f)
+        if id_column not in table.column_names:
+            raise AnchorEmbedError(f"{f}: no '{id_column}' column (pass --id-column NAME); columns: {table.column_names}")
+        lists = [c for c in table.column_names if c != id_column and _is_list(table.schema.field(c).type)]
+        if len(lists) != 1:
+            raise AnchorEmbedError(f"{f}: expected '{id_column}' and one list column of the vector, got {table.column_names}")
+        keys += [str(k) for k in table.column(id_column).to_pylist()]
+        rows += table.column(lists[0]).to_pylist()
+    if not keys:
+        raise AnchorEmbedError(f"{path}: no Parquet rows here")
+    lengths = {len(r) for r in rows if r is not None}
+    if len(lengths) > 1:
+        raise AnchorEmbedError(f"{path}: vectors differ in length: {sorted(lengths)}")
+    dim = lengths.pop() if lengths else 0
+    return keys, np.array([r if r is not None else [np.nan] * dim for r in rows], dtype=np.float32)
+
+
+def _read_raw(path: Path, keys_path: Path | None, id_column: str = "anchor_id") -> tuple[list[str], np.ndarray]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
@@ -44,9 +77,7 @@ def _read_raw(path: Path, keys_path: Path | None) -> tuple[list[str], np.ndarray
             if not kp.is_file():
                 raise AnchorEmbedError(f"{path}: keys file {kp} not found (one anchor_id a line; or pass --id-keys)")
             vectors = np.load(path, allow_pickle=False)
-            keys = kp.read_text(encoding="utf-8").splitlines()
-            if keys and keys[-1] == "":
-                keys = keys[:-1]
+            keys = read_keys(kp)
             if len(keys) != (vectors.shape[0] if vectors.ndim else 0):
                 raise AnchorEmbedError(
                     f"{path}: {vectors.shape[0] if vectors.ndim else 0} vectors but {len(keys)} keys in {kp}")
@@ -59,22 +90,8 @@ def _read_raw(path: Path, keys_path: Path | None) -> tuple[list[str], np.ndarray
                 vectors = z["vectors"]
             if len(keys) != vectors.shape[0]:
                 raise AnchorEmbedError(f"{path}: {vectors.shape[0]} vectors but {len(keys)} keys")
-        elif suffix in {".parquet", ".pq"}:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-            if "anchor_id" not in table.column_names:
-                raise AnchorEmbedError(f"{path}: no 'anchor_id' column")
-            list_cols = [c for c in table.column_names if c != "anchor_id"]
-            if len(list_cols) != 1:
-                raise AnchorEmbedError(f"{path}: expected 'anchor_id' and one list column, got {table.column_names}")
-            keys = [str(k) for k in table.column("anchor_id").to_pylist()]
-            rows = table.column(list_cols[0]).to_pylist()
-            lengths = {len(r) for r in rows if r is not None}
-            if len(lengths) > 1:
-                raise AnchorEmbedError(f"{path}: rows of column '{list_cols[0]}' differ in length: {sorted(lengths)}")
-            dim = lengths.pop() if lengths else 0
-            vectors = np.array([r if r is not None else [np.nan] * dim for r in rows], dtype=np.float32)
+        elif is_parquet(path):
+            keys, vectors = _read_parquet(path, id_column)
         else:
             raise AnchorEmbedError(f"{path}: unknown ID-embedding format '{suffix}' (use .npy + .keys.txt, .npz or .parquet)")
     except AnchorEmbedError:
@@ -93,12 +110,13 @@ def read_id_embeddings(
     keys_path: str | Path | None = None,
     strict: bool = False,
     expected_dim: int | None = None,
+    id_column: str = "anchor_id",
 ) -> tuple[IdEmbeddings, InputReport]:
-    """Read and validate ID embeddings; NaN/inf/zero rows and duplicate keys are skipped and counted."""
+    """Read and validate ID embeddings; NaN/inf/zero rows, unusable and duplicate keys are skipped and counted."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not is_parquet(path):
         raise AnchorEmbedError(f"{path}: no such file")
-    keys, vectors = _read_raw(path, Path(keys_path) if keys_path else None)
+    keys, vectors = _read_raw(path, Path(keys_path) if keys_path else None, id_column)
     if expected_dim is not None and vectors.shape[1] != expected_dim:
         raise AnchorEmbedError(f"{path}: ID embeddings are {vectors.shape[1]}-d but {expected_dim}-d were expected")
     report = InputReport(source=str(path), strict=strict)
@@ -107,8 +125,9 @@ def read_id_embeddings(
     seen: set[str] = set()
     keep: list[int] = []
     for i, key in enumerate(keys):
-        if not key.strip():
-            report.bad(f"row {i + 1}", "empty key", "empty anchor_id")
+        reason = bad_id_reason(key)
+        if reason:
+            report.bad(f"row {i + 1}", "unusable key", reason)
         elif key in seen:
             report.bad(f"key '{key}'", "duplicate key", f"duplicate key '{key}' (row {i + 1}; first kept)")
         elif not finite[i]:

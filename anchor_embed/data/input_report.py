@@ -17,6 +17,7 @@ class InputReport:
     kept: int = 0
     problems: list[str] = field(default_factory=list)
     kinds: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)   # things worth a line that are not errors (columns not read)
 
     def bad(self, where: str, kind: str, message: str) -> None:
         """Record one bad row (`where` is 'line 7' or 'key x'); raise at once when strict."""

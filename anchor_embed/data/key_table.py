@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from anchor_embed import atomic
+from anchor_embed.data.key_file import read_keys
 
 
 def write_key_table(folder: Path, keys: list[str], labels_file: Path | None) -> None:
@@ -26,7 +27,7 @@ def write_key_table(folder: Path, keys: list[str], labels_file: Path | None) -> 
     atomic.write_npy(folder / "keys_sorted_rows.npy", order.astype(np.int64))
     by_key: dict[str, str] = {}
     if labels_file is not None and labels_file.is_file():
-        for line in labels_file.read_text(encoding="utf-8").splitlines():
+        for line in labels_file.read_text(encoding="utf-8").split("\n"):
             if line.strip():
                 by_key[json.loads(line)["anchor_id"]] = line
     lines = [(by_key.get(k) or json.dumps({"anchor_id": k})).encode("utf-8") + b"\n" for k in keys]
@@ -49,10 +50,12 @@ class KeyTable:
             self._offsets = np.load(folder / "labels_offsets.npy", mmap_mode="r")
             self._legacy = None
         else:  # an older folder: keys.txt and labels.jsonl read whole
-            keys = (folder / "keys.txt").read_text(encoding="utf-8").splitlines()
+            keys = read_keys(folder / "keys.txt")
             labels = {}
             if (folder / "labels.jsonl").is_file():
-                for line in (folder / "labels.jsonl").read_text(encoding="utf-8").splitlines():
+                for line in (folder / "labels.jsonl").read_text(encoding="utf-8").split("\n"):
+                    if not line.strip():
+                        continue
                     row = json.loads(line)
                     labels[row["anchor_id"]] = row
             self._legacy = (keys, {k: i for i, k in enumerate(keys)}, labels)

@@ -105,14 +105,21 @@ def inside_root(rel_path: str, media_root: Path) -> Path | None:
 
 
 def frame_keys(rel_path: str, media_root: Path, video_frames: int, report: MediaReport | None = None) -> list[str]:
-    """Cache keys of the frames a path yields: 'path|size' for an image, 'path|size#i' for each video frame;
-    none (counted in `report`) for a path outside the media root."""
+    """Cache keys of the frames a path yields, by the file's content: its digest for an image, 'digest#i' for
+    each video frame (a file replaced by another, even of the same size, is a new frame; the same file under
+    two paths is one). A missing file keeps a 'missing:path' key (counted when it is read); a path outside the
+    media root yields none (counted in `report`)."""
+    from anchor_embed.fingerprint import file_digest
+
     p = inside_root(rel_path, media_root)
     if p is None:
         if report is not None:
             report.fail("outside", rel_path, f"outside the media root {media_root}: refused")
         return []
-    size = p.stat().st_size if p.is_file() else -1
+    try:
+        key = file_digest(p) if p.is_file() else f"missing:{rel_path}"
+    except OSError:
+        key = f"missing:{rel_path}"
     if is_video(rel_path):
-        return [f"{rel_path}|{size}#{i}" for i in range(video_frames)]
-    return [f"{rel_path}|{size}"]
+        return [f"{key}#{i}" for i in range(video_frames)]
+    return [key]

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from anchor_embed.data.input_report import InputReport
+from anchor_embed.data.key_file import bad_id_reason
 from anchor_embed.errors import AnchorEmbedError
 
 
@@ -29,11 +30,31 @@ class StreamerRecord(BaseModel):
     )
     meta: dict[str, Any] = Field(default_factory=dict, description="Optional free-form fields.")
 
+    @field_validator("anchor_id", mode="before")
+    @classmethod
+    def _integer_id_is_its_decimal(cls, v: Any) -> Any:
+        """Warehouse tables often key streamers by BIGINT: 12345 is the id '12345'."""
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
     @field_validator("anchor_id")
     @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("anchor_id is blank")
+    def _usable_id(cls, v: str) -> str:
+        reason = bad_id_reason(v)
+        if reason:
+            raise ValueError(reason)
+        return v
+
+    @field_validator("meta", mode="before")
+    @classmethod
+    def _meta_from_json_text(cls, v: Any) -> Any:
+        """`meta` may come as a JSON string (a warehouse column of text) or a struct."""
+        if v is None:
+            return {}
+        if isinstance(v, str):
+            try:
+                v = json.loads(v) if v.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"meta is text but not JSON ({exc.msg})") from None
         return v
 
     @field_validator("nickname", "profile", mode="before")
@@ -51,42 +72,106 @@ def _describe(err: ValidationError) -> str:
     """First validation problem as 'field: message'."""
     e = err.errors()[0]
     loc = ".".join(str(p) for p in e["loc"]) or "record"
-    return f"field '{loc}': {e['msg']}"
+    return f"field '{loc}': {e['msg'].removeprefix('Value error, ')}"
 
 
-def _parse_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    """Yield (location, raw object or exception) for each row of a JSONL or Parquet file."""
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        import pyarrow.parquet as pq
+FIELDS = ("anchor_id", "nickname", "profile", "texts", "tags", "frames", "meta")
 
+
+def parquet_files(path: Path) -> list[Path]:
+    """The Parquet files an input names: one file, a folder of them (part-*.parquet and the like), or a glob."""
+    if any(c in str(path) for c in "*?["):
+        files = sorted(Path(path.anchor or ".").glob(str(path.relative_to(path.anchor)) if path.anchor else str(path)))
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in {".parquet", ".pq"} and p.is_file())
+    else:
+        files = [path]
+    return [f for f in files if not f.name.startswith((".", "_"))]
+
+
+def is_parquet(path: Path) -> bool:
+    return path.is_dir() or any(c in str(path) for c in "*?[") or path.suffix.lower() in {".parquet", ".pq"}
+
+
+def _parquet_rows(path: Path, columns: dict[str, str], shard: tuple[int, int], notes: list[str]
+                  ) -> Iterator[tuple[str, Any]]:
+    """Rows of every row group of the input's Parquet files (row group g belongs to shard g % n)."""
+    import pyarrow.parquet as pq
+
+    files = parquet_files(path)
+    if not files:
+        raise AnchorEmbedError(f"{path}: no Parquet files here")
+    wanted = {columns.get(f, f): f for f in FIELDS}             # table column -> record field
+    group, (i, n) = 0, shard
+    for f in files:
         try:
-            table = pq.read_table(path)
+            pf = pq.ParquetFile(f)
         except Exception as exc:  # corrupt file: one line, not a traceback
-            raise AnchorEmbedError(f"{path}: not a readable Parquet file ({exc})") from None
-        for i, row in enumerate(table.to_pylist(), start=1):
-            yield f"row {i}", row
-        return
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
+            raise AnchorEmbedError(f"{f}: not a readable Parquet file ({exc})") from None
+        names = pf.schema_arrow.names
+        id_col = columns.get("anchor_id", "anchor_id")
+        if id_col not in names:
+            raise AnchorEmbedError(f"{f}: no '{id_col}' column (pass --id-column NAME); columns: {names}")
+        extra = sorted(set(names) - set(wanted))
+        if extra and not notes:
+            notes.append(f"{f}: columns not read: {', '.join(extra)}")
+        read = [c for c in names if c in wanted]
+        offset = 0
+        for g in range(pf.num_row_groups):
+            rows = pf.metadata.row_group(g).num_rows
+            if group % n == i:
+                table = pf.read_row_group(g, columns=read)
+                for r, row in enumerate(table.to_pylist(), start=offset + 1):
+                    where = f"{f.name} row {r}" if len(files) > 1 else f"row {r}"
+                    yield where, {wanted[k]: v for k, v in row.items()}
+            group, offset = group + 1, offset + rows
+
+
+def _jsonl_rows(path: Path, shard: tuple[int, int]) -> Iterator[tuple[str, Any]]:
+    """Rows of a JSONL file (non-empty line j belongs to shard j % n); a line that is not UTF-8 is a bad row."""
+    i, n = shard
+    j = 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            j += 1
+            if (j - 1) % n != i:
                 continue
             try:
-                yield f"line {i}", json.loads(line)
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield f"line {number}", ValueError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+                continue
+            try:
+                yield f"line {number}", json.loads(line)
             except json.JSONDecodeError as exc:
-                yield f"line {i}", exc
+                yield f"line {number}", ValueError(f"malformed JSON ({exc.msg})")
 
 
-def read_streamers(path: str | Path, strict: bool = False) -> tuple[list[StreamerRecord], InputReport]:
-    """Read streamer records; bad rows are skipped and reported (or fatal when `strict`)."""
+def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, str] | None = None,
+                   shard: tuple[int, int] = (0, 1)) -> tuple[list[StreamerRecord], InputReport]:
+    """Read streamer records from JSONL or Parquet (a file, a folder of part files, or a glob); bad rows are
+    skipped and reported (or fatal when `strict`).
+
+    `columns` maps record fields to a table's own column names ({"anchor_id": "uid", "profile": "bio"});
+    `shard` (i, n) reads only the rows of shard i of n (Parquet: whole row groups; JSONL: every n-th line).
+    """
     path = Path(path)
-    if not path.is_file():
+    if not is_parquet(path) and not path.is_file():
         raise AnchorEmbedError(f"{path}: no such file")
+    unknown = set(columns or {}) - set(FIELDS)
+    if unknown:
+        raise AnchorEmbedError(f"--columns: unknown record field(s) {sorted(unknown)}; fields are {', '.join(FIELDS)}")
     report = InputReport(source=str(path), strict=strict)
+    notes: list[str] = []
+    rows = _parquet_rows(path, columns or {}, shard, notes) if is_parquet(path) else _jsonl_rows(path, shard)
     records: list[StreamerRecord] = []
     seen: dict[str, str] = {}
-    for where, raw in _parse_rows(path):
+    for where, raw in rows:
         if isinstance(raw, Exception):
-            report.bad(where, "malformed JSON", f"malformed JSON ({raw.msg})")
+            kind = "not UTF-8" if str(raw).startswith("not UTF-8") else "malformed JSON"
+            report.bad(where, kind, str(raw))
             continue
         if not isinstance(raw, dict):
             report.bad(where, "not an object", f"expected a JSON object, got {type(raw).__name__}")
@@ -106,6 +191,7 @@ def read_streamers(path: str | Path, strict: bool = False) -> tuple[list[Streame
         seen[rec.anchor_id] = where
         records.append(rec)
     report.kept = len(records)
-    if not records:
+    report.notes = notes
+    if not records and shard == (0, 1):
         raise AnchorEmbedError(f"{path}: no valid streamer records ({report.summary()})")
     return records, report

@@ -79,7 +79,9 @@ class VectorsMeta(BaseModel):
     dtype: str
     count: int
     normalized: bool = True
-    feature_cache: str | None = None
+    feature_cache: str | None = Field(None, description="The cache whose encoded atoms were reused.")
+    fingerprint: str | None = Field(None, description="Digest of what made the vectors: model weights, the "
+                                    "records' bytes, media root, dtype, shards (fingerprint.json has the parts).")
 
 
 class IndexMeta(BaseModel):

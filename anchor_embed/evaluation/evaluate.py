@@ -33,9 +33,9 @@ def model_labels(paths: list[str | Path]) -> list[str]:
     return labels
 
 
-def _aligned(path: str | Path, cache, keys: list[str]) -> np.ndarray:
+def _aligned(path: str | Path, cache, keys: list[str], id_column: str = "anchor_id") -> np.ndarray:
     """Vectors of another ID-embedding file for `keys`, zero rows where it has none (sparse ID embeddings)."""
-    other, report = read_id_embeddings(path, None)
+    other, report = read_id_embeddings(path, None, id_column=id_column)
     other = align_to_streamers(other, cache.keys, report)
     where = other.index_of()
     out = np.zeros((len(keys), other.dim), np.float32)
@@ -69,6 +69,7 @@ def evaluate(
     ridge: bool = False,
     knn_average: bool = False,
     train_id_emb: str | Path | None = None,
+    id_column: str = "anchor_id",
 ) -> list[dict]:
     """Score each model's content kNN against ID-embedding neighbours of held-out streamers.
 
@@ -88,7 +89,7 @@ def evaluate(
 
     models = list(models or [])
     cache = open_cache(features)
-    ids, report = read_id_embeddings(id_emb, id_keys)
+    ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
     ids = align_to_streamers(ids, cache.keys, report)
     say(f"[bold]evaluate[/]: {report.summary()}")
     held = holdout_split(ids.keys, holdout_frac, seed)
@@ -99,7 +100,7 @@ def evaluate(
     rows_in_cache = np.array([pos[k] for k in ids.keys])
     queries = np.array([i for i, k in enumerate(ids.keys) if k in held])
     train = np.array([i for i, k in enumerate(ids.keys) if k not in held])
-    taught = ids.vectors if train_id_emb is None else _aligned(train_id_emb, cache, ids.keys)
+    taught = ids.vectors if train_id_emb is None else _aligned(train_id_emb, cache, ids.keys, id_column)
     fit_rows = train[np.abs(taught[train]).sum(1) > 0]      # training streamers with a (teaching) ID embedding
     named: dict[str, np.ndarray] = {}
     if frozen:
@@ -118,7 +119,10 @@ def evaluate(
         k = choose_knn_k(content, taught, fit_rows, seed=seed)
         named["content-kNN average (reference)"] = knn_average_vectors(content, taught, fit_rows, k)
         say(f"[bold]evaluate[/]: content-kNN averaging over the {k} nearest of {len(fit_rows)} training streamers")
+    from anchor_embed.training.fit import warn_if_unfinished
+
     for m, label in zip(models, model_labels(models), strict=True):
+        warn_if_unfinished(Path(m))
         model, _ = load_model(m)
         vecs = embed_all(model, Batcher.for_model(model, cache))
         named[label] = vecs[rows_in_cache]

@@ -31,11 +31,13 @@ from anchor_embed.features.cache import (
     KINDS,
     PartWriter,
     check_meta,
+    copy_rows,
     load_table,
     merge_parts,
     tag_key,
     text_key,
 )
+from anchor_embed.locks import exclusive
 from anchor_embed.progress import make_progress, say
 
 
@@ -149,16 +151,36 @@ class Encoded:
     seconds: dict[str, float]
     dims: dict[str, int]
     media: MediaReport
+    copied: dict[str, int] = field(default_factory=dict)
+
+
+def _wanted_keys(atoms: Atoms) -> dict[str, list[str]]:
+    return {"text": list(atoms.text_of_key), "tag": list(dict.fromkeys(t for row in atoms.tags for t in row)),
+            "frame": list(dict.fromkeys(fk for row in atoms.frames for fk, _, _ in row))}
 
 
 def encode_new(out: Path, atoms: Atoms, media: Path, text_backbone: str, image_backbone: str,
-               threads: int, old_meta: dict, source: str, media_report: MediaReport) -> Encoded:
-    """Run the backbones over the atoms the cache lacks, into parts (a crash resumes from them), then merge."""
+               threads: int, old_meta: dict, source: str, media_report: MediaReport,
+               reuse: Path | None = None) -> Encoded:
+    """Run the backbones over the atoms the cache lacks, into parts (a crash resumes from them), then merge.
+
+    With `reuse` (a cache made by the same backbones), atoms it holds are copied from it, not encoded.
+    """
     from anchor_embed.features.backbones import load_image_backbone, load_text_backbone
 
     (out / "parts").mkdir(parents=True, exist_ok=True)
     tables = {kind: load_table(out, kind) for kind in KINDS}
     known = {kind: set(keys) for kind, (keys, _) in tables.items()}
+    copied = {kind: 0 for kind in KINDS}
+    if reuse is not None:
+        for kind, keys in _wanted_keys(atoms).items():
+            missing = [k for k in keys if k not in known[kind]]
+            if missing:
+                start = len(list((out / "parts").glob(f"{kind}-*.npy")))
+                got = copy_rows(reuse, out, kind, missing, start)
+                known[kind].update(got)
+                copied[kind] = len(got)
+        tables = {kind: load_table(out, kind) for kind in KINDS}
     have_dim = {kind: next((b.shape[1] for b in blocks if b.shape[0]), None) for kind, (_, blocks) in tables.items()}
     new_texts = [(k, t) for k, t in atoms.text_of_key.items() if k not in known["text"]]
     all_tags = list(dict.fromkeys(t for row in atoms.tags for t in row))
@@ -167,6 +189,7 @@ def encode_new(out: Path, atoms: Atoms, media: Path, text_backbone: str, image_b
     for row in atoms.frames:
         for fk, rel, i in row:
             if fk not in known["frame"]:
+                known["frame"].add(fk)              # the same file under two paths is decoded once
                 new_frames.setdefault(rel, {})[fk] = i
 
     seconds: dict[str, float] = {}
@@ -192,7 +215,7 @@ def encode_new(out: Path, atoms: Atoms, media: Path, text_backbone: str, image_b
     for kind in KINDS:
         merge_parts(out, kind, dims[kind])
     return Encoded({"text": len(new_texts), "frame": media_report.frames_ok, "tag": len(new_tags)},
-                   seconds, dims, media_report)
+                   seconds, dims, media_report, copied)
 
 
 def write_streamer_index(out: Path, records: list[StreamerRecord], atoms: Atoms) -> dict:
@@ -227,6 +250,17 @@ def write_streamer_index(out: Path, records: list[StreamerRecord], atoms: Atoms)
             "streamers_with": {kind: int(np.sum(np.diff(ptr[kind]) > 0)) for kind in KINDS}}
 
 
+def _compatible(reuse: str | Path | None, wanted: dict, max_text_chars: int) -> Path | None:
+    """The cache to copy features from, if it was made by the same backbones and text cut (else None)."""
+    if reuse is None or not (Path(reuse) / "meta.json").is_file():
+        return None
+    have = json.loads((Path(reuse) / "meta.json").read_text())
+    same = all(have.get(k) == v for k, v in wanted.items()) and have.get("max_text_chars", 2000) == max_text_chars
+    if not same:
+        say(f"[yellow]features[/]: {reuse} was made by other backbones or settings; nothing is copied from it")
+    return Path(reuse) if same else None
+
+
 def build_features(
     streamers: str | Path,
     out: str | Path,
@@ -240,49 +274,61 @@ def build_features(
     strict: bool = False,
     threads: int = 2,
     max_text_chars: int = 2000,
+    columns: dict[str, str] | None = None,
+    reuse: str | Path | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
-    """Run the frozen backbones over what is new in `streamers` and (re)write the cache at `out`."""
+    """Run the frozen backbones over what is new in `streamers` and (re)write the cache at `out`.
+
+    `reuse` names another cache whose already-encoded atoms are copied instead of encoded (when it was made
+    by the same backbones); `shard` (i, n) reads only that shard's rows of the records.
+    """
     out = Path(out)
     media = Path(media_root) if media_root else Path(streamers).parent
     image_kind(image_backbone)  # an unknown kind fails before any record is read
-    records, read_report = read_streamers(streamers, strict=strict)
+    records, read_report = read_streamers(streamers, strict=strict, columns=columns, shard=shard)
     wanted = {"text_backbone": text_backbone, "text_identity": backbone_identity(text_backbone),
               "image_backbone": image_backbone, "image_identity": backbone_identity(image_backbone),
               "video_frames": video_frames}
-    check_meta(out, wanted)
-    old_meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}
+    with exclusive(out, "features run"):
+        check_meta(out, wanted)
+        old_meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}
 
-    media_report = MediaReport()
-    atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags, media_report,
-                          max_text_chars)
-    say(f"[bold]features[/]: {read_report.summary()}")
-    for line in read_report.problems[:5]:
-        say(f"  skipped {line}")
-    enc = encode_new(out, atoms, media, text_backbone, image_backbone, threads, old_meta, str(streamers),
-                     media_report)
-    counts = write_streamer_index(out, records, atoms)
+        media_report = MediaReport()
+        atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags, media_report,
+                              max_text_chars)
+        say(f"[bold]features[/]: {read_report.summary()}")
+        for line in read_report.problems[:5]:
+            say(f"  skipped {line}")
+        for line in read_report.notes:
+            say(f"  note: {line}")
+        donor = _compatible(reuse, wanted, max_text_chars)
+        enc = encode_new(out, atoms, media, text_backbone, image_backbone, threads, old_meta, str(streamers),
+                         media_report, donor)
+        counts = write_streamer_index(out, records, atoms)
 
-    rates = {f"{k}_per_s": round(enc.new[k] / enc.seconds[k], 1) for k in ("text", "frame", "tag")
-             if enc.seconds.get(k)}
-    report = {
-        "streamers": len(records), "skipped_records": read_report.skipped,
-        "skipped_examples": read_report.problems[:20],
-        "distinct": counts["distinct"], "encoded_this_run": enc.new,
-        "missing_frames": counts["missing_frames"] + media_report.outside, "media": enc.media.to_dict(),
-        "seconds": {k: round(v, 2) for k, v in enc.seconds.items()}, "throughput": rates,
-        "streamers_with": counts["streamers_with"],
-        "truncated": {**atoms.truncated, "max_text_chars": max_text_chars, "max_tag_chars": MAX_TAG_CHARS},
-    }
-    meta = {**wanted, "text_dim": enc.dims["text"], "image_dim": enc.dims["frame"], "store_dtype": "float16",
-            "max_texts": max_texts, "max_frames": max_frames, "max_tags": max_tags, "max_text_chars": max_text_chars,
-            "streamers_file": str(streamers), "media_root": str(media)}
-    atomic.write_json(out / "report.json", report)
-    atomic.write_json(out / "meta.json", meta)
-    d = counts["distinct"]
-    cut = f"texts cut at {max_text_chars} characters: {atoms.truncated['texts']}; " if atoms.truncated["texts"] else ""
-    say(f"[bold]features[/]: {len(records)} streamers; distinct texts {d['text']}, frames {d['frame']}, tags "
-        f"{d['tag']}; encoded now: {enc.new}; missing frames {counts['missing_frames']}"
-        f"{f' (+{media_report.outside} outside the media root, refused)' if media_report.outside else ''}; "
-        f"{cut}"
-        f"throughput {rates or 'nothing new'}")
+        rates = {f"{k}_per_s": round(enc.new[k] / enc.seconds[k], 1) for k in ("text", "frame", "tag")
+                 if enc.seconds.get(k)}
+        report = {
+            "streamers": len(records), "skipped_records": read_report.skipped,
+            "skipped_examples": read_report.problems[:20],
+            "distinct": counts["distinct"], "encoded_this_run": enc.new, "copied_from_cache": enc.copied,
+            "missing_frames": counts["missing_frames"] + media_report.outside, "media": enc.media.to_dict(),
+            "seconds": {k: round(v, 2) for k, v in enc.seconds.items()}, "throughput": rates,
+            "streamers_with": counts["streamers_with"],
+            "truncated": {**atoms.truncated, "max_text_chars": max_text_chars, "max_tag_chars": MAX_TAG_CHARS},
+        }
+        meta = {**wanted, "text_dim": enc.dims["text"], "image_dim": enc.dims["frame"], "store_dtype": "float16",
+                "max_texts": max_texts, "max_frames": max_frames, "max_tags": max_tags, "max_text_chars": max_text_chars,
+                "streamers_file": str(streamers), "media_root": str(media)}
+        atomic.write_json(out / "report.json", report)
+        atomic.write_json(out / "meta.json", meta)
+        d = counts["distinct"]
+        cut = f"texts cut at {max_text_chars} characters: {atoms.truncated['texts']}; " if atoms.truncated["texts"] else ""
+        say(f"[bold]features[/]: {len(records)} streamers; distinct texts {d['text']}, frames {d['frame']}, tags "
+            f"{d['tag']}; encoded now: {enc.new}"
+            f"{f', copied from {donor}: {enc.copied}' if donor else ''}; missing frames {counts['missing_frames']}"
+            f"{f' (+{media_report.outside} outside the media root, refused)' if media_report.outside else ''}; "
+            f"{cut}"
+            f"throughput {rates or 'nothing new'}")
     return report

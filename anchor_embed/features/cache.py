@@ -3,7 +3,7 @@
 Layout of a cache folder:
   meta.json                 backbones that made it (refuses to mix), dims, limits
   {text,frame,tag}.npy      float16 features, one row per distinct atom (memory-mappable)
-  {text,frame,tag}.keys.txt the atom key of each row (text sha1, 'path|size[#i]', tag name)
+  {text,frame,tag}.keys.txt the atom key of each row (text sha1, frame file digest[#i], tag name)
   parts/                    rows encoded by an unfinished run: a crash resumes from them
   streamers/keys.txt        anchor_ids in record order
   streamers/nicknames.json  nicknames in record order (the nickname filter of transfer)
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from anchor_embed import atomic
+from anchor_embed.data.key_file import read_keys
 from anchor_embed.errors import AnchorEmbedError
 
 KINDS = ("text", "frame", "tag")
@@ -86,13 +87,13 @@ def load_table(folder: Path, kind: str, mmap: bool = True) -> tuple[list[str], l
     main = folder / f"{kind}.npy"
     if main.is_file():
         blocks.append(np.load(main, mmap_mode="r" if mmap else None))
-        keys += (folder / f"{kind}.keys.txt").read_text(encoding="utf-8").splitlines()
+        keys += read_keys(folder / f"{kind}.keys.txt")
     for part in sorted((folder / "parts").glob(f"{kind}-*.npy")):
         kfile = part.with_suffix(".keys.txt")
         if not kfile.is_file():  # a part is complete only with its keys file (written second)
             continue
         blocks.append(np.load(part))
-        keys += kfile.read_text(encoding="utf-8").splitlines()
+        keys += read_keys(kfile)
     if sum(b.shape[0] for b in blocks) != len(keys):
         raise AnchorEmbedError(f"{folder}: {kind} features and keys disagree in count; the cache is damaged")
     return keys, blocks
@@ -124,6 +125,31 @@ class PartWriter:
         atomic.write_npy(stem.with_suffix(".npy"), block[:cut])
         atomic.write_lines(stem.with_suffix(".keys.txt"), self.keys[:cut])
         self.keys, self.rows = self.keys[cut:], [block[cut:]]
+
+
+def copy_rows(donor: Path, out: Path, kind: str, keys: list[str], start_part: int) -> list[str]:
+    """Copy the feature rows of `keys` that the `donor` cache holds into `out`'s parts; the keys copied.
+
+    How `embed` reuses the model's own cache: atoms already encoded are copied, not re-encoded.
+    """
+    dkeys, blocks = load_table(donor, kind)
+    pos = {k: i for i, k in enumerate(dkeys)}
+    found = [k for k in keys if k in pos]
+    if not found:
+        return []
+    idx = np.array([pos[k] for k in found], np.int64)
+    starts = np.cumsum([0] + [len(b) for b in blocks])
+    rows = np.empty((len(idx), blocks[0].shape[1]), STORE_DTYPE)
+    which = np.searchsorted(starts, idx, side="right") - 1
+    for b in np.unique(which):
+        sel = np.flatnonzero(which == b)
+        local = idx[sel] - starts[b]
+        order = np.argsort(local)                      # memmap gathers want sorted rows
+        rows[sel[order]] = blocks[b][local[order]]
+    writer = PartWriter(out, kind, start_part)
+    writer.add(found, rows)
+    writer.flush()
+    return found
 
 
 def merge_parts(folder: Path, kind: str, dim: int) -> None:
@@ -167,11 +193,10 @@ def open_cache(path: str | Path) -> FeatureCache:
             np.zeros((0, dim), STORE_DTYPE)
     s = path / "streamers"
     return FeatureCache(
-        path=path, meta=meta, keys=(s / "keys.txt").read_text(encoding="utf-8").splitlines(), feats=feats,
+        path=path, meta=meta, keys=read_keys(s / "keys.txt"), feats=feats,
         ptr={k: np.load(s / f"{k}_ptr.npy") for k in KINDS}, idx={k: np.load(s / f"{k}_idx.npy") for k in KINDS},
         text_field=np.load(s / "text_field.npy"),
-        tag_names=(path / "tag.keys.txt").read_text(encoding="utf-8").splitlines()
-        if (path / "tag.keys.txt").is_file() else [],
+        tag_names=read_keys(path / "tag.keys.txt") if (path / "tag.keys.txt").is_file() else [],
         tag_counts=np.load(s / "tag_counts.npy"),
     )
 

@@ -154,7 +154,7 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     from anchor_embed.model.store import model_hash
 
     vec_dir, out = Path(vectors), Path(out)
-    x, keys, vmeta = open_vectors(vec_dir)
+    x, keys, vmeta = open_vectors(vec_dir, need=1)
     if model is not None and model_hash(Path(model)) != vmeta["model_hash"]:
         raise AnchorEmbedError(f"{vec_dir}: vectors were made by model {vmeta['model_hash']}, "
                                f"not by {model} ({model_hash(Path(model))}); re-run embed")

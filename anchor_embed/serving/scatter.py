@@ -33,7 +33,11 @@ def window_clashes(order: list[str], cluster_of: dict[str, int], window: int = 3
 
 def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None = None, seed: int = 0) -> list[dict]:
     """A cluster id per streamer of a vectors folder (spherical k-means), written as ClusterRow lines."""
-    x, keys, _ = open_vectors(vectors)
+    if clusters < 1:
+        raise AnchorEmbedError(f"--clusters {clusters}: at least 1")
+    x, keys, _ = open_vectors(vectors, need=1)
+    if clusters > len(keys):
+        say(f"[yellow]scatter[/]: --clusters {clusters} > {len(keys)} streamers: {len(keys)} clusters instead")
     labels, dist = spherical_kmeans(np.asarray(x, np.float32), clusters, seed)
     rows = [{"anchor_id": k, "cluster": int(c), "distance": round(float(d), 5)}
             for k, c, d in zip(keys, labels, dist, strict=True)]
@@ -47,6 +51,8 @@ def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None =
 
 def rerank_file(list_file: str | Path, clusters_file: str | Path, window: int = 3) -> list[str]:
     """`rerank` of a file of ranked ids by the clusters of a clusters.jsonl; reports what moved."""
+    if window < 1:
+        raise AnchorEmbedError(f"--window {window}: at least 1")
     import json
 
     list_file = Path(list_file)
@@ -54,7 +60,11 @@ def rerank_file(list_file: str | Path, clusters_file: str | Path, window: int = 
         raise AnchorEmbedError(f"{list_file}: no such file")
     ranked = [x.strip() for x in list_file.read_text(encoding="utf-8").splitlines() if x.strip()]
     cluster_of = {}
-    for n, line in enumerate(Path(clusters_file).read_text(encoding="utf-8").splitlines(), 1):
+    if not Path(clusters_file).is_file():
+        raise AnchorEmbedError(f"{clusters_file}: no such file")
+    for n, line in enumerate(Path(clusters_file).read_text(encoding="utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
             cluster_of[row["anchor_id"]] = int(row["cluster"])

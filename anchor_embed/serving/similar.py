@@ -45,7 +45,11 @@ class Lookup:
         return np.asarray(self.vectors[row], np.float32)
 
     def search(self, vectors: np.ndarray, k: int, exclude: list[str | None]) -> list[list[tuple[str, float]]]:
-        """Top-k (key, score) per query vector, leaving out the query's own key where given."""
+        """Top-k (key, score) per query vector, leaving out the query's own key where given (k is capped at
+        the index size: there are no more neighbours to return)."""
+        if k < 1:
+            raise AnchorEmbedError(f"-k {k}: at least 1")
+        k = min(k, self.index.ntotal)
         scores, idx = self.index.search(np.ascontiguousarray(vectors, np.float32), k + 1)
         rows = [None if ex is None else self.keys.row(ex) for ex in exclude]
         own = np.array([-1 if r is None else r for r in rows], np.int64)

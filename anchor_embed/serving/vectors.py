@@ -7,14 +7,21 @@ from pathlib import Path
 
 import numpy as np
 
+from anchor_embed.data.key_file import read_keys
 from anchor_embed.errors import AnchorEmbedError
 
 
-def open_vectors(vec_dir: str | Path) -> tuple[np.ndarray, list[str], dict]:
-    """Memory-mapped vectors, their keys and meta of a finished vectors folder."""
+def open_vectors(vec_dir: str | Path, need: int = 0) -> tuple[np.ndarray, list[str], dict]:
+    """Memory-mapped vectors, their keys and meta of a finished vectors folder (at least `need` of them)."""
     vec_dir = Path(vec_dir)
     if not (vec_dir / "meta.json").is_file():
         raise AnchorEmbedError(f"{vec_dir}: not a vectors folder (run `anchor-embed embed`; all shards done?)")
     meta = json.loads((vec_dir / "meta.json").read_text())
-    keys = (vec_dir / "keys.txt").read_text(encoding="utf-8").splitlines()
-    return np.load(vec_dir / "vectors.npy", mmap_mode="r"), keys, meta
+    keys = read_keys(vec_dir / "keys.txt")
+    vectors = np.load(vec_dir / "vectors.npy", mmap_mode="r")
+    if vectors.ndim != 2 or len(vectors) != len(keys):
+        raise AnchorEmbedError(f"{vec_dir}: vectors.npy holds {vectors.shape[0] if vectors.ndim else 0} rows but "
+                               f"keys.txt {len(keys)} keys; the folder is damaged (re-run `anchor-embed embed`)")
+    if len(keys) < need:
+        raise AnchorEmbedError(f"{vec_dir}: holds {len(keys)} vector(s); this needs at least {need}")
+    return vectors, keys, meta

@@ -96,8 +96,9 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path | None:
-    """Prepare RUN `out`: refuse to overwrite a run, or to resume one made with other settings; save the
-    config and `info` (what the run read). Returns the checkpoint to resume from, if any."""
+    """Prepare RUN `out`: refuse to overwrite a run, or to resume one made with other settings or other
+    inputs (`info["inputs"]`: content digests); save the config and `info`. Returns the checkpoint to resume
+    from, if any."""
     ckpt = checkpoints.existing_run(out, resume)
     if ckpt is not None:
         saved = read_saved(type(cfg), out / "config.json")
@@ -106,6 +107,11 @@ def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path |
             diff = sorted(k for k in new if old.get(k) != new[k])
             raise AnchorEmbedError(f"{out}: --resume with settings that differ from the saved run ({', '.join(diff)});"
                                    f" only {', '.join(sorted(RESUMABLE))} may change")
+        had = run_info(out).get("inputs", {})
+        changed = sorted(k for k, v in info.get("inputs", {}).items() if k in had and had[k] != v)
+        if changed:
+            raise AnchorEmbedError(f"{out}: --resume with other inputs than the saved run ({', '.join(changed)} "
+                                   "changed by content); start a new --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "config.json", cfg.model_dump(mode="json"))
     atomic.write_json(out / "run.json", info)
@@ -264,3 +270,11 @@ def run_info(run: Path) -> dict:
     """A run's run.json (what it read), or {} when absent."""
     f = Path(run) / "run.json"
     return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def warn_if_unfinished(run: Path) -> None:
+    """A line on stderr when a training run was stopped before it finished (it has no outcome.json)."""
+    run = Path(run)
+    if (run / "config.json").is_file() and not (run / "outcome.json").is_file():
+        say(f"[yellow]warning[/]: {run} did not finish training (no outcome.json): its model is the best epoch "
+            "so far, and the run may still be going or need --resume")

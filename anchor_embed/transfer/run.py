@@ -107,6 +107,7 @@ def transfer(
     features: str | Path | None = None,
     config: str | Path | None = None,
     resume: bool = False,
+    id_column: str = "anchor_id",
     **overrides,
 ) -> list[dict]:
     """Train RUN_DIR `out` from `pretrained` with the chosen method; returns per-epoch metrics."""
@@ -128,7 +129,7 @@ def transfer(
         model = FusionModel(model.cfg)
     model.train()
     batcher = Batcher.for_model(model, cache)
-    ids, report = read_id_embeddings(id_emb, id_keys)
+    ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
     ids = align_to_streamers(ids, cache.keys, report)
     say(f"[bold]transfer[/]: {report.summary()}")
     split = split_streamers(cache, ids, cfg.holdout_frac, cfg.val_frac, cfg.seed)
@@ -154,9 +155,13 @@ def transfer(
     data = TransferData(id_vectors, train_rows, kq, kn, pairs.id_score[pairs.kept],
                         pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
+    from anchor_embed.fingerprint import cache_digest, file_digest, input_digest
+
+    inputs = {"features": cache_digest(features), "id_emb": input_digest(id_emb),
+              "pretrained": file_digest(pretrained / "model.safetensors")}
     ckpt = open_run(out, cfg, resume, {"stage": "transfer", "features": str(Path(features).resolve()),
                                        "pretrained": str(pretrained.resolve()), "id_emb": str(id_emb),
-                                       "mining": mining})
+                                       "mining": mining, "inputs": inputs})
     _write_pairs(out, cache.keys, pairs)
     atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
     steps = max(1, len(train_rows) // cfg.batch_size)

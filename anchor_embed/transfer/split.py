@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from anchor_embed.data.id_embeddings import IdEmbeddings
+from anchor_embed.data.key_file import read_keys
 from anchor_embed.evaluation.metrics import holdout_split
 from anchor_embed.features.cache import FeatureCache
 
@@ -55,4 +56,4 @@ def split_streamers(cache: FeatureCache, ids: IdEmbeddings, holdout_frac: float,
 def read_seen(run: Path) -> set[str]:
     """The anchor_ids whose ID embeddings a run (and the runs it started from) used; empty for pretraining."""
     f = Path(run) / SEEN_IDS
-    return set(f.read_text(encoding="utf-8").splitlines()) if f.is_file() else set()
+    return set(read_keys(f)) if f.is_file() else set()

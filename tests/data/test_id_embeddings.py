@@ -67,3 +67,21 @@ def test_unknown_ids_counted(tmp_path):
     aligned = align_to_streamers(ids, ["a", "b", "c"], report)
     assert aligned.keys == ["a", "b"] and report.kinds["unknown id"] == 1
     assert "1 anchor_id(s) not among the streamers, e.g. 'zz'" in report.problems[0]
+
+
+def test_warehouse_id_embeddings(tmp_path):
+    """BIGINT ids, the table's own id column, part files in a folder, extra scalar columns, unusable keys."""
+    parts = tmp_path / "ids"
+    parts.mkdir()
+    pq.write_table(pa.table({"uid": [7, 8], "vec": [[1.0, 0.0], [0.0, 1.0]], "dt": ["x", "y"]}),
+                   parts / "part-0.parquet")
+    pq.write_table(pa.table({"uid": [9], "vec": [[1.0, 1.0]], "dt": ["z"]}), parts / "part-1.parquet")
+    ids, report = read_id_embeddings(parts, id_column="uid")
+    assert ids.keys == ["7", "8", "9"] and ids.vectors.shape == (3, 2) and report.skipped == 0
+    with pytest.raises(AnchorEmbedError, match="no 'anchor_id' column"):
+        read_id_embeddings(parts)
+    keys = tmp_path / "k.keys.txt"
+    np.save(tmp_path / "k.npy", np.eye(3, dtype=np.float32))
+    keys.write_text("a\nb\u2028c\nd\n", encoding="utf-8")     # U+2028 is inside a key, not a line break
+    ids, report = read_id_embeddings(tmp_path / "k.npy")
+    assert ids.keys == ["a", "d"] and report.kinds["unusable key"] == 1 and "U+2028" in report.problems[0]

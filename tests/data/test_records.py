@@ -77,3 +77,42 @@ def test_roundtrip_unicode(tmp_path):
     path = write_jsonl(tmp_path / "s.jsonl", [{"anchor_id": "中文", "profile": "唱歌主播"}])
     (r,), _ = read_streamers(path)
     assert r.anchor_id == "中文" and json.loads(r.model_dump_json())["profile"] == "唱歌主播"
+
+
+def test_warehouse_parquet_folder_with_its_own_column_names(tmp_path, capsys):
+    """BIGINT ids, meta as JSON text or struct, part files in a folder, the table's own names, extra columns."""
+    parts = tmp_path / "export"
+    parts.mkdir()
+    rows = [{"uid": 1001, "bio": "first", "labels": ["a"], "meta": '{"lang": "en"}', "dt": "2026-11-01"},
+            {"uid": 1002, "bio": "second", "labels": None, "meta": None, "dt": "2026-11-01"}]
+    pq.write_table(pa.Table.from_pylist(rows), parts / "part-00000.parquet")
+    pq.write_table(pa.Table.from_pylist([{"uid": 1003, "bio": "third", "labels": ["b"],
+                                          "meta": '{"lang": "zh"}', "dt": "2026-11-02"}]), parts / "part-00001.parquet")
+    (parts / "_SUCCESS").write_text("")
+    cols = {"anchor_id": "uid", "profile": "bio", "tags": "labels"}
+    records, report = read_streamers(parts, columns=cols)
+    assert [(r.anchor_id, r.profile, r.tags, r.meta) for r in records] == [
+        ("1001", "first", ["a"], {"lang": "en"}), ("1002", "second", [], {}), ("1003", "third", ["b"], {"lang": "zh"})]
+    assert report.notes == [f"{parts / 'part-00000.parquet'}: columns not read: dt"]
+    assert [r.anchor_id for r in read_streamers(tmp_path / "export" / "part-*.parquet", columns=cols)[0]] == \
+        ["1001", "1002", "1003"]
+    shards = [read_streamers(parts, columns=cols, shard=(i, 2))[0] for i in range(2)]   # row groups split
+    assert sorted(r.anchor_id for s in shards for r in s) == ["1001", "1002", "1003"] and all(shards)
+    with pytest.raises(AnchorEmbedError, match="no 'anchor_id' column"):
+        read_streamers(parts)
+
+
+@pytest.mark.parametrize("bad_id, why", [("a\nb", "U+000A"), ("a\u2028b", "U+2028"), ("a\x85b", "U+0085"),
+                                         ("a\tb", "U+0009"), ("   ", "blank")])
+def test_ids_that_would_break_key_files_are_refused(tmp_path, bad_id, why):
+    path = write_jsonl(tmp_path / "s.jsonl", [GOOD, {**GOOD, "anchor_id": bad_id}])
+    records, report = read_streamers(path)
+    assert [r.anchor_id for r in records] == [GOOD["anchor_id"]]
+    assert "line 2" in report.problems[0] and why in report.problems[0]
+
+
+def test_bytes_that_are_not_utf8_are_a_bad_row(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"anchor_id": "x\xff"}\n')
+    records, report = read_streamers(path)
+    assert len(records) == 1 and report.problems == [f"{path}: line 2: not UTF-8 (byte 0xff at column 17)"]

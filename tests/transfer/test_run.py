@@ -81,3 +81,14 @@ def test_cli_transfer_aux_weight_adds_the_view_loss(sample, pretrained, tmp_path
     assert plain["aux_loss"] == 0 and aux["aux_loss"] > 0
     # the first step is taken from the same weights, so the totals differ by about weight x view loss
     assert aux["loss"] > plain["loss"] + 0.25 * aux["aux_loss"]
+
+
+def test_resume_with_other_id_embeddings_is_refused(sample, pretrained, tmp_path, capsys):
+    other = tmp_path / "other.npy"
+    np.save(other, np.load(sample / "ids.npy")[:, ::-1].copy())
+    (tmp_path / "other.keys.txt").write_text((sample / "ids.keys.txt").read_text())
+    args = ["transfer", "--pretrained", pretrained, "--out", tmp_path / "t", "--batch-size", "16"]
+    assert run_cli(*args, "--id-emb", sample / "ids.npy", "--epochs", "1") == 0
+    capsys.readouterr()
+    assert run_cli(*args, "--id-emb", other, "--epochs", "2", "--resume") == 2
+    assert "other inputs than the saved run (id_emb changed by content)" in capsys.readouterr().err

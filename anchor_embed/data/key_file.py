@@ -1,0 +1,42 @@
+"""anchor_id rules and key files: ids with line breaks or control characters are refused at read time, so
+a key file (one id a line, split on "\\n" only) can never split an id or shift a row."""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+from anchor_embed import atomic
+from anchor_embed.errors import AnchorEmbedError
+
+# what str.splitlines() splits on besides \n: refusing them keeps every key file one id a line for any reader
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def bad_id_reason(key: str) -> str | None:
+    """Why a string cannot be an anchor_id (blank, a line break, a control character), or None."""
+    if not key.strip():
+        return "anchor_id is blank"
+    for ch in key:
+        if ch in LINE_BREAKS or unicodedata.category(ch) == "Cc":
+            return f"anchor_id {key[:40]!r} holds a line break or control character (U+{ord(ch):04X})"
+    return None
+
+
+def read_keys(path: str | Path) -> list[str]:
+    """One key a line, split on "\\n" only (a trailing "\\r" is dropped); not UTF-8 is one clear error."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise AnchorEmbedError(f"{path}: line {line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [x[:-1] if x.endswith("\r") else x for x in lines]
+
+
+def write_keys(path: str | Path, keys) -> None:
+    """Write keys one a line, atomically (each was checked by `bad_id_reason` where it was read)."""
+    atomic.write_lines(path, keys)

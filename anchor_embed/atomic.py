@@ -13,6 +13,21 @@ from typing import Any, BinaryIO
 import numpy as np
 
 
+def current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def give_usual_mode(path: str | Path, folder: bool = False) -> None:
+    """The permissions the user's umask gives a new file (0666 &~umask) or folder (0777 &~umask).
+
+    mkstemp/mkdtemp make 0600/0700, and writers such as safetensors' save_file recreate the file, so the
+    mode is set after the writer is done, just before the rename.
+    """
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -20,11 +35,9 @@ def atomic_path(path: str | Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield Path(tmp)
+        give_usual_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

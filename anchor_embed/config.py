@@ -1,4 +1,4 @@
-"""Strict run configs: defaults < a JSON config file < flags given; a misspelt key or value is one clear line.
+"""Strict run configs: defaults < a JSON or TOML config file < flags given; a misspelt key or value is one clear line.
 
 Every run config derives from `RunConfig` (pydantic, `extra="forbid"`, `Literal` fields for choices), is
 saved as RUN/config.json beside what it made, and is read back strictly.
@@ -35,19 +35,35 @@ def describe(exc: ValidationError, where: str = "", key_prefix: str = "") -> str
     return f"{where}key '{key}': {msg}{got}" if key else f"{where}{msg}"
 
 
+def read_config_file(path: Path) -> dict:
+    """Settings from a JSON or (by its .toml suffix) TOML file; a malformed one is one line naming the line."""
+    import tomllib
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AnchorEmbedError(f"{path}: no such config file") from None
+    if path.suffix.lower() == ".toml":
+        try:
+            values = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise AnchorEmbedError(f"{path}: malformed TOML ({exc})") from None
+    else:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise AnchorEmbedError(f"{path}: line {exc.lineno}: malformed JSON ({exc.msg})") from None
+    if not isinstance(values, dict):
+        raise AnchorEmbedError(f"{path}: expected a table (object) of settings")
+    return values
+
+
 def resolve(model: type[C], path: str | Path | None, overrides: dict) -> C:
     """Defaults < config file < flags given (None means 'not given'); nested dicts are merged key by key."""
     values: dict = {}
     if path:
         path = Path(path)
-        try:
-            values = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise AnchorEmbedError(f"{path}: no such config file") from None
-        except json.JSONDecodeError as exc:
-            raise AnchorEmbedError(f"{path}: line {exc.lineno}: malformed JSON ({exc.msg})") from None
-        if not isinstance(values, dict):
-            raise AnchorEmbedError(f"{path}: expected a JSON object of settings")
+        values = read_config_file(path)
     for k, v in overrides.items():
         if v is None:
             continue

@@ -57,9 +57,25 @@ app = typer.Typer(cls=LazyCommands, add_completion=False, no_args_is_help=True, 
                   help="Content embeddings of live-streamers, taught by ID embeddings.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from anchor_embed import __version__
+
+        print(f"anchor-embed {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or status lines; errors still show."),
+) -> None:
     """Content embeddings of live-streamers, taught by ID embeddings."""
+    if quiet:
+        from anchor_embed.progress import console
+
+        console.quiet = True
 
 
 def main(argv: list[str] | None = None) -> None:

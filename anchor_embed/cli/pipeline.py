@@ -34,11 +34,11 @@ def parse_columns(text: str | None, id_column: str | None) -> dict[str, str] | N
 
 # options several commands share
 Columns = Annotated[str | None, typer.Option(help="Record fields from other column names: field=column,... "
-                                             "(e.g. profile=bio,tags=labels).")]
+                                             "(e.g. profile=bio,tags=labels); default: the field names.")]
 IdColumn = Annotated[str | None, typer.Option(help="Column holding the anchor_id in Parquet input (default anchor_id).")]
 IdEmb = Annotated[Path, typer.Option(help="ID embeddings (.npy + .keys.txt, .npz, .parquet).")]
 IdKeys = Annotated[Path | None, typer.Option(help="Keys file of a .npy (default: NAME.keys.txt).")]
-Config = Annotated[Path | None, typer.Option(help="JSON config; flags override it.")]
+Config = Annotated[Path | None, typer.Option(help="JSON or TOML config; flags override it (default: none).")]
 Resume = Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")]
 
 
@@ -101,15 +101,15 @@ def pretrain(
 def evaluate(
     features: Annotated[Path, typer.Option(help="Feature cache of the streamers.")],
     id_emb: IdEmb,
-    model: Annotated[list[Path] | None, typer.Option(help="A run folder to score; repeat for several.")] = None,
+    model: Annotated[list[Path] | None, typer.Option(help="A run folder to score; repeat for several (default: none, references only).")] = None,
     id_keys: IdKeys = None,
-    out: Annotated[Path | None, typer.Option(help="Folder for evaluation.json and evaluation.md.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for evaluation.json and evaluation.md (default: print only).")] = None,
     holdout_frac: Annotated[float, typer.Option(help="Share of the streamers with ID embeddings held out as queries.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the hold-out (transfer's --seed for the same split).")] = 0,
     frozen: Annotated[bool, typer.Option(help="Also score the frozen backbones, all and one modality at a time.")] = True,
     ridge: Annotated[bool, typer.Option(help="Also score RidgeCV from frozen features + one-hot tags to the ID embeddings.")] = False,
     knn_average: Annotated[bool, typer.Option(help="Also score content-kNN averaging of training ID embeddings.")] = False,
-    train_id_emb: Annotated[Path | None, typer.Option(help="ID embeddings the models were taught with, if not --id-emb (noisy, sparse).")] = None,
+    train_id_emb: Annotated[Path | None, typer.Option(help="ID embeddings the models were taught with, if not --id-emb (noisy, sparse; default: --id-emb).")] = None,
     id_column: Annotated[str, typer.Option(help="Column holding the anchor_id in Parquet ID embeddings.")] = "anchor_id",
 ) -> None:
     """Recall@10/50, NDCG@10, alignment, uniformity of each model against behavioural neighbours."""
@@ -147,8 +147,8 @@ def transfer(
     features: Annotated[Path | None, typer.Option(help="Feature cache (default: the pretrained run's).")] = None,
     config: Config = None,
     resume: Resume = False,
-    param: Annotated[list[str] | None, typer.Option(help="A setting of the method, key=value; repeat for several.")] = None,
-    temperature: Annotated[float | None, typer.Option(help="The method's temperature (= --param temperature=T).")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="A setting of the method, key=value; repeat for several (default: the method's own).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="The method's temperature (= --param temperature=T; default: the method's).")] = None,
     id_column: Annotated[str, typer.Option(help="Column holding the anchor_id in Parquet ID embeddings.")] = "anchor_id",
     overrides: dict | None = None,
 ) -> None:

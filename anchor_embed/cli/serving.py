@@ -24,8 +24,8 @@ def embed(
     dtype: Annotated[Literal["float32", "float16"], typer.Option(help="Stored vector type.")] = "float32",
     shard: Annotated[str, typer.Option(help="i/n: this shard of n (it reads only its rows); merged when all are done.")] = "0/1",
     features: Annotated[Path | None, typer.Option(help="A feature cache to copy encoded atoms from (default: the model's).")] = None,
-    id_column: Annotated[str | None, typer.Option(help="Column holding the anchor_id in Parquet input.")] = None,
-    columns: Annotated[str | None, typer.Option(help="Record fields from other column names: field=column,...")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column holding the anchor_id in Parquet input (default: anchor_id).")] = None,
+    columns: Annotated[str | None, typer.Option(help="Record fields from other column names: field=column,... (default: the field names).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace vectors in --out made from other inputs.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
 ) -> None:
@@ -41,9 +41,9 @@ def index_build(
     vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
     out: Annotated[Path, typer.Option(help="Index folder.")],
     memory_budget: Annotated[str, typer.Option(help="e.g. 512MB, 2GB: picks exact, IVF-Flat or IVF-PQ.")] = "2GB",
-    kind: Annotated[IndexKind | None, typer.Option(help="Force an index kind.")] = None,
+    kind: Annotated[IndexKind | None, typer.Option(help="Force an index kind (default: picked by size and --memory-budget).")] = None,
     min_recall: Annotated[float, typer.Option(help="Recall@10 the search setting is tuned to reach.")] = 0.95,
-    model: Annotated[Path | None, typer.Option(help="Refuse vectors not made by this run folder.")] = None,
+    model: Annotated[Path | None, typer.Option(help="Refuse vectors not made by this run folder (default: no check).")] = None,
 ) -> None:
     """Build an index; records Recall@10 against exact search."""
     from anchor_embed.serving.index import build_index
@@ -55,8 +55,8 @@ def similar(
     anchor_ids: Annotated[list[str] | None, typer.Argument(help="Streamer ids to look up.")] = None,
     k: Annotated[int, typer.Option("-k", min=1, max=100_000, help="Neighbours per streamer.")] = 20,
     index: Annotated[Path, typer.Option(envvar="ANCHOR_EMBED_INDEX", help="Index folder.")] = Path("index"),
-    ids_file: Annotated[Path | None, typer.Option(help="More ids, one a line.")] = None,
-    record: Annotated[Path | None, typer.Option(help="Records of streamers not in the index (embedded now).")] = None,
+    ids_file: Annotated[Path | None, typer.Option(help="More ids, one a line (default: none).")] = None,
+    record: Annotated[Path | None, typer.Option(help="Records of streamers not in the index, embedded now (default: none).")] = None,
     media_root: Annotated[Path | None, typer.Option(help="Root of the records' frame paths (default: their folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:

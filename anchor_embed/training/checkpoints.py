@@ -26,6 +26,9 @@ def save(run_dir: Path, epoch: int, tensors: dict[str, dict[str, torch.Tensor]],
         for name, sd in tensors.items():
             save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(tmp / f"{name}.safetensors"))
         (tmp / "state.json").write_text(json.dumps(state, indent=2))
+        for f in tmp.iterdir():
+            atomic.give_usual_mode(f)
+        atomic.give_usual_mode(tmp, folder=True)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -93,3 +93,54 @@ def test_config_file_then_flags(sample_cache, tmp_path):
                    "--epochs", "1", "--batch-size", "16", "--lr", "0.002") == 0
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["lr"] == 0.002 and saved["d_model"] == 32 and saved["epochs"] == 1   # flags win over the file
+
+
+def test_version_quiet_and_every_option_shows_its_default(sample_cache, tmp_path, capsys):
+    import click
+    import typer
+
+    from anchor_embed import __version__
+
+    assert run_cli("--version") == 0 and capsys.readouterr().out.strip() == f"anchor-embed {__version__}"
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    missing = []
+
+    def walk(cmd, path):
+        if hasattr(cmd, "list_commands"):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), [*path, name])
+            return
+        for p in cmd.params:
+            if getattr(p, "param_type_name", "") != "option" or p.name == "help" or p.required:
+                continue
+            if not ((p.show_default is not False and p.default is not None) or "default" in (p.help or "").lower()):
+                missing.append(f"{' '.join(path)} {p.opts[0]}")
+    walk(root, [])
+    assert not missing, missing
+    capsys.readouterr()
+    assert run_cli("--quiet", "pretrain", "--features", sample_cache, "--out", tmp_path / "q", "--epochs", "1",
+                   "--batch-size", "16", "--d-model", "16", "--out-dim", "8", "--layers", "1") == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_outputs_follow_the_umask_and_toml_configs_work(sample_cache, tmp_path):
+    import os
+    import stat
+
+    (tmp_path / "c.toml").write_text('d_model = 16\nout_dim = 8\nlayers = 1\nepochs = 1\nbatch_size = 16\n')
+    old = os.umask(0o022)
+    try:
+        assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "r", "--config",
+                       tmp_path / "c.toml") == 0
+    finally:
+        os.umask(old)
+    run = tmp_path / "r"
+    assert json.loads((run / "config.json").read_text())["d_model"] == 16
+    ckpt = next((run / "checkpoints").glob("epoch-*"))
+    for f in (run / "model.safetensors", run / "config.json", *ckpt.iterdir()):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+    assert stat.S_IMODE(ckpt.stat().st_mode) == 0o755
+    (tmp_path / "bad.toml").write_text("epochs = [")
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "r2", "--config",
+                   tmp_path / "bad.toml") == 2

@@ -72,10 +72,9 @@ def _root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or status lines; errors still show."),
 ) -> None:
     """Content embeddings of live-streamers, taught by ID embeddings."""
-    if quiet:
-        from anchor_embed.progress import console
+    from anchor_embed.progress import console
 
-        console.quiet = True
+    console.quiet = quiet  # set on every call: an in-process caller may run several commands
 
 
 def main(argv: list[str] | None = None) -> None:

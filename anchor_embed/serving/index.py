@@ -155,6 +155,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
 
     vec_dir, out = Path(vectors), Path(out)
     x, keys, vmeta = open_vectors(vec_dir, need=1)
+    if model is not None and not (Path(model) / "model.safetensors").is_file():
+        raise AnchorEmbedError(f"{model}: no model here (expected model.safetensors) to check the vectors against")
     if model is not None and model_hash(Path(model)) != vmeta["model_hash"]:
         raise AnchorEmbedError(f"{vec_dir}: vectors were made by model {vmeta['model_hash']}, "
                                f"not by {model} ({model_hash(Path(model))}); re-run embed")

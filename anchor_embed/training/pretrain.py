@@ -168,7 +168,9 @@ def pretrain(
     if cache.n < 2:
         raise AnchorEmbedError(f"{features}: pretraining needs at least 2 streamers, found {cache.n}")
     from anchor_embed.fingerprint import cache_digest
+    from anchor_embed.locks import exclusive
 
-    ckpt = open_run(out, cfg, resume, {"stage": "pretrain", "features": str(Path(features).resolve()),
-                                       "feature_meta": cache.meta, "inputs": {"features": cache_digest(features)}})
-    return fit(PretrainTask(cache, cfg), out, cfg, ckpt)
+    with exclusive(out, "pretrain run"):
+        ckpt = open_run(out, cfg, resume, {"stage": "pretrain", "features": str(Path(features).resolve()),
+                                           "feature_meta": cache.meta, "inputs": {"features": cache_digest(features)}})
+        return fit(PretrainTask(cache, cfg), out, cfg, ckpt)

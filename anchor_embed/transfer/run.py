@@ -159,15 +159,18 @@ def transfer(
 
     inputs = {"features": cache_digest(features), "id_emb": input_digest(id_emb),
               "pretrained": file_digest(pretrained / "model.safetensors")}
-    ckpt = open_run(out, cfg, resume, {"stage": "transfer", "features": str(Path(features).resolve()),
-                                       "pretrained": str(pretrained.resolve()), "id_emb": str(id_emb),
-                                       "mining": mining, "inputs": inputs})
-    _write_pairs(out, cache.keys, pairs)
-    atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
-    steps = max(1, len(train_rows) // cfg.batch_size)
-    validation = None
-    if len(split.val_rows) >= 2:
-        candidates = np.sort(np.concatenate([train_rows, split.val_rows]))
-        validation = NeighbourRecall(split.val_vectors, candidates, split.val_rows)
-    task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained), validation)
-    return fit(task, out, cfg, ckpt)
+    from anchor_embed.locks import exclusive
+
+    with exclusive(out, "transfer run"):
+        ckpt = open_run(out, cfg, resume, {"stage": "transfer", "features": str(Path(features).resolve()),
+                                           "pretrained": str(pretrained.resolve()), "id_emb": str(id_emb),
+                                           "mining": mining, "inputs": inputs})
+        _write_pairs(out, cache.keys, pairs)
+        atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
+        steps = max(1, len(train_rows) // cfg.batch_size)
+        validation = None
+        if len(split.val_rows) >= 2:
+            candidates = np.sort(np.concatenate([train_rows, split.val_rows]))
+            validation = NeighbourRecall(split.val_vectors, candidates, split.val_rows)
+        task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained), validation)
+        return fit(task, out, cfg, ckpt)

@@ -80,7 +80,9 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: an AnchorEmbedError is printed as one line with exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except AnchorEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

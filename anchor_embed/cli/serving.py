@@ -60,28 +60,39 @@ def similar(
     media_root: Annotated[Path | None, typer.Option(help="Root of the records' frame paths (default: their folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
-    """Top-k similar streamers. A lookup by id never imports torch."""
+    """Top-k similar streamers. A lookup by id never imports torch. Unknown ids are listed with close ones
+    to try (exit code 1); the known ones are still answered."""
     import json
     import sys
 
     from anchor_embed.errors import AnchorEmbedError
     from anchor_embed.serving.similar import Lookup, similar_to_records
-    from anchor_embed.serving.similar import similar as by_id
 
     ids = list(anchor_ids or [])
     if ids_file:
         if not ids_file.is_file():
             raise AnchorEmbedError(f"{ids_file}: no such file")
-        ids += [x.strip() for x in ids_file.read_text(encoding="utf-8").splitlines() if x.strip()]
+        ids += [x.strip() for x in ids_file.read_text(encoding="utf-8").split("\n") if x.strip()]
     if not ids and not record:
         raise AnchorEmbedError("give anchor ids, --ids-file or --record")
-    look = Lookup(index)  # opened once for the lookups and the labels of the table
-    rows = by_id(ids, look, k) if ids else []
+    look = Lookup.open(index)  # opened once for the lookups and the labels of the table
+    rows = [n.to_dict() for n in look.similar(ids, k)] if ids else []
     if record:
         rows += similar_to_records(record, look, k, media_root=media_root)
+    unknown = [r for r in rows if r.get("found") is False]
     if as_json:
         sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        return
+    else:
+        _print_tables(look, [r for r in rows if r.get("found", True)])
+    for r in unknown:
+        hint = f"; did you mean {', '.join(repr(c) for c in r['suggestions'])}?" if r["suggestions"] else ""
+        print(f"error: anchor_id {r['anchor_id']!r} is not in the index {index}{hint}", file=sys.stderr)
+    if unknown:
+        raise typer.Exit(1)
+
+
+def _print_tables(look, rows: list[dict]) -> None:
+    """One rich table per query: its neighbours with nickname, tags and score."""
     from rich.console import Console
     from rich.table import Table
 
@@ -92,8 +103,7 @@ def similar(
         for col in ("#", "anchor_id", "nickname", "tags", "score"):
             table.add_column(col)
         for i, n in enumerate(r["neighbours"], 1):
-            lab = look.label(n["anchor_id"])
-            table.add_row(str(i), n["anchor_id"], lab.get("nickname", ""), ", ".join(lab.get("tags", [])),
+            table.add_row(str(i), n["anchor_id"], n.get("nickname") or "", ", ".join(n.get("tags", [])),
                           f"{n['score']:.3f}")
         console.print(table)
 

@@ -84,11 +84,19 @@ class KeyTable:
             return json.loads(f.read(int(self._offsets[row + 1] - self._offsets[row])))
 
     def close_to(self, key: str, n: int = 3) -> list[str]:
-        """Keys like `key`: difflib over its sorted neighbourhood (and its first letter's keys when few)."""
+        """Keys like `key`, case-insensitively: difflib over the sorted neighbourhoods of its case variants
+        (the whole table when it is small)."""
         if self._legacy:
-            keys = self._legacy[0]
-            pool = [k for k in keys if k[:1] == key[:1]] or keys
+            pool = self._legacy[0]
+        elif len(self) <= 5000:
+            pool = [bytes(x).decode("utf-8") for x in self._sorted]
         else:
-            i = int(np.searchsorted(self._sorted, key.encode("utf-8")))
-            pool = [bytes(x).decode("utf-8") for x in self._sorted[max(0, i - 200):i + 200]]
-        return difflib.get_close_matches(key, pool, n=n, cutoff=0.5)
+            pool = []
+            for variant in {key, key.lower(), key.upper(), key.capitalize()}:
+                i = int(np.searchsorted(self._sorted, variant.encode("utf-8")))
+                pool += [bytes(x).decode("utf-8") for x in self._sorted[max(0, i - 200):i + 200]]
+        by_lower: dict[str, str] = {}
+        for k in pool:
+            by_lower.setdefault(k.lower(), k)
+        close = difflib.get_close_matches(key.lower(), list(by_lower), n=n, cutoff=0.5)
+        return [by_lower[c] for c in close]

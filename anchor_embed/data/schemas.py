@@ -105,8 +105,9 @@ class IndexMeta(BaseModel):
 
 class Neighbour(BaseModel):
     anchor_id: str
-    score: float
+    score: float = Field(description="Cosine of the two streamers' vectors.")
     nickname: str | None = None
+    tags: list[str] = Field(default_factory=list)
 
 
 class NeighbourRow(BaseModel):
@@ -114,6 +115,8 @@ class NeighbourRow(BaseModel):
 
     anchor_id: str
     neighbours: list[Neighbour]
+    found: bool = Field(True, description="False when the id is not in the index (then no neighbours).")
+    suggestions: list[str] = Field(default_factory=list, description="Indexed ids close to an unknown one.")
 
 
 class DedupGroup(BaseModel):

@@ -10,6 +10,7 @@ part before the first ':'; adding a kind is one loader function plus one line in
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
@@ -90,8 +91,10 @@ def _sentence_transformer(spec: str, threads: int, name: str | None = None) -> S
     return SentenceTransformerText(name or spec, model, int(model.get_embedding_dimension()))
 
 
+@functools.lru_cache(maxsize=4)
 def load_text_backbone(spec: str = DEFAULT_TEXT, threads: int = 2) -> SentenceTransformerText:
-    """Resolve a text spec to a loaded model through the registry, offline for the bundled ones."""
+    """Resolve a text spec to a loaded model through the registry, offline for the bundled ones (kept for the
+    process: a Model that encodes many batches loads it once)."""
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -176,8 +179,9 @@ def _open_clip(spec: str, threads: int) -> TorchImage:
     return TorchImage(spec, model, preprocess, dim, forward=lambda x: model.encode_image(x))
 
 
+@functools.lru_cache(maxsize=4)
 def load_image_backbone(spec: str = DEFAULT_IMAGE, threads: int = 2) -> TorchImage:
-    """Resolve a frame spec to a loaded model through the registry."""
+    """Resolve a frame spec to a loaded model through the registry (kept for the process)."""
     return IMAGE_BACKBONES.load(image_kind(spec))(spec, threads)
 
 

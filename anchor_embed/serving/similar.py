@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,42 @@ from anchor_embed.serving.index import set_search_param
 from anchor_embed.vectorspace import without_self
 
 
+@dataclass(frozen=True)
+class Neighbour:
+    """One similar streamer: its id, cosine to the query, and its label."""
+
+    anchor_id: str
+    score: float
+    nickname: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The answer for one query id: its neighbours, or (not found) close ids to suggest."""
+
+    anchor_id: str
+    neighbours: tuple[Neighbour, ...] = ()
+    found: bool = True
+    suggestions: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """The NeighbourRow contract (data_schemas/neighbour_row.schema.json)."""
+        out = {"anchor_id": self.anchor_id, "neighbours": [
+            {"anchor_id": n.anchor_id, "score": round(n.score, 4), "nickname": n.nickname, "tags": list(n.tags)}
+            for n in self.neighbours]}
+        if not self.found:
+            out.update(found=False, suggestions=list(self.suggestions))
+        return out
+
+
 class Lookup:
     """An opened index folder: faiss index, key and label tables, float16 vectors (all memory-mapped)."""
+
+    @classmethod
+    def open(cls, index_dir: str | Path) -> Lookup:
+        """Open an index folder made by `anchor-embed index build`."""
+        return cls(index_dir)
 
     def __init__(self, index_dir: str | Path) -> None:
         import faiss
@@ -36,13 +71,25 @@ class Lookup:
         """nickname and tags of an indexed streamer ({} when unknown)."""
         return self.keys.label(anchor_id)
 
-    def vector_of(self, anchor_id: str) -> np.ndarray:
-        row = self.keys.row(anchor_id)
-        if row is None:
-            close = self.keys.close_to(anchor_id)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise AnchorEmbedError(f"anchor_id {anchor_id!r} is not in the index {self.dir}{hint}")
-        return np.asarray(self.vectors[row], np.float32)
+    def similar(self, anchor_ids: list[str] | str, k: int = 20) -> list[Neighbours]:
+        """Top-k neighbours of indexed streamers, in the order asked; an unknown id is answered as not found
+        (with close ids to suggest) and the others are still answered."""
+        ids = [anchor_ids] if isinstance(anchor_ids, str) else list(anchor_ids)
+        rows = [self.keys.row(a) for a in ids]
+        known = [i for i, r in enumerate(rows) if r is not None]
+        hits = self.search(np.stack([np.asarray(self.vectors[rows[i]], np.float32) for i in known]), k,
+                           [ids[i] for i in known]) if known else []
+        answer = dict(zip(known, hits, strict=True))
+        return [self.neighbours(a, answer[i]) if i in answer else
+                Neighbours(a, found=False, suggestions=tuple(self.keys.close_to(a))) for i, a in enumerate(ids)]
+
+    def neighbours(self, anchor_id: str, hits: list[tuple[str, float]]) -> Neighbours:
+        """Typed neighbours of one query, with their labels."""
+        out = []
+        for key, score in hits:
+            lab = self.label(key)
+            out.append(Neighbour(key, score, lab.get("nickname"), tuple(lab.get("tags", []))))
+        return Neighbours(anchor_id, tuple(out))
 
     def search(self, vectors: np.ndarray, k: int, exclude: list[str | None]) -> list[list[tuple[str, float]]]:
         """Top-k (key, score) per query vector, leaving out the query's own key where given (k is capped at
@@ -63,34 +110,26 @@ def _open(index: str | Path | Lookup) -> Lookup:
 
 
 def similar(anchor_ids: list[str], index: str | Path | Lookup, k: int = 20) -> list[dict]:
-    """Neighbours of indexed streamers: one NeighbourRow dict per id."""
-    look = _open(index)
-    vecs = np.stack([look.vector_of(a) for a in anchor_ids])
-    return _rows(look, anchor_ids, look.search(vecs, k, list(anchor_ids)))
+    """Neighbours of indexed streamers: one NeighbourRow dict per id (unknown ids: found false, suggestions)."""
+    return [n.to_dict() for n in _open(index).similar(anchor_ids, k)]
 
 
-def _rows(look: Lookup, ids: list[str], hits: list[list[tuple[str, float]]]) -> list[dict]:
-    """NeighbourRow dicts, with the neighbours' nicknames."""
-    return [{"anchor_id": a, "neighbours": [{"anchor_id": n, "score": round(s, 4),
-                                             "nickname": look.label(n).get("nickname")} for n, s in row]}
-            for a, row in zip(ids, hits, strict=True)]
-
-
-def similar_to_records(records_file: str | Path, index: str | Path | Lookup, k: int = 20,
-                       media_root: str | Path | None = None) -> list[dict]:
-    """Neighbours of streamers not in the index, given as records: embedded on the fly with the index's model."""
-    import tempfile
-
+def similar_to_records(records: str | Path, index: str | Path | Lookup, k: int = 20,
+                       media_root: str | Path | None = None, model=None) -> list[dict]:
+    """Neighbours of streamers not in the index, given as records: embedded with the index's model (loaded
+    once, or the `model` given; atoms its feature cache holds are not re-encoded)."""
+    from anchor_embed.data.records import read_streamers
     from anchor_embed.model.store import model_hash
-    from anchor_embed.serving.embed import embed
-    from anchor_embed.serving.vectors import open_vectors
+    from anchor_embed.serving.encoder import Model
 
     look = _open(index)
     model_dir = Path(look.meta["model_dir"])
-    if not (model_dir / "model.safetensors").is_file() or model_hash(model_dir) != look.meta["model_hash"]:
-        raise AnchorEmbedError(f"{look.dir}: the model that built it ({model_dir}) is gone or changed; cannot embed records")
-    with tempfile.TemporaryDirectory() as tmp:
-        embed(model_dir, records_file, tmp, media_root=media_root)
-        vecs, keys, _ = open_vectors(tmp)
-        vecs = np.asarray(vecs, np.float32)
-    return _rows(look, keys, look.search(vecs, k, [None] * len(keys)))
+    if model is None:
+        if not (model_dir / "model.safetensors").is_file() or model_hash(model_dir) != look.meta["model_hash"]:
+            raise AnchorEmbedError(f"{look.dir}: the model that built it ({model_dir}) is gone or changed; "
+                                   "cannot embed records")
+        model = Model(model_dir)
+    rows, _ = read_streamers(records)
+    vecs = model.encode(records, media_root=media_root)
+    hits = look.search(vecs, k, [None] * len(rows))
+    return [look.neighbours(r.anchor_id, h).to_dict() for r, h in zip(rows, hits, strict=True)]

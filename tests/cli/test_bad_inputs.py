@@ -146,7 +146,7 @@ CASES = [
     ("index of another model", lambda w, t: ["index", "build", _vec_copy(w, t), "--out", w["idx"], "--model",
                                              t], 2, "no model here"),
     # similar
-    ("unknown id", lambda w, t: ["similar", "s000", "--index", w["idx"]], 2, "did you mean"),
+    ("unknown id", lambda w, t: ["similar", "s000", "--index", w["idx"]], 1, "did you mean"),
     ("k of zero", lambda w, t: ["similar", "s0001", "-k", "0", "--index", w["idx"]], 2, "-k"),
     ("no ids at all", lambda w, t: ["similar", "--index", w["idx"]], 2, "give anchor ids, --ids-file or --record"),
     ("ids file missing", lambda w, t: ["similar", "--ids-file", t / "ids.txt", "--index", w["idx"]], 2,

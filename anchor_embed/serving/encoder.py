@@ -1,0 +1,93 @@
+"""A trained run as a Python object: `anchor_embed.load(run).encode(records)` -> one vector per record.
+
+The model and its backbones are loaded once and kept; atoms the run's own feature cache already holds are
+copied from it, so encoding known content costs a fusion forward, not a backbone pass.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anchor_embed.errors import AnchorEmbedError
+
+
+def _as_dicts(records: Any) -> list[dict]:
+    """Records given as dicts, a pandas DataFrame or a pyarrow Table, as a list of dicts in their order."""
+    if hasattr(records, "to_pylist"):                       # pyarrow.Table / RecordBatch
+        return records.to_pylist()
+    if hasattr(records, "to_dict") and hasattr(records, "columns"):   # pandas.DataFrame
+        return records.to_dict(orient="records")
+    if isinstance(records, dict):
+        return [records]
+    if isinstance(records, Iterable):
+        return list(records)
+    raise AnchorEmbedError(f"records: expected dicts, a DataFrame, a pyarrow Table or a file path, got "
+                           f"{type(records).__name__}")
+
+
+class Model:
+    """A loaded run: its fusion model, its feature settings and the cache it was trained on."""
+
+    def __init__(self, run: str | Path) -> None:
+        from anchor_embed.model.store import load_model
+        from anchor_embed.training.fit import run_info, warn_if_unfinished
+
+        self.run = Path(run)
+        self.net, self.config = load_model(self.run)
+        warn_if_unfinished(self.run)
+        info = run_info(self.run)
+        self.cache = Path(info["features"]) if info.get("features") else None
+        self.feature_meta = info.get("feature_meta") or (
+            json.loads((self.cache / "meta.json").read_text()) if self.cache else {})
+        if not self.feature_meta:
+            raise AnchorEmbedError(f"{self.run}: run.json names no feature cache; cannot tell which backbones to use")
+
+    @property
+    def dim(self) -> int:
+        return int(self.net.cfg.out_dim)
+
+    def encode(self, records: Any, media_root: str | Path | None = None, batch_size: int = 512) -> np.ndarray:
+        """(n, dim) float32 unit vectors in the order of `records` (dicts, a DataFrame, a pyarrow Table, or a
+        JSONL/Parquet path); every record needs a unique anchor_id, and a bad record is an error."""
+        from anchor_embed.data.records import StreamerRecord, read_streamers
+        from anchor_embed.features.build import build_features
+        from anchor_embed.features.cache import open_cache
+        from anchor_embed.model.batcher import Batcher, embed_all
+
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            if isinstance(records, (str, Path)):
+                rows, _ = read_streamers(records, strict=True)
+                media = Path(media_root) if media_root else Path(records).parent
+            else:
+                rows = []
+                for i, raw in enumerate(_as_dicts(records)):
+                    try:
+                        rows.append(StreamerRecord.model_validate(raw))
+                    except Exception as exc:
+                        raise AnchorEmbedError(f"records[{i}]: {str(exc).splitlines()[-1].strip()}") from None
+                media = Path(media_root) if media_root else Path.cwd()
+            ids = [r.anchor_id for r in rows]
+            if len(set(ids)) != len(ids):
+                raise AnchorEmbedError("records: anchor_ids must be unique (a vector per streamer)")
+            if not rows:
+                return np.zeros((0, self.dim), np.float32)
+            src = tmp / "records.jsonl"
+            src.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+            m = self.feature_meta
+            build_features(src, tmp / "features", media_root=media, text_backbone=m["text_backbone"],
+                           image_backbone=m["image_backbone"], video_frames=m["video_frames"], strict=True,
+                           max_text_chars=m.get("max_text_chars", 2000), reuse=self.cache)
+            cache = open_cache(tmp / "features")
+            return embed_all(self.net, Batcher.for_model(self.net, cache), batch_size=batch_size)
+
+
+def load(run: str | Path) -> Model:
+    """Open a run folder (pretrain or transfer) for encoding."""
+    return Model(run)

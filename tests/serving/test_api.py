@@ -1,0 +1,76 @@
+"""The Python API as the README shows it, and `similar` as a new user calls it."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import anchor_embed
+from tests.conftest import run_cli
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def served(sample, pretrained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out", root / "vec") == 0
+    assert run_cli("index", "build", root / "vec", "--out", root / "idx") == 0
+    return root
+
+
+@pytest.mark.slow
+def test_readme_api_snippet_runs(sample, pretrained, served, capsys):
+    code = re.search(r"### Python API\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    records = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()[:4]]
+    ns = {"run": pretrained, "records": records, "index": served / "idx", "first_id": records[0]["anchor_id"]}
+    exec(code, ns)
+    out = capsys.readouterr().out
+    assert ns["vectors"].shape == (4, ns["model"].dim) and ns["vectors"].dtype == np.float32
+    assert f"{records[0]['anchor_id']} [(" in out and "no-such-id unknown; close:" in out
+    assert set(anchor_embed.__all__) == {"AnchorEmbedError", "Lookup", "Model", "Neighbour", "Neighbours",
+                                        "__version__", "load"}
+
+
+@pytest.mark.slow
+def test_encode_matches_embed_in_input_order_from_every_input_form(sample, pretrained, served, tmp_path):
+    import pyarrow as pa
+
+    rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()]
+    keys = (served / "vec" / "keys.txt").read_text().split()
+    want = np.load(served / "vec" / "vectors.npy")
+    model = anchor_embed.load(pretrained)
+    pick = [5, 0, 17, 3]
+    for given in ([rows[i] for i in pick], pa.Table.from_pylist([rows[i] for i in pick])):
+        got = model.encode(given, media_root=sample)
+        np.testing.assert_allclose(got, want[[keys.index(rows[i]["anchor_id"]) for i in pick]], atol=1e-5)
+    whole = model.encode(sample / "streamers.jsonl")
+    np.testing.assert_allclose(whole, want, atol=1e-5)
+    with pytest.raises(anchor_embed.AnchorEmbedError, match="records\\[1\\]"):
+        model.encode([rows[0], {"nickname": "no id"}])
+
+
+def test_lookup_never_imports_torch_and_answers_typed(served):
+    code = ("import sys, anchor_embed; look = anchor_embed.Lookup.open(sys.argv[1]); "
+            "a = look.similar(['s0001', 'S0002', 'zzz'], k=3); "
+            "assert 'torch' not in sys.modules; "
+            "print(a[0].found, len(a[0].neighbours), type(a[0].neighbours[0]).__name__, a[1].found, "
+            "a[1].suggestions[0])")
+    p = subprocess.run([sys.executable, "-c", code, str(served / "idx")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["True", "3", "Neighbour", "False", "s0002"]     # suggestions ignore case
+
+
+def test_cli_similar_answers_the_known_ids_and_lists_the_unknown(served, capsys):
+    code = run_cli("similar", "s0001", "S0003", "s0002", "--index", served / "idx", "--json", "-k", "3")
+    out, err = capsys.readouterr()
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert code == 1
+    assert [r["anchor_id"] for r in rows] == ["s0001", "S0003", "s0002"]
+    assert rows[1]["found"] is False and rows[1]["suggestions"][0] == "s0003"
+    assert all(n["tags"] for n in rows[0]["neighbours"])                       # --json keeps tags
+    assert "'S0003' is not in the index" in err and "did you mean 's0003'" in err

@@ -59,6 +59,8 @@ def similar(
     record: Annotated[Path | None, typer.Option(help="Records of streamers not in the index, embedded now (default: none).")] = None,
     media_root: Annotated[Path | None, typer.Option(help="Root of the records' frame paths (default: their folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    explain: Annotated[bool, typer.Option(help="Per neighbour: cosine of text-only, frames-only, tags-only vectors "
+                                          "and the shared tags.")] = False,
 ) -> None:
     """Top-k similar streamers. A lookup by id never imports torch. Unknown ids are listed with close ones
     to try (exit code 1); the known ones are still answered."""
@@ -76,7 +78,7 @@ def similar(
     if not ids and not record:
         raise AnchorEmbedError("give anchor ids, --ids-file or --record")
     look = Lookup.open(index)  # opened once for the lookups and the labels of the table
-    rows = [n.to_dict() for n in look.similar(ids, k)] if ids else []
+    rows = [n.to_dict() for n in look.similar(ids, k, explain=explain)] if ids else []
     if record:
         rows += similar_to_records(record, look, k, media_root=media_root)
     unknown = [r for r in rows if r.get("found") is False]
@@ -100,11 +102,17 @@ def _print_tables(look, rows: list[dict]) -> None:
     for r in rows:
         me = look.label(r["anchor_id"])
         table = Table(title=f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}")
-        for col in ("#", "anchor_id", "nickname", "tags", "score"):
+        why = any("explain" in n for n in r["neighbours"])
+        for col in ("#", "anchor_id", "nickname", "tags", "score", *(("text", "frames", "tags cos", "shared tags")
+                                                                      if why else ())):
             table.add_column(col)
         for i, n in enumerate(r["neighbours"], 1):
-            table.add_row(str(i), n["anchor_id"], n.get("nickname") or "", ", ".join(n.get("tags", [])),
-                          f"{n['score']:.3f}")
+            cells = [str(i), n["anchor_id"], n.get("nickname") or "", ", ".join(n.get("tags", [])), f"{n['score']:.3f}"]
+            if why:
+                e = n["explain"]
+                cells += ["-" if e[m] is None else f"{e[m]:.2f}" for m in ("text", "frames", "tags")]
+                cells.append(", ".join(e["shared_tags"]))
+            table.add_row(*cells)
         console.print(table)
 
 

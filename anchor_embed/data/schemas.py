@@ -103,11 +103,21 @@ class IndexMeta(BaseModel):
     vectors_dir: str
 
 
+class Explanation(BaseModel):
+    """`similar --explain`: how alike two streamers are in each modality (the fusion model on that one alone)."""
+
+    text: float | None = Field(description="Cosine of their text-only vectors; null when either has no text.")
+    frames: float | None = Field(description="Cosine of their frames-only vectors; null when either has no frame.")
+    tags: float | None = Field(description="Cosine of their tags-only vectors; null when either has no tag.")
+    shared_tags: list[str] = Field(description="Tags both show (case-insensitive).")
+
+
 class Neighbour(BaseModel):
     anchor_id: str
     score: float = Field(description="Cosine of the two streamers' vectors.")
     nickname: str | None = None
     tags: list[str] = Field(default_factory=list)
+    explain: Explanation | None = Field(None, description="With --explain only.")
 
 
 class NeighbourRow(BaseModel):

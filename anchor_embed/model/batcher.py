@@ -74,17 +74,35 @@ class Batcher:
                           tag=out["tag"][0], tag_id=out["tag"][2], tag_mask=out["tag"][1])
 
 
+MODALITIES = ("text", "frame", "tag")
+
+
 @torch.inference_mode()
-def embed_rows(model: FusionModel, batcher: Batcher, rows, batch_size: int = 512) -> np.ndarray:
-    """Vectors of the cache's streamers `rows`, each with all its atoms, in eval mode (the mode is restored)."""
+def embed_rows(model: FusionModel, batcher: Batcher, rows, batch_size: int = 512, only: str | None = None
+               ) -> np.ndarray:
+    """Vectors of the cache's streamers `rows`, each with all its atoms (or only those of kind `only`), in
+    eval mode (the mode is restored)."""
     was = model.training
     model.eval()
     rows = [int(r) for r in rows]
     out = np.zeros((len(rows), model.cfg.out_dim), np.float32)
     for s in range(0, len(rows), batch_size):
         chunk = rows[s:s + batch_size]
-        out[s:s + len(chunk)] = model(batcher.make(chunk)).numpy()
+        atoms = None if only is None else [[a for a in batcher.all_atoms(i) if a[0] == only] for i in chunk]
+        out[s:s + len(chunk)] = model(batcher.make(chunk, atoms)).numpy()
     model.train(was)
+    return out
+
+
+def embed_modalities(model: FusionModel, batcher: Batcher, batch_size: int = 512) -> np.ndarray:
+    """(n, 3, d) vectors of every streamer from its text atoms only, frames only, tags only (the fusion model
+    reads any subset); all zeros where a streamer shows nothing of that kind. What `similar --explain` compares."""
+    n = batcher.cache.n
+    out = np.zeros((n, len(MODALITIES), model.cfg.out_dim), np.float32)
+    for m, kind in enumerate(MODALITIES):
+        has = np.flatnonzero(np.diff(batcher.cache.ptr[kind]) > 0)
+        if len(has):
+            out[has, m] = embed_rows(model, batcher, has, batch_size, only=kind)
     return out
 
 

@@ -71,7 +71,7 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     from anchor_embed.features.build import build_features
     from anchor_embed.features.cache import open_cache
     from anchor_embed.locks import exclusive
-    from anchor_embed.model.batcher import Batcher, embed_all
+    from anchor_embed.model.batcher import Batcher, embed_all, embed_modalities
     from anchor_embed.model.store import load_model
     from anchor_embed.training.fit import run_info, warn_if_unfinished
 
@@ -105,14 +105,18 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
                                image_backbone=fmeta["image_backbone"], video_frames=fmeta["video_frames"],
                                strict=strict, max_text_chars=fmeta.get("max_text_chars", 2000), reuse=donor)
                 cache = open_cache(sdir / "features")
-                vecs = embed_all(net, Batcher.for_model(net, cache), batch_size=batch_size).astype(dtype)
+                batcher = Batcher.for_model(net, cache)
+                vecs = embed_all(net, batcher, batch_size=batch_size).astype(dtype)
+                parts = embed_modalities(net, batcher, batch_size).astype(np.float16)
                 keys = cache.keys
             else:                                   # an empty shard still finishes, so the merge can happen
                 vecs, keys = np.zeros((0, net.cfg.out_dim), dtype), []
+                parts = np.zeros((0, 3, net.cfg.out_dim), np.float16)
             atomic.write_npy(sdir / "vectors.npy", vecs)
+            atomic.write_npy(sdir / "modalities.npy", parts)
             write_keys(sdir / "keys.txt", keys)
             atomic.write_jsonl(sdir / "labels.jsonl", ({"anchor_id": r.anchor_id, "nickname": r.nickname,
-                                                        "tags": r.tags[:5]} for r in records))
+                                                        "tags": r.tags[:16]} for r in records))
             atomic.write_json(done, {"fingerprint": made["fingerprint"], "count": len(records)})
         say(f"[bold]embed[/]: shard {shard}: {len(records)} streamers ({report.summary()})")
     shards = [out / "shards" / f"{j:05d}-of-{n:05d}" for j in range(n)]
@@ -131,6 +135,7 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
             raise AnchorEmbedError(f"{streamers}: anchor_id {dup!r} appears in two shards; the merged vectors "
                                    "would mix them (dedupe the input)")
         atomic.write_npy(out / "vectors.npy", vecs)
+        atomic.write_npy(out / "modalities.npy", np.concatenate([np.load(s / "modalities.npy") for s in finished]))
         write_keys(out / "keys.txt", keys)
         atomic.write_text(out / "labels.jsonl", "".join((s / "labels.jsonl").read_text(encoding="utf-8")
                                                         for s in finished))

@@ -204,6 +204,10 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     atomic.write_lines(out / "keys.txt", keys)
     write_key_table(out, keys, vec_dir / "labels.jsonl")
     atomic.write_npy(out / "vectors.npy", np.asarray(x, np.float16))
+    if (vec_dir / "modalities.npy").is_file():      # per-modality vectors, for similar --explain
+        atomic.write_npy(out / "modalities.npy", np.load(vec_dir / "modalities.npy", mmap_mode="r"))
+    else:
+        (out / "modalities.npy").unlink(missing_ok=True)
     meta = {"model_hash": vmeta["model_hash"], "model_dir": vmeta["model_dir"], "dim": int(x.shape[1]),
             "metric": "inner_product", "kind": chosen, "params": params, "count": len(keys),
             "recall_at_10": round(rec, 4), "target_recall": min_recall, "tuning": curve, "note": note,

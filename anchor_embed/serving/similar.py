@@ -15,13 +15,30 @@ from anchor_embed.vectorspace import without_self
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """Why two streamers match: the cosine of their text-only, frames-only and tags-only vectors (None where
+    either shows nothing of that kind), and the tags they share."""
+
+    text: float | None
+    frames: float | None
+    tags: float | None
+    shared_tags: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        r = lambda x: None if x is None else round(x, 4)  # noqa: E731
+        return {"text": r(self.text), "frames": r(self.frames), "tags": r(self.tags),
+                "shared_tags": list(self.shared_tags)}
+
+
+@dataclass(frozen=True)
 class Neighbour:
-    """One similar streamer: its id, cosine to the query, and its label."""
+    """One similar streamer: its id, cosine to the query, its label, and (when asked) why it matches."""
 
     anchor_id: str
     score: float
     nickname: str | None = None
     tags: tuple[str, ...] = ()
+    explain: Explanation | None = None
 
 
 @dataclass(frozen=True)
@@ -36,8 +53,8 @@ class Neighbours:
     def to_dict(self) -> dict:
         """The NeighbourRow contract (data_schemas/neighbour_row.schema.json)."""
         out = {"anchor_id": self.anchor_id, "neighbours": [
-            {"anchor_id": n.anchor_id, "score": round(n.score, 4), "nickname": n.nickname, "tags": list(n.tags)}
-            for n in self.neighbours]}
+            {"anchor_id": n.anchor_id, "score": round(n.score, 4), "nickname": n.nickname, "tags": list(n.tags),
+             **({"explain": n.explain.to_dict()} if n.explain else {})} for n in self.neighbours]}
         if not self.found:
             out.update(found=False, suggestions=list(self.suggestions))
         return out
@@ -66,29 +83,47 @@ class Lookup:
         self.vectors = np.load(self.dir / "vectors.npy", mmap_mode="r")
         self.meta = json.loads((self.dir / "meta.json").read_text())
         set_search_param(self.index, self.meta["kind"], self.meta.get("params", {}))
+        parts = self.dir / "modalities.npy"
+        self.modalities = np.load(parts, mmap_mode="r") if parts.is_file() else None
 
     def label(self, anchor_id: str) -> dict:
         """nickname and tags of an indexed streamer ({} when unknown)."""
         return self.keys.label(anchor_id)
 
-    def similar(self, anchor_ids: list[str] | str, k: int = 20) -> list[Neighbours]:
+    def explain(self, a: str, b: str) -> Explanation:
+        """Per-modality cosines of two indexed streamers, and their shared tags."""
+        if self.modalities is None:
+            raise AnchorEmbedError(f"{self.dir}: built from vectors without per-modality parts; re-run `embed` and "
+                                   "`index build` to explain matches")
+        va, vb = (np.asarray(self.modalities[self.keys.row(x)], np.float32) for x in (a, b))
+        cos = []
+        for m in range(va.shape[0]):
+            na, nb = np.linalg.norm(va[m]), np.linalg.norm(vb[m])
+            cos.append(float(va[m] @ vb[m] / (na * nb)) if na > 0 and nb > 0 else None)
+        ta, tb = self.label(a).get("tags", []), self.label(b).get("tags", [])
+        shared = tuple(t for t in ta if t.lower() in {x.lower() for x in tb})
+        return Explanation(*cos, shared_tags=shared)
+
+    def similar(self, anchor_ids: list[str] | str, k: int = 20, explain: bool = False) -> list[Neighbours]:
         """Top-k neighbours of indexed streamers, in the order asked; an unknown id is answered as not found
-        (with close ids to suggest) and the others are still answered."""
+        (with close ids to suggest) and the others are still answered. With `explain`, each neighbour says
+        how alike the two are in text, frames and tags."""
         ids = [anchor_ids] if isinstance(anchor_ids, str) else list(anchor_ids)
         rows = [self.keys.row(a) for a in ids]
         known = [i for i, r in enumerate(rows) if r is not None]
         hits = self.search(np.stack([np.asarray(self.vectors[rows[i]], np.float32) for i in known]), k,
                            [ids[i] for i in known]) if known else []
         answer = dict(zip(known, hits, strict=True))
-        return [self.neighbours(a, answer[i]) if i in answer else
+        return [self.neighbours(a, answer[i], explain) if i in answer else
                 Neighbours(a, found=False, suggestions=tuple(self.keys.close_to(a))) for i, a in enumerate(ids)]
 
-    def neighbours(self, anchor_id: str, hits: list[tuple[str, float]]) -> Neighbours:
-        """Typed neighbours of one query, with their labels."""
+    def neighbours(self, anchor_id: str, hits: list[tuple[str, float]], explain: bool = False) -> Neighbours:
+        """Typed neighbours of one indexed query, with their labels (and explanations)."""
         out = []
         for key, score in hits:
             lab = self.label(key)
-            out.append(Neighbour(key, score, lab.get("nickname"), tuple(lab.get("tags", []))))
+            why = self.explain(anchor_id, key) if explain else None
+            out.append(Neighbour(key, score, lab.get("nickname"), tuple(lab.get("tags", [])), why))
         return Neighbours(anchor_id, tuple(out))
 
     def search(self, vectors: np.ndarray, k: int, exclude: list[str | None]) -> list[list[tuple[str, float]]]:
@@ -133,3 +168,8 @@ def similar_to_records(records: str | Path, index: str | Path | Lookup, k: int =
     vecs = model.encode(records, media_root=media_root)
     hits = look.search(vecs, k, [None] * len(rows))
     return [look.neighbours(r.anchor_id, h).to_dict() for r, h in zip(rows, hits, strict=True)]
+
+
+def similar_explained(anchor_ids: list[str], index: str | Path | Lookup, k: int = 20) -> list[dict]:
+    """`similar` with each neighbour's per-modality explanation."""
+    return [n.to_dict() for n in _open(index).similar(anchor_ids, k, explain=True)]

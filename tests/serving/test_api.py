@@ -74,3 +74,32 @@ def test_cli_similar_answers_the_known_ids_and_lists_the_unknown(served, capsys)
     assert rows[1]["found"] is False and rows[1]["suggestions"][0] == "s0003"
     assert all(n["tags"] for n in rows[0]["neighbours"])                       # --json keeps tags
     assert "'S0003' is not in the index" in err and "did you mean 's0003'" in err
+
+
+@pytest.mark.slow
+def test_explain_gives_per_modality_cosines_and_shared_tags(sample, sample_cache, pretrained, served, capsys):
+    from anchor_embed.features.cache import open_cache
+    from anchor_embed.model.batcher import Batcher, embed_rows
+    from anchor_embed.model.store import load_model
+
+    assert run_cli("similar", "s0000", "-k", "4", "--index", served / "idx", "--json", "--explain") == 0
+    row = json.loads(capsys.readouterr().out)
+    cache = open_cache(sample_cache)
+    net, _ = load_model(pretrained)
+    batcher = Batcher.for_model(net, cache)
+    pos = cache.key_index()
+    rows = {json.loads(x)["anchor_id"]: json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()}
+    for n in row["neighbours"]:
+        e = n["explain"]
+        for kind, name in (("text", "text"), ("frame", "frames"), ("tag", "tags")):
+            a, b = pos["s0000"], pos[n["anchor_id"]]
+            if not len(cache.rows(kind, a)) or not len(cache.rows(kind, b)):
+                assert e[name] is None
+                continue
+            va, vb = embed_rows(net, batcher, [a, b], only=kind)
+            assert e[name] == pytest.approx(float(va @ vb), abs=2e-3)      # stored float16
+        shared = {t.lower() for t in rows["s0000"]["tags"]} & {t.lower() for t in rows[n["anchor_id"]]["tags"]}
+        assert {t.lower() for t in e["shared_tags"]} == shared
+    assert run_cli("similar", "s0000", "-k", "2", "--index", served / "idx", "--explain") == 0
+    table = capsys.readouterr().out
+    assert "shared" in table and "frames" in table

@@ -25,6 +25,7 @@ COMMANDS = {
     "transfer": "anchor_embed.cli.pipeline:transfer",
     "evaluate": "anchor_embed.cli.pipeline:evaluate",
     "embed": "anchor_embed.cli.serving:embed",
+    "export": "anchor_embed.cli.serving:export",
     "index": "anchor_embed.cli.serving:index_app",
     "similar": "anchor_embed.cli.serving:similar",
     "dedup": "anchor_embed.cli.serving:dedup",

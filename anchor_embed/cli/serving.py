@@ -37,6 +37,17 @@ def embed(
         features=features, columns=parse_columns(columns, id_column), overwrite=overwrite)
 
 
+def export(
+    vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
+    out: Annotated[Path, typer.Option(help="Output file: .parquet, or .npy (keys beside it as .keys.txt).")],
+    format: Annotated[Literal["parquet", "npy"], typer.Option(help="File format.")] = "parquet",
+) -> None:
+    """Vectors with their ids as one file for warehouses and notebooks."""
+    from anchor_embed.serving.export import export as run
+
+    run(vectors=vectors, out=out, format=format)
+
+
 def index_build(
     vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
     out: Annotated[Path, typer.Option(help="Index folder.")],

@@ -127,6 +127,11 @@ def evaluate(
         vecs = embed_all(model, Batcher.for_model(model, cache))
         named[label] = vecs[rows_in_cache]
     rows = score(named, ids.vectors, queries)
+    from anchor_embed.training.card import write_card
+
+    for m, label in zip(models, model_labels(models), strict=True):   # each model's card gets the table
+        if (Path(m) / "config.json").is_file():
+            write_card(m, [{**r, "model": f"**{r['model']}**" if r["model"] == label else r["model"]} for r in rows])
     table = markdown_table(rows)
     say(table)
     if out:

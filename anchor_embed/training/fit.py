@@ -257,6 +257,9 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None) ->
     atomic.write_json(out / "outcome.json", {
         "complete": True, "epochs_run": len(history), "stopped_by": stopped, "best_epoch": selection.best_epoch,
         "monitor": task.monitor, "best": selection.best})
+    from anchor_embed.training.card import write_card
+
+    write_card(out)
     return history
 
 

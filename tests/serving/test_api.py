@@ -103,3 +103,32 @@ def test_explain_gives_per_modality_cosines_and_shared_tags(sample, sample_cache
     assert run_cli("similar", "s0000", "-k", "2", "--index", served / "idx", "--explain") == 0
     table = capsys.readouterr().out
     assert "shared" in table and "frames" in table
+
+
+def test_export_parquet_and_npy(served, tmp_path):
+    import pyarrow.parquet as pq
+
+    vec = served / "vec"
+    keys, want = (vec / "keys.txt").read_text().split(), np.load(vec / "vectors.npy")
+    assert run_cli("export", vec, "--out", tmp_path / "v.parquet") == 0
+    t = pq.read_table(tmp_path / "v.parquet")
+    assert t.column("anchor_id").to_pylist() == keys
+    np.testing.assert_array_equal(np.array(t.column("vector").to_pylist(), np.float32), want)
+    assert set(t.column("model_hash").to_pylist()) == {json.loads((vec / "meta.json").read_text())["model_hash"]}
+    assert run_cli("export", vec, "--out", tmp_path / "v.npy", "--format", "npy") == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), want)
+    assert (tmp_path / "v.keys.txt").read_text().split() == keys
+    assert run_cli("export", vec, "--out", tmp_path / "v.bin", "--format", "npy") == 2
+
+
+def test_model_card_written_and_updated_by_evaluate(sample, sample_cache, pretrained, tmp_path):
+    card = (pretrained / "README.md").read_text()
+    assert "# Model card" in card and "Intended use and limits" in card and "Apache-2.0" in card
+    assert "self-supervised on the content alone" in card and "(kept)" in card
+    run = tmp_path / "t"
+    assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", run,
+                   "--epochs", "2", "--batch-size", "16", "--holdout-frac", "0.2") == 0
+    assert "held out for evaluation, never read" in (run / "README.md").read_text()
+    assert run_cli("evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy", "--model", run) == 0
+    card = (run / "README.md").read_text()
+    assert "## Evaluation" in card and "| **t** |" in card and "frozen backbones" in card

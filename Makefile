@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: install demo test test-fast schemas lint bench bench-quick clean
+.PHONY: install install-browser demo test test-fast schemas lint bench bench-quick clean
 
 install: $(STAMP)
 
@@ -20,7 +20,13 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/anchor-embed demo --out demo-out
 
-test: install
+# Debian's chromium for the review-page test (playwright drives it; its own browser download would fail)
+install-browser:
+	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && \
+	   apt-get install -y -q chromium >/dev/null 2>&1))) || echo "no chromium here: the review-page test will skip"
+
+test: install install-browser
 	$(BIN)/python -m pytest
 
 test-fast: install

@@ -28,6 +28,7 @@ COMMANDS = {
     "export": "anchor_embed.cli.serving:export",
     "index": "anchor_embed.cli.serving:index_app",
     "similar": "anchor_embed.cli.serving:similar",
+    "serve": "anchor_embed.cli.serving:serve",
     "dedup": "anchor_embed.cli.serving:dedup",
     "scatter": "anchor_embed.cli.serving:scatter_app",
     "demo": "anchor_embed.cli.pipeline:demo",

@@ -37,6 +37,21 @@ def embed(
         features=features, columns=parse_columns(columns, id_column), overwrite=overwrite)
 
 
+def serve(
+    index: Annotated[Path, typer.Option(envvar="ANCHOR_EMBED_INDEX", help="Index folder to serve.")] = Path("index"),
+    model: Annotated[Path | None, typer.Option(help="Run folder for POST /embed (default: /embed is off).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    token: Annotated[str | None, typer.Option(envvar="ANCHOR_EMBED_TOKEN", help="Require this bearer token (default: none).")] = None,
+    media_root: Annotated[Path | None, typer.Option(help="Frames served to the page only from under here (default: the embed's media root).")] = None,
+    review_log: Annotated[Path | None, typer.Option(help="Review marks appended here (default: INDEX/reviews.jsonl).")] = None,
+) -> None:
+    """HTTP server: /similar, /embed, /healthz, /metrics, /docs, and a review page at /."""
+    from anchor_embed.serving.server import serve as run
+
+    run(index=index, model=model, host=host, port=port, token=token, media_root=media_root, review_log=review_log)
+
+
 def export(
     vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
     out: Annotated[Path, typer.Option(help="Output file: .parquet, or .npy (keys beside it as .keys.txt).")],
@@ -136,12 +151,14 @@ def dedup(
     linkage: Annotated[Literal["single", "complete"], typer.Option(
         help="single: chains of close pairs join; complete: every pair in a group reaches the threshold.")] = "single",
     max_group_size: Annotated[int, typer.Option(help="Split larger groups by stricter complete linkage (0 = no limit).")] = 0,
+    reviewed: Annotated[Path | None, typer.Option(help="Review log of the serve page: same-owner pairs always "
+                                                  "grouped, not-related never (default: none).")] = None,
 ) -> None:
     """Groups of near-duplicate streamers with a representative each."""
     from anchor_embed.serving.dedup import dedup as run
 
     run(vectors=vectors, threshold=threshold, out=out, clusters=clusters, assign=assign, linkage=linkage,
-        max_group_size=max_group_size)
+        max_group_size=max_group_size, reviewed=reviewed)
 
 
 class AssignByDefault(TyperGroup):

@@ -55,14 +55,21 @@ def components(n: int, src: np.ndarray, dst: np.ndarray) -> list[np.ndarray]:
     return [g for g in np.split(order, cuts) if len(g) > 1]
 
 
-def complete_groups(x: np.ndarray, members: np.ndarray, threshold: float) -> list[np.ndarray]:
-    """Split `members` by complete-linkage clustering so every pair in a group has cosine >= threshold."""
+def complete_groups(x: np.ndarray, members: np.ndarray, threshold: float,
+                    forced: dict[tuple[int, int], float] | None = None) -> list[np.ndarray]:
+    """Split `members` by complete-linkage clustering so every pair in a group has cosine >= threshold
+    (`forced` overrides the cosine of reviewed pairs: 1 for same owner, -1 for not related)."""
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
     if len(members) < 2:
         return []
     sims = np.clip(x[members] @ x[members].T, -1.0, 1.0).astype(np.float64)
+    if forced:
+        at = {int(m): i for i, m in enumerate(members)}
+        for (a, b), v in forced.items():
+            if a in at and b in at:
+                sims[at[a], at[b]] = sims[at[b], at[a]] = v
     dist = squareform(1.0 - sims, checks=False)
     labels = fcluster(linkage(dist, method="complete"), t=(1.0 - threshold) + 1e-7, criterion="distance")
     return [np.sort(members[labels == c]) for c in np.unique(labels) if np.sum(labels == c) > 1]
@@ -96,17 +103,34 @@ def pairwise_range(x: np.ndarray, members: np.ndarray, seed: int = 0) -> tuple[f
 
 
 def dedup_vectors(x: np.ndarray, threshold: float, clusters: int = 0, seed: int = 0, assign: int = 2,
-                  linkage: Literal["single", "complete"] = "single", max_group_size: int = 0) -> list[dict]:
+                  linkage: Literal["single", "complete"] = "single", max_group_size: int = 0,
+                  confirmed: set[tuple[int, int]] | None = None, rejected: set[tuple[int, int]] | None = None
+                  ) -> list[dict]:
     """Groups over rows of `x` with members (row ids), representative, and min/max pairwise similarity.
 
     With clusters, each row joins its `assign` nearest clusters, so a duplicate pair split across a
-    cluster border is still searched together (SemDeDup with one cluster per row misses those).
+    cluster border is still searched together (SemDeDup with one cluster per row misses those). Reviewed
+    pairs (row ids) win over the vectors: `confirmed` ones always share a group, `rejected` ones never do.
     """
     x = np.ascontiguousarray(x, np.float32)
     src, dst, _ = candidate_edges(x, threshold, clusters, seed, assign)
+    confirmed, rejected = confirmed or set(), rejected or set()
+    if rejected:
+        keep = np.array([(int(a), int(b)) not in rejected and (int(b), int(a)) not in rejected
+                         for a, b in zip(src, dst, strict=True)], bool)
+        src, dst = src[keep], dst[keep]
+    if confirmed:
+        pairs = np.array(sorted(confirmed), np.int64).reshape(-1, 2)
+        src, dst = np.concatenate([src, pairs[:, 0]]), np.concatenate([dst, pairs[:, 1]])
     groups = components(len(x), src, dst)
-    if linkage == "complete":
-        groups = [g for c in groups for g in complete_groups(x, c, threshold)]
+    forced = {**{p: -1.0 for p in rejected}, **{p: 1.0 for p in confirmed}}
+    if linkage == "complete" or rejected:
+        split = []
+        for c in groups:
+            inside = set(c.tolist())
+            needs = linkage == "complete" or any(a in inside and b in inside for a, b in rejected)
+            split += complete_groups(x, c, threshold, forced) if needs else [c]
+        groups = split
     if max_group_size:
         groups = [g for c in groups for g in fit_size(x, c, threshold, max_group_size)]
     degree = np.bincount(np.concatenate([src, dst]), minlength=len(x)) if len(src) else np.zeros(len(x), int)
@@ -151,12 +175,23 @@ def check_flags(threshold: float, clusters: int, assign: int, max_group_size: in
 
 
 def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None = None, clusters: int = 0,
-          assign: int = 2, linkage: Literal["single", "complete"] = "single", max_group_size: int = 0) -> list[dict]:
-    """Write dedup groups (DedupGroup lines) and print a summary of group sizes."""
+          assign: int = 2, linkage: Literal["single", "complete"] = "single", max_group_size: int = 0,
+          reviewed: str | Path | None = None) -> list[dict]:
+    """Write dedup groups (DedupGroup lines) and print a summary of group sizes. `reviewed` is a review log
+    (from the serve page): confirmed pairs always grouped, rejected pairs never."""
     check_flags(threshold, clusters, assign, max_group_size)
     x, keys, _ = open_vectors(vectors)
+    confirmed, rejected = set(), set()
+    if reviewed:
+        from anchor_embed.serving.review import read_reviews
+
+        pos = {k: i for i, k in enumerate(keys)}
+        yes, no = read_reviews(reviewed)
+        confirmed = {tuple(sorted(pos[k] for k in p)) for p in yes if all(k in pos for k in p)}
+        rejected = {tuple(sorted(pos[k] for k in p)) for p in no if all(k in pos for k in p)}
+        say(f"[bold]dedup[/]: {len(confirmed)} confirmed and {len(rejected)} rejected pairs from {reviewed}")
     groups = dedup_vectors(np.asarray(x, np.float32), threshold, clusters, assign=assign, linkage=linkage,
-                           max_group_size=max_group_size)
+                           max_group_size=max_group_size, confirmed=confirmed, rejected=rejected)
     rows = [{"group": g, "representative": keys[gr["representative"]], "members": [keys[m] for m in gr["members"]],
              "size": len(gr["members"]), "min_similarity": round(gr["min_similarity"], 4),
              "max_similarity": round(gr["max_similarity"], 4), "min_exact": gr["min_exact"], "linkage": linkage}

@@ -116,7 +116,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
             atomic.write_npy(sdir / "modalities.npy", parts)
             write_keys(sdir / "keys.txt", keys)
             atomic.write_jsonl(sdir / "labels.jsonl", ({"anchor_id": r.anchor_id, "nickname": r.nickname,
-                                                        "tags": r.tags[:16]} for r in records))
+                                                        "tags": r.tags[:16], "profile": r.profile[:400],
+                                                        "frames": r.frames[:4]} for r in records))
             atomic.write_json(done, {"fingerprint": made["fingerprint"], "count": len(records)})
         say(f"[bold]embed[/]: shard {shard}: {len(records)} streamers ({report.summary()})")
     shards = [out / "shards" / f"{j:05d}-of-{n:05d}" for j in range(n)]

@@ -198,20 +198,23 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
             say(f"[yellow]index[/]: {note}")
     secs = time.perf_counter() - t0
     del x32
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic.atomic_path(out / "index.faiss") as tmp:
-        faiss.write_index(index, str(tmp))
-    atomic.write_lines(out / "keys.txt", keys)
-    write_key_table(out, keys, vec_dir / "labels.jsonl")
-    atomic.write_npy(out / "vectors.npy", np.asarray(x, np.float16))
-    if (vec_dir / "modalities.npy").is_file():      # per-modality vectors, for similar --explain
-        atomic.write_npy(out / "modalities.npy", np.load(vec_dir / "modalities.npy", mmap_mode="r"))
-    else:
-        (out / "modalities.npy").unlink(missing_ok=True)
-    meta = {"model_hash": vmeta["model_hash"], "model_dir": vmeta["model_dir"], "dim": int(x.shape[1]),
-            "metric": "inner_product", "kind": chosen, "params": params, "count": len(keys),
-            "recall_at_10": round(rec, 4), "target_recall": min_recall, "tuning": curve, "note": note,
-            "build_seconds": round(secs, 2), "vectors_dir": str(vec_dir.resolve())}
-    atomic.write_json(out / "meta.json", meta)
+    from anchor_embed.locks import exclusive
+
+    # the files land one by one, meta.json last, under the folder's lock: a server swaps only after that
+    with exclusive(out, "index build"):
+        with atomic.atomic_path(out / "index.faiss") as tmp:
+            faiss.write_index(index, str(tmp))
+        atomic.write_lines(out / "keys.txt", keys)
+        write_key_table(out, keys, vec_dir / "labels.jsonl")
+        atomic.write_npy(out / "vectors.npy", np.asarray(x, np.float16))
+        if (vec_dir / "modalities.npy").is_file():      # per-modality vectors, for similar --explain
+            atomic.write_npy(out / "modalities.npy", np.load(vec_dir / "modalities.npy", mmap_mode="r"))
+        else:
+            (out / "modalities.npy").unlink(missing_ok=True)
+        meta = {"model_hash": vmeta["model_hash"], "model_dir": vmeta["model_dir"], "dim": int(x.shape[1]),
+                "metric": "inner_product", "kind": chosen, "params": params, "count": len(keys),
+                "recall_at_10": round(rec, 4), "target_recall": min_recall, "tuning": curve, "note": note,
+                "build_seconds": round(secs, 2), "vectors_dir": str(vec_dir.resolve())}
+        atomic.write_json(out / "meta.json", meta)
     say(f"[bold]index[/]: {chosen} {params} over {len(keys)} vectors in {secs:.1f}s, Recall@10 vs exact {rec:.4f}")
     return meta

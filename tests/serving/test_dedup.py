@@ -75,3 +75,14 @@ def test_threshold_is_inclusive_and_degenerate_inputs_are_fine():
     same = np.ones((9, 3), np.float32) / np.sqrt(3)                              # identical: no cut separates
     assert all(len(g["members"]) <= 4 for g in dedup_vectors(same, 0.9, max_group_size=4))
     assert sum(len(g["members"]) for g in dedup_vectors(same, 0.9, max_group_size=4)) >= 8
+
+
+def test_reviewed_pairs_win_over_the_vectors():
+    x = np.array([[1, 0], [0.999, 0.0447], [0, 1], [0.0447, 0.999]], np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    plain = sorted(sorted(g["members"]) for g in dedup_vectors(x, 0.99))
+    assert plain == [[0, 1], [2, 3]]
+    reviewed = dedup_vectors(x, 0.99, confirmed={(0, 2)}, rejected={(2, 3)})
+    groups = sorted(sorted(g["members"]) for g in reviewed)
+    assert any({0, 2} <= set(g) for g in groups)                 # confirmed: together though far apart
+    assert not any({2, 3} <= set(g) for g in groups)             # rejected: apart though alike

@@ -1,0 +1,89 @@
+"""The review page's pieces: search by id or nickname, the review log, and the page itself.
+
+A reviewer marks a pair "same owner" or "not related"; each mark is a line of a JSONL log (time, reviewer,
+the two ids, the verdict) that `dedup --reviewed LOG` honours: confirmed pairs always share a group,
+rejected pairs never do.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import time
+from pathlib import Path
+
+from anchor_embed.errors import AnchorEmbedError
+
+VERDICTS = ("same_owner", "not_related")
+PAGE = Path(__file__).with_name("review_page.html")
+
+
+def _nickname_index(look) -> tuple[list[str], list[str]]:
+    """(lowercased nicknames sorted, their anchor_ids), built once per opened index."""
+    cached = getattr(look, "_nickname_index", None)
+    if cached is None:
+        pairs = sorted((str(look.label(look.keys.key(i)).get("nickname") or "").lower(), look.keys.key(i))
+                       for i in range(len(look.keys)))
+        cached = ([p[0] for p in pairs], [p[1] for p in pairs])
+        look._nickname_index = cached
+    return cached
+
+
+def search_streamers(look, query: str, limit: int = 10) -> list[dict]:
+    """Streamers whose id or nickname starts with `query` (case-insensitive), then close ids: for the search box."""
+    q = query.strip().lower()
+    found: dict[str, None] = {}
+    if look.keys.row(query.strip()) is not None:
+        found[query.strip()] = None
+    names, ids = _nickname_index(look)
+    i = bisect.bisect_left(names, q)
+    while i < len(names) and names[i].startswith(q) and len(found) < limit:
+        found[ids[i]] = None
+        i += 1
+    for k in look.keys.close_to(query.strip(), n=limit):
+        if len(found) >= limit:
+            break
+        found[k] = None
+    return [{"anchor_id": a, **look.label(a)} for a in list(found)[:limit]]
+
+
+def append_review(log: Path, a: str, b: str, verdict: str, reviewer: str, look=None) -> dict:
+    """Append one mark to the review log (one JSON object a line); unknown ids or verdicts are refused."""
+    if verdict not in VERDICTS:
+        raise AnchorEmbedError(f"verdict {verdict!r}: choose {' or '.join(VERDICTS)}")
+    if a == b:
+        raise AnchorEmbedError("a pair needs two different streamers")
+    if look is not None:
+        for x in (a, b):
+            if look.keys.row(x) is None:
+                raise AnchorEmbedError(f"anchor_id {x!r} is not in the index")
+    row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reviewer": reviewer or "anonymous", "a": a, "b": b,
+           "verdict": verdict}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as f:   # one write of one line: appends from parallel requests stay whole
+        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return row
+
+
+def read_reviews(log: str | Path) -> tuple[set[frozenset], set[frozenset]]:
+    """(confirmed pairs, rejected pairs) from a review log; the latest verdict on a pair wins."""
+    log = Path(log)
+    if not log.is_file():
+        raise AnchorEmbedError(f"{log}: no such review log")
+    last: dict[frozenset, str] = {}
+    for n, line in enumerate(log.read_text(encoding="utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pair, verdict = frozenset((row["a"], row["b"])), row["verdict"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise AnchorEmbedError(f"{log}: line {n}: not a review line (time, reviewer, a, b, verdict)") from None
+        if verdict not in VERDICTS or len(pair) != 2:
+            raise AnchorEmbedError(f"{log}: line {n}: verdict {verdict!r} on {sorted(pair)}")
+        last[pair] = verdict
+    return ({p for p, v in last.items() if v == "same_owner"}, {p for p, v in last.items() if v == "not_related"})
+
+
+def page_html() -> str:
+    return PAGE.read_text(encoding="utf-8")

@@ -1,0 +1,230 @@
+"""`anchor-embed serve`: the index over HTTP (FastAPI), a review page, Prometheus metrics, hot index swaps.
+
+The served index is swapped whole when a new `index build` lands in its folder (meta.json is written last,
+and the build holds the folder's lock while it writes), so requests in flight finish on the old one and
+none is dropped. Lookups never import torch; `POST /embed` loads the model only when `--model` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.serving.similar import Lookup
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServedIndex:
+    """The Lookup requests are answered from, replaced atomically when the folder holds a new build."""
+
+    def __init__(self, folder: str | Path, poll: float = 1.0) -> None:
+        self.folder = Path(folder)
+        self._lookup = Lookup.open(self.folder)
+        self._stamp = self._read_stamp()
+        self.swaps = 0
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        if poll > 0:
+            threading.Thread(target=self._watch, args=(poll,), daemon=True).start()
+
+    def _read_stamp(self) -> tuple[int, int]:
+        st = (self.folder / "meta.json").stat()
+        return st.st_mtime_ns, st.st_size
+
+    @property
+    def lookup(self) -> Lookup:
+        return self._lookup
+
+    def refresh(self) -> bool:
+        """Load a newly built index if one has landed (and no build is still writing); True when swapped."""
+        if (self.folder / ".lock").exists():
+            return False
+        try:
+            stamp = self._read_stamp()
+        except OSError:
+            return False
+        if stamp == self._stamp:
+            return False
+        new = Lookup.open(self.folder)
+        if not (new.index.ntotal == len(new.keys) == new.meta.get("count")):
+            return False                              # caught between two files of a build: try again later
+        with self._guard:
+            self._lookup, self._stamp = new, stamp
+            self.swaps += 1
+        return True
+
+    def _watch(self, poll: float) -> None:
+        while not self._stop.wait(poll):
+            try:
+                self.refresh()
+            except Exception:  # a half-written build is retried at the next poll; the old index keeps serving
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class Metrics:
+    """Request counters and a latency histogram, rendered in the Prometheus text format."""
+
+    def __init__(self) -> None:
+        self.requests: Counter = Counter()
+        self.buckets: Counter = Counter()
+        self.total_seconds = 0.0
+        self.count = 0
+        self._guard = threading.Lock()
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        with self._guard:
+            self.requests[(route, status)] += 1
+            self.count += 1
+            self.total_seconds += seconds
+            for b in LATENCY_BUCKETS:
+                if seconds <= b:
+                    self.buckets[b] += 1
+
+    def render(self, served: ServedIndex) -> str:
+        lines = ["# HELP anchor_embed_requests_total Requests answered, by route and status.",
+                 "# TYPE anchor_embed_requests_total counter"]
+        lines += [f'anchor_embed_requests_total{{route="{r}",status="{s}"}} {n}' for (r, s), n in
+                  sorted(self.requests.items())]
+        lines += ["# HELP anchor_embed_request_seconds Request latency.", "# TYPE anchor_embed_request_seconds histogram"]
+        lines += [f'anchor_embed_request_seconds_bucket{{le="{b}"}} {self.buckets[b]}' for b in LATENCY_BUCKETS]
+        lines += [f'anchor_embed_request_seconds_bucket{{le="+Inf"}} {self.count}',
+                  f"anchor_embed_request_seconds_sum {self.total_seconds:.6f}",
+                  f"anchor_embed_request_seconds_count {self.count}",
+                  "# HELP anchor_embed_index_vectors Vectors in the served index.", "# TYPE anchor_embed_index_vectors gauge",
+                  f"anchor_embed_index_vectors {served.lookup.index.ntotal}",
+                  "# HELP anchor_embed_index_swaps_total New builds picked up.", "# TYPE anchor_embed_index_swaps_total counter",
+                  f"anchor_embed_index_swaps_total {served.swaps}"]
+        return "\n".join(lines) + "\n"
+
+
+def default_media_root(index: Path) -> Path | None:
+    """The media root the indexed vectors were embedded with (vectors folder's fingerprint.json)."""
+    try:
+        vectors_dir = Path(json.loads((index / "meta.json").read_text())["vectors_dir"])
+        return Path(json.loads((vectors_dir / "fingerprint.json").read_text())["media_root"])
+    except (OSError, KeyError, json.JSONDecodeError):
+        return None
+
+
+def create_app(index: str | Path, model: str | Path | None = None, token: str | None = None,
+               media_root: str | Path | None = None, review_log: str | Path | None = None, poll: float = 1.0):
+    """The FastAPI app: /similar, /embed, /healthz, /metrics, the review page at /, /media, /search, /review."""
+    from fastapi import Body, FastAPI, HTTPException, Query, Request
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+
+    from anchor_embed.serving.review import append_review, page_html, search_streamers
+
+    served = ServedIndex(index, poll)
+    metrics = Metrics()
+    media = Path(media_root) if media_root else default_media_root(Path(index))
+    reviews = Path(review_log) if review_log else Path(index) / "reviews.jsonl"
+    encoder: dict[str, Any] = {}
+    app = FastAPI(title="anchor-embed", version=__import__("anchor_embed").__version__,
+                  description="Similar live-streamers by content vectors.")
+    app.state.served, app.state.metrics = served, metrics
+
+    @app.middleware("http")
+    async def measure_and_guard(request: Request, call_next):
+        t0 = time.perf_counter()
+        open_paths = ("/healthz", "/", "/docs", "/openapi.json", "/favicon.ico")
+        if token and request.url.path not in open_paths and \
+                request.headers.get("authorization") != f"Bearer {token}":
+            response = JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.observe(getattr(route, "path", request.url.path), response.status_code, time.perf_counter() - t0)
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        look = served.lookup
+        return {"status": "ok", "vectors": look.index.ntotal, "model_hash": look.meta.get("model_hash"),
+                "swaps": served.swaps}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> str:
+        return metrics.render(served)
+
+    @app.get("/similar/{anchor_id}")
+    def similar_one(anchor_id: str, k: int = Query(20, ge=1, le=1000), explain: bool = False) -> dict:
+        answer = served.lookup.similar([anchor_id], k, explain=explain and served.lookup.modalities is not None)[0]
+        if not answer.found:
+            raise HTTPException(404, {"detail": f"anchor_id {anchor_id!r} is not in the index",
+                                      "suggestions": list(answer.suggestions)})
+        return answer.to_dict()
+
+    @app.post("/similar")
+    def similar_many(ids: list[str] = Body(..., embed=True), k: int = Body(20, ge=1, le=1000),
+                     explain: bool = Body(False)) -> dict:
+        look = served.lookup
+        return {"results": [a.to_dict() for a in look.similar(ids, k, explain=explain and look.modalities is not None)]}
+
+    @app.post("/embed")
+    def embed_records(records: list[dict] = Body(..., embed=True)) -> dict:
+        if model is None:
+            raise HTTPException(404, "no --model given to this server: /embed is off")
+        if "model" not in encoder:
+            from anchor_embed.serving.encoder import Model
+
+            encoder["model"] = Model(model)
+        try:
+            vecs = encoder["model"].encode(records, media_root=media)
+        except AnchorEmbedError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"anchor_ids": [r.get("anchor_id") for r in records], "vectors": vecs.round(6).tolist()}
+
+    @app.get("/search")
+    def search(q: str = Query(..., min_length=1), limit: int = Query(10, ge=1, le=50)) -> dict:
+        return {"matches": search_streamers(served.lookup, q, limit)}
+
+    @app.get("/streamer/{anchor_id}")
+    def streamer(anchor_id: str) -> dict:
+        look = served.lookup
+        if look.keys.row(anchor_id) is None:
+            raise HTTPException(404, f"anchor_id {anchor_id!r} is not in the index")
+        return {"anchor_id": anchor_id, **look.label(anchor_id)}
+
+    @app.get("/media/{path:path}")
+    def media_file(path: str):
+        from anchor_embed.data.media import inside_root
+
+        f = inside_root(path, media) if media else None
+        if f is None or not f.is_file():
+            raise HTTPException(404, "no such frame under the media root")
+        return FileResponse(f)
+
+    @app.post("/review")
+    def review(a: str = Body(...), b: str = Body(...), verdict: str = Body(...), reviewer: str = Body("anonymous")):
+        try:
+            return append_review(reviews, a, b, verdict, reviewer, served.lookup)
+        except AnchorEmbedError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return page_html()
+
+    return app
+
+
+def serve(index: str | Path, model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
+          token: str | None = None, media_root: str | Path | None = None, review_log: str | Path | None = None) -> None:
+    """Run the server (uvicorn) until interrupted; loopback unless another --host is given."""
+    import uvicorn
+
+    from anchor_embed.progress import say
+
+    app = create_app(index, model, token, media_root, review_log)
+    say(f"[bold]serve[/]: {app.state.served.lookup.index.ntotal} vectors from {index} on http://{host}:{port} "
+        f"(docs at /docs, review page at /){'; bearer token required' if token else ''}")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

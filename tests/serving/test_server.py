@@ -1,0 +1,110 @@
+"""The HTTP server as clients meet it: lookups, batches, embed, metrics, the token, media confinement,
+reviews, and an index swap under load with no request dropped."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from anchor_embed.serving.server import create_app
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def built(sample, pretrained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("srv")
+    assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out", root / "vec") == 0
+    assert run_cli("index", "build", root / "vec", "--out", root / "idx") == 0
+    return root
+
+
+@pytest.fixture()
+def client(built, pretrained, tmp_path):
+    app = create_app(built / "idx", model=pretrained, review_log=tmp_path / "reviews.jsonl", poll=0)
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.mark.slow
+def test_lookups_batches_and_metrics(client, built):
+    assert client.get("/healthz").json()["vectors"] == 75
+    one = client.get("/similar/s0000", params={"k": 5, "explain": True}).json()
+    assert one["anchor_id"] == "s0000" and len(one["neighbours"]) == 5 and "explain" in one["neighbours"][0]
+    missing = client.get("/similar/S0000")
+    assert missing.status_code == 404 and missing.json()["detail"]["suggestions"][0] == "s0000"
+    batch = client.post("/similar", json={"ids": ["s0001", "nope", "s0002"], "k": 3}).json()["results"]
+    assert [r["anchor_id"] for r in batch] == ["s0001", "nope", "s0002"]
+    assert batch[1]["found"] is False and len(batch[0]["neighbours"]) == 3 == len(batch[2]["neighbours"])
+    assert client.get("/similar/s0000", params={"k": 0}).status_code == 422
+    text = client.get("/metrics").text
+    assert 'anchor_embed_requests_total{route="/similar/{anchor_id}",status="200"} 1' in text
+    assert "anchor_embed_request_seconds_bucket" in text and "anchor_embed_index_vectors 75" in text
+    assert client.get("/docs").status_code == 200 and "/similar" in client.get("/openapi.json").text
+
+
+@pytest.mark.slow
+def test_embed_matches_the_indexed_vectors(client, built, sample):
+    rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()[:3]]
+    got = np.array(client.post("/embed", json={"records": rows}).json()["vectors"], np.float32)
+    keys = (built / "vec" / "keys.txt").read_text().split()
+    want = np.load(built / "vec" / "vectors.npy")[[keys.index(r["anchor_id"]) for r in rows]]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert client.post("/embed", json={"records": [{"nickname": "no id"}]}).status_code == 422
+
+
+def test_token_media_and_reviews(built, sample, tmp_path):
+    log = tmp_path / "r.jsonl"
+    app = create_app(built / "idx", token="s3cret", media_root=sample, review_log=log, poll=0)
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200   # open
+        assert c.get("/similar/s0000").status_code == 401
+        auth = {"Authorization": "Bearer s3cret"}
+        assert c.get("/similar/s0000", headers=auth).status_code == 200
+        frame = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])["frames"][0]
+        assert c.get(f"/media/{frame}", headers=auth).content[:4] == b"\x89PNG"
+        for bad in ("../streamers.jsonl", "%2Fetc%2Fpasswd", "..%2F..%2Fetc%2Fpasswd"):
+            assert c.get(f"/media/{bad}", headers=auth).status_code == 404, bad
+        r = c.post("/review", json={"a": "s0000", "b": "dup00", "verdict": "same_owner", "reviewer": "ana"},
+                   headers=auth)
+        assert r.status_code == 200
+        assert c.post("/review", json={"a": "s0000", "b": "zzz", "verdict": "same_owner"}, headers=auth).status_code == 422
+        assert c.post("/review", json={"a": "s0000", "b": "s0001", "verdict": "maybe"}, headers=auth).status_code == 422
+        names = c.get("/search", params={"q": "GAM_"}, headers=auth).json()["matches"]
+        assert names and all(m["nickname"].lower().startswith("gam_") for m in names)
+    line = json.loads(log.read_text())
+    assert (line["a"], line["b"], line["verdict"], line["reviewer"]) == ("s0000", "dup00", "same_owner", "ana")
+
+
+@pytest.mark.slow
+def test_a_new_build_is_swapped_in_without_dropping_requests(built, tmp_path):
+    import shutil
+
+    from anchor_embed.serving.index import build_index
+
+    idx = tmp_path / "idx"
+    shutil.copytree(built / "idx", idx)
+    app = create_app(idx, poll=0.05)
+    errors, answered, stop = [], [0], threading.Event()
+    with TestClient(app) as c:
+        def hammer():
+            while not stop.is_set():
+                r = c.get("/similar/s0003", params={"k": 5})
+                if r.status_code != 200:
+                    errors.append(r.status_code)
+                answered[0] += 1
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        build_index(built / "vec", idx, kind="hnsw")                 # a new build into the served folder
+        for _ in range(100):
+            if app.state.served.swaps:
+                break
+            threading.Event().wait(0.05)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert app.state.served.swaps == 1 and app.state.served.lookup.meta["kind"] == "hnsw"
+        assert c.get("/similar/s0003", params={"k": 5}).status_code == 200
+    assert not errors and answered[0] > 10

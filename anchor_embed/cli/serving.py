@@ -90,56 +90,11 @@ def similar(
 ) -> None:
     """Top-k similar streamers. A lookup by id never imports torch. Unknown ids are listed with close ones
     to try (exit code 1); the known ones are still answered."""
-    import json
-    import sys
+    from anchor_embed.cli.lookup import run_similar
 
-    from anchor_embed.errors import AnchorEmbedError
-    from anchor_embed.serving.similar import Lookup, similar_to_records
-
-    ids = list(anchor_ids or [])
-    if ids_file:
-        if not ids_file.is_file():
-            raise AnchorEmbedError(f"{ids_file}: no such file")
-        ids += [x.strip() for x in ids_file.read_text(encoding="utf-8").split("\n") if x.strip()]
-    if not ids and not record:
-        raise AnchorEmbedError("give anchor ids, --ids-file or --record")
-    look = Lookup.open(index)  # opened once for the lookups and the labels of the table
-    rows = [n.to_dict() for n in look.similar(ids, k, explain=explain)] if ids else []
-    if record:
-        rows += similar_to_records(record, look, k, media_root=media_root)
-    unknown = [r for r in rows if r.get("found") is False]
-    if as_json:
-        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    else:
-        _print_tables(look, [r for r in rows if r.get("found", True)])
-    for r in unknown:
-        hint = f"; did you mean {', '.join(repr(c) for c in r['suggestions'])}?" if r["suggestions"] else ""
-        print(f"error: anchor_id {r['anchor_id']!r} is not in the index {index}{hint}", file=sys.stderr)
-    if unknown:
-        raise typer.Exit(1)
-
-
-def _print_tables(look, rows: list[dict]) -> None:
-    """One rich table per query: its neighbours with nickname, tags and score."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    for r in rows:
-        me = look.label(r["anchor_id"])
-        table = Table(title=f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}")
-        why = any("explain" in n for n in r["neighbours"])
-        for col in ("#", "anchor_id", "nickname", "tags", "score", *(("text", "frames", "tags cos", "shared tags")
-                                                                      if why else ())):
-            table.add_column(col)
-        for i, n in enumerate(r["neighbours"], 1):
-            cells = [str(i), n["anchor_id"], n.get("nickname") or "", ", ".join(n.get("tags", [])), f"{n['score']:.3f}"]
-            if why:
-                e = n["explain"]
-                cells += ["-" if e[m] is None else f"{e[m]:.2f}" for m in ("text", "frames", "tags")]
-                cells.append(", ".join(e["shared_tags"]))
-            table.add_row(*cells)
-        console.print(table)
+    code = run_similar(list(anchor_ids or []), k, index, ids_file, record, media_root, as_json, explain)
+    if code:
+        raise typer.Exit(code)
 
 
 def dedup(

@@ -1,0 +1,40 @@
+"""The fast `similar` path and the typer command take the same arguments and answer the same way."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import anchor_embed.cli.lookup as lookup
+
+ARGVS = [
+    ["s1"], ["s1", "s2", "-k", "5"], ["--index", "/x/idx", "s1", "--json"], ["s1", "--explain", "--json", "-k", "3"],
+    ["--ids-file", "ids.txt", "--index", "i"], ["--record", "r.jsonl", "--media-root", "m", "-k", "7"],
+]
+
+
+@pytest.mark.parametrize("argv", ARGVS)
+def test_argparse_and_typer_read_the_same_arguments(argv, monkeypatch):
+    from anchor_embed.cli.app import main
+
+    seen = []
+    monkeypatch.setattr(lookup, "run_similar", lambda *a: seen.append(a) or 0)
+    main(["similar", *argv])                                   # the typer command
+    fast = lookup.parse(argv)
+    assert fast is not None
+    typer_args = dict(zip(["anchor_ids", "k", "index", "ids_file", "record", "media_root", "as_json", "explain"],
+                          seen[0], strict=True))
+    norm = {k: (Path(v) if isinstance(v, str) and k in ("index", "ids_file", "record", "media_root") else v)
+            for k, v in typer_args.items()}
+    assert {**norm, "anchor_ids": list(norm["anchor_ids"])} == fast
+
+
+def test_help_and_unknown_flags_go_to_typer():
+    assert lookup.parse(["--help"]) is None and lookup.parse(["s1", "--bogus"]) is None
+    p = subprocess.run([sys.executable, "-m", "anchor_embed.cli.lookup", "similar", "--help"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0 and "--explain" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "anchor_embed.cli.lookup", "similar", "--index", "/nope", "s1"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.strip() == "error: /nope: no index here (run `anchor-embed index build`)"

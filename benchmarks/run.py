@@ -34,7 +34,8 @@ def speed(data_root: Path, out: Path, n_vectors: int) -> list[dict]:
         jobs += [["train", str(cache), "20"], ["embed", str(pre), str(twitch), str(out / "speed" / "embed")]]
     jobs += [["index", str(n_vectors), str(out / "speed"), "random"],
              ["index", str(n_vectors), str(out / "speed" / "clustered"), "clustered"],
-             ["dedup", str(n_vectors)], ["scatter", str(n_vectors), "1000"]]
+             ["dedup", str(n_vectors)], ["scatter", str(n_vectors), "1000"],
+             ["serve", str(out / "speed" / "index"), "30", "16"]]
     results = []
     for job in jobs:
         log(f"speed: {' '.join(job)}")

@@ -210,6 +210,70 @@ def job_scatter(n: int, k: int) -> dict:
     return {"job": f"scatter {n} into {k}", "seconds": round(time.perf_counter() - t0, 1), "peak_mb": _peak_mb()}
 
 
+def job_serve(index_dir: str, seconds: int = 30, clients: int = 16) -> dict:
+    """`anchor-embed serve` over an index on loopback: `clients` threads for `seconds` s, with one new index
+    build landing in the served folder a third of the way in; p50/p99 latency, requests/s, errors."""
+    import shutil
+    import socket
+    import subprocess
+    import threading
+
+    import httpx
+
+    served = Path(index_dir).parent / "served"
+    shutil.rmtree(served, ignore_errors=True)
+    shutil.copytree(index_dir, served)
+    vectors_dir = json.loads((served / "meta.json").read_text())["vectors_dir"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cli = Path(sys.executable).with_name("anchor-embed")
+    server = subprocess.Popen([str(cli), "--quiet", "serve", "--index", str(served), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    n = json.loads((served / "meta.json").read_text())["count"]
+    lat: list[float] = []
+    errors = [0]
+    stop = threading.Event()
+
+    def client(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with httpx.Client(base_url=base, timeout=10) as c:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    ok = c.get(f"/similar/a{int(rng.integers(n))}", params={"k": 10}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                lat.append(time.perf_counter() - t0)
+                errors[0] += not ok
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    t_start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds / 3)
+    subprocess.run([str(cli), "--quiet", "index", "build", vectors_dir, "--out", str(served), "--kind", "flat"],
+                   check=True)
+    time.sleep(max(0.0, seconds - (time.perf_counter() - t_start)))
+    stop.set()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t_start
+    swaps = httpx.get(base + "/healthz").json()["swaps"]
+    server.terminate()
+    server.wait()
+    ms = np.array(lat) * 1000
+    return {"job": f"serve {n} vectors, {clients} clients, {seconds} s, one swap", "requests": len(lat),
+            "requests_per_s": round(len(lat) / wall, 1), "p50_ms": round(float(np.percentile(ms, 50)), 1),
+            "p99_ms": round(float(np.percentile(ms, 99)), 1), "errors": errors[0], "swaps": swaps}
+
+
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
     fn = globals()[f"job_{name}"]

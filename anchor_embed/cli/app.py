@@ -24,6 +24,8 @@ COMMANDS = {
     "pretrain": "anchor_embed.cli.pipeline:pretrain",
     "transfer": "anchor_embed.cli.pipeline:transfer",
     "evaluate": "anchor_embed.cli.pipeline:evaluate",
+    "probe": "anchor_embed.cli.pipeline:probe",
+    "adapt": "anchor_embed.cli.pipeline:adapt",
     "embed": "anchor_embed.cli.serving:embed",
     "export": "anchor_embed.cli.serving:export",
     "index": "anchor_embed.cli.serving:index_app",

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from anchor_embed.cli.config_flags import config_flags
 from anchor_embed.errors import AnchorEmbedError
-from anchor_embed.training.config import PretrainConfig
+from anchor_embed.training.config import AdaptConfig, PretrainConfig
 from anchor_embed.transfer.config import TransferConfig
 
 
@@ -118,6 +118,41 @@ def evaluate(
     run(features=features, id_emb=id_emb, models=model, id_keys=id_keys, out=out, holdout_frac=holdout_frac,
         seed=seed, frozen=frozen, ridge=ridge, knn_average=knn_average, train_id_emb=train_id_emb,
         id_column=id_column)
+
+
+def probe(
+    vectors: Annotated[list[str], typer.Option(help="A vector set, NAME=PATH or PATH: an embed folder, a feature "
+                                               "cache (frozen) or ID embeddings; repeat for several.")],
+    labels: Annotated[Path, typer.Option(help="CSV or Parquet with anchor_id and the target column.")],
+    target: Annotated[str, typer.Option(help="The label column.")],
+    kind: Annotated[Literal["classify", "regress"], typer.Option(help="Classes or numbers.")] = "classify",
+    folds: Annotated[int, typer.Option(min=2, help="Outer cross-validation folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the folds.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Folder for probe.json and probe.md (default: print only).")] = None,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad label row.")] = False,
+) -> None:
+    """Linear probe (CV-regularised) of frozen vectors on a downstream label: one table, every set alike."""
+    from anchor_embed.evaluation.probe import probe as run
+
+    run(vectors=vectors, labels=labels, target=target, kind=kind, folds=folds, seed=seed, out=out, strict=strict)
+
+
+@config_flags(AdaptConfig, "target", "kind", "mode", "rank", "alpha", "epochs", "batch_size", "lr", "patience",
+              "val_frac", "holdout_frac", "seed", "threads")
+def adapt(
+    pretrained: Annotated[Path, typer.Option(help="The trained run to adapt (pretrain or transfer).")],
+    labels: Annotated[Path, typer.Option(help="CSV or Parquet with anchor_id and the --target column.")],
+    out: Annotated[Path, typer.Option(help="Run folder for the patch (or the model, with --mode full).")],
+    features: Annotated[Path | None, typer.Option(help="Feature cache (default: the run's).")] = None,
+    config: Config = None,
+    resume: Resume = False,
+    overrides: dict | None = None,
+) -> None:
+    """A new task by a small patch: low-rank adapters + a head, the base model left as it is."""
+    from anchor_embed.training.adapt import adapt as run
+
+    run(pretrained=pretrained, labels=labels, out=out, features=features, config=config, resume=resume,
+        **(overrides or {}))
 
 
 def parse_params(items: list[str] | None) -> dict | None:

@@ -27,6 +27,7 @@ def embed(
     id_column: Annotated[str | None, typer.Option(help="Column holding the anchor_id in Parquet input (default: anchor_id).")] = None,
     columns: Annotated[str | None, typer.Option(help="Record fields from other column names: field=column,... (default: the field names).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace vectors in --out made from other inputs.")] = False,
+    adapter: Annotated[Path | None, typer.Option(help="An `adapt` run: the model with its patch (default: none).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
 ) -> None:
     """Vectors for every streamer, in resumable shards with done markers."""
@@ -34,7 +35,7 @@ def embed(
     from anchor_embed.serving.embed import embed as run
 
     run(model=model, streamers=streamers, out=out, media_root=media_root, dtype=dtype, shard=shard, strict=strict,
-        features=features, columns=parse_columns(columns, id_column), overwrite=overwrite)
+        features=features, columns=parse_columns(columns, id_column), overwrite=overwrite, adapter=adapter)
 
 
 def serve(

@@ -28,13 +28,17 @@ def parse_shard(shard: str) -> tuple[int, int]:
     return i, n
 
 
-def _fingerprint(model: Path, streamers: Path, media_root: Path, dtype: str, n: int, columns: dict | None) -> dict:
-    """What the vectors of a folder are made from: the model's weights, the records' bytes, the settings."""
-    from anchor_embed.fingerprint import fingerprint, input_digest
+def _fingerprint(model: Path, streamers: Path, media_root: Path, dtype: str, n: int, columns: dict | None,
+                 adapter: Path | None = None) -> dict:
+    """What the vectors of a folder are made from: the model's weights (and patch), the records' bytes, the
+    settings."""
+    from anchor_embed.fingerprint import file_digest, fingerprint, input_digest
     from anchor_embed.model.store import model_hash
 
     made = {"model_hash": model_hash(model), "streamers": input_digest(streamers),
             "media_root": str(Path(media_root).resolve()), "dtype": dtype, "shards": n, "columns": columns or {}}
+    if adapter is not None:
+        made["adapter"] = "+".join(file_digest(f) for f in sorted(Path(adapter).glob("*.safetensors")))
     return {**made, "fingerprint": fingerprint(**made)}
 
 
@@ -61,7 +65,8 @@ def _claim(out: Path, made: dict, overwrite: bool) -> None:
 
 def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root: str | Path | None = None,
           dtype: str = "float32", shard: str = "0/1", strict: bool = False, batch_size: int = 512,
-          columns: dict[str, str] | None = None, features: str | Path | None = None, overwrite: bool = False) -> dict:
+          columns: dict[str, str] | None = None, features: str | Path | None = None, overwrite: bool = False,
+          adapter: str | Path | None = None) -> dict:
     """Embed one shard of `streamers` with the run `model`; merge all shards once every one is done.
 
     The shard reads only its own rows; atoms already in the model's feature cache (or `features`) are copied
@@ -79,10 +84,17 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     if dtype not in ("float32", "float16"):
         raise AnchorEmbedError(f"--dtype {dtype!r}: choose float32 or float16")
     i, n = parse_shard(shard)
-    net, _ = load_model(model)
+    if adapter is not None:                 # the run's model with a patch from `adapt` (its base must be `model`)
+        from anchor_embed.training.adapt import load_adapted
+
+        net, info = load_adapted(adapter)
+        if info["mode"] != "full" and Path(info["base"]).resolve() != model.resolve():
+            raise AnchorEmbedError(f"{adapter}: a patch of {info['base']}, not of --model {model}")
+    else:
+        net, _ = load_model(model)
     warn_if_unfinished(model)
     media = Path(media_root) if media_root else (streamers if streamers.is_dir() else streamers.parent)
-    made = _fingerprint(model, streamers, media, dtype, n, columns)
+    made = _fingerprint(model, streamers, media, dtype, n, columns, Path(adapter) if adapter else None)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "embed"):
         _claim(out, made, overwrite)

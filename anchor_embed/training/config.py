@@ -51,3 +51,19 @@ class PretrainConfig(TrainingConfig):
     def views(self) -> ViewConfig:
         """The masked-view settings."""
         return ViewConfig(self.max_overlap, self.modality_drop, self.keep)
+
+
+class AdaptConfig(TrainingConfig):
+    """What shapes an adapt run; saved as RUN/config.json."""
+
+    mode: Literal["adapter", "full", "head"] = Field("adapter", description="What trains: low-rank patch + head, "
+                                                     "every weight + head, or the head alone")
+    target: str = Field(description="The label column")
+    kind: Literal["classify", "regress"] = Field("classify", description="Classes or numbers")
+    rank: int = Field(4, ge=1, description="Rank of the low-rank deltas (adapter mode)")
+    alpha: float | None = Field(None, gt=0, description="Scale of the deltas (default 2 x rank)")
+    epochs: int = Field(30, ge=1, description="Most epochs (validation keeps the best)")
+    batch_size: int = Field(128, ge=2, description="Streamers a step")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    val_frac: float = Field(0.15, ge=0, lt=1, description="Share of the labelled streamers for validation")
+    holdout_frac: float = Field(0.0, ge=0, lt=1, description="Share kept aside and scored once at the end")

@@ -89,6 +89,10 @@ class Task(ABC):
         """How many entries the task's InfoNCE chooses among (for the collapse guard), or None if not InfoNCE."""
         return None
 
+    def save_best(self, out: Path) -> None:
+        """Write the run's model for a new best epoch (a patch-only task writes just its patch)."""
+        save_model(out, self.model)
+
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """The torch seed of one epoch: a resumed run replays the epoch it lost."""
@@ -248,7 +252,7 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None) ->
                 raise AnchorEmbedError(f"{out}: training collapsed at epoch {epoch + 1} ({reason}); {kept}. "
                                        "Try a lower --lr, a larger --batch-size or a higher --temperature")
             if row["best"]:
-                save_model(out, task.model)
+                task.save_best(out)
             tensors, ckpt_state = _state(task, opt)
             checkpoints.save(out, epoch + 1, tensors, {"epoch": epoch + 1, **ckpt_state, **selection.state()})
     if stopped == "patience":

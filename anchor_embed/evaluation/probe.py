@@ -1,0 +1,179 @@
+"""`anchor-embed probe`: how much of a downstream label a set of frozen vectors carries, by a linear probe.
+
+Logistic regression (classes; its C chosen by macro-F1) or ridge (numbers), regularisation chosen by
+cross-validation inside each training fold (scikit-learn's LogisticRegressionCV / RidgeCV), scored by an outer k-fold CV: macro-F1 and
+ROC-AUC for classes, R² and Spearman for numbers, mean ± sd over the folds. Every vector set is scored on
+the same streamers (those every set and the labels cover), so the rows of one table compare.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from anchor_embed.data.input_report import InputReport
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.progress import say
+
+
+def read_labels(path: str | Path, target: str, kind: Literal["classify", "regress"], strict: bool = False
+                ) -> tuple[dict[str, object], InputReport]:
+    """anchor_id -> label from a CSV or Parquet file with an `anchor_id` column; bad rows counted and skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnchorEmbedError(f"{path}: no such file")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+        where = [f"row {i}" for i in range(1, len(rows) + 1)]
+    else:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        where = [f"line {i}" for i in range(2, len(rows) + 2)]
+    if rows and ("anchor_id" not in rows[0] or target not in rows[0]):
+        raise AnchorEmbedError(f"{path}: needs columns 'anchor_id' and '{target}'; has {sorted(rows[0])}")
+    report = InputReport(source=str(path), strict=strict)
+    out: dict[str, object] = {}
+    for w, row in zip(where, rows, strict=True):
+        key, value = str(row.get("anchor_id") or "").strip(), row.get(target)
+        if not key:
+            report.bad(w, "missing anchor_id", "missing anchor_id")
+            continue
+        if value is None or (isinstance(value, str) and not value.strip()):
+            report.bad(w, "missing label", f"no '{target}' for {key!r}")
+            continue
+        if kind == "regress":
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                report.bad(w, "not a number", f"'{target}' {value!r} is not a number")
+                continue
+            if not math.isfinite(value):
+                report.bad(w, "not finite", f"'{target}' {value!r} is not finite")
+                continue
+        else:
+            value = str(value)
+        if key in out:
+            report.bad(w, "duplicate anchor_id", f"duplicate anchor_id {key!r}")
+            continue
+        out[key] = value
+    report.kept = len(out)
+    if not out:
+        raise AnchorEmbedError(f"{path}: no usable labels ({report.summary()})")
+    return out, report
+
+
+def read_vector_set(spec: str | Path) -> tuple[str, list[str], np.ndarray]:
+    """(name, keys, vectors) of `NAME=PATH` or `PATH`: an `embed` vectors folder, a feature cache (its frozen
+    mean features) or an ID-embedding file (.npy + keys, .npz, Parquet)."""
+    text = str(spec)
+    name, _, path = text.partition("=") if "=" in text and not Path(text).exists() else ("", "", text)
+    path = Path(path)
+    name = name or path.stem or path.name
+    if (path / "vectors.npy").is_file():
+        from anchor_embed.serving.vectors import open_vectors
+
+        x, keys, _ = open_vectors(path)
+        return name, keys, np.asarray(x, np.float32)
+    if (path / "streamers" / "keys.txt").is_file():
+        from anchor_embed.features.cache import open_cache
+        from anchor_embed.features.pooled import frozen_vectors
+
+        cache = open_cache(path)
+        return name, cache.keys, frozen_vectors(cache)
+    from anchor_embed.data.id_embeddings import read_id_embeddings
+
+    ids, _ = read_id_embeddings(path)
+    return name, ids.keys, ids.vectors
+
+
+def _scores(kind: str, y_true, pred, proba) -> dict[str, float]:
+    from scipy.stats import spearmanr
+    from sklearn.metrics import f1_score, r2_score, roc_auc_score
+
+    if kind == "regress":
+        rho = spearmanr(y_true, pred).statistic
+        return {"r2": float(r2_score(y_true, pred)), "spearman": float(0.0 if np.isnan(rho) else rho)}
+    out = {"macro_f1": float(f1_score(y_true, pred, average="macro"))}
+    classes = np.unique(y_true)
+    if len(classes) == 2:
+        out["roc_auc"] = float(roc_auc_score(y_true, proba[:, 1]))
+    elif len(classes) > 2:
+        out["roc_auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro"))
+    return out
+
+
+def cv_probe(x: np.ndarray, y: np.ndarray, kind: Literal["classify", "regress"], folds: int = 5, seed: int = 0
+             ) -> dict[str, list[float]]:
+    """Per-fold scores of a linear probe, its regularisation chosen inside each training fold."""
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.metrics import f1_score, make_scorer
+    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    split = (StratifiedKFold if kind == "classify" else KFold)(folds, shuffle=True, random_state=seed)
+    per: dict[str, list[float]] = {}
+    for tr, te in split.split(x, y):
+        if kind == "classify":
+            model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=8, cv=3, max_iter=2000, scoring=make_scorer(f1_score, average="macro")))
+            with warnings.catch_warnings():  # scikit-learn 1.9 announces default changes we do not rely on
+                warnings.simplefilter("ignore", FutureWarning)
+                model.fit(x[tr], y[tr])
+            s = _scores(kind, y[te], model.predict(x[te]), model.predict_proba(x[te]))
+        else:
+            model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+            model.fit(x[tr], y[tr])
+            s = _scores(kind, y[te], model.predict(x[te]), None)
+        for k, v in s.items():
+            per.setdefault(k, []).append(v)
+    return per
+
+
+def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Literal["classify", "regress"] = "classify",
+          folds: int = 5, seed: int = 0, out: str | Path | None = None, strict: bool = False) -> list[dict]:
+    """One row per vector set: mean and sd of each score over the folds, on the streamers all sets cover."""
+    from anchor_embed import atomic
+
+    if kind not in ("classify", "regress"):
+        raise AnchorEmbedError(f"--kind {kind!r}: classify or regress")
+    y_of, report = read_labels(labels, target, kind, strict)
+    say(f"[bold]probe[/]: {report.summary()}")
+    sets = [read_vector_set(v) for v in vectors]
+    if not sets:
+        raise AnchorEmbedError("give at least one --vectors")
+    common = set(y_of)
+    for _, keys, _ in sets:
+        common &= set(keys)
+    common = sorted(common)
+    if len(common) < 2 * folds:
+        raise AnchorEmbedError(f"only {len(common)} streamers have a label and a vector in every set; "
+                               f"{folds}-fold CV needs at least {2 * folds}")
+    y = np.array([y_of[k] for k in common])
+    if kind == "classify" and np.unique(y, return_counts=True)[1].min() < folds:
+        raise AnchorEmbedError(f"'{target}': a class has fewer than {folds} streamers; too few for {folds}-fold CV")
+    rows = []
+    for name, keys, x in sets:
+        at = {k: i for i, k in enumerate(keys)}
+        per = cv_probe(x[[at[k] for k in common]], y, kind, folds, seed)
+        row = {"vectors": name, "streamers": len(common), "target": target}
+        for k, v in per.items():
+            row[k] = round(float(np.mean(v)), 4)
+            row[f"{k}_sd"] = round(float(np.std(v, ddof=1)), 4)
+        rows.append(row)
+    metrics = [k for k in rows[0] if k not in ("vectors", "streamers", "target") and not k.endswith("_sd")]
+    table = "\n".join(["| vectors | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)] + [
+        f"| {r['vectors']} | " + " | ".join(f"{r[m]:.4f} ± {r[m + '_sd']:.4f}" for m in metrics) + " |"
+        for r in rows]) + "\n"
+    say(table)
+    if out:
+        atomic.write_json(Path(out) / "probe.json", {"rows": rows, "labels": str(labels), "target": target,
+                                                     "kind": kind, "folds": folds, "seed": seed})
+        atomic.write_text(Path(out) / "probe.md", table)
+    return rows

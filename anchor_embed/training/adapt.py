@@ -1,0 +1,208 @@
+"""`anchor-embed adapt`: teach a trained model a new task by a small patch, the base left as it is.
+
+The task is a label (a class or a number per streamer, from a CSV or Parquet keyed by anchor_id) learned
+by a head on the streamer vector. Three modes share the loop, the data and the selection: `adapter`
+(low-rank deltas on the fusion transformer plus the head; only they train and only they are saved),
+`full` (every weight, a whole new model) and `head` (the head alone on frozen vectors). A validation share
+picks the epoch; with --holdout-frac a test share is scored once at the end (outcome.json, test.json).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from anchor_embed import atomic
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.features.cache import open_cache
+from anchor_embed.model.adapter import add_patch, load_patch, patch_tensors
+from anchor_embed.model.batcher import Batcher
+from anchor_embed.model.store import load_model, model_hash
+from anchor_embed.progress import say
+from anchor_embed.training.config import AdaptConfig
+from anchor_embed.training.fit import Task, fit, open_run, run_info
+
+PATCH, HEAD, ADAPTER = "patch.safetensors", "head.safetensors", "adapter.json"
+
+
+def _splits(keys: list[str], frac_test: float, frac_val: float, seed: int) -> tuple[list[str], list[str], list[str]]:
+    from anchor_embed.evaluation.metrics import holdout_split
+
+    test = holdout_split(keys, frac_test, seed, salt="adapt-test") if frac_test else set()
+    rest = [k for k in keys if k not in test]
+    val = holdout_split(rest, frac_val, seed, salt="adapt-val") if frac_val else set()
+    return [k for k in rest if k not in val], sorted(val), sorted(test)
+
+
+class AdaptTask(Task):
+    """A head on the (patched, fully trained, or frozen) fusion model's vector, for one label."""
+
+    monitor = "score"
+
+    def __init__(self, model, batcher: Batcher, cfg: AdaptConfig, rows: dict[str, np.ndarray], y: dict[str, np.ndarray],
+                 classes: list[str]) -> None:
+        self.model, self.batcher, self.cfg = model, batcher, cfg
+        self.label = f"adapt:{cfg.mode}"
+        self.rows, self.y, self.classes = rows, y, classes
+        out = len(classes) if cfg.kind == "classify" else 1
+        self.head = nn.Linear(model.cfg.out_dim, out)
+        self.deltas = add_patch(model, cfg.rank, cfg.alpha) if cfg.mode == "adapter" else {}
+        if cfg.mode == "head":
+            model.requires_grad_(False)
+        self.patch = nn.ModuleDict({p.replace(".", "__"): d for p, d in self.deltas.items()})
+
+    def modules(self) -> dict:
+        mods = {"head": self.head}
+        if self.cfg.mode == "adapter":
+            mods["patch"] = self.patch
+        elif self.cfg.mode == "full":
+            mods["model"] = self.model
+        return mods
+
+    def trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.rows["train"]) // self.cfg.batch_size)
+
+    def batch_size(self) -> int:
+        return self.cfg.batch_size
+
+    def start_epoch(self, epoch: int) -> None:
+        self.model.train(self.cfg.mode != "head")   # a frozen base under a lone head gives its plain vectors
+
+    def _logits(self, rows: np.ndarray) -> torch.Tensor:
+        return self.head(self.model(self.batcher.make(rows.tolist())))
+
+    def _loss(self, logits: torch.Tensor, y: np.ndarray) -> torch.Tensor:
+        if self.cfg.kind == "classify":
+            return F.cross_entropy(logits, torch.from_numpy(y))
+        return F.mse_loss(logits[:, 0], torch.from_numpy(y))
+
+    def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        n = len(self.rows["train"])
+        pick = rng.choice(n, size=min(self.cfg.batch_size, n), replace=False)
+        loss = self._loss(self._logits(self.rows["train"][pick]), self.y["train"][pick])
+        return loss, {"loss": loss.item()}
+
+    @torch.no_grad()
+    def predict(self, part: str) -> np.ndarray:
+        was = self.model.training
+        self.model.eval()
+        rows = self.rows[part]
+        out = [self._logits(rows[s:s + 512]).numpy() for s in range(0, len(rows), 512)]
+        self.model.train(was)
+        return np.concatenate(out) if out else np.zeros((0, 1))
+
+    def score(self, part: str) -> dict[str, float]:
+        """macro-F1 (classes) or R² (numbers) of a split: the selection figure."""
+        from sklearn.metrics import f1_score, r2_score
+
+        pred, y = self.predict(part), self.y[part]
+        if self.cfg.kind == "classify":
+            return {"score": float(f1_score(y, pred.argmax(1), average="macro"))}
+        return {"score": float(r2_score(y, pred[:, 0]))}
+
+    def validate(self) -> dict[str, float] | None:
+        return {"score": self.score("val")["score"]} if len(self.rows["val"]) >= 2 else None
+
+    def save_best(self, out: Path) -> None:
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD))
+        if self.cfg.mode == "adapter":
+            save_file(patch_tensors(self.deltas), str(out / PATCH))
+        elif self.cfg.mode == "full":
+            from anchor_embed.model.store import save_model
+
+            save_model(out, self.model)
+
+
+def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features: str | Path | None = None,
+          config: str | Path | None = None, resume: bool = False, **overrides) -> dict:
+    """Train RUN `out` on a label task from the run `pretrained`; returns outcome with sizes and test scores."""
+    from anchor_embed.config import resolve
+    from anchor_embed.evaluation.probe import read_labels
+    from anchor_embed.locks import exclusive
+
+    cfg = resolve(AdaptConfig, config, overrides)
+    pretrained, out = Path(pretrained), Path(out)
+    features = features or run_info(pretrained).get("features")
+    if features is None:
+        raise AnchorEmbedError(f"{pretrained}: no run.json naming its feature cache; pass --features")
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, cfg.threads))
+    cache = open_cache(features)
+    y_of, report = read_labels(labels, cfg.target, cfg.kind)
+    say(f"[bold]adapt[/]: {report.summary()}")
+    pos = cache.key_index()
+    keys = sorted(k for k in y_of if k in pos)
+    if len(keys) < 10:
+        raise AnchorEmbedError(f"{labels}: only {len(keys)} labelled streamers are in the feature cache {features}")
+    classes = sorted({str(y_of[k]) for k in keys}) if cfg.kind == "classify" else []
+    values = np.array([y_of[k] for k in keys], np.float64) if cfg.kind == "regress" else None
+    mean, sd = (float(values.mean()), float(values.std() or 1.0)) if values is not None else (0.0, 1.0)
+    parts = dict(zip(("train", "val", "test"), _splits(keys, cfg.holdout_frac, cfg.val_frac, cfg.seed), strict=True))
+    rows = {p: np.array([pos[k] for k in ks], np.int64) for p, ks in parts.items()}
+    y = {p: (np.array([classes.index(str(y_of[k])) for k in ks], np.int64) if cfg.kind == "classify"
+             else np.array([(y_of[k] - mean) / sd for k in ks], np.float32)) for p, ks in parts.items()}
+    model, _ = load_model(pretrained)
+    model.train()
+    task = AdaptTask(model, Batcher.for_model(model, cache), cfg, rows, y, classes)
+    total = sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in task.head.parameters())
+    with exclusive(out, "adapt run"):
+        ckpt = open_run(out, cfg, resume, {"stage": "adapt", "features": str(Path(features).resolve()),
+                                           "pretrained": str(pretrained.resolve()), "labels": str(labels),
+                                           "base_hash": model_hash(pretrained), "classes": classes,
+                                           "target_mean": mean, "target_sd": sd})
+        fit(task, out, cfg, ckpt)
+        restore_best(task, out)
+        test = task.score("test") if len(rows["test"]) >= 2 else None
+        size = sum((out / f).stat().st_size for f in (PATCH, HEAD, "model.safetensors") if (out / f).is_file())
+        summary = {"mode": cfg.mode, "rank": cfg.rank if cfg.mode == "adapter" else None, "base": str(pretrained.resolve()),
+                   "base_hash": model_hash(pretrained), "target": cfg.target, "kind": cfg.kind, "classes": classes,
+                   "alpha": task.deltas[next(iter(task.deltas))].scale * cfg.rank if task.deltas else None,
+                   "trainable_params": task.trainable(), "total_params": total,
+                   "trainable_share": round(task.trainable() / total, 5), "patch_bytes": size,
+                   "test_score": None if test is None else round(test["score"], 4),
+                   "test_metric": None if test is None else ("macro_f1" if cfg.kind == "classify" else "r2")}
+        atomic.write_json(out / ADAPTER, summary)
+    say(f"[bold]adapt[/]: {cfg.mode}: {summary['trainable_params']} trainable parameters "
+        f"({summary['trainable_share']:.2%} of {total}), {size} bytes saved"
+        + (f"; test {summary['test_metric']} {summary['test_score']}" if test else ""))
+    return summary
+
+
+def restore_best(task: AdaptTask, out: Path) -> None:
+    """Put the saved (best-epoch) weights back into the task, to score its test share."""
+    task.head.load_state_dict(load_file(str(out / HEAD)))
+    if task.cfg.mode == "adapter":
+        t = load_file(str(out / PATCH))
+        with torch.no_grad():
+            for p, d in task.deltas.items():
+                d.A.copy_(t[f"{p}.A"])
+                d.B.copy_(t[f"{p}.B"])
+    elif task.cfg.mode == "full":
+        task.model.load_state_dict(load_model(out)[0].state_dict())
+
+
+def load_adapted(patch_dir: str | Path):
+    """The fusion model of an adapt run: its base with the patch applied (adapter), or its own (full/head)."""
+    patch_dir = Path(patch_dir)
+    f = patch_dir / ADAPTER
+    if not f.is_file():
+        raise AnchorEmbedError(f"{patch_dir}: not an adapt run (no {ADAPTER})")
+    info = json.loads(f.read_text())
+    if info["mode"] == "full":
+        return load_model(patch_dir)[0], info
+    base = Path(info["base"])
+    if not (base / "model.safetensors").is_file() or model_hash(base) != info["base_hash"]:
+        raise AnchorEmbedError(f"{patch_dir}: its base model {base} is gone or changed (hash {info['base_hash']})")
+    model, _ = load_model(base)
+    if info["mode"] == "adapter":
+        load_patch(model, load_file(str(patch_dir / PATCH)), info["rank"], info["alpha"])
+    return model.eval(), info

@@ -1,0 +1,70 @@
+"""probe: labels read with bad rows counted, scores equal scikit-learn's on the same folds, one table."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+from sklearn.metrics import f1_score, make_scorer, r2_score, roc_auc_score
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.evaluation.probe import cv_probe, read_labels
+from tests.conftest import run_cli
+
+
+def test_labels_with_bad_rows(tmp_path):
+    f = tmp_path / "l.csv"
+    f.write_text("anchor_id,y\na,1.5\nb,\n,3\nc,x\na,2\nd,inf\ne,4\n")
+    got, report = read_labels(f, "y", "regress")
+    assert got == {"a": 1.5, "e": 4.0} and report.skipped == 5
+    assert any("line 6" in p and "duplicate" in p for p in report.problems)
+    with pytest.raises(AnchorEmbedError, match="needs columns 'anchor_id' and 'z'"):
+        read_labels(f, "z", "regress")
+
+
+def test_cv_probe_equals_the_formula_on_the_same_folds():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6))
+    y_num = x @ rng.normal(size=6) + rng.normal(size=120)
+    per = cv_probe(x, y_num, "regress", folds=4, seed=3)
+    r2, rho = [], []
+    for tr, te in KFold(4, shuffle=True, random_state=3).split(x):
+        m = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13))).fit(x[tr], y_num[tr])
+        r2.append(r2_score(y_num[te], m.predict(x[te])))
+        rho.append(spearmanr(y_num[te], m.predict(x[te])).statistic)
+    np.testing.assert_allclose(per["r2"], r2)
+    np.testing.assert_allclose(per["spearman"], rho)
+    y_cls = (x[:, 0] + 0.3 * rng.normal(size=120) > 0).astype(int)
+    per = cv_probe(x, y_cls, "classify", folds=4, seed=3)
+    f1, auc = [], []
+    for tr, te in StratifiedKFold(4, shuffle=True, random_state=3).split(x, y_cls):
+        m = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=8, cv=3, max_iter=2000, scoring=make_scorer(f1_score, average="macro")))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            m.fit(x[tr], y_cls[tr])
+        f1.append(f1_score(y_cls[te], m.predict(x[te]), average="macro"))
+        auc.append(roc_auc_score(y_cls[te], m.predict_proba(x[te])[:, 1]))
+    np.testing.assert_allclose(per["macro_f1"], f1)
+    np.testing.assert_allclose(per["roc_auc"], auc)
+    assert np.mean(auc) > 0.9                                     # the signal is there and found
+
+
+@pytest.mark.slow
+def test_cli_probe_table_over_vector_sets(sample, sample_cache, pretrained, tmp_path):
+    labels = tmp_path / "kind.csv"
+    rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()]
+    labels.write_text("anchor_id,kind\n" + "".join(f"{r['anchor_id']},{r['meta']['kind']}\n" for r in rows))
+    vec = tmp_path / "vec"
+    assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out", vec) == 0
+    assert run_cli("probe", "--vectors", f"frozen={sample_cache}", "--vectors", f"pretrained={vec}", "--vectors",
+                   f"ids={sample / 'ids.npy'}", "--labels", labels, "--target", "kind", "--folds", "3", "--out",
+                   tmp_path / "p") == 0
+    out = json.loads((tmp_path / "p" / "probe.json").read_text())["rows"]
+    assert [r["vectors"] for r in out] == ["frozen", "pretrained", "ids"]
+    assert len({r["streamers"] for r in out}) == 1                 # every set on the same streamers
+    assert out[0]["macro_f1"] > 0.5                                # content shows the kind

@@ -1,0 +1,81 @@
+"""adapt: a patch that is small, leaves the base as it is, rebuilds the adapted model, and is served by embed."""
+
+import copy
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from anchor_embed.features.cache import open_cache
+from anchor_embed.model.adapter import add_patch, target_weights
+from anchor_embed.model.batcher import Batcher, embed_all
+from anchor_embed.model.store import load_model
+from anchor_embed.training.adapt import load_adapted
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def labels(sample, tmp_path_factory):
+    path = tmp_path_factory.mktemp("labels") / "kind.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["anchor_id", "kind", "n_tags"])
+        for line in (sample / "streamers.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            w.writerow([r["anchor_id"], r["meta"]["kind"], len(r["tags"])])
+    return path
+
+
+def test_patch_math_and_the_fused_fast_path(sample_cache, pretrained):
+    """The patched weight is W + (alpha/r) B A, and inference (PyTorch's fused encoder path) reads it."""
+    model, _ = load_model(pretrained)
+    plain = copy.deepcopy(model)
+    deltas = add_patch(model, rank=2, alpha=3.0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for d in deltas.values():
+            d.B.normal_(std=0.05)
+    for (module, name, path), (pm, pn, _) in zip(target_weights(model), target_weights(plain), strict=True):
+        d = deltas[path]
+        want = getattr(pm, pn) + 1.5 * (d.B @ d.A)
+        assert torch.allclose(getattr(module, name), want, atol=1e-6), path
+        with torch.no_grad():
+            getattr(pm, pn).copy_(want)                     # a plain model with the merged weights
+    cache = open_cache(sample_cache)
+    got = embed_all(model, Batcher.for_model(model, cache))             # inference mode: the fast path
+    np.testing.assert_allclose(got, embed_all(plain, Batcher.for_model(plain, cache)), atol=1e-5)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if "parametrizations" not in n
+               or n.endswith("original"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["adapter", "full", "head"])
+def test_cli_adapt_modes(sample, sample_cache, pretrained, labels, tmp_path, mode):
+    before = load_file(str(pretrained / "model.safetensors"))
+    out = tmp_path / mode
+    assert run_cli("adapt", "--pretrained", pretrained, "--labels", labels, "--target", "kind", "--out", out,
+                   "--mode", mode, "--epochs", "4", "--batch-size", "16", "--holdout-frac", "0.2", "--rank", "2") == 0
+    info = json.loads((out / "adapter.json").read_text())
+    assert info["mode"] == mode and info["test_metric"] == "macro_f1" and 0 <= info["test_score"] <= 1
+    after = load_file(str(pretrained / "model.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)            # the base is left as it is
+    if mode == "adapter":
+        patch = load_file(str(out / "patch.safetensors"))
+        assert all(k.endswith((".A", ".B")) for k in patch) and not (out / "model.safetensors").exists()
+        assert info["trainable_share"] < 0.10 and info["patch_bytes"] < (pretrained / "model.safetensors").stat().st_size / 5
+        adapted, _ = load_adapted(out)
+        vec = tmp_path / "vec"
+        assert run_cli("embed", "--model", pretrained, "--adapter", out, "--streamers", sample / "streamers.jsonl",
+                       "--out", vec) == 0
+        cache = open_cache(sample_cache)
+        want = embed_all(adapted, Batcher.for_model(adapted, cache))
+        np.testing.assert_allclose(np.load(vec / "vectors.npy"), want, atol=1e-5)
+        base = embed_all(load_model(pretrained)[0], Batcher.for_model(adapted, cache))
+        assert not np.allclose(want, base, atol=1e-4)                       # the patch changed the vectors
+    elif mode == "head":
+        assert info["trainable_params"] == 6 * 17                           # a 16-d vector -> 6 classes
+    assert run_cli("adapt", "--pretrained", pretrained, "--labels", labels, "--target", "n_tags", "--kind",
+                   "regress", "--out", tmp_path / "r", "--mode", mode, "--epochs", "2", "--batch-size", "16") == 0

@@ -139,6 +139,29 @@ def write_report(path: Path, command: str, results: dict, speed: list[dict], pic
             lines.append(f"| {row} | " + " | ".join(fmt([r["recall_at_10"] for r in abl[n].get(row, [])])
                                                     if abl[n].get(row) else "-" for n in names) + " |")
         lines.append("")
+    for name, res in results.items():
+        down = res.get("downstream") or {}
+        if not down:
+            continue
+        lines += [f"## One vector, many tasks: {name}", "",
+                  "Linear probe (5-fold CV, regularisation chosen inside each fold) of each vector set on the streamers "
+                  "that have an ID embedding; mean ± sd over the folds. Classes: macro-F1 and ROC-AUC; numbers: R² "
+                  "and Spearman.", ""]
+        for target, table in down["probe"].items():
+            metrics = list(next(iter(table.values())))
+            lines += [f"**{target}**", "", "| vectors | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+            lines += [f"| {v} | " + " | ".join(f"{table[v][m][0]:.4f} ± {table[v][m][1]:.4f}" for m in metrics) + " |"
+                      for v in table]
+            lines.append("")
+        lines += ["Adapting the transferred model, per seed one 80/20 split (the 20% scored once): the linear "
+                  "probe, `adapt --mode head`, `adapt --mode adapter`, `adapt --mode full`. Score: macro-F1 "
+                  "(classes) or R² (numbers), mean ± sd over seeds; trainable parameters and the saved bytes.", "",
+                  "| task | row | score | trainable params | share | saved bytes |", "|---|---|---|---|---|---|"]
+        for target, c in down["compare"].items():
+            for row, r in c["rows"].items():
+                lines.append(f"| {target} | {row} | {fmt(r['scores'])} | {r.get('params', '-')} | "
+                             f"{r.get('share', '-') if 'share' in r else '-'} | {r.get('bytes', '-')} |")
+        lines.append("")
     lines += ["## Speed", "", "Each row from its own process; ratio = ours / baseline measured in the same run.", "",
               "| job | figures |", "|---|---|"]
     for r in speed:

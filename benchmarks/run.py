@@ -95,6 +95,11 @@ def main() -> None:
         log(f"quality: {d.name}")
         results[d.name] = run_dataset(d, args.out, args.seeds, budget, args.data.parent / "tools")
         curves[d.name] = results[d.name]["curves"]
+        if not args.quick:
+            from benchmarks.downstream import run_downstream
+
+            log(f"downstream tasks: {d.name}")
+            results[d.name]["downstream"] = run_downstream(d, args.out, args.seeds)
     sp = speed(args.data, args.out, args.vectors)
     args.out.mkdir(parents=True, exist_ok=True)
     pics = plot(curves, results, args.report.parent) if results else []

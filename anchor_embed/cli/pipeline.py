@@ -33,6 +33,7 @@ def parse_columns(text: str | None, id_column: str | None) -> dict[str, str] | N
 
 
 # options several commands share
+Device = Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(help="Where to compute (auto: CUDA when present).")]
 Columns = Annotated[str | None, typer.Option(help="Record fields from other column names: field=column,... "
                                              "(e.g. profile=bio,tags=labels); default: the field names.")]
 IdColumn = Annotated[str | None, typer.Option(help="Column holding the anchor_id in Parquet input (default anchor_id).")]
@@ -56,7 +57,8 @@ def features(
     id_column: IdColumn = None,
     columns: Columns = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
-    threads: int = 2,
+    threads: Annotated[int, typer.Option(help="CPU threads of the backbones.")] = 2,
+    device: Device = "auto",
 ) -> None:
     """Run the frozen backbones once per distinct text, frame and tag; cache the features."""
     from anchor_embed.features.build import build_features
@@ -64,7 +66,7 @@ def features(
     build_features(streamers=streamers, out=out, media_root=media_root, text_backbone=text_backbone,
                    image_backbone=image_backbone, video_frames=video_frames, max_texts=max_texts,
                    max_frames=max_frames, max_tags=max_tags, strict=strict, threads=threads,
-                   max_text_chars=max_text_chars, columns=parse_columns(columns, id_column))
+                   max_text_chars=max_text_chars, columns=parse_columns(columns, id_column), device=device)
 
 
 def demo(
@@ -81,7 +83,7 @@ def demo(
 @config_flags(PretrainConfig, "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup", "patience",
               "val_frac", "temperature", "max_overlap",
               "modality_drop", "queue_size", "out_dim", "d_model", "layers", "heads", "max_texts", "max_frames",
-              "max_tags", "seed", "threads")
+              "max_tags", "seed", "threads", "device", "precision")
 def pretrain(
     features: Annotated[Path, typer.Option(help="Feature cache made by `anchor-embed features`.")],
     out: Annotated[Path, typer.Option(help="Run folder: config, metrics, checkpoints, model.")],
@@ -111,13 +113,14 @@ def evaluate(
     knn_average: Annotated[bool, typer.Option(help="Also score content-kNN averaging of training ID embeddings.")] = False,
     train_id_emb: Annotated[Path | None, typer.Option(help="ID embeddings the models were taught with, if not --id-emb (noisy, sparse; default: --id-emb).")] = None,
     id_column: Annotated[str, typer.Option(help="Column holding the anchor_id in Parquet ID embeddings.")] = "anchor_id",
+    device: Device = "auto",
 ) -> None:
     """Recall@10/50, NDCG@10, alignment, uniformity of each model against behavioural neighbours."""
     from anchor_embed.evaluation.evaluate import evaluate as run
 
     run(features=features, id_emb=id_emb, models=model, id_keys=id_keys, out=out, holdout_frac=holdout_frac,
         seed=seed, frozen=frozen, ridge=ridge, knn_average=knn_average, train_id_emb=train_id_emb,
-        id_column=id_column)
+        id_column=id_column, device=device)
 
 
 def probe(
@@ -138,7 +141,7 @@ def probe(
 
 
 @config_flags(AdaptConfig, "target", "kind", "mode", "rank", "alpha", "epochs", "batch_size", "lr", "patience",
-              "val_frac", "holdout_frac", "seed", "threads")
+              "val_frac", "holdout_frac", "seed", "threads", "device", "precision")
 def adapt(
     pretrained: Annotated[Path, typer.Option(help="The trained run to adapt (pretrain or transfer).")],
     labels: Annotated[Path, typer.Option(help="CSV or Parquet with anchor_id and the --target column.")],
@@ -173,7 +176,7 @@ def parse_params(items: list[str] | None) -> dict | None:
 
 @config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup",
               "patience", "val_frac", "k", "filter", "threshold",
-              "quantile", "holdout_frac", "init", "aux_weight", "seed", "threads")
+              "quantile", "holdout_frac", "init", "aux_weight", "seed", "threads", "device", "precision")
 def transfer(
     pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],
     id_emb: IdEmb,

@@ -28,6 +28,7 @@ def embed(
     columns: Annotated[str | None, typer.Option(help="Record fields from other column names: field=column,... (default: the field names).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace vectors in --out made from other inputs.")] = False,
     adapter: Annotated[Path | None, typer.Option(help="An `adapt` run: the model with its patch (default: none).")] = None,
+    device: Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(help="Where to compute (auto: CUDA when present).")] = "auto",
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
 ) -> None:
     """Vectors for every streamer, in resumable shards with done markers."""
@@ -35,7 +36,8 @@ def embed(
     from anchor_embed.serving.embed import embed as run
 
     run(model=model, streamers=streamers, out=out, media_root=media_root, dtype=dtype, shard=shard, strict=strict,
-        features=features, columns=parse_columns(columns, id_column), overwrite=overwrite, adapter=adapter)
+        features=features, columns=parse_columns(columns, id_column), overwrite=overwrite, adapter=adapter,
+        device=device)
 
 
 def serve(

@@ -70,6 +70,7 @@ def evaluate(
     knn_average: bool = False,
     train_id_emb: str | Path | None = None,
     id_column: str = "anchor_id",
+    device: str = "auto",
 ) -> list[dict]:
     """Score each model's content kNN against ID-embedding neighbours of held-out streamers.
 
@@ -119,11 +120,13 @@ def evaluate(
         k = choose_knn_k(content, taught, fit_rows, seed=seed)
         named["content-kNN average (reference)"] = knn_average_vectors(content, taught, fit_rows, k)
         say(f"[bold]evaluate[/]: content-kNN averaging over the {k} nearest of {len(fit_rows)} training streamers")
+    from anchor_embed.training.device import resolve_device
     from anchor_embed.training.fit import warn_if_unfinished
 
     for m, label in zip(models, model_labels(models), strict=True):
         warn_if_unfinished(Path(m))
         model, _ = load_model(m)
+        model.to(resolve_device(device))
         vecs = embed_all(model, Batcher.for_model(model, cache))
         named[label] = vecs[rows_in_cache]
     rows = score(named, ids.vectors, queries)

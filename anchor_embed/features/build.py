@@ -161,7 +161,7 @@ def _wanted_keys(atoms: Atoms) -> dict[str, list[str]]:
 
 def encode_new(out: Path, atoms: Atoms, media: Path, text_backbone: str, image_backbone: str,
                threads: int, old_meta: dict, source: str, media_report: MediaReport,
-               reuse: Path | None = None) -> Encoded:
+               reuse: Path | None = None, device: str = "cpu") -> Encoded:
     """Run the backbones over the atoms the cache lacks, into parts (a crash resumes from them), then merge.
 
     With `reuse` (a cache made by the same backbones), atoms it holds are copied from it, not encoded.
@@ -196,7 +196,7 @@ def encode_new(out: Path, atoms: Atoms, media: Path, text_backbone: str, image_b
     n_parts = {kind: len(list((out / "parts").glob(f"{kind}-*.npy"))) for kind in KINDS}
     with make_progress() as progress:
         if new_texts or new_tags:
-            text_model = load_text_backbone(text_backbone, threads)
+            text_model = load_text_backbone(text_backbone, threads, device)
             text_dim = text_model.dim
             for kind, items, label in (("text", new_texts, "texts"), ("tag", new_tags, "tags")):
                 seconds[kind] = _encode_batches(items, text_model.encode, PartWriter(out, kind, n_parts[kind]),
@@ -205,7 +205,7 @@ def encode_new(out: Path, atoms: Atoms, media: Path, text_backbone: str, image_b
             text_dim = old_meta.get("text_dim") or have_dim["text"] or have_dim["tag"]
         image_dim = old_meta.get("image_dim") or have_dim["frame"]
         if new_frames:
-            image_model = load_image_backbone(image_backbone, threads)
+            image_model = load_image_backbone(image_backbone, threads, device)
             image_dim = image_model.dim
             seconds["frame"] = _encode_frames(new_frames, media, image_model,
                                               PartWriter(out, "frame", n_parts["frame"]), media_report, progress)
@@ -277,6 +277,7 @@ def build_features(
     columns: dict[str, str] | None = None,
     reuse: str | Path | None = None,
     shard: tuple[int, int] = (0, 1),
+    device: str = "auto",
 ) -> dict:
     """Run the frozen backbones over what is new in `streamers` and (re)write the cache at `out`.
 
@@ -303,8 +304,10 @@ def build_features(
         for line in read_report.notes:
             say(f"  note: {line}")
         donor = _compatible(reuse, wanted, max_text_chars)
+        from anchor_embed.training.device import resolve_device
+
         enc = encode_new(out, atoms, media, text_backbone, image_backbone, threads, old_meta, str(streamers),
-                         media_report, donor)
+                         media_report, donor, str(resolve_device(device)))
         counts = write_streamer_index(out, records, atoms)
 
         rates = {f"{k}_per_s": round(enc.new[k] / enc.seconds[k], 1) for k in ("text", "frame", "tag")

@@ -89,7 +89,7 @@ def embed_rows(model: FusionModel, batcher: Batcher, rows, batch_size: int = 512
     for s in range(0, len(rows), batch_size):
         chunk = rows[s:s + batch_size]
         atoms = None if only is None else [[a for a in batcher.all_atoms(i) if a[0] == only] for i in chunk]
-        out[s:s + len(chunk)] = model(batcher.make(chunk, atoms)).numpy()
+        out[s:s + len(chunk)] = model(batcher.make(chunk, atoms)).float().cpu().numpy()
     model.train(was)
     return out
 

@@ -7,7 +7,7 @@ tags), each plus a modality-type embedding, after a learned [CLS] token; padding
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -52,6 +52,18 @@ class TokenBatch:
     tag_id: torch.Tensor      # (B, Lg) long, 0 = not frequent
     tag_mask: torch.Tensor
 
+    def __getitem__(self, rows: slice) -> TokenBatch:
+        """The batch of some of its streamers (a rank's share), padding kept."""
+        return TokenBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def to(self, device: torch.device) -> TokenBatch:
+        """The batch on `device` (through pinned memory to a GPU, asynchronously); itself when already there."""
+        if self.text.device == device:
+            return self
+        pin = device.type == "cuda"
+        return TokenBatch(**{f.name: (getattr(self, f.name).pin_memory() if pin else getattr(self, f.name))
+                             .to(device, non_blocking=pin) for f in fields(self)})
+
 
 class FusionModel(nn.Module):
     """Modality tokens -> transformer encoder -> [CLS] -> linear -> L2 normalise."""
@@ -86,6 +98,7 @@ class FusionModel(nn.Module):
         nn.init.normal_(self.head.bias, std=1e-3)
 
     def forward(self, batch: TokenBatch) -> torch.Tensor:
+        batch = batch.to(self.cls.device)
         b = batch.text.shape[0]
         dev = self.cls.device
         parts = [self.cls.expand(b, 1, -1) + self.type_embed.weight[TYPE_CLS]]

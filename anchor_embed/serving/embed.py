@@ -66,7 +66,7 @@ def _claim(out: Path, made: dict, overwrite: bool) -> None:
 def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root: str | Path | None = None,
           dtype: str = "float32", shard: str = "0/1", strict: bool = False, batch_size: int = 512,
           columns: dict[str, str] | None = None, features: str | Path | None = None, overwrite: bool = False,
-          adapter: str | Path | None = None) -> dict:
+          adapter: str | Path | None = None, device: str = "auto") -> dict:
     """Embed one shard of `streamers` with the run `model`; merge all shards once every one is done.
 
     The shard reads only its own rows; atoms already in the model's feature cache (or `features`) are copied
@@ -92,6 +92,9 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
             raise AnchorEmbedError(f"{adapter}: a patch of {info['base']}, not of --model {model}")
     else:
         net, _ = load_model(model)
+    from anchor_embed.training.device import resolve_device
+
+    net.to(resolve_device(device))
     warn_if_unfinished(model)
     media = Path(media_root) if media_root else (streamers if streamers.is_dir() else streamers.parent)
     made = _fingerprint(model, streamers, media, dtype, n, columns, Path(adapter) if adapter else None)
@@ -115,7 +118,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
                 atomic.write_lines(part, (r.model_dump_json() for r in records))
                 build_features(part, sdir / "features", media_root=media, text_backbone=fmeta["text_backbone"],
                                image_backbone=fmeta["image_backbone"], video_frames=fmeta["video_frames"],
-                               strict=strict, max_text_chars=fmeta.get("max_text_chars", 2000), reuse=donor)
+                               strict=strict, max_text_chars=fmeta.get("max_text_chars", 2000), reuse=donor,
+                               device=device)
                 cache = open_cache(sdir / "features")
                 batcher = Batcher.for_model(net, cache)
                 vecs = embed_all(net, batcher, batch_size=batch_size).astype(dtype)

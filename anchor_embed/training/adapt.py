@@ -26,7 +26,7 @@ from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.store import load_model, model_hash
 from anchor_embed.progress import say
 from anchor_embed.training.config import AdaptConfig
-from anchor_embed.training.fit import Task, fit, open_run, run_info
+from anchor_embed.training.fit import Task, fit, run_info, training_run
 
 PATCH, HEAD, ADAPTER = "patch.safetensors", "head.safetensors", "adapter.json"
 
@@ -78,25 +78,25 @@ class AdaptTask(Task):
         self.model.train(self.cfg.mode != "head")   # a frozen base under a lone head gives its plain vectors
 
     def _logits(self, rows: np.ndarray) -> torch.Tensor:
-        return self.head(self.model(self.batcher.make(rows.tolist())))
+        return self.head((self.net or self.model)(self.batcher.make(rows.tolist())))
 
     def _loss(self, logits: torch.Tensor, y: np.ndarray) -> torch.Tensor:
         if self.cfg.kind == "classify":
-            return F.cross_entropy(logits, torch.from_numpy(y))
-        return F.mse_loss(logits[:, 0], torch.from_numpy(y))
+            return F.cross_entropy(logits, torch.from_numpy(y).to(logits.device))
+        return F.mse_loss(logits[:, 0], torch.from_numpy(y).to(logits.device))
 
     def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         n = len(self.rows["train"])
         pick = rng.choice(n, size=min(self.cfg.batch_size, n), replace=False)
         loss = self._loss(self._logits(self.rows["train"][pick]), self.y["train"][pick])
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
     @torch.no_grad()
     def predict(self, part: str) -> np.ndarray:
         was = self.model.training
         self.model.eval()
         rows = self.rows[part]
-        out = [self._logits(rows[s:s + 512]).numpy() for s in range(0, len(rows), 512)]
+        out = [self._logits(rows[s:s + 512]).float().cpu().numpy() for s in range(0, len(rows), 512)]
         self.model.train(was)
         return np.concatenate(out) if out else np.zeros((0, 1))
 
@@ -127,7 +127,6 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     """Train RUN `out` on a label task from the run `pretrained`; returns outcome with sizes and test scores."""
     from anchor_embed.config import resolve
     from anchor_embed.evaluation.probe import read_labels
-    from anchor_embed.locks import exclusive
 
     cfg = resolve(AdaptConfig, config, overrides)
     pretrained, out = Path(pretrained), Path(out)
@@ -154,11 +153,10 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     model.train()
     task = AdaptTask(model, Batcher.for_model(model, cache), cfg, rows, y, classes)
     total = sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in task.head.parameters())
-    with exclusive(out, "adapt run"):
-        ckpt = open_run(out, cfg, resume, {"stage": "adapt", "features": str(Path(features).resolve()),
-                                           "pretrained": str(pretrained.resolve()), "labels": str(labels),
-                                           "base_hash": model_hash(pretrained), "classes": classes,
-                                           "target_mean": mean, "target_sd": sd})
+    info = {"stage": "adapt", "features": str(Path(features).resolve()), "pretrained": str(pretrained.resolve()),
+            "labels": str(labels), "base_hash": model_hash(pretrained), "classes": classes, "target_mean": mean,
+            "target_sd": sd}
+    with training_run(out, cfg, resume, info, "adapt run") as ckpt:
         fit(task, out, cfg, ckpt)
         restore_best(task, out)
         test = task.score("test") if len(rows["test"]) >= 2 else None

@@ -21,6 +21,8 @@ class TrainingConfig(RunConfig):
     warmup: float = Field(0.05, ge=0, lt=1, description="Share of all steps with a linear learning-rate warmup")
     patience: int = Field(5, ge=0, description="Epochs without a better validation figure before stopping (0 = never)")
     val_frac: float = Field(0.1, ge=0, lt=1, description="Share of the training streamers held aside for validation")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train (auto: CUDA when present)")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA; CPU stays fp32")
     seed: int = Field(0, description="Seed of every random draw")
     threads: int = Field(2, ge=1, description="torch threads")
 

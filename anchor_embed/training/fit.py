@@ -11,8 +11,11 @@ start, so a run resumed from the last epoch checkpoint replays the interrupted e
 from __future__ import annotations
 
 import json
+import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +31,28 @@ from anchor_embed.progress import make_progress, say
 from anchor_embed.training import checkpoints
 from anchor_embed.training.config import TrainingConfig
 
-RESUMABLE = {"epochs", "threads"}  # settings a resumed run may change: its budget and its thread count
+RESUMABLE = {"epochs", "threads", "device", "precision"}  # what a resumed run may change: budget and hardware
 
 
 class Task(ABC):
-    """One training objective over a fusion model, as `fit` needs it."""
+    """One training objective over a fusion model, as `fit` needs it.
+
+    `fit` sets `net` (the model, or its DDP wrapper: forward passes go through it), `device` and `dist`
+    before the first step; a task embeds only its rank's share of a batch and gathers the rest (`dist`).
+    """
 
     label: str = "train"
     model: FusionModel
+    net: torch.nn.Module | None = None
+    device: torch.device = torch.device("cpu")
+    dist = None
+
+    def to(self, device: torch.device) -> None:
+        """Move the task's modules and state tensors to `device`."""
+        for m in self.modules().values():
+            m.to(device)
+        self.model.to(device)
+        self.device = device
 
     def modules(self) -> dict[str, nn.Module]:
         """Checkpointed modules by name; their trainable parameters are optimised."""
@@ -122,6 +139,23 @@ def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path |
     return ckpt
 
 
+@contextmanager
+def training_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict, what: str, dist=None) -> Iterator[Path | None]:
+    """The run folder for the duration of training: locked and opened by rank 0 (`open_run`), followed by the
+    other ranks once it is ready; yields the checkpoint to resume from."""
+    from anchor_embed.locks import exclusive
+
+    if dist is None or dist.is_main:
+        with exclusive(out, what):
+            ckpt = open_run(out, cfg, resume, info)
+            if dist is not None:
+                dist.barrier()
+            yield ckpt
+    else:
+        dist.barrier()
+        yield checkpoints.latest(out) if resume else None
+
+
 def _state(task: Task, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
     opt_flat, opt_meta = checkpoints.optimizer_tensors(opt)
     tensors = {name: m.state_dict() for name, m in task.modules().items()}
@@ -180,20 +214,52 @@ class Selection:
         return {"best": self.best, "best_epoch": self.best_epoch}
 
 
-def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None) -> list[dict]:
+def _sum_gradients(state, bucket):
+    """DDP communication hook: sum the ranks' gradients (each flowed through its own share of the batch into
+    the same global loss), so the update equals one process's on the concatenated batch."""
+    import torch.distributed as torch_dist
+
+    fut = torch_dist.all_reduce(bucket.buffer(), async_op=True).get_future()
+    return fut.then(lambda f: f.value()[0])
+
+
+def _attach(task: Task, cfg: TrainingConfig, dist) -> torch.device:
+    """Put the task on its device and, with several processes, wrap its model in DDP."""
+    from anchor_embed.training.device import resolve_device
+
+    device = resolve_device(cfg.device, dist.local_rank)
+    task.to(device)
+    task.dist = dist
+    if dist.world > 1 and any(p.requires_grad for p in task.model.parameters()):
+        from torch.nn.parallel import DistributedDataParallel
+
+        task.net = DistributedDataParallel(task.model, device_ids=[device.index] if device.type == "cuda" else None)
+        task.net.register_comm_hook(None, _sum_gradients)
+    else:
+        task.net = task.model
+    return device
+
+
+def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, dist=None) -> list[dict]:
     """Train `task` for at most `cfg.epochs` epochs into RUN `out` (resuming from `ckpt`); returns the metrics rows.
 
     Each epoch ends with validation, a `metrics.jsonl` row and a checkpoint (what `--resume` continues). The
     run's model (model.safetensors) is the epoch with the best validation figure; training stops when it has
     not improved for `cfg.patience` epochs, and with one clear error when the model collapses. RUN/outcome.json,
-    written last, says which epoch was kept and why training ended: a run without it did not finish.
+    written last, says which epoch was kept and why training ended: a run without it did not finish. With
+    several processes (`dist`), rank 0 validates and writes; the others follow its verdicts.
     """
+    from anchor_embed.training.device import autocast
+    from anchor_embed.training.distributed import Dist
     from anchor_embed.training.guard import collapse_reason
     from anchor_embed.training.schedule import lr_at
 
+    dist = dist or Dist()
+    device = _attach(task, cfg, dist)
     opt = make_optimizer(task, cfg)
     start, history, state = 0, [], None
-    (out / "outcome.json").unlink(missing_ok=True)
+    if dist.is_main:
+        (out / "outcome.json").unlink(missing_ok=True)
     if ckpt is not None:
         state = _restore(task, opt, ckpt)
         start = state["epoch"]
@@ -213,57 +279,72 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None) ->
             task.start_epoch(epoch)
             for m in task.modules().values():
                 m.train()
-            sums: dict[str, float] = {}
+            sums: dict[str, torch.Tensor | float] = {}
             t0 = time.perf_counter()
             for step in range(steps):
                 lr = lr_at(epoch * steps + step, total, cfg.lr, warmup, cfg.schedule)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 rng = np.random.default_rng([cfg.seed, epoch, step])
-                loss, stats = task.loss(epoch, step, rng)
+                with autocast(device, cfg.precision):
+                    loss, stats = task.loss(epoch, step, rng)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 task.after_step()
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                progress.update(bar, advance=1, info=f"epoch {epoch + 1} loss {stats['loss']:.3f}")
+                for k, v in stats.items():             # kept on the device: no sync per step
+                    sums[k] = sums.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v)
+                shown = {"info": f"epoch {epoch + 1} loss {float(stats['loss']):.3f}"} if step % 10 == 0 else {}
+                progress.update(bar, advance=1, **shown)   # the loss is read (a device sync) every 10 steps
             secs = time.perf_counter() - t0
-            row = {"epoch": epoch + 1, **{k: round(v / steps, 5) for k, v in sums.items()},
+            row = {"epoch": epoch + 1, **{k: round(float(v) / steps, 5) for k, v in sums.items()},
                    "streamers_per_s": round(steps * task.batch_size() / secs, 1), "lr": lr,
                    "extra": task.epoch_extra()}
             for m in task.modules().values():
                 m.eval()
-            with torch.no_grad():
-                validation = task.validate()
+            validation = None
+            if dist.is_main:
+                with torch.no_grad():
+                    validation = task.validate()
             if validation is not None:
                 row["validation"] = {k: round(v, 5) for k, v in validation.items()}
             spread = (validation or {}).get("uniformity", row.get("uniformity"))
             previous = history[-1].get("loss") if history else None
-            reason = collapse_reason(row.get("loss"), task.chance_candidates(), spread, previous)
-            row["best"] = reason is None and selection.update(epoch + 1, validation)
+            reason = collapse_reason(row.get("loss"), task.chance_candidates(), spread, previous) if dist.is_main else None
+            best = reason is None and selection.update(epoch + 1, validation) if dist.is_main else False
+            flags = dist.broadcast_flags(float(best), float(reason is not None), float(selection.best_epoch),
+                                         float("nan") if selection.best is None else float(selection.best))
+            row["best"], collapsed = bool(flags[0]), bool(flags[1])
+            selection.best_epoch = int(flags[2])
+            selection.best = None if math.isnan(flags[3]) else flags[3]
             history.append(row)
-            atomic.write_jsonl(out / "metrics.jsonl", history)
-            say(_line(row))
-            if reason is not None:
+            if dist.is_main:
+                atomic.write_jsonl(out / "metrics.jsonl", history)
+                say(_line(row))
+            if collapsed:
                 kept = f"the model of epoch {selection.best_epoch} stays in {out}" if selection.best_epoch \
                     else "no model was saved"
+                reason = reason or "rank 0 saw it collapse"
                 say(f"[yellow]{task.label}[/]: epoch {epoch + 1} looks collapsed: {reason}")
                 raise AnchorEmbedError(f"{out}: training collapsed at epoch {epoch + 1} ({reason}); {kept}. "
                                        "Try a lower --lr, a larger --batch-size or a higher --temperature")
-            if row["best"]:
-                task.save_best(out)
-            tensors, ckpt_state = _state(task, opt)
-            checkpoints.save(out, epoch + 1, tensors, {"epoch": epoch + 1, **ckpt_state, **selection.state()})
+            if dist.is_main:
+                if row["best"]:
+                    task.save_best(out)
+                tensors, ckpt_state = _state(task, opt)
+                checkpoints.save(out, epoch + 1, tensors, {"epoch": epoch + 1, **ckpt_state, **selection.state()})
+            dist.barrier()
     if stopped == "patience":
         say(f"[bold]{task.label}[/]: no better {task.monitor} for {cfg.patience} epochs; "
             f"stopped after epoch {len(history)}, keeping epoch {selection.best_epoch}")
-    atomic.write_json(out / "outcome.json", {
-        "complete": True, "epochs_run": len(history), "stopped_by": stopped, "best_epoch": selection.best_epoch,
-        "monitor": task.monitor, "best": selection.best})
-    from anchor_embed.training.card import write_card
+    if dist.is_main:
+        atomic.write_json(out / "outcome.json", {
+            "complete": True, "epochs_run": len(history), "stopped_by": stopped, "best_epoch": selection.best_epoch,
+            "monitor": task.monitor, "best": selection.best})
+        from anchor_embed.training.card import write_card
 
-    write_card(out)
+        write_card(out)
+    dist.barrier()
     return history
 
 

@@ -15,7 +15,7 @@ from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionConfig, FusionModel, tag_vocabulary
 from anchor_embed.model.views import ViewConfig, split_views
 from anchor_embed.training.config import PretrainConfig
-from anchor_embed.training.fit import Task, fit, open_run
+from anchor_embed.training.fit import Task, fit, training_run
 
 
 def build_model(cache: FeatureCache, cfg: PretrainConfig) -> FusionModel:
@@ -76,14 +76,20 @@ class PretrainTask(Task):
     def parameters(self) -> list:
         return list(self.model.parameters()) + ([self.log_t] if self.cfg.learn_temperature else [])
 
+    def to(self, device: torch.device) -> None:
+        super().to(device)
+        with torch.no_grad():
+            self.log_t.data = self.log_t.data.to(device)
+        self.queue, self.queue_ids = self.queue.to(device), self.queue_ids.to(device)
+
     def extra_tensors(self) -> dict:
         return {"log_t": self.log_t.detach().clone(), "queue": self.queue.clone(), "queue_ids": self.queue_ids.clone()}
 
     def load_extra_tensors(self, tensors: dict) -> None:
         with torch.no_grad():
             self.log_t.copy_(tensors["log_t"])
-        self.queue = tensors["queue"]
-        self.queue_ids = tensors.get("queue_ids", torch.full((len(self.queue),), -1, dtype=torch.long))
+        self.queue = tensors["queue"].to(self.device)
+        self.queue_ids = tensors.get("queue_ids", torch.full((len(self.queue),), -1, dtype=torch.long)).to(self.device)
 
     def steps_per_epoch(self) -> int:
         return len(self.train_rows) // self.bs  # drop the ragged tail: a tiny last batch gives a noisy loss
@@ -109,31 +115,35 @@ class PretrainTask(Task):
             self._val_batches = view_batches(self.batcher, self.val_rows.tolist(), self.views, rng, 0.0, 0.0)
         za, zb = (self.model(b) for b in self._val_batches)
         whole = self.model(self.batcher.make(self.val_rows.tolist()))
+        za, zb, whole = za.float(), zb.float(), whole.float()
         return {"loss": float(info_nce(za, zb, self.temperature())), "view_top1": float(top1_accuracy(za, zb)),
                 "alignment": float(alignment(za, zb)), "uniformity": float(uniformity(whole))}
 
     def temperature(self) -> torch.Tensor:
         return self.log_t.exp().clamp(min=self.cfg.min_temperature)
 
-    def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         ids = self.perm[step * self.bs:(step + 1) * self.bs].tolist()
+        # every rank draws the views of the whole batch (the same draws), then embeds its own share
         batch_a, batch_b = view_batches(self.batcher, ids, self.views, rng, self.cfg.noise, self.cfg.feature_dropout)
-        za, zb = self.model(batch_a), self.model(batch_b)
+        mine = self.dist.share(len(ids)) if self.dist else slice(None)
+        gather = self.dist.gather if self.dist else (lambda x: x)
+        za, zb = gather(self.net(batch_a[mine])), gather(self.net(batch_b[mine]))
         t = self.temperature()
         if self.momentum_model is None:
             loss = info_nce(za, zb, t)
         else:
             with torch.no_grad():
-                ka, kb = self.momentum_model(batch_a), self.momentum_model(batch_b)
+                ka, kb = gather(self.momentum_model(batch_a[mine])), gather(self.momentum_model(batch_b[mine]))
             queue = self.queue if len(self.queue) else None
-            own = torch.as_tensor(ids)[:, None] == self.queue_ids[None, :] if queue is not None else None
+            own = torch.as_tensor(ids, device=za.device)[:, None] == self.queue_ids[None, :] if queue is not None else None
             loss = (info_nce(za, kb, t, queue, symmetric=False, extra_not_negative=own)
                     + info_nce(zb, ka, t, queue, symmetric=False, extra_not_negative=own)) / 2
             self._keys = (ka, kb, ids)
         with torch.no_grad():
             za, zb = za.detach(), zb.detach()
-            stats = {"loss": float(loss), "view_top1": float(top1_accuracy(za, zb)),
-                     "alignment": float(alignment(za, zb)), "uniformity": float(uniformity(za))}
+            stats = {"loss": loss.detach(), "view_top1": top1_accuracy(za, zb), "alignment": alignment(za, zb),
+                     "uniformity": uniformity(za)}
         return loss, stats
 
     def after_step(self) -> None:
@@ -145,7 +155,7 @@ class PretrainTask(Task):
                 p_m.mul_(m).add_(p.detach(), alpha=1 - m)
             ka, kb, ids = self._keys
             self.queue = torch.cat([ka, kb, self.queue])[: self.cfg.queue_size]
-            ids_t = torch.as_tensor(ids, dtype=torch.long)
+            ids_t = torch.as_tensor(ids, dtype=torch.long, device=self.queue.device)
             self.queue_ids = torch.cat([ids_t, ids_t, self.queue_ids])[: self.cfg.queue_size]
 
     def epoch_extra(self) -> dict[str, float]:
@@ -168,9 +178,10 @@ def pretrain(
     if cache.n < 2:
         raise AnchorEmbedError(f"{features}: pretraining needs at least 2 streamers, found {cache.n}")
     from anchor_embed.fingerprint import cache_digest
-    from anchor_embed.locks import exclusive
+    from anchor_embed.training.distributed import Dist
 
-    with exclusive(out, "pretrain run"):
-        ckpt = open_run(out, cfg, resume, {"stage": "pretrain", "features": str(Path(features).resolve()),
-                                           "feature_meta": cache.meta, "inputs": {"features": cache_digest(features)}})
-        return fit(PretrainTask(cache, cfg), out, cfg, ckpt)
+    dist = Dist.from_env()
+    info = {"stage": "pretrain", "features": str(Path(features).resolve()), "feature_meta": cache.meta,
+            "inputs": {"features": cache_digest(features)}, "processes": dist.world}
+    with training_run(out, cfg, resume, info, "pretrain run", dist) as ckpt:
+        return fit(PretrainTask(cache, cfg), out, cfg, ckpt, dist)

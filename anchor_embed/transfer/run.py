@@ -22,7 +22,7 @@ from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.store import load_model
 from anchor_embed.model.views import ViewConfig
 from anchor_embed.progress import say
-from anchor_embed.training.fit import Task, fit, open_run, run_info, saved_config
+from anchor_embed.training.fit import Task, fit, run_info, saved_config, training_run
 from anchor_embed.transfer.config import TransferConfig
 from anchor_embed.transfer.filters import FILTERS
 from anchor_embed.transfer.methods import METHODS
@@ -58,7 +58,11 @@ class TransferTask(Task):
         return self.method.chance_candidates(self.cfg.batch_size) if self.cfg.aux_weight == 0 else None
 
     def embed(self, rows: np.ndarray) -> torch.Tensor:
-        return self.model(self.batcher.make(list(map(int, rows))))
+        """Vectors of `rows` (a global batch): this rank embeds its share, the others' arrive gathered."""
+        rows = np.asarray(rows)
+        if self.dist is None or self.dist.world == 1:
+            return self.net(self.batcher.make(rows.tolist()))
+        return self.dist.gather(self.net(self.batcher.make(rows[self.dist.share(len(rows))].tolist())))
 
     def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         from anchor_embed.training.pretrain import view_batches
@@ -68,17 +72,17 @@ class TransferTask(Task):
         if self.cfg.aux_weight > 0:
             n = self.batcher.cache.n
             rows = rng.choice(n, size=min(self.cfg.batch_size, n), replace=False).tolist()
-            za, zb = (self.model(v) for v in view_batches(self.batcher, rows, self.views, rng, self.noise,
-                                                          self.feature_dropout))
+            za, zb = (self.net(v) for v in view_batches(self.batcher, rows, self.views, rng, self.noise,
+                                                        self.feature_dropout))
             aux = info_nce(za, zb, self.cfg.aux_temperature)
-            aux_value = aux.item()
+            aux_value = aux.detach()
             loss = loss + self.cfg.aux_weight * aux
-        return loss, {"loss": loss.item(), "aux_loss": aux_value}
+        return loss, {"loss": loss.detach(), "aux_loss": aux_value}
 
     def validate(self) -> dict[str, float] | None:
         if self.validation is None:
             return None
-        vecs = embed_rows(self.model, self.batcher, self.validation.candidates)
+        vecs = embed_rows(self.model, self.batcher, self.validation.candidates)   # rank 0 only
         sample = vecs[np.random.default_rng(0).permutation(len(vecs))[:2000]]
         return {"recall_at_10": self.validation.score(vecs), "uniformity": float(uniformity(torch.from_numpy(sample)))}
 
@@ -159,18 +163,19 @@ def transfer(
 
     inputs = {"features": cache_digest(features), "id_emb": input_digest(id_emb),
               "pretrained": file_digest(pretrained / "model.safetensors")}
-    from anchor_embed.locks import exclusive
+    from anchor_embed.training.distributed import Dist
 
-    with exclusive(out, "transfer run"):
-        ckpt = open_run(out, cfg, resume, {"stage": "transfer", "features": str(Path(features).resolve()),
-                                           "pretrained": str(pretrained.resolve()), "id_emb": str(id_emb),
-                                           "mining": mining, "inputs": inputs})
-        _write_pairs(out, cache.keys, pairs)
-        atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
+    dist = Dist.from_env()
+    info = {"stage": "transfer", "features": str(Path(features).resolve()), "pretrained": str(pretrained.resolve()),
+            "id_emb": str(id_emb), "mining": mining, "inputs": inputs, "processes": dist.world}
+    with training_run(out, cfg, resume, info, "transfer run", dist) as ckpt:
+        if dist.is_main:
+            _write_pairs(out, cache.keys, pairs)
+            atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
         steps = max(1, len(train_rows) // cfg.batch_size)
         validation = None
-        if len(split.val_rows) >= 2:
+        if len(split.val_rows) >= 2 and dist.is_main:
             candidates = np.sort(np.concatenate([train_rows, split.val_rows]))
             validation = NeighbourRecall(split.val_vectors, candidates, split.val_rows)
         task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained), validation)
-        return fit(task, out, cfg, ckpt)
+        return fit(task, out, cfg, ckpt, dist)

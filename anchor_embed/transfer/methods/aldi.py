@@ -66,6 +66,6 @@ class ReliabilityDistillation(TransferMethod):
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         rows = torch.as_tensor(batch["rows"])
         z = embed(batch["rows"])
-        u = self.unit_ids[rows]
+        u = self.unit_ids[rows].to(z.device)
         teacher = torch.softmax((u @ u.T / self.params.target_temperature).fill_diagonal_(float("-inf")), dim=1)
-        return soft_target_nce(z, teacher, self.params.temperature, row_weights=self.weights[rows])
+        return soft_target_nce(z, teacher, self.params.temperature, row_weights=self.weights[rows].to(z.device))

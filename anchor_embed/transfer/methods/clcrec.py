@@ -32,5 +32,5 @@ class ContentIdContrast(TransferMethod):
 
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         z = embed(batch["rows"])
-        ids = F.normalize(self.project(torch.from_numpy(self.data.id_vectors[batch["rows"]])), dim=1)
+        ids = F.normalize(self.project(torch.from_numpy(self.data.id_vectors[batch["rows"]]).to(z.device)), dim=1)
         return info_nce(z, ids, self.params.temperature)

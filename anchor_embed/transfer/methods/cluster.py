@@ -31,4 +31,4 @@ class ClusterLabels(TransferMethod):
 
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         logits = self.classifier(embed(batch["rows"])) / self.params.temperature
-        return F.cross_entropy(logits, torch.from_numpy(self.labels[batch["rows"]]))
+        return F.cross_entropy(logits, torch.from_numpy(self.labels[batch["rows"]]).to(logits.device))

@@ -146,15 +146,15 @@ class Contrastive(TransferMethod):
         t = self.temperature()
         if self.params.batches == "pairs":
             zq, zn = embed(batch["query"]), embed(batch["neighbour"])
-            mask = false_negative_mask(batch["query"], batch["neighbour"], self.kept_codes, self.n)
+            mask = false_negative_mask(batch["query"], batch["neighbour"], self.kept_codes, self.n).to(zq.device)
             loss = info_nce(zq, zn, t, not_negative=mask)
             rows, z = batch["query"], zq
         else:
             rows = batch["rows"]
             z = embed(rows)
-            loss = soft_target_nce(z, self.targets(rows), t)
+            loss = soft_target_nce(z, self.targets(rows).to(z.device), t)
         if self.id_head is not None:
             pred = self.id_head(z)
             loss = loss + self.params.id_head_weight * (1 - F.cosine_similarity(
-                pred, self.unit_ids[torch.as_tensor(rows)], dim=1)).mean()
+                pred, self.unit_ids[torch.as_tensor(rows)].to(pred.device), dim=1)).mean()
         return loss

@@ -24,7 +24,7 @@ class FeatureDistillation(TransferMethod):
 
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         pred = self.map(embed(batch["rows"]))
-        target = torch.from_numpy(self.data.id_vectors[batch["rows"]])
+        target = torch.from_numpy(self.data.id_vectors[batch["rows"]]).to(pred.device)
         if self.params.feature_loss == "mse":
             return F.mse_loss(pred, target)
         return (1 - F.cosine_similarity(pred, target, dim=1)).mean()

@@ -20,5 +20,5 @@ class RelationalDistillation(TransferMethod):
 
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         z = embed(batch["rows"])
-        t = F.normalize(torch.from_numpy(self.data.id_vectors[batch["rows"]]), dim=1)
+        t = F.normalize(torch.from_numpy(self.data.id_vectors[batch["rows"]]).to(z.device), dim=1)
         return self.params.distance_weight * rkd_distance(z, t) + self.params.angle_weight * rkd_angle(z, t)

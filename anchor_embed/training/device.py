@@ -1,0 +1,38 @@
+"""Where tensors live: `--device auto|cpu|cuda|mps` (auto: CUDA when present, else Apple's MPS, else CPU) and
+`--precision fp32|bf16` (bf16 autocast on CUDA only; the CPU path stays fp32)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from anchor_embed.errors import AnchorEmbedError
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """The torch device a name means here; asking for one this machine lacks is one clear error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise AnchorEmbedError("--device cuda: no CUDA device here (use --device auto or cpu)")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise AnchorEmbedError("--device mps: no MPS device here (use --device auto or cpu)")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise AnchorEmbedError(f"--device {name!r}: choose auto, cpu, cuda or mps")
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast for the forward passes on CUDA; a no-op elsewhere and for fp32."""
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -21,6 +21,7 @@ HOLDOUT = 0.2
 # one lever each, against the default transfer (contrastive with its defaults): name -> transfer settings
 ABLATIONS: dict[str, dict] = {
     "pairs (the original objective)": {"params": {"batches": "pairs"}},
+    "neighbourhoods of 4": {"params": {"group": 4}},
     "one positive per seed": {"params": {"positives": "pair"}},
     "no soft targets": {"params": {"soft_weight": 0.0}},
     "soft targets only": {"params": {"soft_weight": 1.0}},

@@ -77,8 +77,14 @@ def main() -> None:
                     help="1 seed, clean ID embeddings only, no ablation, shorter caps, 100k vectors.")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--vectors", type=int, default=1_000_000)
+    ap.add_argument("--variants", default="clean,noisy,sparse",
+                    help="ID-embedding variants to teach with, comma-separated (clean, noisy, sparse).")
+    ap.add_argument("--no-ablation", action="store_true", help="Skip the ablation rows of the default method.")
     args = ap.parse_args()
-    budget = Budget()
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if bad := [v for v in variants if v not in ("clean", "noisy", "sparse")]:
+        ap.error(f"--variants: unknown {', '.join(bad)} (known: clean, noisy, sparse)")
+    budget = Budget(ablations=not args.no_ablation, variants=variants)
     if args.quick:
         args.seeds, args.vectors = 1, 100_000
         budget = Budget(pretrain_epochs=15, transfer_epochs=40, patience=5, ablations=False, variants=("clean",))

@@ -16,7 +16,7 @@ Atom = tuple[str, int]  # (kind, position in that streamer's list of that kind)
 
 @dataclass(frozen=True)
 class ViewConfig:
-    max_overlap: float = 0.2
+    max_overlap: float = 0.5
     modality_drop: float = 0.2
     keep: float = 0.9  # share of atoms that enter the union at all
 

@@ -30,10 +30,13 @@ class TrainingConfig(RunConfig):
 class PretrainConfig(TrainingConfig):
     """Everything that shapes a pretraining run; saved as RUN_DIR/config.json."""
 
+    epochs: int = Field(30, ge=1, description="Most epochs to train (the lowest loss is kept; stops early)")
+    lr: float = Field(3e-4, gt=0, description="AdamW learning rate")
     temperature: float = Field(0.07, gt=0, description="InfoNCE temperature (the start, if learned)")
     learn_temperature: bool = Field(False, description="Learn the temperature (CLIP's logit scale)")
     min_temperature: float = Field(0.01, gt=0, description="Clamp of a learned temperature (CLIP: 1/100)")
-    max_overlap: float = Field(0.2, ge=0, le=1, description="Cap on atoms shared by two views, over their union")
+    max_overlap: float = Field(0.5, ge=0, le=1, description="Cap on atoms shared by two views, over their union "
+                               "(0.2 is unlearnable on text+tags data: the views share too little)")
     modality_drop: float = Field(0.2, ge=0, le=1, description="Chance a view drops a whole modality")
     keep: float = Field(0.9, gt=0, le=1, description="Share of a streamer's atoms that enter the two views at all")
     noise: float = Field(0.02, ge=0, description="Gaussian noise on the input features of each view")

@@ -20,8 +20,9 @@ class TransferConfig(TrainingConfig):
 
     method: MethodName = Field("contrastive", description="Transfer method")
     params: Any = Field(default_factory=dict, description="The method's own settings (see its Params)")
-    epochs: int = Field(10, ge=1, description="Epochs to train")
+    epochs: int = Field(100, ge=1, description="Most epochs to train (validation R@10 keeps the best, stops early)")
     lr: float = Field(3e-4, gt=0, description="AdamW learning rate")
+    patience: int = Field(10, ge=0, description="Epochs without a better validation figure before stopping (0 = never)")
     k: int = Field(10, ge=1, description="Behavioural neighbours mined per streamer")
     filter: FilterName = Field("content", description="How mined pairs are judged alike in content")
     threshold: float | None = Field(None, description="Content score a kept pair must reach")

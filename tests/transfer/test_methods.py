@@ -138,7 +138,7 @@ def test_contrastive_neighbourhood_batches_and_targets():
     score = np.tile([0.9, 0.8, 0.7], n).astype(np.float32)
     data = TransferData(rng.normal(size=(n, 4)).astype(np.float32), np.arange(n), q, nb, score)
     cls = METHODS.load("contrastive")
-    m = cls(5, data, cls.Params(batches="neighbourhoods", group=4), seed=0)
+    m = cls(5, data, cls.Params(batches="neighbourhoods", group=4, soft_weight=0.0), seed=0)
     rows = m.sample(np.random.default_rng(1), 12)["rows"]
     assert len(rows) == len(set(rows.tolist())) == 12
     blocks = np.repeat(np.arange(8), 4)                              # disjoint neighbourhoods of 4

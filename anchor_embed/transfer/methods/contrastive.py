@@ -61,12 +61,12 @@ class Contrastive(TransferMethod):
     class Params(RunConfig):
         temperature: float = Field(0.1, gt=0, description="InfoNCE temperature (the start, if learned)")
         learn_temperature: bool = Field(False, description="Learn the temperature")
-        batches: Literal["pairs", "neighbourhoods"] = Field("pairs", description="How a batch is drawn")
-        group: int = Field(4, ge=2, description="neighbourhoods: streamers per neighbourhood (seed + neighbours)")
+        batches: Literal["pairs", "neighbourhoods"] = Field("neighbourhoods", description="How a batch is drawn")
+        group: int = Field(2, ge=2, description="neighbourhoods: streamers per neighbourhood (seed + neighbours)")
         positives: Literal["pair", "multi"] = Field(
             "multi", description="neighbourhoods: the seed's mined pair only, or every kept neighbour in the "
             "batch weighted by 1/rank of its ID similarity")
-        soft_weight: float = Field(0.0, ge=0, le=1, description="neighbourhoods: share of soft targets from "
+        soft_weight: float = Field(0.5, ge=0, le=1, description="neighbourhoods: share of soft targets from "
                                    "the ID similarities (1 = soft targets only)")
         target_temperature: float = Field(0.05, gt=0, description="Temperature of the soft targets")
         hard_negatives: int = Field(0, ge=0, description="neighbourhoods: filtered-out neighbours added per seed")

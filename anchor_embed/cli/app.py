@@ -33,6 +33,7 @@ COMMANDS = {
     "serve": "anchor_embed.cli.serving:serve",
     "dedup": "anchor_embed.cli.serving:dedup",
     "scatter": "anchor_embed.cli.serving:scatter_app",
+    "spark": "anchor_embed.cli.spark:app",
     "demo": "anchor_embed.cli.pipeline:demo",
 }
 

@@ -114,6 +114,15 @@ def dedup_vectors(x: np.ndarray, threshold: float, clusters: int = 0, seed: int 
     """
     x = np.ascontiguousarray(x, np.float32)
     src, dst, _ = candidate_edges(x, threshold, clusters, seed, assign)
+    return groups_from_edges(x, src, dst, threshold, linkage, max_group_size, confirmed, rejected, seed)
+
+
+def groups_from_edges(x: np.ndarray, src: np.ndarray, dst: np.ndarray, threshold: float,
+                      linkage: Literal["single", "complete"] = "single", max_group_size: int = 0,
+                      confirmed: set[tuple[int, int]] | None = None, rejected: set[tuple[int, int]] | None = None,
+                      seed: int = 0) -> list[dict]:
+    """Groups of the candidate pairs (src[i], dst[i]) over rows of `x`: components, split as `linkage` and
+    `max_group_size` ask; the one path of `dedup` and of `spark dedup` (which finds the pairs in executors)."""
     confirmed, rejected = confirmed or set(), rejected or set()
     if rejected:
         keep = np.array([(int(a), int(b)) not in rejected and (int(b), int(a)) not in rejected
@@ -192,11 +201,15 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
         say(f"[bold]dedup[/]: {len(confirmed)} confirmed and {len(rejected)} rejected pairs from {reviewed}")
     groups = dedup_vectors(np.asarray(x, np.float32), threshold, clusters, assign=assign, linkage=linkage,
                            max_group_size=max_group_size, confirmed=confirmed, rejected=rejected)
+    return write_groups(groups, keys, threshold, linkage, Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl")
+
+
+def write_groups(groups: list[dict], keys: list[str], threshold: float, linkage: str, out: Path) -> list[dict]:
+    """DedupGroup lines (ids, not rows) written to `out`, with a one-line summary of the sizes."""
     rows = [{"group": g, "representative": keys[gr["representative"]], "members": [keys[m] for m in gr["members"]],
              "size": len(gr["members"]), "min_similarity": round(gr["min_similarity"], 4),
              "max_similarity": round(gr["max_similarity"], 4), "min_exact": gr["min_exact"], "linkage": linkage}
             for g, gr in enumerate(groups)]
-    out = Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl"
     atomic.write_jsonl(out, rows)
     sizes = np.bincount([r["size"] for r in rows]) if rows else np.array([], int)
     summary = ", ".join(f"{n} of size {s}" for s, n in enumerate(sizes) if n)

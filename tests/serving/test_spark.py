@@ -1,0 +1,126 @@
+"""Spark batch jobs in local[2] on real movielens-100k records: the same vectors, dedup groups and clusters as
+the one-box commands, and bad rows reported, not lost silently."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SMALL, dataset, run_cli, write_jsonl
+
+pytest.importorskip("pyspark", reason="pyspark not installed (pip install 'anchor-embed[spark]')")
+if shutil.which("java") is None:
+    pytest.skip("Spark needs Java (17+) and there is none on PATH", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+MASTER = "local[2]"
+
+
+@pytest.fixture(scope="module")
+def movielens_run(tmp_path_factory) -> dict:
+    """A tiny model on the first 240 movielens streamers and their one-box vectors."""
+    data = dataset("movielens-100k")
+    root = tmp_path_factory.mktemp("spark")
+    lines = (data / "streamers.jsonl").read_text(encoding="utf-8").splitlines()[:240]
+    records = write_jsonl(root / "streamers.jsonl", lines)
+    assert run_cli("features", "--streamers", records, "--media-root", data, "--out", root / "features") == 0
+    assert run_cli("pretrain", "--features", root / "features", "--out", root / "run", *SMALL) == 0
+    assert run_cli("embed", "--model", root / "run", "--streamers", records, "--media-root", data,
+                   "--out", root / "vectors") == 0
+    assert run_cli("spark", "embed", "--model", root / "run", "--streamers", records, "--media-root", data,
+                   "--out", root / "spark-vectors", "--buckets", "4", "--master", MASTER) == 0
+    return {"root": root, "data": data, "records": records}
+
+
+def _table(path: Path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pandas()
+
+
+def _groups(path: Path) -> set[frozenset]:
+    return {frozenset(json.loads(x)["members"]) for x in path.read_text().splitlines()}
+
+
+def test_spark_embed_gives_the_one_box_vectors(movielens_run):
+    from anchor_embed.serving.vectors import open_vectors
+
+    root = movielens_run["root"]
+    x, keys, _ = open_vectors(root / "vectors")
+    t = _table(root / "spark-vectors")
+    assert sorted(t["anchor_id"]) == sorted(keys) and len(keys) == 240
+    pos = {k: i for i, k in enumerate(keys)}
+    got = np.stack(t["vector"].to_numpy())
+    np.testing.assert_allclose(got, x[[pos[a] for a in t["anchor_id"]]], atol=1e-5)
+    meta = json.loads((root / "spark-vectors" / "_anchor_embed.json").read_text())
+    assert meta["count"] == 240 and t["model_id"].nunique() == 1 and t["model_id"][0] == meta["model_hash"]
+    assert sorted(p.name for p in (root / "spark-vectors").glob("bucket=*")) == [f"bucket={i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("flags", [[], ["--linkage", "complete"]])
+def test_spark_dedup_gives_the_one_box_groups(movielens_run, flags):
+    root = movielens_run["root"]
+    threshold = _threshold(root)
+    assert run_cli("dedup", root / "vectors", "--threshold", threshold, "--out", root / "one.jsonl", *flags) == 0
+    assert run_cli("spark", "dedup", root / "spark-vectors", "--threshold", threshold, "--out", root / "spark.jsonl",
+                   "--master", MASTER, *flags) == 0
+    expected = _groups(root / "one.jsonl")
+    assert len(expected) > 1 and _groups(root / "spark.jsonl") == expected
+
+
+def test_spark_clustered_dedup_equals_the_single_process_search(movielens_run):
+    """With --clusters, executors search within clusters of driver centroids: the groups of the same search
+    done in one process over the vectors in anchor_id order (centroids fitted on all of them)."""
+    from anchor_embed.serving.dedup import dedup_vectors
+
+    root = movielens_run["root"]
+    threshold = _threshold(root)
+    assert run_cli("spark", "dedup", root / "spark-vectors", "--threshold", threshold, "--clusters", "6",
+                   "--out", root / "clustered.jsonl", "--master", MASTER) == 0
+    t = _table(root / "spark-vectors").sort_values("anchor_id")
+    ids = t["anchor_id"].tolist()
+    x = np.stack(t["vector"].to_numpy()).astype(np.float32)
+    expected = {frozenset(ids[m] for m in g["members"]) for g in dedup_vectors(x, threshold, clusters=6, assign=2)}
+    assert len(expected) > 1 and _groups(root / "clustered.jsonl") == expected
+
+
+def _threshold(root: Path) -> float:
+    """A cosine that makes a handful of groups of the tiny model's vectors, not one giant one."""
+    from anchor_embed.serving.vectors import open_vectors
+
+    x = np.asarray(open_vectors(root / "vectors")[0])
+    sims = x @ x.T
+    return round(float(np.quantile(sims[np.triu_indices(len(x), 1)], 0.995)), 4)
+
+
+def test_spark_scatter_assigns_the_driver_centroids(movielens_run):
+    from anchor_embed.vectorspace import centroid_index
+
+    root = movielens_run["root"]
+    assert run_cli("spark", "scatter", root / "spark-vectors", "--clusters", "5", "--out", root / "clusters",
+                   "--master", MASTER) == 0
+    t = _table(root / "spark-vectors").sort_values("anchor_id")
+    x = np.stack(t["vector"].to_numpy()).astype(np.float32)
+    _, labels = centroid_index(x, 5, 0).search(x, 1)
+    got = _table(root / "clusters").set_index("anchor_id").loc[t["anchor_id"], "cluster"].to_numpy()
+    np.testing.assert_array_equal(got, labels[:, 0])
+
+
+def test_spark_embed_reports_bad_rows_and_strict_stops(movielens_run, capsys):
+    root, data = movielens_run["root"], movielens_run["data"]
+    good = movielens_run["records"].read_text(encoding="utf-8").splitlines()[:3]
+    bad = write_jsonl(root / "bad.jsonl", [*good, "{not json", json.dumps({"anchor_id": "x1", "tags": 7})])
+    assert run_cli("spark", "embed", "--model", root / "run", "--streamers", bad, "--media-root", data,
+                   "--out", root / "bad-vectors", "--master", MASTER) == 0
+    assert len(_table(root / "bad-vectors")) == 3
+    assert "2 bad record(s) skipped" in capsys.readouterr().err.replace("\n", " ")
+    assert run_cli("spark", "embed", "--model", root / "run", "--streamers", bad, "--media-root", data,
+                   "--out", root / "strict-vectors", "--strict", "--master", MASTER) == 2
+    assert "error:" in capsys.readouterr().err
+    # vectors made from other inputs are never written over silently
+    assert run_cli("spark", "embed", "--model", root / "run", "--streamers", movielens_run["records"],
+                   "--media-root", data, "--out", root / "bad-vectors", "--master", MASTER) == 2

@@ -87,6 +87,7 @@ def job_train(cache_dir: str, steps: int) -> dict:
 
     cfg = PretrainConfig()
     task = PretrainTask(open_cache(cache_dir), cfg)
+    task.net = task.model  # what fit() sets on one process
     opt = make_optimizer(task, cfg)
     task.start_epoch(0)
     bs, per_epoch = task.batch_size(), task.steps_per_epoch()

@@ -99,7 +99,11 @@ def pretrain_views(pretrained: Path) -> tuple[ViewConfig, float, float]:
     """The masked-view settings of the pretraining run behind `pretrained` (defaults if it has none)."""
     from anchor_embed.training.pretrain import PretrainConfig
 
-    p = saved_config(pretrained, PretrainConfig) or PretrainConfig()
+    seen: set[Path] = set()
+    while run_info(pretrained).get("stage") == "transfer" and pretrained.resolve() not in seen:
+        seen.add(pretrained.resolve())          # a transfer run taught further: its own pretraining's views
+        pretrained = Path(run_info(pretrained).get("pretrained", ""))
+    p = (saved_config(pretrained, PretrainConfig) if pretrained.is_dir() else None) or PretrainConfig()
     return p.views(), p.noise, p.feature_dropout
 
 

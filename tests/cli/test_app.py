@@ -144,3 +144,13 @@ def test_outputs_follow_the_umask_and_toml_configs_work(sample_cache, tmp_path):
     (tmp_path / "bad.toml").write_text("epochs = [")
     assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "r2", "--config",
                    tmp_path / "bad.toml") == 2
+
+
+def test_transfer_can_start_from_a_transfer_run(sample, pretrained, tmp_path):
+    """A taught model taught further: its views come from the pretraining behind it, its config is not misread."""
+    first, second = tmp_path / "t1", tmp_path / "t2"
+    base = ["--id-emb", sample / "ids.npy", "--epochs", "1", "--batch-size", "16"]
+    assert run_cli("transfer", "--pretrained", pretrained, "--out", first, *base) == 0
+    assert run_cli("transfer", "--pretrained", first, "--out", second, *base) == 0
+    assert json.loads((second / "run.json").read_text())["pretrained"] == str(first)
+    assert (second / "model.safetensors").is_file()

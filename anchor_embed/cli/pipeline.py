@@ -175,7 +175,7 @@ def parse_params(items: list[str] | None) -> dict | None:
 
 
 @config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup",
-              "patience", "val_frac", "k", "filter", "threshold",
+              "patience", "val_frac", "k", "exact_mining_up_to", "filter", "threshold",
               "quantile", "holdout_frac", "init", "aux_weight", "seed", "threads", "device", "precision")
 def transfer(
     pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],

@@ -24,6 +24,8 @@ class TransferConfig(TrainingConfig):
     lr: float = Field(3e-4, gt=0, description="AdamW learning rate")
     patience: int = Field(10, ge=0, description="Epochs without a better validation figure before stopping (0 = never)")
     k: int = Field(10, ge=1, description="Behavioural neighbours mined per streamer")
+    exact_mining_up_to: int = Field(200_000, ge=2, description="Streamers mined by exact search; an IVF index "
+                                    "above, its measured recall written to run.json")
     filter: FilterName = Field("content", description="How mined pairs are judged alike in content")
     threshold: float | None = Field(None, description="Content score a kept pair must reach")
     quantile: float | None = Field(0.3, ge=0, le=1, description="Per-query quantile of the content score kept")

@@ -146,7 +146,8 @@ def transfer(
         raise AnchorEmbedError(f"{id_emb}: {len(train_rows)} streamer(s) left to train on after the hold-out "
                                "and validation shares; lower --holdout-frac/--val-frac")
 
-    q, n, s = mine(id_vectors, train_rows, cfg.k)
+    search: dict = {}
+    q, n, s = mine(id_vectors, train_rows, cfg.k, cfg.exact_mining_up_to, seed=cfg.seed, report=search)
     score = FILTERS.load(cfg.filter)(FilterInputs(cache, model, batcher))
     pairs = filter_pairs(q, n, s, score, cfg.threshold, cfg.quantile if score is not None else None)
     kq, kn = pairs.kept_pairs()
@@ -155,7 +156,11 @@ def transfer(
     mining = {"mined": int(len(q)), "kept": int(len(kq)), "kept_share": round(len(kq) / max(len(q), 1), 4),
               "filter": cfg.filter, "threshold": cfg.threshold, "quantile": cfg.quantile,
               "train_streamers": int(len(train_rows)), "validation_streamers": int(len(split.val_rows)),
-              "held_out": len(held)}
+              "held_out": len(held), **search}
+    if search["search"] == "ivf":
+        say(f"[bold]transfer[/]: mined by IVF (nprobe {search['nprobe']} of {search['nlist']} lists): Recall@{cfg.k} "
+            f"{search[f'recall_at_{min(cfg.k, len(train_rows) - 1)}']:.3f} against exact search on "
+            f"{search['recall_sample']} queries")
     say(f"[bold]transfer[/]: mined {mining['mined']} pairs, kept {mining['kept']} ({mining['kept_share']:.0%}) "
         f"by filter '{cfg.filter}'; {len(train_rows)} streamers to train on, {len(split.val_rows)} to validate "
         f"on, {len(held)} held out")

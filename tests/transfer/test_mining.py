@@ -51,3 +51,32 @@ def test_quantile_filter_equals_np_quantile_loop_and_caps_ties():
         n = len(sel)
         assert kept[sel].sum() == n - math.ceil(0.5 * (n - 1))
         assert ids[sel][kept[sel]].min() >= ids[sel][~kept[sel]].max(initial=-np.inf)  # the behaviourally closest
+
+
+def test_mining_past_the_exact_limit_uses_ivf_and_reports_a_true_recall():
+    """Over `exact_up_to` streamers the lists come from IVF; the reported sample recall is close to the recall
+    of all lists against exact search (computed here independently with numpy), and at least the target."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 16))
+    ids = (centres[rng.integers(0, 40, 4000)] + 0.6 * rng.normal(size=(4000, 16))).astype(np.float32)
+    rows = np.arange(200, 4000)                      # mining sees only these rows
+    report: dict = {}
+    q, n, s = mine(ids, rows, 10, exact_up_to=1000, min_recall=0.9, report=report)
+    assert report["search"] == "ivf" and report["recall_at_10"] >= 0.9 and 1 <= report["nprobe"] <= report["nlist"]
+    u = ids[rows] / np.linalg.norm(ids[rows], axis=1, keepdims=True)
+    sims = u @ u.T
+    np.fill_diagonal(sims, -np.inf)
+    exact = np.argsort(-sims, axis=1)[:, :10]
+    got = {}
+    for a, b in zip(q, n, strict=True):
+        got.setdefault(int(a), set()).add(int(b))
+    assert set(q.tolist()) <= set(rows.tolist()) and set(n.tolist()) <= set(rows.tolist())
+    assert not np.any(q == n)                                   # never a streamer's own row
+    true_recall = np.mean([len(got.get(int(rows[i]), set()) & set(rows[exact[i]].tolist())) / 10
+                           for i in range(len(rows))])
+    assert abs(true_recall - report["recall_at_10"]) < 0.03
+    np.testing.assert_allclose(s, np.sum(u[np.searchsorted(rows, q)] * u[np.searchsorted(rows, n)], axis=1),
+                               atol=1e-5)                       # scores are the cosines of the pairs
+    small: dict = {}
+    mine(ids, rows[:500], 10, exact_up_to=1000, report=small)
+    assert small == {"search": "exact"}

@@ -162,7 +162,9 @@ def write_report(path: Path, command: str, results: dict, speed: list[dict], pic
                 lines.append(f"| {target} | {row} | {fmt(r['scores'])} | {r.get('params', '-')} | "
                              f"{r.get('share', '-') if 'share' in r else '-'} | {r.get('bytes', '-')} |")
         lines.append("")
-    lines += ["## Speed", "", "Each row from its own process; ratio = ours / baseline measured in the same run.", "",
+    lines += ["## Speed and scale", "", "Each row from its own process; ratio = ours / baseline measured in the same "
+              "run. Scale rows (benchmarks/scale.py) put 2 gloo processes beside 1, and Spark local[2] beside the "
+              "one-process `embed`, on this 2-core machine.", "",
               "| job | figures |", "|---|---|"]
     for r in speed:
         lines.append(f"| {r['job']} | " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "job") + " |")

@@ -107,6 +107,10 @@ def main() -> None:
             log(f"downstream tasks: {d.name}")
             results[d.name]["downstream"] = run_downstream(d, args.out, args.seeds)
     sp = speed(args.data, args.out, args.vectors)
+    if not args.quick:
+        from benchmarks.scale import scale
+
+        sp += scale(args.data, args.out, log)
     args.out.mkdir(parents=True, exist_ok=True)
     pics = plot(curves, results, args.report.parent) if results else []
     write_report(args.report, "make bench-quick" if args.quick else "make bench", results, sp, pics, args.seeds,

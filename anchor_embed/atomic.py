@@ -70,3 +70,14 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
     write_bytes(path, lambda f: np.save(f, array))
+
+
+def write_npy_as(path: str | Path, array: np.ndarray, dtype: Any, chunk: int = 1 << 18) -> None:
+    """`array` (often a memory map) saved as `dtype` atomically, converted a chunk of rows at a time so no
+    full-size copy is made in memory."""
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=array.shape)
+        for start in range(0, len(array), chunk):
+            out[start:start + chunk] = array[start:start + chunk]
+        out.flush()
+        del out

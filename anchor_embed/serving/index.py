@@ -206,7 +206,7 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
             faiss.write_index(index, str(tmp))
         atomic.write_lines(out / "keys.txt", keys)
         write_key_table(out, keys, vec_dir / "labels.jsonl")
-        atomic.write_npy(out / "vectors.npy", np.asarray(x, np.float16))
+        atomic.write_npy_as(out / "vectors.npy", x, np.float16)   # chunked: no full copy in memory
         if (vec_dir / "modalities.npy").is_file():      # per-modality vectors, for similar --explain
             atomic.write_npy(out / "modalities.npy", np.load(vec_dir / "modalities.npy", mmap_mode="r"))
         else:

@@ -100,17 +100,26 @@ def similar(
         raise typer.Exit(code)
 
 
+# dedup's options, shared with `spark dedup`
+Threshold = Annotated[float, typer.Option(help="Cosine at or above which two streamers are duplicates.")]
+Clusters = Annotated[int, typer.Option(help="SemDeDup-style: search within k-means clusters (0 = exact).")]
+Assign = Annotated[int, typer.Option(help="With --clusters: nearest clusters each streamer joins.")]
+Linkage = Annotated[Literal["single", "complete"], typer.Option(
+    help="single: chains of close pairs join; complete: every pair in a group reaches the threshold.")]
+MaxGroupSize = Annotated[int, typer.Option(help="Split larger groups by stricter complete linkage (0 = no limit).")]
+Reviewed = Annotated[Path | None, typer.Option(help="Review log of the serve page: same-owner pairs always grouped, "
+                                               "not-related never (default: none).")]
+
+
 def dedup(
     vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
-    threshold: Annotated[float, typer.Option(help="Cosine at or above which two streamers are duplicates.")] = 0.95,
+    threshold: Threshold = 0.95,
     out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/dedup-T.jsonl).")] = None,
-    clusters: Annotated[int, typer.Option(help="SemDeDup-style: search within k-means clusters (0 = exact).")] = 0,
-    assign: Annotated[int, typer.Option(help="With --clusters: nearest clusters each streamer joins.")] = 2,
-    linkage: Annotated[Literal["single", "complete"], typer.Option(
-        help="single: chains of close pairs join; complete: every pair in a group reaches the threshold.")] = "single",
-    max_group_size: Annotated[int, typer.Option(help="Split larger groups by stricter complete linkage (0 = no limit).")] = 0,
-    reviewed: Annotated[Path | None, typer.Option(help="Review log of the serve page: same-owner pairs always "
-                                                  "grouped, not-related never (default: none).")] = None,
+    clusters: Clusters = 0,
+    assign: Assign = 2,
+    linkage: Linkage = "single",
+    max_group_size: MaxGroupSize = 0,
+    reviewed: Reviewed = None,
 ) -> None:
     """Groups of near-duplicate streamers with a representative each."""
     from anchor_embed.serving.dedup import dedup as run

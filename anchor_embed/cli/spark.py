@@ -5,9 +5,11 @@ plus `--master`. Also a spark-submit entry: `spark-submit .../anchor_embed/cli/s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
+
+from anchor_embed.cli.serving import Assign, Clusters, Linkage, MaxGroupSize, Reviewed, Threshold
 
 Master = Annotated[str | None, typer.Option(help="Spark master URL (default: local[*], or spark-submit's).")]
 Sample = Annotated[int, typer.Option(min=1, help="Vectors sampled to the driver to fit the k-means centroids.")]
@@ -41,15 +43,14 @@ def embed(
 @app.command("dedup")
 def dedup(
     vectors: Annotated[str, typer.Argument(help="Vectors table (Parquet: anchor_id, vector).")],
-    threshold: Annotated[float, typer.Option(help="Cosine at or above which two streamers are duplicates.")] = 0.95,
+    threshold: Threshold = 0.95,
     out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/_dedup-T.jsonl).")] = None,
-    clusters: Annotated[int, typer.Option(help="SemDeDup-style: search within k-means clusters (0 = exact).")] = 0,
-    assign: Annotated[int, typer.Option(help="With --clusters: nearest clusters each streamer joins.")] = 2,
-    linkage: Annotated[Literal["single", "complete"], typer.Option(
-        help="single: chains of close pairs join; complete: every pair in a group reaches the threshold.")] = "single",
-    max_group_size: Annotated[int, typer.Option(help="Split larger groups by stricter complete linkage (0 = no limit).")] = 0,
-    reviewed: Annotated[Path | None, typer.Option(help="Review log of the serve page (default: none).")] = None,
+    clusters: Clusters = 0,
     sample: Sample = 200_000,
+    assign: Assign = 2,
+    linkage: Linkage = "single",
+    max_group_size: MaxGroupSize = 0,
+    reviewed: Reviewed = None,
     seed: int = 0,
     master: Master = None,
 ) -> None:

@@ -107,7 +107,9 @@ def write_report(path: Path, command: str, results: dict, speed: list[dict], pic
              "`aldi` (Huang et al. 2023, weights from each streamer's user count) are the published cold-start "
              "methods as registered transfer methods. Noisy and sparse tables teach every method and reference "
              "with those ID embeddings and judge against the full ones; `ID embeddings used for training` "
-             "scores the teaching ID embeddings themselves (a streamer without one has a zero vector).", ""]
+             "scores the teaching ID embeddings themselves (a streamer without one has a zero vector).", "",
+             f"This run: ID embeddings {', '.join(budget.variants)}; ablation rows "
+             f"{'included' if budget.ablations else 'not run'}.", ""]
     summary = ["## Does the default transfer win?", "",
                "Gain over RidgeCV = mean Recall@10 of `contrastive` / ridge's - 1. Margin = (contrastive - the "
                "best other method or learned reference) in units of the larger of their two standard "

@@ -120,12 +120,14 @@ def dedup(
     linkage: Linkage = "single",
     max_group_size: MaxGroupSize = 0,
     reviewed: Reviewed = None,
+    memory_budget: Annotated[str | None, typer.Option(help="e.g. 4GB: when exact search needs more, search "
+                                                      "within k-means clusters (default: no limit).")] = None,
 ) -> None:
     """Groups of near-duplicate streamers with a representative each."""
     from anchor_embed.serving.dedup import dedup as run
 
     run(vectors=vectors, threshold=threshold, out=out, clusters=clusters, assign=assign, linkage=linkage,
-        max_group_size=max_group_size, reviewed=reviewed)
+        max_group_size=max_group_size, reviewed=reviewed, memory_budget=memory_budget)
 
 
 class AssignByDefault(TyperGroup):

@@ -25,6 +25,7 @@ from anchor_embed.serving.vectors import open_vectors
 
 EXACT_MEMBERS = 3000      # pairwise minimum computed exactly up to this group size
 SAMPLED_PAIRS = 200_000   # pairs sampled for larger groups
+CHUNK = 65_536            # rows converted to float32 at a time when streaming from a memory map
 
 
 def edges_above(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,9 +113,19 @@ def dedup_vectors(x: np.ndarray, threshold: float, clusters: int = 0, seed: int 
     cluster border is still searched together (SemDeDup with one cluster per row misses those). Reviewed
     pairs (row ids) win over the vectors: `confirmed` ones always share a group, `rejected` ones never do.
     """
-    x = np.ascontiguousarray(x, np.float32)
     src, dst, _ = candidate_edges(x, threshold, clusters, seed, assign)
-    return groups_from_edges(x, src, dst, threshold, linkage, max_group_size, confirmed, rejected, seed)
+    confirmed, rejected = confirmed or set(), rejected or set()
+    # only the rows on an edge are read into memory (as float32), so `x` may be a larger-than-RAM memory map
+    nodes = np.unique(np.concatenate([src, dst, np.array(sorted(confirmed), np.int64).ravel()]))
+    at = {int(r): i for i, r in enumerate(nodes)}
+    groups = groups_from_edges(np.asarray(x[nodes], np.float32), np.searchsorted(nodes, src),
+                               np.searchsorted(nodes, dst), threshold, linkage, max_group_size,
+                               {(at[a], at[b]) for a, b in confirmed},
+                               {(at[a], at[b]) for a, b in rejected if a in at and b in at}, seed)
+    for g in groups:
+        g["members"] = nodes[g["members"]].tolist()
+        g["representative"] = int(nodes[g["representative"]])
+    return groups
 
 
 def groups_from_edges(x: np.ndarray, src: np.ndarray, dst: np.ndarray, threshold: float,
@@ -158,8 +169,13 @@ def candidate_edges(x: np.ndarray, threshold: float, clusters: int, seed: int, a
         return edges_above(x, threshold)
     from anchor_embed.vectorspace import centroid_index
 
-    cindex = centroid_index(x, clusters, seed)
-    _, labels = cindex.search(x, max(1, min(assign, cindex.ntotal)))
+    per = 256                                      # rows per centroid faiss trains on (its own cap too)
+    fit = np.arange(len(x)) if len(x) <= per * clusters else \
+        np.sort(np.random.default_rng(seed).choice(len(x), size=per * clusters, replace=False))
+    cindex = centroid_index(np.asarray(x[fit], np.float32), clusters, seed, max_points_per_centroid=per)
+    a = max(1, min(assign, cindex.ntotal))
+    labels = np.concatenate([cindex.search(np.asarray(x[i:i + CHUNK], np.float32), a)[1]
+                             for i in range(0, len(x), CHUNK)]) if len(x) else np.zeros((0, a), np.int64)
     rows, cl = np.repeat(np.arange(len(x)), labels.shape[1]), labels.ravel()
     order = np.argsort(cl, kind="stable")
     found = [(r[s], r[d], v) for r in np.split(rows[order], np.flatnonzero(np.diff(cl[order])) + 1)
@@ -185,11 +201,21 @@ def check_flags(threshold: float, clusters: int, assign: int, max_group_size: in
 
 def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None = None, clusters: int = 0,
           assign: int = 2, linkage: Literal["single", "complete"] = "single", max_group_size: int = 0,
-          reviewed: str | Path | None = None) -> list[dict]:
+          reviewed: str | Path | None = None, memory_budget: str | None = None) -> list[dict]:
     """Write dedup groups (DedupGroup lines) and print a summary of group sizes. `reviewed` is a review log
-    (from the serve page): confirmed pairs always grouped, rejected pairs never."""
+    (from the serve page): confirmed pairs always grouped, rejected pairs never. When exact search would hold
+    more than `memory_budget` in memory, it searches within k-means clusters instead (and says so); the
+    vectors themselves stay memory-mapped."""
     check_flags(threshold, clusters, assign, max_group_size)
     x, keys, _ = open_vectors(vectors)
+    if memory_budget is not None:
+        from anchor_embed.serving.index import parse_bytes
+
+        budget, need = parse_bytes(memory_budget), int(x.shape[0]) * int(x.shape[1]) * 4
+        if clusters <= 1 and need > budget:
+            clusters = max(2, math.ceil(4 * need / budget))   # a cluster's rows (each row in `assign`) fit
+            say(f"[yellow]dedup[/]: exact search over {len(keys)} vectors needs {need / 2**30:.2f} GiB > "
+                f"--memory-budget {memory_budget}: searching within {clusters} k-means clusters instead")
     confirmed, rejected = set(), set()
     if reviewed:
         from anchor_embed.serving.review import read_reviews
@@ -199,7 +225,7 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
         confirmed = {tuple(sorted(pos[k] for k in p)) for p in yes if all(k in pos for k in p)}
         rejected = {tuple(sorted(pos[k] for k in p)) for p in no if all(k in pos for k in p)}
         say(f"[bold]dedup[/]: {len(confirmed)} confirmed and {len(rejected)} rejected pairs from {reviewed}")
-    groups = dedup_vectors(np.asarray(x, np.float32), threshold, clusters, assign=assign, linkage=linkage,
+    groups = dedup_vectors(x, threshold, clusters, assign=assign, linkage=linkage,
                            max_group_size=max_group_size, confirmed=confirmed, rejected=rejected)
     return write_groups(groups, keys, threshold, linkage, Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl")
 

@@ -86,3 +86,48 @@ def test_reviewed_pairs_win_over_the_vectors():
     groups = sorted(sorted(g["members"]) for g in reviewed)
     assert any({0, 2} <= set(g) for g in groups)                 # confirmed: together though far apart
     assert not any({2, 3} <= set(g) for g in groups)             # rejected: apart though alike
+
+
+def test_dedup_over_budget_searches_clusters_of_a_memory_map(tmp_path, capsys):
+    """Exact search needing more than --memory-budget turns into a clustered search (said in one line) over
+    the memory-mapped float16 vectors; planted near-duplicates are still found, as brute force finds them."""
+    import json
+
+    from anchor_embed.data.key_file import write_keys
+    from tests.conftest import run_cli
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(8, 32))
+    base = centres[rng.integers(0, 8, 3000)] + rng.normal(size=(3000, 32))
+    x = np.concatenate([base, base[:40] + rng.normal(scale=0.02, size=(40, 32))])
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+    vec = tmp_path / "vec"
+    vec.mkdir()
+    np.save(vec / "vectors.npy", x)
+    write_keys(vec / "keys.txt", [f"s{i}" for i in range(len(x))])
+    (vec / "meta.json").write_text(json.dumps({"model_hash": "m", "dim": 32, "dtype": "float16", "count": len(x)}))
+    assert run_cli("dedup", vec, "--threshold", "0.97", "--memory-budget", "100KB", "--out", tmp_path / "d.jsonl") == 0
+    assert "searching within" in capsys.readouterr().err.replace("\n", " ")
+    got = sorted(sorted(int(m[1:]) for m in json.loads(line)["members"])
+                 for line in (tmp_path / "d.jsonl").read_text().splitlines())
+    x32 = x.astype(np.float32)
+    sims = x32 @ x32.T
+    np.fill_diagonal(sims, -1)
+    src, dst = np.nonzero(np.triu(sims >= 0.97))
+    assert len(src) >= 40 and got == sorted(sorted(g) for g in _components(len(x), src, dst))
+
+
+def _components(n, src, dst):
+    parent = list(range(n))
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+    for a, b in zip(src, dst, strict=True):
+        parent[find(a)] = find(b)
+    groups: dict[int, list[int]] = {}
+    for i in set(src.tolist()) | set(dst.tolist()):
+        groups.setdefault(find(i), []).append(i)
+    return [g for g in groups.values() if len(g) > 1]

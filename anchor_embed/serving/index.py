@@ -37,6 +37,7 @@ def parse_bytes(text: str) -> int:
 
 KINDS = ("flat", "flat_fp16", "ivf_flat", "hnsw", "ivf_pq")
 SEARCH_PARAM = {"hnsw": "efSearch", "ivf_flat": "nprobe", "ivf_pq": "nprobe"}
+CHUNK = 1 << 20   # rows read at a time when scanning a memory map
 MAX_SCAN = 0.25  # an IVF index that must probe more than this share of its lists to reach the target is no faster
 
 
@@ -110,8 +111,17 @@ def sample_queries(x: np.ndarray, n_queries: int = 1000, k: int = 10, seed: int 
     rng = np.random.default_rng(seed)
     q = np.ascontiguousarray(x[np.sort(rng.choice(len(x), size=min(n_queries, len(x)), replace=False))],
                              dtype=np.float32)
-    # brute force straight over x: no second copy of the vectors in an exact index
-    return q, faiss.knn(q, np.ascontiguousarray(x, dtype=np.float32), min(k, len(x)), metric=faiss.METRIC_INNER_PRODUCT)[1]
+    # brute force over x a chunk at a time (x may be a float16 memory map larger than memory), merging top-k
+    k = min(k, len(x))
+    best_s = np.full((len(q), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(q), 0), np.int64)
+    for s in range(0, len(x), CHUNK):
+        sims, idx = faiss.knn(q, np.ascontiguousarray(x[s:s + CHUNK], dtype=np.float32), min(k, len(x) - s),
+                              metric=faiss.METRIC_INNER_PRODUCT)
+        cs, ci = np.concatenate([best_s, sims], 1), np.concatenate([best_i, idx + s], 1)
+        top = np.argsort(-cs, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(cs, top, 1), np.take_along_axis(ci, top, 1)
+    return q, best_i
 
 
 def recall(index, q: np.ndarray, want: np.ndarray) -> float:
@@ -170,17 +180,16 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
         choose(len(keys), x.shape[1], parse_bytes(memory_budget), exact_max)
     import faiss
 
-    x32 = np.asarray(x, np.float32)
     t0 = time.perf_counter()
-    index = build_faiss(x32, chosen, params)
+    index = build_faiss(x, chosen, params)
     curve: list[dict] = []
     note = ""
     if chosen == "flat":
         rec = 1.0
     elif chosen == "flat_fp16":
-        rec = recall(index, *sample_queries(x32))
+        rec = recall(index, *sample_queries(x))
     else:
-        q, want = sample_queries(x32)
+        q, want = sample_queries(x)
         picked_ivf = kind is None and chosen == "ivf_flat"
         cap = max(4, int(MAX_SCAN * params["nlist"])) if picked_ivf else None
         params, curve = tune(index, chosen, params, q, want, min_recall, cap)
@@ -191,13 +200,12 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
             say(f"[yellow]index[/]: {note}")
             chosen, params = "flat_fp16", {}
             del index  # the IVF lists hold a full copy of the vectors: free them before the next build
-            index = build_faiss(x32, chosen, params)
+            index = build_faiss(x, chosen, params)
             rec = recall(index, q, want)
         elif rec < min_recall:
             note = f"{chosen} reaches Recall@10 {rec:.3f} at best, below the target {min_recall}"
             say(f"[yellow]index[/]: {note}")
     secs = time.perf_counter() - t0
-    del x32
     from anchor_embed.locks import exclusive
 
     # the files land one by one, meta.json last, under the folder's lock: a server swaps only after that

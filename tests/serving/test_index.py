@@ -52,3 +52,21 @@ def test_picker_tunes_ivf_on_clustered_data_and_goes_exact_on_random(tmp_path):
     meta = build_index(_vectors_folder(tmp_path / "r", random), tmp_path / "ri", exact_max=1000)
     assert meta["kind"] == "flat_fp16" and meta["recall_at_10"] > 0.99 and "exhaustive search" in meta["note"]
     assert meta["tuning"] and meta["params"] == {}
+
+
+def test_exact_sample_neighbours_read_in_chunks_equal_one_pass(monkeypatch):
+    """sample_queries scans the vectors a chunk at a time (a memory map may exceed RAM): same top-10 as one pass."""
+    import faiss
+
+    from anchor_embed.serving import index as idx
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 24)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q, one = idx.sample_queries(x.astype(np.float16), n_queries=200)
+    monkeypatch.setattr(idx, "CHUNK", 777)
+    q2, chunked = idx.sample_queries(x.astype(np.float16), n_queries=200)
+    np.testing.assert_array_equal(q, q2)
+    np.testing.assert_array_equal(one, chunked)
+    want = faiss.knn(q, x.astype(np.float16).astype(np.float32), 10, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    np.testing.assert_array_equal(chunked, want)

@@ -233,7 +233,10 @@ def _attach(task: Task, cfg: TrainingConfig, dist) -> torch.device:
     if dist.world > 1 and any(p.requires_grad for p in task.model.parameters()):
         from torch.nn.parallel import DistributedDataParallel
 
-        task.net = DistributedDataParallel(task.model, device_ids=[device.index] if device.type == "cuda" else None)
+        # a batch may lack a modality (data without frames, views that drop one): its projection gets no
+        # gradient in that step, which DDP must be told to expect
+        task.net = DistributedDataParallel(task.model, device_ids=[device.index] if device.type == "cuda" else None,
+                                           find_unused_parameters=True)
         task.net.register_comm_hook(None, _sum_gradients)
     else:
         task.net = task.model

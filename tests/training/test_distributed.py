@@ -97,3 +97,19 @@ def test_torchrun_pretrain_and_transfer_resume_and_load_in_one_process(sample, s
     assert p.returncode == 0, p.stderr[-2000:]
     assert len((taught / "metrics.jsonl").read_text().splitlines()) == 2 and load_model(taught)[0] is not None
     assert not list(Path(taught).glob(".lock"))
+
+
+@pytest.mark.slow
+def test_torchrun_on_data_without_frames(sample, tmp_path):
+    """A dataset with no frames (twitch-like: text and tags) leaves the frame projection without gradients;
+    DDP must expect that rather than fail at the second step."""
+    from anchor_embed.features.build import build_features
+
+    rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({**r, "frames": []}) + "\n" for r in rows))
+    build_features(plain, tmp_path / "cache", media_root=sample)
+    p = _torchrun("pretrain", "--features", tmp_path / "cache", "--out", tmp_path / "pre", "--epochs", "2",
+                  "--batch-size", "16", "--d-model", "32", "--out-dim", "16", "--layers", "1", "--device", "cpu")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert len((tmp_path / "pre" / "metrics.jsonl").read_text().splitlines()) == 2

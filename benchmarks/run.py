@@ -113,7 +113,10 @@ def main() -> None:
         sp += scale(args.data, args.out, log)
     args.out.mkdir(parents=True, exist_ok=True)
     pics = plot(curves, results, args.report.parent) if results else []
-    write_report(args.report, "make bench-quick" if args.quick else "make bench", results, sp, pics, args.seeds,
+    full = not args.quick and args.seeds == 3 and budget.ablations and set(budget.variants) == {"clean", "noisy", "sparse"}
+    command = "make bench-quick" if args.quick else "make bench" if full else \
+        "python -m benchmarks.run " + " ".join(sys.argv[1:])
+    write_report(args.report, command, results, sp, pics, args.seeds,
                  budget, time.time() - t_start)
     log(f"wrote {args.report}")
 

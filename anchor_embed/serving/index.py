@@ -37,7 +37,7 @@ def parse_bytes(text: str) -> int:
 
 KINDS = ("flat", "flat_fp16", "ivf_flat", "hnsw", "ivf_pq")
 SEARCH_PARAM = {"hnsw": "efSearch", "ivf_flat": "nprobe", "ivf_pq": "nprobe"}
-CHUNK = 1 << 20   # rows read at a time when scanning a memory map
+CHUNK = 1 << 16   # rows read at a time when scanning a memory map (64k x 256 float32 = 64 MB)
 MAX_SCAN = 0.25  # an IVF index that must probe more than this share of its lists to reach the target is no faster
 
 

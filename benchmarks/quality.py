@@ -11,6 +11,7 @@ the training streamers; the hold-out is read only by evaluate.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,13 +61,41 @@ def _merge(base: dict, change: dict) -> dict:
     return out
 
 
+def _settled(run: Path, config_cls: type, overrides: dict) -> bool:
+    """Whether RUN finished with exactly the settings these overrides give today (defaults included, a method's
+    params resolved); a run made with other settings or older defaults is removed, never reused silently."""
+    import shutil
+
+    from anchor_embed.config import read_saved, resolve
+
+    if not (run / "outcome.json").is_file() and not (run / "config.json").is_file():
+        return False
+
+    def norm(cfg) -> dict:
+        d = cfg.model_dump(exclude={"device", "threads", "precision"})
+        if "method" in d:
+            from anchor_embed.transfer.methods import METHODS
+
+            d["params"] = METHODS.load(cfg.method).Params.model_validate(cfg.params or {}).model_dump()
+        return d
+    try:
+        same = norm(read_saved(config_cls, run / "config.json")) == norm(resolve(config_cls, None, overrides))
+    except Exception:  # an unreadable or older config: not the same run
+        same = False
+    if not same:
+        print(f"[bench] {run}: made with other settings; training it again", file=sys.stderr, flush=True)
+        shutil.rmtree(run)
+        return False
+    return (run / "outcome.json").is_file()
+
+
 def _transfer(pre: Path, ids: Path, run: Path, seed: int, budget: Budget, settings: dict) -> Path:
+    from anchor_embed.transfer.config import TransferConfig
     from anchor_embed.transfer.run import transfer
 
-    done = run / "outcome.json"
-    if not done.is_file():
-        transfer(pre, ids, run, seed=seed, holdout_frac=HOLDOUT, epochs=budget.transfer_epochs,
-                 patience=budget.patience, resume=(run / "checkpoints" / "latest.json").is_file(), **settings)
+    fixed = {"seed": seed, "holdout_frac": HOLDOUT, "epochs": budget.transfer_epochs, "patience": budget.patience}
+    if not _settled(run, TransferConfig, {**settings, **fixed}):
+        transfer(pre, ids, run, resume=(run / "checkpoints" / "latest.json").is_file(), **fixed, **settings)
     return run
 
 
@@ -74,6 +103,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
     """Tables {variant: {row: [evaluate rows by seed]}}, the ablation {row: [...]} and pretraining curves."""
     from anchor_embed.evaluation.evaluate import evaluate
     from anchor_embed.features.build import build_features
+    from anchor_embed.training.config import PretrainConfig
     from anchor_embed.training.pretrain import pretrain
     from anchor_embed.transfer.methods import METHODS
 
@@ -93,9 +123,9 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
     curves = []
     for seed in range(seeds):
         pre = root / "pretrain" / f"seed{seed}"
-        if not (pre / "outcome.json").is_file():
-            pretrain(cache, pre, epochs=budget.pretrain_epochs, seed=seed, patience=budget.patience,
-                     resume=(pre / "checkpoints" / "latest.json").is_file())
+        fixed = {"epochs": budget.pretrain_epochs, "seed": seed, "patience": budget.patience}
+        if not _settled(pre, PretrainConfig, fixed):
+            pretrain(cache, pre, resume=(pre / "checkpoints" / "latest.json").is_file(), **fixed)
         if seed == 0:
             curves = [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()]
         for variant in budget.variants:

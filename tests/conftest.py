@@ -67,3 +67,12 @@ def pretrained(sample_cache, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("pretrained") / "run"
     assert run_cli("pretrain", "--features", sample_cache, "--out", run, *SMALL) == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def sample_index(sample, pretrained, tmp_path_factory) -> Path:
+    """A folder holding `vec` (the sample embedded by the shared pretrained run) and `idx` (its index); read only."""
+    root = tmp_path_factory.mktemp("sample-index")
+    assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out", root / "vec") == 0
+    assert run_cli("index", "build", root / "vec", "--out", root / "idx") == 0
+    return root

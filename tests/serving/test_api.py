@@ -15,19 +15,11 @@ from tests.conftest import run_cli
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-@pytest.fixture(scope="module")
-def served(sample, pretrained, tmp_path_factory):
-    root = tmp_path_factory.mktemp("served")
-    assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out", root / "vec") == 0
-    assert run_cli("index", "build", root / "vec", "--out", root / "idx") == 0
-    return root
-
-
 @pytest.mark.slow
-def test_readme_api_snippet_runs(sample, pretrained, served, capsys):
+def test_readme_api_snippet_runs(sample, pretrained, sample_index, capsys):
     code = re.search(r"### Python API\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
     records = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()[:4]]
-    ns = {"run": pretrained, "records": records, "index": served / "idx", "first_id": records[0]["anchor_id"]}
+    ns = {"run": pretrained, "records": records, "index": sample_index / "idx", "first_id": records[0]["anchor_id"]}
     exec(code, ns)
     out = capsys.readouterr().out
     assert ns["vectors"].shape == (4, ns["model"].dim) and ns["vectors"].dtype == np.float32
@@ -37,12 +29,12 @@ def test_readme_api_snippet_runs(sample, pretrained, served, capsys):
 
 
 @pytest.mark.slow
-def test_encode_matches_embed_in_input_order_from_every_input_form(sample, pretrained, served, tmp_path):
+def test_encode_matches_embed_in_input_order_from_every_input_form(sample, pretrained, sample_index, tmp_path):
     import pyarrow as pa
 
     rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()]
-    keys = (served / "vec" / "keys.txt").read_text().split()
-    want = np.load(served / "vec" / "vectors.npy")
+    keys = (sample_index / "vec" / "keys.txt").read_text().split()
+    want = np.load(sample_index / "vec" / "vectors.npy")
     model = anchor_embed.load(pretrained)
     pick = [5, 0, 17, 3]
     for given in ([rows[i] for i in pick], pa.Table.from_pylist([rows[i] for i in pick])):
@@ -54,19 +46,19 @@ def test_encode_matches_embed_in_input_order_from_every_input_form(sample, pretr
         model.encode([rows[0], {"nickname": "no id"}])
 
 
-def test_lookup_never_imports_torch_and_answers_typed(served):
+def test_lookup_never_imports_torch_and_answers_typed(sample_index):
     code = ("import sys, anchor_embed; look = anchor_embed.Lookup.open(sys.argv[1]); "
             "a = look.similar(['s0001', 'S0002', 'zzz'], k=3); "
             "assert 'torch' not in sys.modules; "
             "print(a[0].found, len(a[0].neighbours), type(a[0].neighbours[0]).__name__, a[1].found, "
             "a[1].suggestions[0])")
-    p = subprocess.run([sys.executable, "-c", code, str(served / "idx")], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-c", code, str(sample_index / "idx")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["True", "3", "Neighbour", "False", "s0002"]     # suggestions ignore case
 
 
-def test_cli_similar_answers_the_known_ids_and_lists_the_unknown(served, capsys):
-    code = run_cli("similar", "s0001", "S0003", "s0002", "--index", served / "idx", "--json", "-k", "3")
+def test_cli_similar_answers_the_known_ids_and_lists_the_unknown(sample_index, capsys):
+    code = run_cli("similar", "s0001", "S0003", "s0002", "--index", sample_index / "idx", "--json", "-k", "3")
     out, err = capsys.readouterr()
     rows = [json.loads(x) for x in out.splitlines()]
     assert code == 1
@@ -77,12 +69,12 @@ def test_cli_similar_answers_the_known_ids_and_lists_the_unknown(served, capsys)
 
 
 @pytest.mark.slow
-def test_explain_gives_per_modality_cosines_and_shared_tags(sample, sample_cache, pretrained, served, capsys):
+def test_explain_gives_per_modality_cosines_and_shared_tags(sample, sample_cache, pretrained, sample_index, capsys):
     from anchor_embed.features.cache import open_cache
     from anchor_embed.model.batcher import Batcher, embed_rows
     from anchor_embed.model.store import load_model
 
-    assert run_cli("similar", "s0000", "-k", "4", "--index", served / "idx", "--json", "--explain") == 0
+    assert run_cli("similar", "s0000", "-k", "4", "--index", sample_index / "idx", "--json", "--explain") == 0
     row = json.loads(capsys.readouterr().out)
     cache = open_cache(sample_cache)
     net, _ = load_model(pretrained)
@@ -100,15 +92,15 @@ def test_explain_gives_per_modality_cosines_and_shared_tags(sample, sample_cache
             assert e[name] == pytest.approx(float(va @ vb), abs=2e-3)      # stored float16
         shared = {t.lower() for t in rows["s0000"]["tags"]} & {t.lower() for t in rows[n["anchor_id"]]["tags"]}
         assert {t.lower() for t in e["shared_tags"]} == shared
-    assert run_cli("similar", "s0000", "-k", "2", "--index", served / "idx", "--explain") == 0
+    assert run_cli("similar", "s0000", "-k", "2", "--index", sample_index / "idx", "--explain") == 0
     table = capsys.readouterr().out
     assert "shared" in table and "frames" in table
 
 
-def test_export_parquet_and_npy(served, tmp_path):
+def test_export_parquet_and_npy(sample_index, tmp_path):
     import pyarrow.parquet as pq
 
-    vec = served / "vec"
+    vec = sample_index / "vec"
     keys, want = (vec / "keys.txt").read_text().split(), np.load(vec / "vectors.npy")
     assert run_cli("export", vec, "--out", tmp_path / "v.parquet") == 0
     t = pq.read_table(tmp_path / "v.parquet")

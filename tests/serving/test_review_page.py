@@ -9,8 +9,6 @@ import time
 
 import pytest
 
-from tests.conftest import run_cli
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -24,17 +22,15 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine: `make install-browser` (apt-get install chromium)")
-def test_review_page_search_neighbours_and_mark(sample, pretrained, tmp_path):
+def test_review_page_search_neighbours_and_mark(sample, sample_index, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed (make install)")
     import uvicorn
 
     from anchor_embed.serving.server import create_app
 
-    assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out", tmp_path / "vec") == 0
-    assert run_cli("index", "build", tmp_path / "vec", "--out", tmp_path / "idx") == 0
     log = tmp_path / "reviews.jsonl"
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(tmp_path / "idx", review_log=log, poll=0), host="127.0.0.1",
+    server = uvicorn.Server(uvicorn.Config(create_app(sample_index / "idx", review_log=log, poll=0), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -9,26 +9,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from anchor_embed.serving.server import create_app
-from tests.conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def built(sample, pretrained, tmp_path_factory):
-    root = tmp_path_factory.mktemp("srv")
-    assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out", root / "vec") == 0
-    assert run_cli("index", "build", root / "vec", "--out", root / "idx") == 0
-    return root
 
 
 @pytest.fixture()
-def client(built, pretrained, tmp_path):
-    app = create_app(built / "idx", model=pretrained, review_log=tmp_path / "reviews.jsonl", poll=0)
+def client(sample_index, pretrained, tmp_path):
+    app = create_app(sample_index / "idx", model=pretrained, review_log=tmp_path / "reviews.jsonl", poll=0)
     with TestClient(app) as c:
         yield c
 
 
 @pytest.mark.slow
-def test_lookups_batches_and_metrics(client, built):
+def test_lookups_batches_and_metrics(client, sample_index):
     assert client.get("/healthz").json()["vectors"] == 75
     one = client.get("/similar/s0000", params={"k": 5, "explain": True}).json()
     assert one["anchor_id"] == "s0000" and len(one["neighbours"]) == 5 and "explain" in one["neighbours"][0]
@@ -45,18 +36,18 @@ def test_lookups_batches_and_metrics(client, built):
 
 
 @pytest.mark.slow
-def test_embed_matches_the_indexed_vectors(client, built, sample):
+def test_embed_matches_the_indexed_vectors(client, sample_index, sample):
     rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()[:3]]
     got = np.array(client.post("/embed", json={"records": rows}).json()["vectors"], np.float32)
-    keys = (built / "vec" / "keys.txt").read_text().split()
-    want = np.load(built / "vec" / "vectors.npy")[[keys.index(r["anchor_id"]) for r in rows]]
+    keys = (sample_index / "vec" / "keys.txt").read_text().split()
+    want = np.load(sample_index / "vec" / "vectors.npy")[[keys.index(r["anchor_id"]) for r in rows]]
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert client.post("/embed", json={"records": [{"nickname": "no id"}]}).status_code == 422
 
 
-def test_token_media_and_reviews(built, sample, tmp_path):
+def test_token_media_and_reviews(sample_index, sample, tmp_path):
     log = tmp_path / "r.jsonl"
-    app = create_app(built / "idx", token="s3cret", media_root=sample, review_log=log, poll=0)
+    app = create_app(sample_index / "idx", token="s3cret", media_root=sample, review_log=log, poll=0)
     with TestClient(app) as c:
         assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200   # open
         assert c.get("/similar/s0000").status_code == 401
@@ -78,13 +69,13 @@ def test_token_media_and_reviews(built, sample, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_new_build_is_swapped_in_without_dropping_requests(built, tmp_path):
+def test_a_new_build_is_swapped_in_without_dropping_requests(sample_index, tmp_path):
     import shutil
 
     from anchor_embed.serving.index import build_index
 
     idx = tmp_path / "idx"
-    shutil.copytree(built / "idx", idx)
+    shutil.copytree(sample_index / "idx", idx)
     app = create_app(idx, poll=0.05)
     errors, answered, stop = [], [0], threading.Event()
     with TestClient(app) as c:
@@ -97,7 +88,7 @@ def test_a_new_build_is_swapped_in_without_dropping_requests(built, tmp_path):
         threads = [threading.Thread(target=hammer) for _ in range(4)]
         for t in threads:
             t.start()
-        build_index(built / "vec", idx, kind="hnsw")                 # a new build into the served folder
+        build_index(sample_index / "vec", idx, kind="hnsw")                 # a new build into the served folder
         for _ in range(100):
             if app.state.served.swaps:
                 break

@@ -101,7 +101,7 @@ def _parquet_rows(path: Path, columns: dict[str, str], shard: tuple[int, int], n
     files = parquet_files(path)
     if not files:
         raise AnchorEmbedError(f"{path}: no Parquet files here")
-    wanted = {columns.get(f, f): f for f in FIELDS}             # table column -> record field
+    wanted = column_fields(columns)
     group, (i, n) = 0, shard
     for f in files:
         try:
@@ -143,10 +143,35 @@ def _jsonl_rows(path: Path, shard: tuple[int, int]) -> Iterator[tuple[str, Any]]
             except UnicodeDecodeError as exc:
                 yield f"line {number}", ValueError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
                 continue
-            try:
-                yield f"line {number}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield f"line {number}", ValueError(f"malformed JSON ({exc.msg})")
+            yield f"line {number}", parse_line(line)
+
+
+def parse_line(line: str) -> Any:
+    """One JSONL line as its JSON value, or a ValueError naming why it is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        return ValueError(f"malformed JSON ({exc.msg})")
+
+
+def column_fields(columns: dict[str, str] | None) -> dict[str, str]:
+    """Table column -> record field, from `--columns` (field -> column; a field not named keeps its name)."""
+    return {(columns or {}).get(f, f): f for f in FIELDS}
+
+
+def parse_row(raw: Any) -> StreamerRecord | tuple[str, str]:
+    """A raw row (a JSON value, a table row renamed to record fields, or the error reading it raised) as a
+    record, or (kind, message) saying why it is bad: the one check of every input path."""
+    if isinstance(raw, Exception):
+        return ("not UTF-8" if str(raw).startswith("not UTF-8") else "malformed JSON"), str(raw)
+    if not isinstance(raw, dict):
+        return "not an object", f"expected a JSON object, got {type(raw).__name__}"
+    if "anchor_id" not in raw or raw["anchor_id"] in (None, ""):
+        return "missing anchor_id", "missing or empty anchor_id"
+    try:
+        return StreamerRecord.model_validate(raw)
+    except ValidationError as exc:
+        return "wrong type", _describe(exc)
 
 
 def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, str] | None = None,
@@ -169,20 +194,9 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
     records: list[StreamerRecord] = []
     seen: dict[str, str] = {}
     for where, raw in rows:
-        if isinstance(raw, Exception):
-            kind = "not UTF-8" if str(raw).startswith("not UTF-8") else "malformed JSON"
-            report.bad(where, kind, str(raw))
-            continue
-        if not isinstance(raw, dict):
-            report.bad(where, "not an object", f"expected a JSON object, got {type(raw).__name__}")
-            continue
-        if "anchor_id" not in raw or raw["anchor_id"] in (None, ""):
-            report.bad(where, "missing anchor_id", "missing or empty anchor_id")
-            continue
-        try:
-            rec = StreamerRecord.model_validate(raw)
-        except ValidationError as exc:
-            report.bad(where, "wrong type", _describe(exc))
+        rec = parse_row(raw)
+        if isinstance(rec, tuple):
+            report.bad(where, *rec)
             continue
         if rec.anchor_id in seen:
             report.bad(where, "duplicate anchor_id",

@@ -80,33 +80,22 @@ def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_s
     """The executor side of embed: Arrow batches of records in, (anchor_id, vector, model_id, error) out."""
     def fn(batches: Iterator) -> Iterator:
         import pyarrow as pa
-        from pydantic import ValidationError
 
-        from anchor_embed.data.records import FIELDS, StreamerRecord
+        from anchor_embed.data.records import column_fields, parse_line, parse_row
         from anchor_embed.model.store import model_hash
 
         model = _model(run)
         mid = model_hash(Path(run))
-        wanted = {(columns or {}).get(f, f): f for f in FIELDS}
+        wanted = column_fields(columns)
         for batch in batches:
             good, ids, errors = [], [], []
             for raw in batch.to_pylist():
-                if "value" in raw and len(raw) == 1:          # a JSONL line
-                    try:
-                        raw = json.loads(raw["value"])
-                    except json.JSONDecodeError as exc:
-                        errors.append((str(raw["value"])[:60], f"malformed JSON ({exc.msg})"))
-                        continue
-                else:
-                    raw = {wanted[k]: v for k, v in raw.items() if k in wanted}
-                if not isinstance(raw, dict):
-                    errors.append((str(raw)[:60], "not an object"))
-                    continue
-                try:
-                    rec = StreamerRecord.model_validate(raw)
-                except ValidationError as exc:
-                    errors.append((str(raw.get("anchor_id", ""))[:60],
-                                   f"wrong type ({str(exc).splitlines()[1].strip()})"))
+                line = raw["value"] if "value" in raw and len(raw) == 1 else None   # a JSONL line
+                row = parse_line(line) if line is not None else {wanted[k]: v for k, v in raw.items() if k in wanted}
+                rec = parse_row(row)
+                if isinstance(rec, tuple):                   # (kind, message), as read_streamers reports it
+                    who = row.get("anchor_id") if isinstance(row, dict) else None
+                    errors.append((str(who if who not in (None, "") else line or raw)[:60], rec[1]))
                     continue
                 good.append(rec.model_dump())
                 ids.append(rec.anchor_id)

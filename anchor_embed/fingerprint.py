@@ -51,3 +51,13 @@ def cache_digest(cache: str | Path) -> str:
         f = cache / name
         h.update(f"{name}:{file_digest(f) if f.is_file() else '-'}\n".encode())
     return h.hexdigest()
+
+
+def refuse_other_origin(out: Path, have: dict, made: dict) -> None:
+    """One line naming what differs when vectors in `out` were made from other inputs than `made`."""
+    if have.get("fingerprint") != made["fingerprint"]:
+        from anchor_embed.errors import AnchorEmbedError
+
+        diff = ", ".join(k for k in made if k != "fingerprint" and have.get(k) != made[k])
+        raise AnchorEmbedError(f"{out}: holds vectors made from other inputs ({diff} differ); pass --overwrite "
+                               "to replace them, or choose another --out")

@@ -52,9 +52,9 @@ def _claim(out: Path, made: dict, overwrite: bool) -> None:
         if have.get("fingerprint") == made["fingerprint"]:
             return
         if not overwrite:
-            diff = ", ".join(k for k in made if k != "fingerprint" and have.get(k) != made[k])
-            raise AnchorEmbedError(f"{out}: holds vectors made from other inputs ({diff} differ); pass --overwrite "
-                                   "to replace them, or choose another --out")
+            from anchor_embed.fingerprint import refuse_other_origin
+
+            refuse_other_origin(out, have, made)
         for name in ("shards", "vectors.npy", "keys.txt", "labels.jsonl", "meta.json"):
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)

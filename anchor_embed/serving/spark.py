@@ -164,11 +164,9 @@ def _claim(out: Path, made: dict, overwrite: bool) -> None:
     """Refuse to write over vectors made from other inputs unless `overwrite`."""
     f = out / META
     if f.is_file() and not overwrite:
-        have = json.loads(f.read_text())
-        if have.get("fingerprint") != made["fingerprint"]:
-            diff = ", ".join(k for k in made if k != "fingerprint" and have.get(k) != made[k])
-            raise AnchorEmbedError(f"{out}: holds vectors made from other inputs ({diff} differ); pass --overwrite "
-                                   "to replace them, or choose another --out")
+        from anchor_embed.fingerprint import refuse_other_origin
+
+        refuse_other_origin(out, json.loads(f.read_text()), made)
     elif out.exists() and not f.is_file() and any(out.iterdir()) and not overwrite:
         raise AnchorEmbedError(f"{out}: not empty and not made by spark embed; pass --overwrite or choose another --out")
 

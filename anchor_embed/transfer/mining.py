@@ -57,16 +57,13 @@ def ivf_knn(x: np.ndarray, k: int, min_recall: float = 0.95, seed: int = 0
             ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Approximate self-excluded kNN of every unit row of `x` by an IVF-Flat index, nprobe doubled until a
     sample's Recall@k against exact search reaches `min_recall` (or every list is probed)."""
-    import faiss
+    from anchor_embed.serving.index import build_faiss
 
     x = np.ascontiguousarray(x, np.float32)
-    n, d = x.shape
+    n = len(x)
     nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index = build_faiss(x, "ivf_flat", {"nlist": nlist, "nprobe": 1}, seed)   # the index build's IVF, trained on a sample
     rng = np.random.default_rng(seed)
-    index.cp.seed = seed
-    index.train(x[rng.choice(n, size=min(n, 256 * nlist), replace=False)])
-    index.add(x)
     sample = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
     truth, _ = knn(x, sample, k)
     nprobe, recall = 1, 0.0

@@ -67,12 +67,13 @@ def _settled(run: Path, config_cls: type, overrides: dict) -> bool:
     import shutil
 
     from anchor_embed.config import read_saved, resolve
+    from anchor_embed.training.fit import RESUMABLE
 
     if not (run / "outcome.json").is_file() and not (run / "config.json").is_file():
         return False
 
     def norm(cfg) -> dict:
-        d = cfg.model_dump(exclude={"device", "threads", "precision"})
+        d = cfg.model_dump(exclude=RESUMABLE - {"epochs"})      # hardware may differ; the budget may not
         if "method" in d:
             from anchor_embed.transfer.methods import METHODS
 

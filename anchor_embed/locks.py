@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,9 +37,25 @@ def exclusive(folder: str | Path, what: str) -> Iterator[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"), "what": what}
+    # the lock appears with its holder already written (a hard link of a finished temp file), so a process
+    # killed while taking it never leaves an empty lock that nobody can tell is stale
+    tmp = folder / f"{LOCK}.{me['pid']}.{threading.get_ident()}.tmp"
+    tmp.write_text(json.dumps(me))
+    try:
+        _take(lock, tmp, me, folder)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _take(lock: Path, tmp: Path, me: dict, folder: Path) -> None:
+    """Link `tmp` as `lock`; a lock of a dead process on this host is taken over, a live one is an error."""
     for _ in range(2):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(tmp, lock)
         except FileExistsError:
             try:
                 holder = json.loads(lock.read_text())
@@ -51,10 +68,4 @@ def exclusive(folder: str | Path, what: str) -> Iterator[Path]:
                 f"{folder}: another {holder.get('what', 'job')} is writing here (pid {holder.get('pid', '?')} on "
                 f"{holder.get('host', '?')} since {holder.get('since', '?')}); wait for it, or remove {lock} if it "
                 "is gone") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
-    try:
-        yield lock
-    finally:
-        lock.unlink(missing_ok=True)
+        return

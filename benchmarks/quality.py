@@ -34,6 +34,9 @@ ABLATIONS: dict[str, dict] = {
     "content filter, keep half": {"quantile": 0.5},
     "from scratch (no pretraining)": {"init": "scratch"},
     "+ self-supervised view loss (0.3)": {"aux_weight": 0.3},
+    "reliability weights (tanh of user counts, as aldi)": {"params": {"weights_file": "{user_counts}"}},
+    "weight average (EMA 0.97 a step)": {"weight_average": 0.97},
+    "bf16 autocast": {"precision": "bf16"},
 }
 
 
@@ -55,9 +58,11 @@ VARIANT_TITLES = {"clean": "clean ID embeddings", "noisy": "30% of the ID rows r
                   "sparse": "sparse behaviour: ID embeddings from 20% of the interactions"}
 
 
-def _merge(base: dict, change: dict) -> dict:
+def _merge(base: dict, change: dict, user_counts: Path) -> dict:
+    """Settings of an ablation row: the base with its change, `{user_counts}` standing for the counts file."""
     out = {**base, **{k: v for k, v in change.items() if k != "params"}}
-    out["params"] = {**base.get("params", {}), **change.get("params", {})}
+    out["params"] = {**base.get("params", {}), **{k: str(user_counts) if v == "{user_counts}" else v
+                                                  for k, v in change.get("params", {}).items()}}
     return out
 
 
@@ -145,7 +150,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
                 abl_runs = [vdir / "contrastive"]
                 for i, change in enumerate(ABLATIONS.values()):
                     abl_runs.append(_transfer(pre, ids, vdir / "ablation" / f"a{i:02d}", seed, budget,
-                                              _merge({"method": "contrastive"}, change)))
+                                              _merge({"method": "contrastive"}, change, counts)))
                 names = ["default (contrastive)", *ABLATIONS]
                 rows = evaluate(cache, truth, models=abl_runs, seed=seed, holdout_frac=HOLDOUT, frozen=False,
                                 out=vdir / "ablation" / "evaluation")

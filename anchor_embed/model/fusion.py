@@ -118,7 +118,8 @@ class FusionModel(nn.Module):
         content = valid.clone()
         content[:, 0] = False
         pooled = (x * content[..., None]).sum(1) / content.sum(1, keepdim=True).clamp(min=1)
-        return F.normalize(self.head(self.norm(h[:, 0])) + self.pool_head(pooled), dim=-1)
+        # fp32 out, whatever the autocast inside: losses and their statistics stay in full precision
+        return F.normalize((self.head(self.norm(h[:, 0])) + self.pool_head(pooled)).float(), dim=-1)
 
 
 def tag_vocabulary(cache: FeatureCache, min_count: int = 3, max_size: int = 10000) -> list[str]:

@@ -20,9 +20,12 @@ class TrainingConfig(RunConfig):
     schedule: Literal["cosine", "constant"] = Field("cosine", description="Learning rate after warmup")
     warmup: float = Field(0.05, ge=0, lt=1, description="Share of all steps with a linear learning-rate warmup")
     patience: int = Field(5, ge=0, description="Epochs without a better validation figure before stopping (0 = never)")
+    weight_average: float = Field(0.0, ge=0, lt=1, description="Decay of an exponential moving average of the "
+                                  "weights per step, validated and kept instead of the last step's (0 = off)")
     val_frac: float = Field(0.1, ge=0, lt=1, description="Share of the training streamers held aside for validation")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train (auto: CUDA when present)")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA; CPU stays fp32")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast (CUDA, or a CPU with "
+                                                         "bf16 instructions); losses stay fp32")
     seed: int = Field(0, description="Seed of every random draw")
     threads: int = Field(2, ge=1, description="torch threads")
 
@@ -70,5 +73,7 @@ class AdaptConfig(TrainingConfig):
     epochs: int = Field(30, ge=1, description="Most epochs (validation keeps the best)")
     batch_size: int = Field(128, ge=2, description="Streamers a step")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_average: float = Field(0.0, ge=0, lt=1, description="Decay of an exponential moving average of the "
+                                  "weights per step, validated and kept instead of the last step's (0 = off)")
     val_frac: float = Field(0.15, ge=0, lt=1, description="Share of the labelled streamers for validation")
     holdout_frac: float = Field(0.0, ge=0, lt=1, description="Share kept aside and scored once at the end")

@@ -15,7 +15,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.store import save_model
 from anchor_embed.progress import make_progress, say
 from anchor_embed.training import checkpoints
+from anchor_embed.training.averaging import WeightAverage
 from anchor_embed.training.config import TrainingConfig
 
 RESUMABLE = {"epochs", "threads", "device", "precision"}  # what a resumed run may change: budget and hardware
@@ -156,20 +157,24 @@ def training_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict, what:
         yield checkpoints.latest(out) if resume else None
 
 
-def _state(task: Task, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+def _state(task: Task, opt: torch.optim.Optimizer, average: WeightAverage | None) -> tuple[dict, dict]:
     opt_flat, opt_meta = checkpoints.optimizer_tensors(opt)
     tensors = {name: m.state_dict() for name, m in task.modules().items()}
     tensors["optimizer"] = opt_flat
+    if average is not None:
+        tensors["weight_average"] = average.state()
     extra = task.extra_tensors()
     if extra:
         tensors["extra"] = extra
     return tensors, {"optimizer": opt_meta}
 
 
-def _restore(task: Task, opt: torch.optim.Optimizer, ckpt: Path) -> dict:
+def _restore(task: Task, opt: torch.optim.Optimizer, ckpt: Path, average: WeightAverage | None) -> dict:
     tensors, state = checkpoints.load(ckpt)
     for name, m in task.modules().items():
         m.load_state_dict(tensors[name])
+    if average is not None:
+        average.load(tensors["weight_average"])
     checkpoints.restore_optimizer(opt, tensors.get("optimizer", {}), state["optimizer"])
     task.load_extra_tensors(tensors.get("extra", {}))
     return state
@@ -260,11 +265,13 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
     dist = dist or Dist()
     device = _attach(task, cfg, dist)
     opt = make_optimizer(task, cfg)
+    average = WeightAverage(task.model, cfg.weight_average) if cfg.weight_average > 0 else None
+    scored = average.applied if average is not None else nullcontext
     start, history, state = 0, [], None
     if dist.is_main:
         (out / "outcome.json").unlink(missing_ok=True)
     if ckpt is not None:
-        state = _restore(task, opt, ckpt)
+        state = _restore(task, opt, ckpt, average)
         start = state["epoch"]
         history = checkpoints.history_until(out, start)
         say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}")
@@ -294,6 +301,8 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if average is not None:
+                    average.update()
                 task.after_step()
                 for k, v in stats.items():             # kept on the device: no sync per step
                     sums[k] = sums.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v)
@@ -307,7 +316,7 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
                 m.eval()
             validation = None
             if dist.is_main:
-                with torch.no_grad():
+                with torch.no_grad(), scored():
                     validation = task.validate()
             if validation is not None:
                 row["validation"] = {k: round(v, 5) for k, v in validation.items()}
@@ -333,8 +342,9 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
                                        "Try a lower --lr, a larger --batch-size or a higher --temperature")
             if dist.is_main:
                 if row["best"]:
-                    task.save_best(out)
-                tensors, ckpt_state = _state(task, opt)
+                    with scored():
+                        task.save_best(out)
+                tensors, ckpt_state = _state(task, opt, average)
                 checkpoints.save(out, epoch + 1, tensors, {"epoch": epoch + 1, **ckpt_state, **selection.state()})
             dist.barrier()
     if stopped == "patience":

@@ -128,3 +128,46 @@ def test_lr_schedule_warmup_then_cosine():
     assert lrs[mid] == pytest.approx(base * 0.5 * (1 + math.cos(math.pi * (mid - warm) / (total - warm - 1))))
     assert all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1:], strict=False))
     assert [lr_at(s, total, base, 0, "constant") for s in (0, 50, 99)] == [base] * 3
+
+
+def test_weight_average_follows_the_polyak_recursion_and_restores_the_trained_weights():
+    from anchor_embed.training.averaging import WeightAverage
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    avg = WeightAverage(net, decay=0.8)
+    expected = [p.detach().double().clone() for p in net.parameters()]
+    for _ in range(5):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        avg.update()
+        expected = [0.8 * e + 0.2 * p.detach().double() for e, p in zip(expected, net.parameters(), strict=True)]
+    trained = [p.detach().clone() for p in net.parameters()]
+    with avg.applied():
+        for p, e in zip(net.parameters(), expected, strict=True):
+            assert torch.allclose(p.double(), e, atol=1e-6)
+    for p, t in zip(net.parameters(), trained, strict=True):
+        assert torch.equal(p, t)                            # the optimiser's weights come back untouched
+
+
+def test_weight_average_is_what_a_run_validates_keeps_and_resumes(sample_cache, tmp_path):
+    cache = open_cache(sample_cache)
+    script = [0.1, 0.5, 0.2, 0.3, 0.4, 0.45, 0.46, 0.47]
+    cfg = _cfg(patience=3, schedule="constant", weight_average=0.7)
+    full = tmp_path / "full"
+    task = Scripted(cache, script)
+    fit(task, full, cfg, open_run(full, cfg, False, {}))
+    trained = task.model.state_dict()
+    kept = load_model(full)[0].state_dict()
+    for k, v in kept.items():                               # the kept model is the average validated at epoch 2
+        assert torch.equal(v, task.weights[1][k]), k
+    assert not all(torch.equal(task.weights[-1][k], trained[k]) for k in trained)  # validation saw the average
+    cut, short = tmp_path / "cut", _cfg(patience=3, schedule="constant", epochs=3, weight_average=0.7)
+    fit(Scripted(cache, script), cut, short, open_run(cut, short, False, {}))
+    fit(Scripted(cache, script[3:]), cut, cfg, open_run(cut, cfg, True, {}))
+    for (k, x), y in zip(kept.items(), load_model(cut)[0].state_dict().values(), strict=True):
+        assert torch.allclose(x, y, atol=1e-6), k           # the average survives a resume
+    resumed = json.loads((cut / "metrics.jsonl").read_text().splitlines()[-1])
+    final = json.loads((full / "metrics.jsonl").read_text().splitlines()[-1])
+    assert resumed["loss"] == pytest.approx(final["loss"], rel=1e-5)

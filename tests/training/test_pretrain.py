@@ -71,3 +71,23 @@ def test_cli_pretrain_learns_on_sample(sample_cache, tmp_path):
     cache = open_cache(sample_cache)
     vecs = embed_all(model, Batcher.for_model(model, cache))
     assert vecs.shape == (cache.n, 32) and np.isfinite(vecs).all()
+
+
+def test_bf16_on_cpu_autocasts_the_forward_and_keeps_losses_fp32(sample_cache, tmp_path):
+    from anchor_embed.training.device import autocast
+
+    pretrain(sample_cache, tmp_path / "fp32", **SMALL)
+    model, _ = load_model(tmp_path / "fp32")
+    batch = Batcher.for_model(model, open_cache(sample_cache)).make(list(range(8)))
+    model.eval()
+    with torch.no_grad():
+        plain = model(batch)
+        with autocast(torch.device("cpu"), "bf16"):
+            assert model.head(torch.zeros(1, 32)).dtype == torch.bfloat16   # the matmuls run in bf16
+            half = model(batch)
+    assert half.dtype == torch.float32                                  # what the losses read
+    assert torch.allclose(half.norm(dim=1), torch.ones(8), atol=1e-5)
+    assert (plain * half).sum(1).min() > 0.99                            # the same vectors, to bf16's precision
+    rows = pretrain(sample_cache, tmp_path / "bf16", **SMALL, precision="bf16")
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["precision"] == "bf16"

@@ -156,3 +156,32 @@ def test_contrastive_neighbourhood_batches_and_targets():
     sims = u @ u.T / 0.5
     np.fill_diagonal(sims, -np.inf)
     np.testing.assert_allclose(ts, _softmax_rows(sims), atol=1e-6)
+
+
+def test_contrastive_reliability_weights_weigh_each_row_as_aldi_does(tmp_path):
+    """With a weights file each row's term weighs tanh(scale x count): the weighted mean of the unweighted terms."""
+    counts = tmp_path / "counts.csv"
+    n = 24
+    keys = [f"s{i}" for i in range(n)]
+    counts.write_text("".join(f"s{i},{2 * i}\n" for i in range(n)))
+    rng = np.random.default_rng(5)
+    q = np.repeat(np.arange(n), 2)
+    nb = (q + np.tile([1, 2], n)) % n
+    data = TransferData(rng.normal(size=(n, 4)).astype(np.float32), np.arange(n), q, nb,
+                        np.tile([0.9, 0.8], n).astype(np.float32), keys=keys)
+    cls = METHODS.load("contrastive")
+    plain = cls(5, data, cls.Params(), seed=0)
+    weighted = cls(5, data, cls.Params(weights_file=str(counts), weight_scale=0.05), seed=0)
+    table = torch.nn.functional.normalize(torch.randn(n, 5, generator=torch.Generator().manual_seed(1)), dim=1)
+    rows = np.array([0, 1, 2, 7, 8, 15, 16, 23])
+    z = table[torch.as_tensor(rows)]
+    t = plain.targets(rows).double()
+    logq = torch.log_softmax((z @ z.T / 0.1).double().fill_diagonal_(float("-inf")), dim=1).fill_diagonal_(0)
+    per_row = -(t * logq).sum(1)
+    w = torch.tanh(0.05 * 2 * torch.as_tensor(rows, dtype=torch.float64))
+    want = float((w * per_row).sum() / w.sum())
+    embed = lambda r: table[torch.as_tensor(r)]  # noqa: E731
+    assert math.isclose(float(weighted.loss(embed, {"rows": rows})), want, rel_tol=1e-5)
+    assert not math.isclose(float(plain.loss(embed, {"rows": rows})), want, rel_tol=1e-3)
+    with pytest.raises(Exception, match="weights_file.*neighbourhoods"):
+        cls(5, data, cls.Params(batches="pairs", weights_file=str(counts)), seed=0)

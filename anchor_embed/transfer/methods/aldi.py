@@ -20,7 +20,7 @@ from pydantic import Field
 from anchor_embed.config import RunConfig
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.losses import soft_target_nce
-from anchor_embed.transfer.methods.base import Embed, TransferMethod
+from anchor_embed.transfer.methods.base import Embed, TransferData, TransferMethod
 from anchor_embed.vectorspace import normalise_rows
 
 
@@ -44,6 +44,16 @@ def read_counts(path: str | Path, keys: list[str]) -> np.ndarray:
     return counts
 
 
+def reliability_weights(data: TransferData, weights_file: str | None, scale: float) -> torch.Tensor:
+    """Per cache row tanh(scale x interaction count) from `weights_file` (ALDI's reliability); ones without one."""
+    weights = np.ones(len(data.id_vectors), np.float32)
+    if weights_file:
+        if data.keys is None:
+            raise AnchorEmbedError("a weights file needs the streamers' keys")
+        weights = np.tanh(scale * read_counts(weights_file, data.keys))
+    return torch.from_numpy(weights.astype(np.float32))
+
+
 class ReliabilityDistillation(TransferMethod):
     """Match the teacher's similarity distribution over the batch, weighting streamers by tanh(scale x count)."""
 
@@ -56,12 +66,7 @@ class ReliabilityDistillation(TransferMethod):
     def __init__(self, out_dim, data, params, seed=0) -> None:
         super().__init__(out_dim, data, params, seed)
         self.unit_ids = torch.from_numpy(normalise_rows(data.id_vectors))
-        weights = np.ones(len(data.id_vectors), np.float32)
-        if params.weights_file:
-            if data.keys is None:
-                raise AnchorEmbedError("a weights file needs the streamers' keys")
-            weights = np.tanh(params.weight_scale * read_counts(params.weights_file, data.keys))
-        self.weights = torch.from_numpy(weights.astype(np.float32))
+        self.weights = reliability_weights(data, params.weights_file, params.weight_scale)
 
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         rows = torch.as_tensor(batch["rows"])

@@ -27,7 +27,9 @@ from pydantic import Field
 from torch import nn
 
 from anchor_embed.config import RunConfig
+from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.losses import info_nce, soft_target_nce
+from anchor_embed.transfer.methods.aldi import reliability_weights
 from anchor_embed.transfer.methods.base import Embed, TransferMethod
 from anchor_embed.vectorspace import normalise_rows
 
@@ -71,6 +73,9 @@ class Contrastive(TransferMethod):
         target_temperature: float = Field(0.05, gt=0, description="Temperature of the soft targets")
         hard_negatives: int = Field(0, ge=0, description="neighbourhoods: filtered-out neighbours added per seed")
         id_head_weight: float = Field(0.0, ge=0, description="Weight of a linear ID-regression head (cosine)")
+        weights_file: str | None = Field(None, description="neighbourhoods: CSV of anchor_id,interaction count; "
+                                         "each streamer's term weighs tanh(weight_scale x count) (ALDI)")
+        weight_scale: float = Field(0.1, gt=0, description="w = tanh(weight_scale x count)")
 
     def __init__(self, out_dim, data, params, seed=0) -> None:
         super().__init__(out_dim, data, params, seed)
@@ -84,6 +89,10 @@ class Contrastive(TransferMethod):
         self.drop_ptr, self.drop_nb = _csr(data.dropped_query, data.dropped_neighbour,
                                            np.zeros(len(data.dropped_query), np.float32), self.n)
         self.seeds = data.train_rows[np.diff(self.kept_ptr)[data.train_rows] > 0]
+        if params.weights_file and params.batches == "pairs":
+            raise AnchorEmbedError("params.weights_file: reliability weights need batches 'neighbourhoods'")
+        self.weights = (reliability_weights(data, params.weights_file, params.weight_scale)
+                        if params.weights_file else None)
 
     def temperature(self) -> torch.Tensor:
         return self.log_t.exp().clamp(min=0.01)
@@ -152,7 +161,8 @@ class Contrastive(TransferMethod):
         else:
             rows = batch["rows"]
             z = embed(rows)
-            loss = soft_target_nce(z, self.targets(rows).to(z.device), t)
+            w = None if self.weights is None else self.weights[torch.as_tensor(rows)].to(z.device)
+            loss = soft_target_nce(z, self.targets(rows).to(z.device), t, row_weights=w)
         if self.id_head is not None:
             pred = self.id_head(z)
             loss = loss + self.params.id_head_weight * (1 - F.cosine_similarity(

@@ -81,7 +81,7 @@ def demo(
 
 
 @config_flags(PretrainConfig, "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup", "patience",
-              "val_frac", "temperature", "max_overlap",
+              "val_frac", "weight_average", "temperature", "max_overlap",
               "modality_drop", "queue_size", "out_dim", "d_model", "layers", "heads", "max_texts", "max_frames",
               "max_tags", "seed", "threads", "device", "precision")
 def pretrain(
@@ -175,7 +175,7 @@ def parse_params(items: list[str] | None) -> dict | None:
 
 
 @config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup",
-              "patience", "val_frac", "k", "exact_mining_up_to", "filter", "threshold",
+              "patience", "val_frac", "weight_average", "k", "exact_mining_up_to", "filter", "threshold",
               "quantile", "holdout_frac", "init", "aux_weight", "seed", "threads", "device", "precision")
 def transfer(
     pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],

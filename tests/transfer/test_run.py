@@ -92,3 +92,20 @@ def test_resume_with_other_id_embeddings_is_refused(sample, pretrained, tmp_path
     capsys.readouterr()
     assert run_cli(*args, "--id-emb", other, "--epochs", "2", "--resume") == 2
     assert "other inputs than the saved run (id_emb changed by content)" in capsys.readouterr().err
+
+
+def test_cli_transfer_weight_average_bf16_and_reliability_weights(sample, pretrained, tmp_path):
+    """The new training flags as a user passes them: the run records them and keeps a different model."""
+    keys = (sample / "ids.keys.txt").read_text().split()
+    counts = tmp_path / "counts.csv"
+    counts.write_text("anchor_id,count\n" + "".join(f"{k},{i}\n" for i, k in enumerate(keys)))
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "2",
+            "--batch-size", "16"]
+    assert run_cli(*args, "--out", tmp_path / "plain") == 0
+    assert run_cli(*args, "--out", tmp_path / "ema", "--weight-average", "0.5", "--precision", "bf16",
+                   "--param", f"weights_file={counts}") == 0
+    saved = json.loads((tmp_path / "ema" / "config.json").read_text())
+    assert saved["weight_average"] == 0.5 and saved["precision"] == "bf16"
+    assert saved["params"]["weights_file"] == str(counts)
+    a, b = (load_model(tmp_path / r)[0].state_dict() for r in ("plain", "ema"))
+    assert not all(torch.equal(a[k], b[k]) for k in a)

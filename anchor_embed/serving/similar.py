@@ -10,6 +10,7 @@ import numpy as np
 
 from anchor_embed.data.key_table import KeyTable
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.serving.index import search as index_search
 from anchor_embed.serving.index import set_search_param
 from anchor_embed.vectorspace import without_self
 
@@ -132,7 +133,8 @@ class Lookup:
         if k < 1:
             raise AnchorEmbedError(f"-k {k}: at least 1")
         k = min(k, self.index.ntotal)
-        scores, idx = self.index.search(np.ascontiguousarray(vectors, np.float32), k + 1)
+        scores, idx = index_search(self.index, np.ascontiguousarray(vectors, np.float32), k + 1, self.vectors,
+                                   self.meta.get("params", {}).get("refine", 0))
         rows = [None if ex is None else self.keys.row(ex) for ex in exclude]
         own = np.array([-1 if r is None else r for r in rows], np.int64)
         idx, scores = without_self(idx, scores, own, k)

@@ -2,7 +2,9 @@
 
 - pretraining streamers/s with 2 gloo processes (`torchrun`, 1 thread each) against 1 process (2 threads);
 - `spark embed` in local[2] against `embed` on a synthetic table of twitch records under new ids (their atoms
-  are in the model's feature cache, so both measure reading, the fusion forward and writing).
+  are in the model's feature cache, so both measure reading, the fusion forward and writing);
+- `index build` + `similar` + `dedup` over n x 256 float16 vectors memory-mapped from disk under a
+  `--memory-budget` far below their size: peak memory of each command, times, recall, planted duplicates found.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 
 def _timed(cmd: list[str]) -> float:
@@ -62,7 +66,78 @@ def spark_embed(streamers: Path, run: Path, out: Path, n: int = 100_000) -> dict
             "spark_streamers_per_s": round(n / spark), "embed_streamers_per_s": round(n / one)}
 
 
-def scale(data_root: Path, out: Path, log) -> list[dict]:
+# runs a command and prints its peak RSS (its own process tree's maximum) on the last line of stderr
+_PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+         "print('peak_kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+         "sys.exit(r.returncode)")
+
+
+def _measured(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stdout) of one command in a fresh wrapper process."""
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", _PEAK, *cmd], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    lines = p.stderr.strip().splitlines()
+    if p.returncode:
+        raise RuntimeError(f"{' '.join(cmd[2:5])}: {(lines[:-1] or ['?'])[-1]}")
+    return wall, int(lines[-1].split()[1]) / 1024, p.stdout
+
+
+def synthetic_vectors(folder: Path, n: int, dim: int = 256, planted: int = 500, seed: int = 0) -> None:
+    """A vectors folder of n clustered unit vectors (float16, written a chunk at a time) whose last `planted`
+    rows are near-copies (cosine > 0.99) of random earlier rows."""
+    from anchor_embed import atomic
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    centres = rng.normal(size=(max(1, n // 500), dim)).astype(np.float32)
+    x = np.lib.format.open_memmap(folder / "vectors.npy", mode="w+", dtype=np.float16, shape=(n, dim))
+    for s in range(0, n - planted, 100_000):
+        e = min(s + 100_000, n - planted)
+        v = centres[rng.integers(0, len(centres), e - s)] + 0.6 * rng.normal(size=(e - s, dim)).astype(np.float32)
+        x[s:e] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    src = rng.choice(n - planted, planted, replace=False)
+    v = np.asarray(x[np.sort(src)], np.float32) + 0.005 * rng.normal(size=(planted, dim)).astype(np.float32)
+    x[n - planted:] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    x.flush()
+    del x
+    atomic.write_lines(folder / "keys.txt", (f"v{i:08d}" for i in range(n)))
+    (folder / "labels.jsonl").write_text("")
+    atomic.write_json(folder / "meta.json", {"model_hash": "synthetic", "model_dir": "none", "dim": dim,
+                                            "dtype": "float16", "count": n, "normalized": True})
+    atomic.write_json(folder / "planted.json", {f"v{n - planted + i:08d}": f"v{r:08d}" for i, r in
+                                               enumerate(np.sort(src))})
+
+
+def bounded_index(out: Path, n: int, budget: str = "64MB", queries: int = 200) -> dict:
+    """index build, similar and dedup over n x 256 float16 vectors with --memory-budget `budget` (the vectors are
+    n x 512 bytes): each command's peak RSS (file-backed pages of the memory maps included) and wall time."""
+    vec, idx = out / "vectors", out / "index"
+    if not (vec / "planted.json").is_file():
+        shutil.rmtree(vec, ignore_errors=True)
+        synthetic_vectors(vec, n)
+    shutil.rmtree(idx, ignore_errors=True)
+    cli = [sys.executable, "-m", "anchor_embed.cli"]
+    build_s, build_mb, _ = _measured([*cli, "index", "build", str(vec), "--out", str(idx), "--memory-budget", budget])
+    meta = json.loads((idx / "meta.json").read_text())
+    ids = out / "queries.txt"
+    ids.write_text("".join(f"v{i:08d}\n" for i in np.random.default_rng(1).choice(n, queries, replace=False)))
+    sim_s, sim_mb, _ = _measured([*cli, "similar", "--index", str(idx), "--ids-file", str(ids), "-k", "10", "--json"])
+    dups = out / "dedup.jsonl"
+    dedup_s, dedup_mb, _ = _measured([*cli, "dedup", str(vec), "--threshold", "0.95", "--memory-budget", budget,
+                                      "--out", str(dups)])
+    planted = json.loads((vec / "planted.json").read_text())
+    group_of = {m: g["group"] for g in map(json.loads, dups.read_text().splitlines()) for m in g["members"]}
+    found = sum(a in group_of and group_of.get(b) == group_of[a] for a, b in planted.items())
+    return {"job": f"scale: {n:,} x 256 float16 vectors from disk, --memory-budget {budget}",
+            "vectors_mb": round(n * 256 * 2 / 2**20), "index_kind": meta["kind"],
+            "index_recall_at_10": meta["recall_at_10"], "index_build_s": round(build_s, 1),
+            "index_peak_mb": round(build_mb), f"similar_{queries}_queries_s": round(sim_s, 1),
+            "similar_peak_mb": round(sim_mb), "dedup_s": round(dedup_s, 1), "dedup_peak_mb": round(dedup_mb),
+            "planted_pairs_found": f"{found}/{len(planted)}"}
+
+
+def scale(data_root: Path, out: Path, log, bounded_n: int = 1_000_000) -> list[dict]:
     """The scale rows that can run here (twitch-streamers and its seed-0 pretraining from the quality runs)."""
     twitch = data_root / "twitch-streamers" / "streamers.jsonl"
     cache, pre = out / "twitch-streamers" / "features", out / "twitch-streamers" / "pretrain" / "seed0"
@@ -71,7 +146,8 @@ def scale(data_root: Path, out: Path, log) -> list[dict]:
         return []
     results = []
     for name, job in (("ddp", lambda: ddp_pretrain(cache, out / "scale" / "ddp")),
-                      ("spark", lambda: spark_embed(twitch, pre, out / "scale" / "spark"))):
+                      ("spark", lambda: spark_embed(twitch, pre, out / "scale" / "spark")),
+                      ("bounded index", lambda: bounded_index(out / "scale" / "bounded", bounded_n))):
         log(f"scale: {name}")
         try:
             results.append(job())

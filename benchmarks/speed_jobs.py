@@ -77,11 +77,13 @@ def job_frames(media_dir: str, n: int) -> dict:
 
 
 def job_train(cache_dir: str, steps: int) -> dict:
-    """Pretraining streamers/s on cached features (views + batching + step) vs forward/backward on one prebuilt batch."""
+    """Pretraining streamers/s on cached features (views + batching + step), fp32 and with `--precision bf16`
+    (autocast as `fit` applies it), vs forward/backward of two prebuilt batches in fp32."""
     import torch
 
     from anchor_embed.features.cache import open_cache
     from anchor_embed.losses import info_nce
+    from anchor_embed.training.device import autocast
     from anchor_embed.training.fit import make_optimizer
     from anchor_embed.training.pretrain import PretrainConfig, PretrainTask
 
@@ -92,18 +94,23 @@ def job_train(cache_dir: str, steps: int) -> dict:
     task.start_epoch(0)
     bs, per_epoch = task.batch_size(), task.steps_per_epoch()
     rng = np.random.default_rng(0)
+    cpu = torch.device("cpu")
 
-    def step(b: int) -> None:
-        loss, _ = task.loss(0, b % per_epoch, rng)
+    def step(b: int, precision: str) -> None:
+        with autocast(cpu, precision):
+            loss, _ = task.loss(0, b % per_epoch, rng)
         opt.zero_grad()
         loss.backward()
         opt.step()
         task.after_step()
-    step(0)  # warm-up
-    t0 = time.perf_counter()
-    for b in range(steps):
-        step(b)
-    ours = steps * bs / (time.perf_counter() - t0)
+
+    ours = {}
+    for precision in ("fp32", "bf16"):
+        step(0, precision)  # warm-up
+        t0 = time.perf_counter()
+        for b in range(steps):
+            step(b, precision)
+        ours[precision] = steps * bs / (time.perf_counter() - t0)
     batch = task.batcher.make(list(range(bs)))
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -113,8 +120,10 @@ def job_train(cache_dir: str, steps: int) -> dict:
         loss.backward()
         opt.step()
     raw = steps * bs / (time.perf_counter() - t0)
-    return {"job": "pretrain step", "ours_streamers_per_s": round(ours, 1), "baseline_streamers_per_s": round(raw, 1),
-            "baseline": "forward+backward of two prebuilt batches", "ratio": round(ours / raw, 3), "peak_mb": _peak_mb()}
+    return {"job": "pretrain step", "ours_streamers_per_s": round(ours["fp32"], 1),
+            "bf16_streamers_per_s": round(ours["bf16"], 1), "baseline_streamers_per_s": round(raw, 1),
+            "baseline": "fp32 forward+backward of two prebuilt batches", "ratio": round(ours["fp32"] / raw, 3),
+            "ratio_bf16": round(ours["bf16"] / raw, 3), "peak_mb": _peak_mb()}
 
 
 def job_embed(model_dir: str, streamers: str, out: str) -> dict:

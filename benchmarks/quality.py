@@ -50,6 +50,7 @@ class Budget:
     noise_share: float = 0.3
     sparse_frac: float = 0.2
     ablations: bool = True
+    ablation_seeds: int | None = None     # ablation rows on the first this many seeds (None: every seed)
     variants: tuple[str, ...] = ("clean", "noisy", "sparse")
     extra: dict = field(default_factory=dict)
 
@@ -146,7 +147,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
             for r in rows:
                 label = "pretrained (no ID embeddings)" if r["model"] == pre.name else r["model"]
                 tables[variant].setdefault(label, []).append(r)
-            if variant == "clean" and budget.ablations:
+            if variant == "clean" and budget.ablations and seed < (budget.ablation_seeds or seeds):
                 abl_runs = [vdir / "contrastive"]
                 for i, change in enumerate(ABLATIONS.values()):
                     abl_runs.append(_transfer(pre, ids, vdir / "ablation" / f"a{i:02d}", seed, budget,

@@ -110,7 +110,7 @@ def write_report(path: Path, command: str, results: dict, speed: list[dict], pic
              "with those ID embeddings and judge against the full ones; `ID embeddings used for training` "
              "scores the teaching ID embeddings themselves (a streamer without one has a zero vector).", "",
              f"This run: ID embeddings {', '.join(budget.variants)}; ablation rows "
-             f"{'included' if budget.ablations else 'not run'}.", ""]
+             f"{'not run' if not budget.ablations else 'included' if not budget.ablation_seeds else f'on the first {budget.ablation_seeds} seed(s)'}.", ""]
     summary = ["## Does the default transfer win?", "",
                "Gain over RidgeCV = mean Recall@10 of `contrastive` / ridge's - 1. Margin = (contrastive - the "
                "best other method or learned reference) in units of the larger of their two standard "

@@ -80,11 +80,13 @@ def main() -> None:
     ap.add_argument("--variants", default="clean,noisy,sparse",
                     help="ID-embedding variants to teach with, comma-separated (clean, noisy, sparse).")
     ap.add_argument("--no-ablation", action="store_true", help="Skip the ablation rows of the default method.")
+    ap.add_argument("--ablation-seeds", type=int, default=None,
+                    help="Run the ablation rows on the first N seeds only (default: every seed).")
     args = ap.parse_args()
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     if bad := [v for v in variants if v not in ("clean", "noisy", "sparse")]:
         ap.error(f"--variants: unknown {', '.join(bad)} (known: clean, noisy, sparse)")
-    budget = Budget(ablations=not args.no_ablation, variants=variants)
+    budget = Budget(ablations=not args.no_ablation, variants=variants, ablation_seeds=args.ablation_seeds)
     if args.quick:
         args.seeds, args.vectors = 1, 100_000
         budget = Budget(pretrain_epochs=15, transfer_epochs=40, patience=5, ablations=False, variants=("clean",))
@@ -113,7 +115,8 @@ def main() -> None:
         sp += scale(args.data, args.out, log)
     args.out.mkdir(parents=True, exist_ok=True)
     pics = plot(curves, results, args.report.parent) if results else []
-    full = not args.quick and args.seeds == 3 and budget.ablations and set(budget.variants) == {"clean", "noisy", "sparse"}
+    full = not args.quick and args.seeds == 3 and budget.ablations and budget.ablation_seeds in (None, 3) \
+        and set(budget.variants) == {"clean", "noisy", "sparse"}
     command = "make bench-quick" if args.quick else "make bench" if full else \
         "python -m benchmarks.run " + " ".join(sys.argv[1:])
     write_report(args.report, command, results, sp, pics, args.seeds,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 import torch
 
@@ -37,37 +39,42 @@ class Batcher:
              ) -> TokenBatch:
         """Tokens for `streamers`, restricted to `atoms[j]` when given (else all atoms)."""
         b = len(streamers)
-        chosen = {kind: [] for kind in ("text", "frame", "tag")}
-        for j, i in enumerate(streamers):
-            sel = atoms[j] if atoms is not None else self.all_atoms(i)
-            for kind in chosen:
-                rows = self.cache.rows(kind, i)
-                pos = sorted(p for k, p in sel if k == kind)[: self.limits[kind]]
-                chosen[kind].append((rows[pos] if len(pos) else rows[:0], pos, i))
+        who = np.asarray(streamers, np.int64)
         out = {}
-        for kind, items in chosen.items():
-            length = max((len(r) for r, _, _ in items), default=0)
+        for kind in ("text", "frame", "tag"):
+            # every chosen atom of the batch at once: its streamer j, its slot in j's row and its atom index
+            ptr, limit = self.cache.ptr[kind], self.limits[kind]
+            if atoms is None:
+                counts = np.minimum(ptr[who + 1] - ptr[who], limit)
+                pos = None
+            else:
+                picked = [sorted(p for k, p in sel if k == kind)[:limit] for sel in atoms]
+                counts = np.array([len(x) for x in picked], np.int64)
+                pos = np.fromiter(chain.from_iterable(picked), np.int64, int(counts.sum()))
+            total = int(counts.sum())
+            j = np.repeat(np.arange(b), counts)
+            slot = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+            atom = ptr[who][j] + (slot if pos is None else pos)
+            rows = self.cache.idx[kind][atom]
+            length = int(counts.max()) if total else 0
             feats = np.zeros((b, length, self.dims[kind]), np.float32)
             mask = np.zeros((b, length), bool)
             extra = np.zeros((b, length), np.int64)
-            for j, (rows, pos, i) in enumerate(items):
-                if not len(rows):
-                    continue
-                order = np.argsort(rows)  # memmap gathers want sorted rows
-                block = np.empty((len(rows), self.dims[kind]), np.float32)
+            if total:
+                order = np.argsort(rows, kind="stable")  # one sorted gather from the memory map
+                block = np.empty((total, self.dims[kind]), np.float32)
                 block[order] = self.cache.feats[kind][rows[order]]
-                feats[j, :len(rows)] = block
-                mask[j, :len(rows)] = True
+                if rng is not None and noise:      # on real atoms only: padding stays zero
+                    block += noise * rng.standard_normal(block.shape, dtype=np.float32)
+                if rng is not None and feature_dropout:
+                    block *= (rng.random(block.shape, dtype=np.float32) >= feature_dropout) / np.float32(
+                        1 - feature_dropout)
+                feats[j, slot] = block
+                mask[j, slot] = True
                 if kind == "text":
-                    fields = self.cache.text_field[self.cache.ptr["text"][i] + np.asarray(pos, np.int64)]
-                    extra[j, :len(rows)] = 1 + np.minimum(fields, FIELD_PROFILE + 1)
+                    extra[j, slot] = 1 + np.minimum(self.cache.text_field[atom], FIELD_PROFILE + 1)
                 elif kind == "tag":
-                    extra[j, :len(rows)] = self.tag_id_of_row[rows]
-            if rng is not None and (noise or feature_dropout) and length:
-                if noise:
-                    feats += rng.normal(0, noise, feats.shape).astype(np.float32) * mask[..., None]
-                if feature_dropout:
-                    feats *= (rng.random(feats.shape) >= feature_dropout) / (1 - feature_dropout)
+                    extra[j, slot] = self.tag_id_of_row[rows]
             out[kind] = (torch.from_numpy(feats), torch.from_numpy(mask), torch.from_numpy(extra))
         return TokenBatch(text=out["text"][0], text_type=out["text"][2], text_mask=out["text"][1],
                           frame=out["frame"][0], frame_mask=out["frame"][1],

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anchor_embed.features.cache import FeatureCache
+from anchor_embed.model.packed import encode_cls
 
 # token types: 0 [CLS], 1 nickname, 2 profile, 3 other text, 4 frame, 5 tag
 TYPE_CLS, TYPE_FRAME, TYPE_TAG = 0, 4, 5
@@ -114,12 +115,12 @@ class FusionModel(nn.Module):
             masks.append(batch.tag_mask)
         x = torch.cat(parts, 1)
         valid = torch.cat(masks, 1)
-        h = self.encoder(x, src_key_padding_mask=~valid)
+        cls = encode_cls(self.encoder, x, valid)   # = self.encoder(x, src_key_padding_mask=~valid)[:, 0]
         content = valid.clone()
         content[:, 0] = False
         pooled = (x * content[..., None]).sum(1) / content.sum(1, keepdim=True).clamp(min=1)
         # fp32 out, whatever the autocast inside: losses and their statistics stay in full precision
-        return F.normalize((self.head(self.norm(h[:, 0])) + self.pool_head(pooled)).float(), dim=-1)
+        return F.normalize((self.head(self.norm(cls)) + self.pool_head(pooled)).float(), dim=-1)
 
 
 def tag_vocabulary(cache: FeatureCache, min_count: int = 3, max_size: int = 10000) -> list[str]:

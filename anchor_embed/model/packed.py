@@ -47,7 +47,7 @@ def _layer(layer: nn.TransformerEncoderLayer, h: torch.Tensor, where: torch.Tens
     else:
         q = q.view(b, 1, heads, d // heads).transpose(1, 2)
     p = attn.dropout if layer.training else 0.0
-    o = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=p)
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
     o = o.transpose(1, 2).reshape(-1, d)
     if only is None:
         o = o[where]

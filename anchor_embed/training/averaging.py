@@ -18,7 +18,7 @@ class WeightAverage:
     """avg <- decay * avg + (1 - decay) * w after every step, over the floating-point parameters of `model`."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
-        self.model, self.decay = model, decay
+        self.decay = decay
         self.params = [p for p in model.parameters() if p.is_floating_point()]
         self.average = [p.detach().clone() for p in self.params]
 

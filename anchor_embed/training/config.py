@@ -73,7 +73,5 @@ class AdaptConfig(TrainingConfig):
     epochs: int = Field(30, ge=1, description="Most epochs (validation keeps the best)")
     batch_size: int = Field(128, ge=2, description="Streamers a step")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
-    weight_average: float = Field(0.0, ge=0, lt=1, description="Decay of an exponential moving average of the "
-                                  "weights per step, validated and kept instead of the last step's (0 = off)")
     val_frac: float = Field(0.15, ge=0, lt=1, description="Share of the labelled streamers for validation")
     holdout_frac: float = Field(0.0, ge=0, lt=1, description="Share kept aside and scored once at the end")

@@ -19,6 +19,12 @@ from benchmarks.id_variants import noisy_ids, sparse_ids, user_counts
 
 HOLDOUT = 0.2
 
+# record meta fields of the shared datasets, as tags (`features --meta-tags`): what a platform knows of every
+# streamer besides texts and frames. Twitch's `followers_in_matrix` is left out: it is counted from the very
+# interactions the ID embeddings (and the truth) are learned from.
+META_TAGS = {"twitch-streamers": "total_followers:log,total_views:log,avg_viewers_3m:log,partnered,mature_content",
+             "movielens-100k": "year:5,language"}
+
 # one lever each, against the default transfer (contrastive with its defaults): name -> transfer settings
 ABLATIONS: dict[str, dict] = {
     "pairs (the original objective)": {"params": {"batches": "pairs"}},
@@ -116,7 +122,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
 
     root = out / data.name
     cache = root / "features"
-    build_features(data / "streamers.jsonl", cache, media_root=data)
+    build_features(data / "streamers.jsonl", cache, media_root=data, meta_tags=META_TAGS.get(data.name))
     truth = data / "ids.npy"
     variant_ids = {
         "clean": (truth, user_counts(data, root / "ids-clean")),

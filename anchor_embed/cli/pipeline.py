@@ -59,6 +59,9 @@ def features(
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
     threads: Annotated[int, typer.Option(help="CPU threads of the backbones.")] = 2,
     device: Device = "auto",
+    meta_tags: Annotated[str | None, typer.Option(
+        help="Record meta fields as tags: 'field' (its value), 'field:log' (half-decades of a count), "
+        "'field:WIDTH' (buckets), comma-separated, e.g. 'language,total_followers:log,year:5'.")] = None,
 ) -> None:
     """Run the frozen backbones once per distinct text, frame and tag; cache the features."""
     from anchor_embed.features.build import build_features
@@ -66,7 +69,8 @@ def features(
     build_features(streamers=streamers, out=out, media_root=media_root, text_backbone=text_backbone,
                    image_backbone=image_backbone, video_frames=video_frames, max_texts=max_texts,
                    max_frames=max_frames, max_tags=max_tags, strict=strict, threads=threads,
-                   max_text_chars=max_text_chars, columns=parse_columns(columns, id_column), device=device)
+                   max_text_chars=max_text_chars, columns=parse_columns(columns, id_column), device=device,
+                   meta_tags=meta_tags)
 
 
 def demo(

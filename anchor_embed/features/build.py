@@ -37,6 +37,7 @@ from anchor_embed.features.cache import (
     tag_key,
     text_key,
 )
+from anchor_embed.features.meta_tags import MetaField, canonical_spec, parse_meta_tags, tags_of_meta
 from anchor_embed.locks import exclusive
 from anchor_embed.progress import make_progress, say
 
@@ -50,6 +51,7 @@ class Atoms:
     tags: list[list[str]] = field(default_factory=list)
     text_of_key: dict[str, str] = field(default_factory=dict)
     truncated: dict[str, int] = field(default_factory=lambda: {"texts": 0, "tags": 0})
+    meta_not_numeric: dict[str, int] = field(default_factory=dict)  # per meta field: values left untagged
 
 
 MAX_TAG_CHARS = 100  # a tag is a short name; longer ones are cut, like texts, so one row cannot flood memory
@@ -67,10 +69,12 @@ def _first_distinct(values, limit: int) -> list[str]:
 
 
 def collect_atoms(records: list[StreamerRecord], media: Path, video_frames: int, max_texts: int,
-                  max_frames: int, max_tags: int, media_report: MediaReport, max_text_chars: int = 2000) -> Atoms:
+                  max_frames: int, max_tags: int, media_report: MediaReport, max_text_chars: int = 2000,
+                  meta_fields: list[MetaField] | None = None) -> Atoms:
     """Each streamer's text, frame and tag keys within the per-streamer limits. Texts longer than
     `max_text_chars` are cut there (what a backbone reads is far shorter; counted in `truncated`), and frame
-    paths outside the media root are refused and counted in `media_report`."""
+    paths outside the media root are refused and counted in `media_report`. Tags from `meta_fields` come
+    first (a few per streamer, so the limit cuts the record's own tags, not them)."""
     atoms = Atoms()
     for r in records:
         items = [(r.nickname, FIELD_NICKNAME), (r.profile, FIELD_PROFILE)] + [(t, FIELD_TEXT) for t in r.texts]
@@ -92,8 +96,12 @@ def collect_atoms(records: list[StreamerRecord], media: Path, video_frames: int,
                 break
             frames += [(fk, rel, i) for i, fk in enumerate(frame_keys(rel, media, video_frames, media_report))]
         atoms.frames.append(frames[:max_frames])
-        atoms.truncated["tags"] += sum(len(t) > MAX_TAG_CHARS for t in r.tags)
-        atoms.tags.append(_first_distinct((tag_key(t[:MAX_TAG_CHARS]) for t in r.tags), max_tags))
+        from_meta, bad = tags_of_meta(r.meta, meta_fields) if meta_fields else ([], [])
+        for name in bad:
+            atoms.meta_not_numeric[name] = atoms.meta_not_numeric.get(name, 0) + 1
+        tags = from_meta + r.tags
+        atoms.truncated["tags"] += sum(len(t) > MAX_TAG_CHARS for t in tags)
+        atoms.tags.append(_first_distinct((tag_key(t[:MAX_TAG_CHARS]) for t in tags), max_tags))
     return atoms
 
 
@@ -255,7 +263,7 @@ def _compatible(reuse: str | Path | None, wanted: dict, max_text_chars: int) -> 
     if reuse is None or not (Path(reuse) / "meta.json").is_file():
         return None
     have = json.loads((Path(reuse) / "meta.json").read_text())
-    same = all(have.get(k) == v for k, v in wanted.items()) and have.get("max_text_chars", 2000) == max_text_chars
+    same = all(have.get(k) == v for k, v in wanted.items() if k != "meta_tags") and have.get("max_text_chars", 2000) == max_text_chars
     if not same:
         say(f"[yellow]features[/]: {reuse} was made by other backbones or settings; nothing is copied from it")
     return Path(reuse) if same else None
@@ -278,26 +286,29 @@ def build_features(
     reuse: str | Path | None = None,
     shard: tuple[int, int] = (0, 1),
     device: str = "auto",
+    meta_tags: str | None = None,
 ) -> dict:
     """Run the frozen backbones over what is new in `streamers` and (re)write the cache at `out`.
 
     `reuse` names another cache whose already-encoded atoms are copied instead of encoded (when it was made
-    by the same backbones); `shard` (i, n) reads only that shard's rows of the records.
+    by the same backbones); `shard` (i, n) reads only that shard's rows of the records; `meta_tags` turns
+    record `meta` fields into tags (`features.meta_tags`).
     """
     out = Path(out)
     media = Path(media_root) if media_root else Path(streamers).parent
     image_kind(image_backbone)  # an unknown kind fails before any record is read
+    meta_fields = parse_meta_tags(meta_tags)
     records, read_report = read_streamers(streamers, strict=strict, columns=columns, shard=shard)
     wanted = {"text_backbone": text_backbone, "text_identity": backbone_identity(text_backbone),
               "image_backbone": image_backbone, "image_identity": backbone_identity(image_backbone),
-              "video_frames": video_frames}
+              "video_frames": video_frames, "meta_tags": canonical_spec(meta_fields)}
     with exclusive(out, "features run"):
         check_meta(out, wanted)
         old_meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}
 
         media_report = MediaReport()
         atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags, media_report,
-                              max_text_chars)
+                              max_text_chars, meta_fields)
         say(f"[bold]features[/]: {read_report.summary()}")
         for line in read_report.problems[:5]:
             say(f"  skipped {line}")
@@ -320,6 +331,7 @@ def build_features(
             "seconds": {k: round(v, 2) for k, v in enc.seconds.items()}, "throughput": rates,
             "streamers_with": counts["streamers_with"],
             "truncated": {**atoms.truncated, "max_text_chars": max_text_chars, "max_tag_chars": MAX_TAG_CHARS},
+            "meta_not_numeric": atoms.meta_not_numeric,
         }
         meta = {**wanted, "text_dim": enc.dims["text"], "image_dim": enc.dims["frame"], "store_dtype": "float16",
                 "max_texts": max_texts, "max_frames": max_frames, "max_tags": max_tags, "max_text_chars": max_text_chars,
@@ -333,5 +345,6 @@ def build_features(
             f"{f', copied from {donor}: {enc.copied}' if donor else ''}; missing frames {counts['missing_frames']}"
             f"{f' (+{media_report.outside} outside the media root, refused)' if media_report.outside else ''}; "
             f"{cut}"
+            f"{f'meta values not numbers (left untagged): {atoms.meta_not_numeric}; ' if atoms.meta_not_numeric else ''}"
             f"throughput {rates or 'nothing new'}")
     return report

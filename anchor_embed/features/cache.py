@@ -167,11 +167,15 @@ def merge_parts(folder: Path, kind: str, dim: int) -> None:
 
 
 def check_meta(out: Path, wanted: dict) -> None:
-    """Refuse to add to a cache made with other backbones (their features would not mix)."""
+    """Refuse to add to a cache made with other backbones (their features would not mix) or other meta tags."""
     meta_path = out / "meta.json"
     if not meta_path.is_file():
         return
     have = json.loads(meta_path.read_text())
+    if have.get("meta_tags") != wanted.get("meta_tags"):
+        raise AnchorEmbedError(
+            f"{out}: this cache was made with --meta-tags {have.get('meta_tags')!r}, not "
+            f"{wanted.get('meta_tags')!r}; its streamers' tags would not agree: use another --out")
     for key in ("text_backbone", "text_identity", "image_backbone", "image_identity", "video_frames"):
         if have.get(key) != wanted.get(key):
             raise AnchorEmbedError(

@@ -119,7 +119,7 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
                 build_features(part, sdir / "features", media_root=media, text_backbone=fmeta["text_backbone"],
                                image_backbone=fmeta["image_backbone"], video_frames=fmeta["video_frames"],
                                strict=strict, max_text_chars=fmeta.get("max_text_chars", 2000), reuse=donor,
-                               device=device)
+                               device=device, meta_tags=fmeta.get("meta_tags"))
                 cache = open_cache(sdir / "features")
                 batcher = Batcher.for_model(net, cache)
                 vecs = embed_all(net, batcher, batch_size=batch_size).astype(dtype)

@@ -83,7 +83,8 @@ class Model:
             m = self.feature_meta
             build_features(src, tmp / "features", media_root=media, text_backbone=m["text_backbone"],
                            image_backbone=m["image_backbone"], video_frames=m["video_frames"], strict=True,
-                           max_text_chars=m.get("max_text_chars", 2000), reuse=self.cache)
+                           max_text_chars=m.get("max_text_chars", 2000), reuse=self.cache,
+                           meta_tags=m.get("meta_tags"))
             cache = open_cache(tmp / "features")
             return embed_all(self.net, Batcher.for_model(self.net, cache), batch_size=batch_size)
 

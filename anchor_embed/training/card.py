@@ -41,7 +41,8 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
              f"A {stage} run of anchor-embed: one unit vector of "
              f"{_read(run, 'model_config.json').get('out_dim', '?')} dimensions per streamer, from what it shows.", "",
              "## Data it saw", "",
-             f"- Feature cache: `{info.get('features', '?')}` ({_cache_size(info.get('features'))})."]
+             f"- Feature cache: `{info.get('features', '?')}` ({_cache_size(info.get('features'))})"
+             + (f"; meta fields read as tags: `{fmeta['meta_tags']}`." if fmeta.get("meta_tags") else ".")]
     if stage == "transfer":
         mining = info.get("mining", {})
         seen = (run / "seen_ids.txt").read_text().count("\n") if (run / "seen_ids.txt").is_file() else "?"

@@ -149,25 +149,42 @@ def recall(index, q: np.ndarray, want: np.ndarray, vectors: np.ndarray | None = 
     return recall_at_k(got, want, want.shape[1])
 
 
+MAX_REFINE = 80  # at most 80 x k exact re-scorings a query (k = 10: 800 rows of the memory map)
+
+
 def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target: float,
          cap: int | None = None, vectors: np.ndarray | None = None) -> tuple[dict, list[dict]]:
-    """The cheapest search parameter (doubling ladder up to `cap`) whose measured recall reaches `target`; the curve.
+    """The cheapest search setting whose measured recall reaches `target`, walking a doubling ladder of the
+    search parameter (up to `cap`); the curve of every setting tried.
 
-    Returns the parameters with the chosen value set; when no value reaches the target, the best one.
+    With `refine` (IVF-PQ re-scoring), recall can plateau below the target however many lists are probed:
+    the true neighbours are in the probed lists but outside the k x refine best by PQ code. When a doubling of
+    the lists gains less than 0.01 (or the ladder ends), the candidates double instead, up to MAX_REFINE.
+    Returns the parameters with the chosen values set; when nothing reaches the target, the best setting.
     """
     name = SEARCH_PARAM[kind]
     top = min(params["nlist"] if kind != "hnsw" else 4096, cap or 1 << 30)
     ladder = sorted({min(top, 2 ** i) for i in range(0, 13) if 2 ** (i - 1) < top and 2 ** i >= 4})
-    curve = []
-    for value in ladder:
-        set_search_param(index, kind, {name: value})
+    refine = params.get("refine", 0)
+    curve: list[dict] = []
+    step = 0
+    while True:
+        set_search_param(index, kind, {name: ladder[step]})
         t0 = time.perf_counter()
-        r = recall(index, q, want, vectors, params.get("refine", 0))
-        curve.append({name: value, "recall_at_10": round(r, 4), "qps": round(len(q) / (time.perf_counter() - t0), 1)})
+        r = recall(index, q, want, vectors, refine)
+        curve.append({name: ladder[step], **({"refine": refine} if refine else {}), "recall_at_10": round(r, 4),
+                      "qps": round(len(q) / (time.perf_counter() - t0), 1)})
         if r >= target:
             break
+        plateau = len(curve) > 1 and r - curve[-2]["recall_at_10"] < 0.01 and curve[-2].get("refine") == refine
+        if refine and refine < MAX_REFINE and (plateau or step == len(ladder) - 1):
+            refine *= 2
+        elif step < len(ladder) - 1:
+            step += 1
+        else:
+            break
     best = next((c for c in curve if c["recall_at_10"] >= target), max(curve, key=lambda c: c["recall_at_10"]))
-    chosen = {**params, name: best[name]}
+    chosen = {**params, name: best[name], **({"refine": best["refine"]} if "refine" in best else {})}
     set_search_param(index, kind, chosen)
     return chosen, curve
 
@@ -212,7 +229,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
         picked_ivf = kind is None and chosen == "ivf_flat"
         cap = max(4, int(MAX_SCAN * params["nlist"])) if picked_ivf else None
         params, curve = tune(index, chosen, params, q, want, min_recall, cap, vectors=x)
-        rec = next(c["recall_at_10"] for c in curve if c[SEARCH_PARAM[chosen]] == params[SEARCH_PARAM[chosen]])
+        rec = next(c["recall_at_10"] for c in curve if all(c[p] == params[p] for p in (SEARCH_PARAM[chosen], "refine")
+                                                            if p in c))
         if picked_ivf and rec < min_recall:
             note = (f"ivf_flat reaches Recall@10 {rec:.3f} < {min_recall} even probing {cap}/{params['nlist']} lists "
                     f"(no neighbourhood structure to exploit), so exhaustive search over float16 codes is used")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from anchor_embed.errors import AnchorEmbedError
-from anchor_embed.serving.index import build_faiss, build_index, recall, sample_queries, search
+from anchor_embed.serving.index import build_faiss, build_index, recall, sample_queries, search, set_search_param
 from anchor_embed.serving.similar import Lookup
 
 
@@ -96,3 +96,26 @@ def test_ivf_pq_refine_rescores_candidates_exactly():
     few = build_faiss(x[:300], "ivf_pq", {"nlist": 16, "m": 4, "nbits": 4, "nprobe": 1})
     s1, i1 = search(few, q[:20], 50, x[:300], 10)          # one list holds fewer than 50: padding stays -1
     assert ((i1 == -1) == ~np.isfinite(s1)).all() and (i1 >= -1).all() and (i1 < 300).all()
+
+
+def test_tuning_widens_refine_when_more_lists_stop_helping():
+    """Coarse PQ codes: probing every list leaves recall below the target with 10 x k candidates; the tuner
+    then doubles the re-scored candidates, and the setting it keeps does reach the target (measured again)."""
+    from anchor_embed.serving.index import tune
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(40, 32))
+    x = _unit(centres[rng.integers(0, 40, 8000)] + 0.5 * rng.normal(size=(8000, 32)))
+    index = build_faiss(x, "ivf_pq", {"nlist": 16, "m": 2, "nbits": 4, "nprobe": 1})
+    q, want = sample_queries(x, 200)
+    set_search_param(index, "ivf_pq", {"nprobe": 16})
+    assert recall(index, q, want, x, 10) < 0.9                      # all lists, 10 x k: not enough
+    params = {"nlist": 16, "m": 2, "nbits": 4, "nprobe": 1, "refine": 10}
+    chosen, curve = tune(index, "ivf_pq", params, q, want, 0.95, vectors=x)
+    assert chosen["refine"] > 10 and curve[-1]["recall_at_10"] >= 0.95
+    assert [c["refine"] for c in curve] == sorted(c["refine"] for c in curve)   # candidates only ever widen
+    assert recall(index, q, want, x, chosen["refine"]) == pytest.approx(curve[-1]["recall_at_10"], abs=1e-4)
+    # without re-scoring (IVF-Flat) the ladder is the search parameter alone
+    flat = build_faiss(x, "ivf_flat", {"nlist": 16, "nprobe": 1})
+    chosen, curve = tune(flat, "ivf_flat", {"nlist": 16, "nprobe": 1}, q, want, 0.95)
+    assert "refine" not in chosen and all("refine" not in c for c in curve)

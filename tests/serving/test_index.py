@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from anchor_embed.errors import AnchorEmbedError
-from anchor_embed.serving.index import build_faiss, build_index, recall, sample_queries, search, set_search_param
+from anchor_embed.serving.index import (
+    build_faiss,
+    build_index,
+    recall,
+    sample_queries,
+    search,
+    set_search_param,
+)
 from anchor_embed.serving.similar import Lookup
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -50,6 +51,17 @@ def cache_digest(cache: str | Path) -> str:
                  "streamers/tag_idx.npy"):
         f = cache / name
         h.update(f"{name}:{file_digest(f) if f.is_file() else '-'}\n".encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """The installed package's identity: a digest of every anchor_embed source file (path and bytes), so a
+    run records which code trained it, not only which settings (a version string does not change per commit)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.blake2b(digest_size=8)
+    for f in sorted(root.rglob("*.py")):
+        h.update(f"{f.relative_to(root).as_posix()}:{file_digest(f)}\n".encode())
     return h.hexdigest()
 
 

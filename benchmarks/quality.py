@@ -73,15 +73,25 @@ def _merge(base: dict, change: dict, user_counts: Path) -> dict:
     return out
 
 
-def _settled(run: Path, config_cls: type, overrides: dict) -> bool:
+def _settled(run: Path, config_cls: type, overrides: dict, features: Path | None = None) -> bool:
     """Whether RUN finished with exactly the settings these overrides give today (defaults included, a method's
-    params resolved); a run made with other settings or older defaults is removed, never reused silently."""
+    params resolved), by today's code and, given `features`, from that cache as it is now; a run made with
+    other settings, older defaults, other code or another cache is removed, never reused silently."""
     import shutil
 
     from anchor_embed.config import read_saved, resolve
-    from anchor_embed.training.fit import RESUMABLE
+    from anchor_embed.fingerprint import cache_digest, code_digest
+    from anchor_embed.training.fit import RESUMABLE, run_info
 
     if not (run / "outcome.json").is_file() and not (run / "config.json").is_file():
+        return False
+    info = run_info(run)
+    stale = "other code" if info.get("code") != code_digest() else \
+        "another feature cache" if features is not None and info.get("inputs", {}).get("features") != \
+        cache_digest(features) else None
+    if stale:
+        print(f"[bench] {run}: made by {stale}; training it again", file=sys.stderr, flush=True)
+        shutil.rmtree(run)
         return False
 
     def norm(cfg) -> dict:
@@ -102,12 +112,12 @@ def _settled(run: Path, config_cls: type, overrides: dict) -> bool:
     return (run / "outcome.json").is_file()
 
 
-def _transfer(pre: Path, ids: Path, run: Path, seed: int, budget: Budget, settings: dict) -> Path:
+def _transfer(pre: Path, ids: Path, run: Path, seed: int, budget: Budget, settings: dict, cache: Path) -> Path:
     from anchor_embed.transfer.config import TransferConfig
     from anchor_embed.transfer.run import transfer
 
     fixed = {"seed": seed, "holdout_frac": HOLDOUT, "epochs": budget.transfer_epochs, "patience": budget.patience}
-    if not _settled(run, TransferConfig, {**settings, **fixed}):
+    if not _settled(run, TransferConfig, {**settings, **fixed}, cache):
         transfer(pre, ids, run, resume=(run / "checkpoints" / "latest.json").is_file(), **fixed, **settings)
     return run
 
@@ -137,7 +147,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
     for seed in range(seeds):
         pre = root / "pretrain" / f"seed{seed}"
         fixed = {"epochs": budget.pretrain_epochs, "seed": seed, "patience": budget.patience}
-        if not _settled(pre, PretrainConfig, fixed):
+        if not _settled(pre, PretrainConfig, fixed, cache):
             pretrain(cache, pre, resume=(pre / "checkpoints" / "latest.json").is_file(), **fixed)
         if seed == 0:
             curves = [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()]
@@ -147,7 +157,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
             runs = [pre]
             for m in METHODS.names():
                 settings = {"method": m, **({"params": {"weights_file": str(counts)}} if m == "aldi" else {})}
-                runs.append(_transfer(pre, ids, vdir / m, seed, budget, settings))
+                runs.append(_transfer(pre, ids, vdir / m, seed, budget, settings, cache))
             rows = evaluate(cache, truth, models=runs, seed=seed, holdout_frac=HOLDOUT, out=vdir / "evaluation",
                             ridge=True, knn_average=True, train_id_emb=None if variant == "clean" else ids)
             for r in rows:
@@ -157,7 +167,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
                 abl_runs = [vdir / "contrastive"]
                 for i, change in enumerate(ABLATIONS.values()):
                     abl_runs.append(_transfer(pre, ids, vdir / "ablation" / f"a{i:02d}", seed, budget,
-                                              _merge({"method": "contrastive"}, change, counts)))
+                                              _merge({"method": "contrastive"}, change, counts), cache))
                 names = ["default (contrastive)", *ABLATIONS]
                 rows = evaluate(cache, truth, models=abl_runs, seed=seed, holdout_frac=HOLDOUT, frozen=False,
                                 out=vdir / "ablation" / "evaluation")

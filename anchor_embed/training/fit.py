@@ -119,8 +119,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path | None:
     """Prepare RUN `out`: refuse to overwrite a run, or to resume one made with other settings or other
-    inputs (`info["inputs"]`: content digests); save the config and `info`. Returns the checkpoint to resume
-    from, if any."""
+    inputs (`info["inputs"]`: content digests); save the config and `info` with the digest of the code that
+    trains. Returns the checkpoint to resume from, if any."""
     ckpt = checkpoints.existing_run(out, resume)
     if ckpt is not None:
         saved = read_saved(type(cfg), out / "config.json")
@@ -134,9 +134,11 @@ def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path |
         if changed:
             raise AnchorEmbedError(f"{out}: --resume with other inputs than the saved run ({', '.join(changed)} "
                                    "changed by content); start a new --out")
+    from anchor_embed.fingerprint import code_digest
+
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "config.json", cfg.model_dump(mode="json"))
-    atomic.write_json(out / "run.json", info)
+    atomic.write_json(out / "run.json", {**info, "code": code_digest()})
     return ckpt
 
 

@@ -61,7 +61,7 @@ def features(
     device: Device = "auto",
     meta_tags: Annotated[str | None, typer.Option(
         help="Record meta fields as tags: 'field' (its value), 'field:log' (half-decades of a count), "
-        "'field:WIDTH' (buckets), comma-separated, e.g. 'language,total_followers:log,year:5'.")] = None,
+        "'field:WIDTH' (buckets), comma-separated, e.g. 'language,total_followers:log,year:5' (default: none).")] = None,
 ) -> None:
     """Run the frozen backbones once per distinct text, frame and tag; cache the features."""
     from anchor_embed.features.build import build_features

@@ -10,6 +10,7 @@ share; its verdicts are broadcast so every rank stops together.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -17,6 +18,13 @@ import torch
 import torch.distributed as dist
 
 from anchor_embed.errors import AnchorEmbedError
+
+
+def _shutdown() -> None:
+    """Destroy the process group before the interpreter tears down: a gloo group left alive at exit can abort
+    the process ('terminate called without an active exception', seen on a loaded 2-core machine)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @dataclass
@@ -35,6 +43,7 @@ class Dist:
             return cls()
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            atexit.register(_shutdown)
         return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
 
     @property

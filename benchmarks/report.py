@@ -165,12 +165,16 @@ def write_report(path: Path, command: str, results: dict, speed: list[dict], pic
                 lines.append(f"| {target} | {row} | {fmt(r['scores'])} | {r.get('params', '-')} | "
                              f"{r.get('share', '-') if 'share' in r else '-'} | {r.get('bytes', '-')} |")
         lines.append("")
-    lines += ["## Speed and scale", "", "Each row from its own process; ratio = ours / baseline measured in the same "
-              "run. Scale rows (benchmarks/scale.py) put 2 gloo processes beside 1, and Spark local[2] beside the "
-              "one-process `embed`, on this 2-core machine.", "",
-              "| job | figures |", "|---|---|"]
-    for r in speed:
-        lines.append(f"| {r['job']} | " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "job") + " |")
-    lines.append("")
+    lines += ["## Speed and scale", ""]
+    if not speed:
+        lines += ["Not run in this invocation (`--quality-only`).", ""]
+    else:
+        lines += ["Each row from its own process; ratio = ours / baseline measured in the same "
+                  "run. Scale rows (benchmarks/scale.py) put 2 gloo processes beside 1, and Spark local[2] beside "
+                  "the one-process `embed`, on this 2-core machine.", "",
+                  "| job | figures |", "|---|---|"]
+        for r in speed:
+            lines.append(f"| {r['job']} | " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "job") + " |")
+        lines.append("")
     lines += [f"![{p}]({p})" for p in pics]
     path.write_text("\n".join(lines) + "\n")

@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--variants", default="clean,noisy,sparse",
                     help="ID-embedding variants to teach with, comma-separated (clean, noisy, sparse).")
     ap.add_argument("--no-ablation", action="store_true", help="Skip the ablation rows of the default method.")
+    ap.add_argument("--quality-only", action="store_true",
+                    help="Only the quality tables: no downstream tasks, speed or scale rows (the report says so).")
     ap.add_argument("--ablation-seeds", type=int, default=None,
                     help="Run the ablation rows on the first N seeds only (default: every seed).")
     args = ap.parse_args()
@@ -103,19 +105,19 @@ def main() -> None:
         log(f"quality: {d.name}")
         results[d.name] = run_dataset(d, args.out, args.seeds, budget, args.data.parent / "tools")
         curves[d.name] = results[d.name]["curves"]
-        if not args.quick:
+        if not args.quick and not args.quality_only:
             from benchmarks.downstream import run_downstream
 
             log(f"downstream tasks: {d.name}")
             results[d.name]["downstream"] = run_downstream(d, args.out, args.seeds)
-    sp = speed(args.data, args.out, args.vectors)
-    if not args.quick:
+    sp = [] if args.quality_only else speed(args.data, args.out, args.vectors)
+    if not args.quick and not args.quality_only:
         from benchmarks.scale import scale
 
         sp += scale(args.data, args.out, log)
     args.out.mkdir(parents=True, exist_ok=True)
     pics = plot(curves, results, args.report.parent) if results else []
-    full = not args.quick and args.seeds == 3 and budget.ablations and budget.ablation_seeds in (None, 3) \
+    full = not args.quick and not args.quality_only and args.seeds == 3 and budget.ablations and budget.ablation_seeds in (None, 3) \
         and set(budget.variants) == {"clean", "noisy", "sparse"}
     command = "make bench-quick" if args.quick else "make bench" if full else \
         "python -m benchmarks.run " + " ".join(sys.argv[1:])

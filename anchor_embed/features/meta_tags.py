@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from anchor_embed.errors import AnchorEmbedError
 
 
@@ -100,3 +102,9 @@ def tags_of_meta(meta: dict[str, Any], fields: list[MetaField]) -> tuple[list[st
             lo = math.floor(x / f.how) * f.how
             tags.append(f"{f.name}={lo:g}..{lo + f.how:g}")
     return tags, bad
+
+
+def meta_tag_mask(tag_names: list[str], spec: str | None) -> np.ndarray:
+    """True for the cache's tags that came from meta fields of `spec` (a `field=` prefix, as cached: lower case)."""
+    prefixes = tuple(f"{f.name.lower()}=" for f in parse_meta_tags(spec))
+    return np.array([bool(prefixes) and t.startswith(prefixes) for t in tag_names], bool)

@@ -9,15 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 from anchor_embed.features.cache import KINDS, FeatureCache
+from anchor_embed.features.meta_tags import meta_tag_mask
 from anchor_embed.vectorspace import normalise_rows
 
 
 def pooled_block(cache: FeatureCache, kind: str) -> np.ndarray:
-    """(n, dim) unit mean feature of each streamer's atoms of one kind; zeros where a streamer has none."""
+    """(n, dim) unit mean feature of each streamer's atoms of one kind; zeros where a streamer has none.
+
+    Tags made from meta fields (`features --meta-tags`) are left out: their names are bucket labels, which a
+    text backbone embeds as near-identical noise that would drown the real tags; their identity reaches the
+    ridge reference one-hot and the fusion model through learned embeddings.
+    """
     dim = cache.dim(kind)
     m = np.zeros((cache.n, dim), np.float32)
+    skip = meta_tag_mask(cache.tag_names, cache.meta.get("meta_tags")) if kind == "tag" else None
     for i in range(cache.n):
         rows = cache.rows(kind, i)
+        if skip is not None and skip.any():
+            rows = rows[~skip[rows]]
         if len(rows):
             v = np.asarray(cache.feats[kind][np.sort(rows)], np.float32).mean(0)
             m[i] = v / max(np.linalg.norm(v), 1e-12)

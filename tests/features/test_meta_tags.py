@@ -7,7 +7,8 @@ import pytest
 import anchor_embed
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.cache import open_cache
-from anchor_embed.features.meta_tags import canonical_spec, parse_meta_tags, tags_of_meta
+from anchor_embed.features.meta_tags import canonical_spec, meta_tag_mask, parse_meta_tags, tags_of_meta
+from anchor_embed.features.pooled import pooled_block
 from anchor_embed.model.batcher import Batcher, embed_all
 from anchor_embed.model.store import load_model
 from tests.conftest import SMALL, run_cli, write_jsonl
@@ -55,7 +56,7 @@ def test_width_buckets_values_and_what_gives_no_tag():
     assert tags_of_meta({"year": float("nan")}, fields) == ([], ["year"])
 
 
-def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, tmp_path):
+def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, sample_cache, tmp_path):
     """Meta tags come first in a streamer's tags, non-numbers are counted, another spec is refused, and
     `Model.encode` of records (the path of embed and the server) tags them as the cache did."""
     rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()]
@@ -72,6 +73,13 @@ def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, tm
                          "views=1e2"]
     assert names[3:] == list(dict.fromkeys(t.lower() for t in rows[1]["tags"]))
     assert json.loads((cache_dir / "report.json").read_text())["meta_not_numeric"] == {"views": 1}
+    # frozen references read the record's own tags only: the pooled tags of a cache without meta tags (the
+    # backbone encodes each tag in another batch there: float noise only)
+    plain = open_cache(sample_cache)
+    assert plain.keys == cache.keys
+    np.testing.assert_allclose(pooled_block(cache, "tag"), pooled_block(plain, "tag"), atol=3e-4)
+    assert meta_tag_mask(cache.tag_names, cache.meta["meta_tags"]).sum() == sum(
+        t.startswith(("kind=", "lang=", "views=")) for t in cache.tag_names) > 0
     # the same folder with another spec would mix two tag vocabularies
     assert run_cli("features", "--streamers", tmp_path / "s.jsonl", "--out", cache_dir, "--media-root", sample,
                    "--meta-tags", "kind") == 2

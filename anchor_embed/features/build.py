@@ -301,7 +301,9 @@ def build_features(
     records, read_report = read_streamers(streamers, strict=strict, columns=columns, shard=shard)
     wanted = {"text_backbone": text_backbone, "text_identity": backbone_identity(text_backbone),
               "image_backbone": image_backbone, "image_identity": backbone_identity(image_backbone),
-              "video_frames": video_frames, "meta_tags": canonical_spec(meta_fields)}
+              "video_frames": video_frames}
+    if meta_fields:           # absent, not null, without: an untagged cache's meta.json (its digest) is unchanged
+        wanted["meta_tags"] = canonical_spec(meta_fields)
     with exclusive(out, "features run"):
         check_meta(out, wanted)
         old_meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}

@@ -77,6 +77,7 @@ def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, sa
     # backbone encodes each tag in another batch there: float noise only)
     plain = open_cache(sample_cache)
     assert plain.keys == cache.keys
+    assert "meta_tags" not in plain.meta      # an untagged cache's meta.json (and digest) is what it always was
     np.testing.assert_allclose(pooled_block(cache, "tag"), pooled_block(plain, "tag"), atol=3e-4)
     assert meta_tag_mask(cache.tag_names, cache.meta["meta_tags"]).sum() == sum(
         t.startswith(("kind=", "lang=", "views=")) for t in cache.tag_names) > 0

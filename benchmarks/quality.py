@@ -73,22 +73,23 @@ def _merge(base: dict, change: dict, user_counts: Path) -> dict:
     return out
 
 
-def _settled(run: Path, config_cls: type, overrides: dict, features: Path | None = None) -> bool:
+def _settled(run: Path, config_cls: type, overrides: dict, features_digest: str | None = None) -> bool:
     """Whether RUN finished with exactly the settings these overrides give today (defaults included, a method's
-    params resolved), by today's code and, given `features`, from that cache as it is now; a run made with
-    other settings, older defaults, other code or another cache is removed, never reused silently."""
+    params resolved), by today's code and, given `features_digest` (`cache_digest` of the cache, taken once
+    per dataset), from that cache as it is now; a run made with other settings, older defaults, other code or
+    another cache is removed, never reused silently."""
     import shutil
 
     from anchor_embed.config import read_saved, resolve
-    from anchor_embed.fingerprint import cache_digest, code_digest
+    from anchor_embed.fingerprint import code_digest
     from anchor_embed.training.fit import RESUMABLE, run_info
 
     if not (run / "outcome.json").is_file() and not (run / "config.json").is_file():
         return False
     info = run_info(run)
     stale = "other code" if info.get("code") != code_digest() else \
-        "another feature cache" if features is not None and info.get("inputs", {}).get("features") != \
-        cache_digest(features) else None
+        "another feature cache" if features_digest is not None and \
+        info.get("inputs", {}).get("features") != features_digest else None
     if stale:
         print(f"[bench] {run}: made by {stale}; training it again", file=sys.stderr, flush=True)
         shutil.rmtree(run)
@@ -112,12 +113,13 @@ def _settled(run: Path, config_cls: type, overrides: dict, features: Path | None
     return (run / "outcome.json").is_file()
 
 
-def _transfer(pre: Path, ids: Path, run: Path, seed: int, budget: Budget, settings: dict, cache: Path) -> Path:
+def _transfer(pre: Path, ids: Path, run: Path, seed: int, budget: Budget, settings: dict, features_digest: str
+              ) -> Path:
     from anchor_embed.transfer.config import TransferConfig
     from anchor_embed.transfer.run import transfer
 
     fixed = {"seed": seed, "holdout_frac": HOLDOUT, "epochs": budget.transfer_epochs, "patience": budget.patience}
-    if not _settled(run, TransferConfig, {**settings, **fixed}, cache):
+    if not _settled(run, TransferConfig, {**settings, **fixed}, features_digest):
         transfer(pre, ids, run, resume=(run / "checkpoints" / "latest.json").is_file(), **fixed, **settings)
     return run
 
@@ -126,6 +128,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
     """Tables {variant: {row: [evaluate rows by seed]}}, the ablation {row: [...]} and pretraining curves."""
     from anchor_embed.evaluation.evaluate import evaluate
     from anchor_embed.features.build import build_features
+    from anchor_embed.fingerprint import cache_digest
     from anchor_embed.training.config import PretrainConfig
     from anchor_embed.training.pretrain import pretrain
     from anchor_embed.transfer.methods import METHODS
@@ -133,6 +136,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
     root = out / data.name
     cache = root / "features"
     build_features(data / "streamers.jsonl", cache, media_root=data, meta_tags=META_TAGS.get(data.name))
+    digest = cache_digest(cache)
     truth = data / "ids.npy"
     variant_ids = {
         "clean": (truth, user_counts(data, root / "ids-clean")),
@@ -147,7 +151,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
     for seed in range(seeds):
         pre = root / "pretrain" / f"seed{seed}"
         fixed = {"epochs": budget.pretrain_epochs, "seed": seed, "patience": budget.patience}
-        if not _settled(pre, PretrainConfig, fixed, cache):
+        if not _settled(pre, PretrainConfig, fixed, digest):
             pretrain(cache, pre, resume=(pre / "checkpoints" / "latest.json").is_file(), **fixed)
         if seed == 0:
             curves = [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()]
@@ -157,7 +161,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
             runs = [pre]
             for m in METHODS.names():
                 settings = {"method": m, **({"params": {"weights_file": str(counts)}} if m == "aldi" else {})}
-                runs.append(_transfer(pre, ids, vdir / m, seed, budget, settings, cache))
+                runs.append(_transfer(pre, ids, vdir / m, seed, budget, settings, digest))
             rows = evaluate(cache, truth, models=runs, seed=seed, holdout_frac=HOLDOUT, out=vdir / "evaluation",
                             ridge=True, knn_average=True, train_id_emb=None if variant == "clean" else ids)
             for r in rows:
@@ -167,7 +171,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
                 abl_runs = [vdir / "contrastive"]
                 for i, change in enumerate(ABLATIONS.values()):
                     abl_runs.append(_transfer(pre, ids, vdir / "ablation" / f"a{i:02d}", seed, budget,
-                                              _merge({"method": "contrastive"}, change, counts), cache))
+                                              _merge({"method": "contrastive"}, change, counts), digest))
                 names = ["default (contrastive)", *ABLATIONS]
                 rows = evaluate(cache, truth, models=abl_runs, seed=seed, holdout_frac=HOLDOUT, frozen=False,
                                 out=vdir / "ablation" / "evaluation")

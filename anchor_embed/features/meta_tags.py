@@ -30,8 +30,9 @@ class MetaField:
     how: str | float
 
     def spec(self) -> str:
-        return self.name if self.how == "value" else f"{self.name}:{self.how:g}" if isinstance(
-            self.how, float) else f"{self.name}:{self.how}"
+        if self.how == "value":
+            return self.name
+        return f"{self.name}:{self.how:g}" if isinstance(self.how, float) else f"{self.name}:{self.how}"
 
 
 def parse_meta_tags(spec: str | None) -> list[MetaField]:

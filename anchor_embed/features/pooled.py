@@ -23,9 +23,11 @@ def pooled_block(cache: FeatureCache, kind: str) -> np.ndarray:
     dim = cache.dim(kind)
     m = np.zeros((cache.n, dim), np.float32)
     skip = meta_tag_mask(cache.tag_names, cache.meta.get("meta_tags")) if kind == "tag" else None
+    if skip is not None and not skip.any():
+        skip = None
     for i in range(cache.n):
         rows = cache.rows(kind, i)
-        if skip is not None and skip.any():
+        if skip is not None:
             rows = rows[~skip[rows]]
         if len(rows):
             v = np.asarray(cache.feats[kind][np.sort(rows)], np.float32).mean(0)

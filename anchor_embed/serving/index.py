@@ -153,14 +153,15 @@ MAX_REFINE = 80  # at most 80 x k exact re-scorings a query (k = 10: 800 rows of
 
 
 def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target: float,
-         cap: int | None = None, vectors: np.ndarray | None = None) -> tuple[dict, list[dict]]:
+         cap: int | None = None, vectors: np.ndarray | None = None) -> tuple[dict, list[dict], float]:
     """The cheapest search setting whose measured recall reaches `target`, walking a doubling ladder of the
     search parameter (up to `cap`); the curve of every setting tried.
 
     With `refine` (IVF-PQ re-scoring), recall can plateau below the target however many lists are probed:
     the true neighbours are in the probed lists but outside the k x refine best by PQ code. When a doubling of
     the lists gains less than 0.01 (or the ladder ends), the candidates double instead, up to MAX_REFINE.
-    Returns the parameters with the chosen values set; when nothing reaches the target, the best setting.
+    Returns the parameters with the chosen values set (when nothing reaches the target, the best setting), the
+    curve, and the chosen setting's recall.
     """
     name = SEARCH_PARAM[kind]
     top = min(params["nlist"] if kind != "hnsw" else 4096, cap or 1 << 30)
@@ -186,7 +187,7 @@ def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target
     best = next((c for c in curve if c["recall_at_10"] >= target), max(curve, key=lambda c: c["recall_at_10"]))
     chosen = {**params, name: best[name], **({"refine": best["refine"]} if "refine" in best else {})}
     set_search_param(index, kind, chosen)
-    return chosen, curve
+    return chosen, curve, best["recall_at_10"]
 
 
 def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB", kind: str | None = None,
@@ -228,9 +229,7 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
         q, want = sample_queries(x)
         picked_ivf = kind is None and chosen == "ivf_flat"
         cap = max(4, int(MAX_SCAN * params["nlist"])) if picked_ivf else None
-        params, curve = tune(index, chosen, params, q, want, min_recall, cap, vectors=x)
-        rec = next(c["recall_at_10"] for c in curve if all(c[p] == params[p] for p in (SEARCH_PARAM[chosen], "refine")
-                                                            if p in c))
+        params, curve, rec = tune(index, chosen, params, q, want, min_recall, cap, vectors=x)
         if picked_ivf and rec < min_recall:
             note = (f"ivf_flat reaches Recall@10 {rec:.3f} < {min_recall} even probing {cap}/{params['nlist']} lists "
                     f"(no neighbourhood structure to exploit), so exhaustive search over float16 codes is used")

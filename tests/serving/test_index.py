@@ -118,11 +118,11 @@ def test_tuning_widens_refine_when_more_lists_stop_helping():
     set_search_param(index, "ivf_pq", {"nprobe": 16})
     assert recall(index, q, want, x, 10) < 0.9                      # all lists, 10 x k: not enough
     params = {"nlist": 16, "m": 2, "nbits": 4, "nprobe": 1, "refine": 10}
-    chosen, curve = tune(index, "ivf_pq", params, q, want, 0.95, vectors=x)
-    assert chosen["refine"] > 10 and curve[-1]["recall_at_10"] >= 0.95
+    chosen, curve, rec = tune(index, "ivf_pq", params, q, want, 0.95, vectors=x)
+    assert chosen["refine"] > 10 and curve[-1]["recall_at_10"] >= 0.95 and rec == curve[-1]["recall_at_10"]
     assert [c["refine"] for c in curve] == sorted(c["refine"] for c in curve)   # candidates only ever widen
     assert recall(index, q, want, x, chosen["refine"]) == pytest.approx(curve[-1]["recall_at_10"], abs=1e-4)
     # without re-scoring (IVF-Flat) the ladder is the search parameter alone
     flat = build_faiss(x, "ivf_flat", {"nlist": 16, "nprobe": 1})
-    chosen, curve = tune(flat, "ivf_flat", {"nlist": 16, "nprobe": 1}, q, want, 0.95)
+    chosen, curve, _ = tune(flat, "ivf_flat", {"nlist": 16, "nprobe": 1}, q, want, 0.95)
     assert "refine" not in chosen and all("refine" not in c for c in curve)

@@ -76,7 +76,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="1 seed, clean ID embeddings only, no ablation, shorter caps, 100k vectors.")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--vectors", type=int, default=1_000_000)
+    ap.add_argument("--vectors", type=int, default=1_000_000, help="Random vectors of the speed rows.")
+    ap.add_argument("--scale-vectors", type=int, default=10_000_000,
+                    help="Rows of the bounded-memory scale row (index build, similar, dedup from disk; 10M x 256 "
+                         "float16 takes 5 GB and its index 6.5 GB under --out).")
     ap.add_argument("--variants", default="clean,noisy,sparse",
                     help="ID-embedding variants to teach with, comma-separated (clean, noisy, sparse).")
     ap.add_argument("--no-ablation", action="store_true", help="Skip the ablation rows of the default method.")
@@ -114,7 +117,7 @@ def main() -> None:
     if not args.quick and not args.quality_only:
         from benchmarks.scale import scale
 
-        sp += scale(args.data, args.out, log)
+        sp += scale(args.data, args.out, log, args.scale_vectors)
     args.out.mkdir(parents=True, exist_ok=True)
     pics = plot(curves, results, args.report.parent) if results else []
     full = not args.quick and not args.quality_only and args.seeds == 3 and budget.ablations and budget.ablation_seeds in (None, 3) \

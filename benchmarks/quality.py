@@ -43,6 +43,7 @@ ABLATIONS: dict[str, dict] = {
     "reliability weights (tanh of user counts, as aldi)": {"params": {"weights_file": "{user_counts}"}},
     "weight average (EMA 0.97 a step)": {"weight_average": 0.97},
     "bf16 autocast": {"precision": "bf16"},
+    "no input dropout": {"input_dropout": 0.0},
 }
 
 

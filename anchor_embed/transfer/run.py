@@ -44,6 +44,7 @@ class TransferTask(Task):
         self.steps = steps
         self.views, self.noise, self.feature_dropout = views
         self.validation = validation
+        self.rng: np.random.Generator | None = None
 
     def modules(self) -> dict:
         return {"model": self.model, "method": self.method}
@@ -60,13 +61,15 @@ class TransferTask(Task):
     def embed(self, rows: np.ndarray) -> torch.Tensor:
         """Vectors of `rows` (a global batch): this rank embeds its share, the others' arrive gathered."""
         rows = np.asarray(rows)
-        if self.dist is None or self.dist.world == 1:
-            return self.net(self.batcher.make(rows.tolist()))
-        return self.dist.gather(self.net(self.batcher.make(rows[self.dist.share(len(rows))].tolist())))
+        if self.dist is not None and self.dist.world > 1:
+            rows = rows[self.dist.share(len(rows))]
+        z = self.net(self.batcher.make(rows.tolist(), feature_dropout=self.cfg.input_dropout, rng=self.rng))
+        return z if self.dist is None or self.dist.world == 1 else self.dist.gather(z)
 
     def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         from anchor_embed.training.pretrain import view_batches
 
+        self.rng = rng             # the input dropout of this step's batches
         loss = self.method.loss(self.embed, self.method.sample(rng, self.cfg.batch_size))
         aux_value = 0.0
         if self.cfg.aux_weight > 0:
@@ -84,7 +87,8 @@ class TransferTask(Task):
             return None
         vecs = embed_rows(self.model, self.batcher, self.validation.candidates)   # rank 0 only
         sample = vecs[np.random.default_rng(0).permutation(len(vecs))[:2000]]
-        return {"recall_at_10": self.validation.score(vecs), "uniformity": float(uniformity(torch.from_numpy(sample)))}
+        return {"recall_at_10": self.validation.score(vecs), "new_recall_at_10": self.validation.score_new(vecs),
+                "uniformity": float(uniformity(torch.from_numpy(sample)))}
 
 
 def _write_pairs(out: Path, keys: list[str], pairs) -> None:

@@ -109,3 +109,16 @@ def test_cli_transfer_weight_average_bf16_and_reliability_weights(sample, pretra
     assert saved["params"]["weights_file"] == str(counts)
     a, b = (load_model(tmp_path / r)[0].state_dict() for r in ("plain", "ema"))
     assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path):
+    """`--input-dropout` is recorded and changes the training batches; every epoch logs the new-vs-new recall."""
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "1",
+            "--batch-size", "16"]
+    assert run_cli(*args, "--out", tmp_path / "off", "--input-dropout", "0") == 0
+    assert run_cli(*args, "--out", tmp_path / "on", "--input-dropout", "0.5") == 0
+    assert json.loads((tmp_path / "on" / "config.json").read_text())["input_dropout"] == 0.5
+    off, on = (json.loads((tmp_path / d / "metrics.jsonl").read_text().splitlines()[0]) for d in ("off", "on"))
+    assert off["loss"] != on["loss"]
+    assert all(0 <= r["validation"]["new_recall_at_10"] <= 1 for r in (off, on))
+    assert run_cli(*args, "--out", tmp_path / "bad", "--input-dropout", "1") == 2

@@ -33,8 +33,9 @@ class TransferConfig(TrainingConfig):
                                 "(0: the model learns from all, as in production)")
     init: Literal["pretrained", "scratch"] = Field(
         "pretrained", description="Start from the pretrained weights, or from fresh ones of the same shape")
-    input_dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on the input features of each training batch "
-                                 "(keeps new streamers close to each other, not only to the trained ones)")
+    input_dropout: float | None = Field(None, ge=0, lt=1, description="Dropout on the input features of each "
+                                        "training batch (default: the method's own, 0.2 for contrastive, 0 for "
+                                        "the baselines)")
     aux_weight: float = Field(0.0, ge=0, description="Weight of the self-supervised view loss (0 = off)")
     aux_temperature: float = Field(0.07, gt=0, description="Temperature of the self-supervised view loss")
 

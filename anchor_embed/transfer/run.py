@@ -45,6 +45,7 @@ class TransferTask(Task):
         self.views, self.noise, self.feature_dropout = views
         self.validation = validation
         self.rng: np.random.Generator | None = None
+        self.input_dropout = input_dropout(cfg, method)
 
     def modules(self) -> dict:
         return {"model": self.model, "method": self.method}
@@ -63,7 +64,7 @@ class TransferTask(Task):
         rows = np.asarray(rows)
         if self.dist is not None and self.dist.world > 1:
             rows = rows[self.dist.share(len(rows))]
-        z = self.net(self.batcher.make(rows.tolist(), feature_dropout=self.cfg.input_dropout, rng=self.rng))
+        z = self.net(self.batcher.make(rows.tolist(), feature_dropout=self.input_dropout, rng=self.rng))
         return z if self.dist is None or self.dist.world == 1 else self.dist.gather(z)
 
     def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
@@ -89,6 +90,11 @@ class TransferTask(Task):
         sample = vecs[np.random.default_rng(0).permutation(len(vecs))[:2000]]
         return {"recall_at_10": self.validation.score(vecs), "new_recall_at_10": self.validation.score_new(vecs),
                 "uniformity": float(uniformity(torch.from_numpy(sample)))}
+
+
+def input_dropout(cfg: TransferConfig, method: TransferMethod) -> float:
+    """The run's input dropout: --input-dropout when given, else the method's own default."""
+    return method.input_dropout if cfg.input_dropout is None else cfg.input_dropout
 
 
 def _write_pairs(out: Path, keys: list[str], pairs) -> None:
@@ -180,7 +186,8 @@ def transfer(
 
     dist = Dist.from_env()
     info = {"stage": "transfer", "features": str(Path(features).resolve()), "pretrained": str(pretrained.resolve()),
-            "id_emb": str(id_emb), "mining": mining, "inputs": inputs, "processes": dist.world}
+            "id_emb": str(id_emb), "mining": mining, "inputs": inputs, "processes": dist.world,
+            "input_dropout": input_dropout(cfg, method)}
     with training_run(out, cfg, resume, info, "transfer run", dist) as ckpt:
         if dist.is_main:
             _write_pairs(out, cache.keys, pairs)

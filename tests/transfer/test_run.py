@@ -122,3 +122,9 @@ def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path)
     assert off["loss"] != on["loss"]
     assert all(0 <= r["validation"]["new_recall_at_10"] <= 1 for r in (off, on))
     assert run_cli(*args, "--out", tmp_path / "bad", "--input-dropout", "1") == 2
+    # by default each method's own: contrastive 0.2, the regression baseline none; run.json says which
+    assert run_cli(*args, "--out", tmp_path / "dflt") == 0
+    assert run_cli(*args, "--out", tmp_path / "feat", "--method", "feature") == 0
+    assert json.loads((tmp_path / "dflt" / "run.json").read_text())["input_dropout"] == 0.2
+    assert json.loads((tmp_path / "feat" / "run.json").read_text())["input_dropout"] == 0.0
+    assert json.loads((tmp_path / "on" / "run.json").read_text())["input_dropout"] == 0.5

@@ -41,6 +41,10 @@ class TransferMethod(nn.Module):
     Subclasses set `Params` to their own settings model; `params` arrives validated against it.
     """
 
+    # dropout on a training batch's input features unless --input-dropout says otherwise: 0 for methods whose
+    # regression or distillation target collapses under it (feature collapses on twitch at 0.2)
+    input_dropout: float = 0.0
+
     class Params(RunConfig):
         """No settings."""
 

@@ -60,6 +60,8 @@ def _csr(query: np.ndarray, neighbour: np.ndarray, score: np.ndarray, n: int) ->
 class Contrastive(TransferMethod):
     """Mined-and-filtered behavioural neighbours are positives; see the module docstring for the options."""
 
+    input_dropout = 0.2   # chosen on validation: keeps new streamers near each other (docs/tuning.md, fourth round)
+
     class Params(RunConfig):
         temperature: float = Field(0.1, gt=0, description="InfoNCE temperature (the start, if learned)")
         learn_temperature: bool = Field(False, description="Learn the temperature")

@@ -41,7 +41,7 @@ def claims(per_model: dict[str, list[dict]]) -> dict:
     b_mean, b_sd = others[best_name]
     return {"default": (m, s), "ridge": r, "gain_over_ridge": m / r - 1 if r else float("inf"),
             "best_other": best_name, "best_other_mean": b_mean,
-            "margin_sd": (m - b_mean) / max(s, b_sd, 1e-12)}
+            "margin_sd": (m - b_mean) / max(s, b_sd) if max(s, b_sd) > 0 else None}   # one seed: no spread
 
 
 def plot(curves: dict, results: dict, out: Path) -> list[str]:
@@ -123,7 +123,8 @@ def write_report(path: Path, command: str, results: dict, speed: list[dict], pic
             if c:
                 summary.append(f"| {name} | {variant} | {c['default'][0]:.4f} ± {c['default'][1]:.4f} | "
                                f"{c['ridge']:.4f} | {c['gain_over_ridge']:+.1%} | {c['best_other']} "
-                               f"({c['best_other_mean']:.4f}) | {c['margin_sd']:+.1f} |")
+                               f"({c['best_other_mean']:.4f}) | "
+                               f"{'-' if c['margin_sd'] is None else format(c['margin_sd'], '+.1f')} |")
     lines += summary + [""]
     for name, res in results.items():
         for variant, per_model in res["tables"].items():

@@ -27,6 +27,22 @@ def _shutdown() -> None:
         dist.destroy_process_group()
 
 
+def exit_rank(code: int) -> None:
+    """End a torchrun rank: wait for the others, then leave without the interpreter's and C++'s teardown, where
+    gloo's threads abort now and then ('terminate called without an active exception', exit -6, even after
+    destroy_process_group). Every file is written and closed by then; stdout and stderr are flushed."""
+    import sys
+
+    if code == 0 and dist.is_initialized():    # a failing rank leaves at once: the others may never arrive
+        try:
+            dist.barrier()
+        except RuntimeError:          # a rank already gone: its exit code tells torchrun what happened
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 @dataclass
 class Dist:
     """This process's place in the job (a single process is rank 0 of 1)."""

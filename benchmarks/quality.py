@@ -114,14 +114,22 @@ def _settled(run: Path, config_cls: type, overrides: dict, features_digest: str 
     return (run / "outcome.json").is_file()
 
 
-def _transfer(pre: Path, ids: Path, run: Path, seed: int, budget: Budget, settings: dict, features_digest: str
-              ) -> Path:
+def _transfer(pre: Path, ids: Path, run: Path, seed: int, budget: Budget, settings: dict, features_digest: str,
+              failed: list[str]) -> Path | None:
+    """The finished run (trained now or reused), or None when training refused or stopped (a collapse, say):
+    the reason goes to `failed` and the report, and the bench goes on with the other runs."""
+    from anchor_embed.errors import AnchorEmbedError
     from anchor_embed.transfer.config import TransferConfig
     from anchor_embed.transfer.run import transfer
 
     fixed = {"seed": seed, "holdout_frac": HOLDOUT, "epochs": budget.transfer_epochs, "patience": budget.patience}
     if not _settled(run, TransferConfig, {**settings, **fixed}, features_digest):
-        transfer(pre, ids, run, resume=(run / "checkpoints" / "latest.json").is_file(), **fixed, **settings)
+        try:
+            transfer(pre, ids, run, resume=(run / "checkpoints" / "latest.json").is_file(), **fixed, **settings)
+        except AnchorEmbedError as exc:
+            failed.append(f"{'/'.join(run.parts[-3:])}: {exc}")
+            print(f"[bench] {run}: failed, left out of the tables: {exc}", file=sys.stderr, flush=True)
+            return None
     return run
 
 
@@ -148,6 +156,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
     }
     tables: dict[str, dict[str, list]] = {v: {} for v in budget.variants}
     ablation: dict[str, list] = {}
+    failed: list[str] = []
     curves = []
     for seed in range(seeds):
         pre = root / "pretrain" / f"seed{seed}"
@@ -162,20 +171,21 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
             runs = [pre]
             for m in METHODS.names():
                 settings = {"method": m, **({"params": {"weights_file": str(counts)}} if m == "aldi" else {})}
-                runs.append(_transfer(pre, ids, vdir / m, seed, budget, settings, digest))
+                runs.append(_transfer(pre, ids, vdir / m, seed, budget, settings, digest, failed))
+            runs = [r for r in runs if r is not None]
             rows = evaluate(cache, truth, models=runs, seed=seed, holdout_frac=HOLDOUT, out=vdir / "evaluation",
                             ridge=True, knn_average=True, train_id_emb=None if variant == "clean" else ids)
             for r in rows:
                 label = "pretrained (no ID embeddings)" if r["model"] == pre.name else r["model"]
                 tables[variant].setdefault(label, []).append(r)
             if variant == "clean" and budget.ablations and seed < (budget.ablation_seeds or seeds):
-                abl_runs = [vdir / "contrastive"]
-                for i, change in enumerate(ABLATIONS.values()):
-                    abl_runs.append(_transfer(pre, ids, vdir / "ablation" / f"a{i:02d}", seed, budget,
-                                              _merge({"method": "contrastive"}, change, counts), digest))
-                names = ["default (contrastive)", *ABLATIONS]
-                rows = evaluate(cache, truth, models=abl_runs, seed=seed, holdout_frac=HOLDOUT, frozen=False,
+                named = [("default (contrastive)", vdir / "contrastive" if vdir / "contrastive" in runs else None)]
+                for i, (name, change) in enumerate(ABLATIONS.items()):
+                    named.append((name, _transfer(pre, ids, vdir / "ablation" / f"a{i:02d}", seed, budget,
+                                                  _merge({"method": "contrastive"}, change, counts), digest, failed)))
+                names, abl_runs = zip(*[(n, r) for n, r in named if r is not None], strict=True)
+                rows = evaluate(cache, truth, models=list(abl_runs), seed=seed, holdout_frac=HOLDOUT, frozen=False,
                                 out=vdir / "ablation" / "evaluation")
                 for name, r in zip(names, rows, strict=True):
                     ablation.setdefault(name, []).append(r)
-    return {"tables": tables, "ablation": ablation, "curves": curves}
+    return {"tables": tables, "ablation": ablation, "curves": curves, "failed": failed}

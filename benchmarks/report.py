@@ -126,6 +126,10 @@ def write_report(path: Path, command: str, results: dict, speed: list[dict], pic
                                f"({c['best_other_mean']:.4f}) | "
                                f"{'-' if c['margin_sd'] is None else format(c['margin_sd'], '+.1f')} |")
     lines += summary + [""]
+    failed = [f"- {name}: {f}" for name, res in results.items() for f in res.get("failed", [])]
+    if failed:
+        lines += ["## Runs that failed", "", "Left out of the tables below (their means are over the seeds that "
+                  "finished):", "", *failed, ""]
     for name, res in results.items():
         for variant, per_model in res["tables"].items():
             lines += [f"## {name}: {VARIANT_TITLES[variant]}", "",

@@ -59,3 +59,19 @@ def test_the_code_digest_is_what_a_run_records(pretrained):
 
     digest = code_digest()
     assert len(digest) == 16 and json.loads((pretrained / "run.json").read_text())["code"] == digest
+
+
+def test_a_failing_run_is_recorded_and_the_bench_goes_on(sample, sample_cache, pretrained, tmp_path):
+    """A transfer that refuses (here: a content threshold no pair reaches) is named in `failed`, not raised."""
+    from anchor_embed.fingerprint import cache_digest
+    from benchmarks.quality import Budget, _transfer
+
+    failed: list[str] = []
+    budget = Budget(transfer_epochs=1, patience=0)
+    run = _transfer(pretrained, sample / "ids.npy", tmp_path / "clean" / "seed0" / "contrastive", 0, budget,
+                    {"method": "contrastive", "threshold": 2.0, "quantile": None}, cache_digest(sample_cache), failed)
+    assert run is None and len(failed) == 1
+    assert failed[0].startswith("clean/seed0/contrastive") and "fewer than 2 mined pairs" in failed[0]
+    ok = _transfer(pretrained, sample / "ids.npy", tmp_path / "ok", 0, budget, {"method": "rkd"},
+                   cache_digest(sample_cache), failed)
+    assert ok == tmp_path / "ok" and (ok / "outcome.json").is_file() and len(failed) == 1

@@ -167,6 +167,7 @@ def main() -> None:
     import platform
 
     from benchmarks.report import speed_lines
+    from benchmarks.run import log
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--data", type=Path, default=Path("../shared/datasets"))
@@ -175,7 +176,7 @@ def main() -> None:
     ap.add_argument("--vectors", type=int, default=10_000_000, help="Rows of the bounded-memory index row.")
     args = ap.parse_args()
     t0 = time.time()
-    rows = scale(args.data, args.out, lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True), args.vectors)
+    rows = scale(args.data, args.out, log, args.vectors)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join([
         "# Scale rows", "",
@@ -183,7 +184,7 @@ def main() -> None:
         f"in {(time.time() - t0) / 60:.1f} min. Machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM.", "",
         *speed_lines(rows)]) + "\n")
-    print(f"[bench] wrote {args.report}", file=sys.stderr)
+    log(f"wrote {args.report}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -21,8 +22,8 @@ from anchor_embed.errors import AnchorEmbedError
 
 
 def _shutdown() -> None:
-    """Destroy the process group before the interpreter tears down: a gloo group left alive at exit can abort
-    the process ('terminate called without an active exception', seen on a loaded 2-core machine)."""
+    """Destroy the process group before the interpreter tears down, for ranks run from Python rather than the
+    CLI (the CLI ends its ranks with `exit_rank`, since gloo's teardown can abort even after this)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -31,8 +32,6 @@ def exit_rank(code: int) -> None:
     """End a torchrun rank: wait for the others, then leave without the interpreter's and C++'s teardown, where
     gloo's threads abort now and then ('terminate called without an active exception', exit -6, even after
     destroy_process_group). Every file is written and closed by then; stdout and stderr are flushed."""
-    import sys
-
     if code == 0 and dist.is_initialized():    # a failing rank leaves at once: the others may never arrive
         try:
             dist.barrier()

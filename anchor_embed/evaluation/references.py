@@ -54,13 +54,18 @@ def reference_features(cache: FeatureCache, train_rows: np.ndarray) -> np.ndarra
     return np.concatenate([*blocks, tag_one_hot(cache, train_rows)], 1)
 
 
+def fit_ridge(features: np.ndarray, targets: np.ndarray, alphas: tuple[float, ...] = RIDGE_ALPHAS):
+    """scikit-learn's RidgeCV from `features` to the unit `targets`, alpha by leave-one-out over the rows."""
+    from sklearn.linear_model import RidgeCV
+
+    return RidgeCV(alphas=alphas).fit(features, normalise_rows(targets))
+
+
 def ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndarray,
                   alphas: tuple[float, ...] = RIDGE_ALPHAS) -> tuple[np.ndarray, float]:
     """RidgeCV from `features` to the unit `targets` of `train_rows` (alpha by leave-one-out over those rows);
     the predicted vectors of every row and the alpha chosen."""
-    from sklearn.linear_model import RidgeCV
-
-    model = RidgeCV(alphas=alphas).fit(features[train_rows], normalise_rows(targets[train_rows]))
+    model = fit_ridge(features[train_rows], targets[train_rows], alphas)
     return model.predict(features).astype(np.float32), float(model.alpha_)
 
 

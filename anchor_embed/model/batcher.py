@@ -92,7 +92,7 @@ def embed_rows(model: FusionModel, batcher: Batcher, rows, batch_size: int = 512
     was = model.training
     model.eval()
     rows = [int(r) for r in rows]
-    out = np.zeros((len(rows), model.cfg.out_dim), np.float32)
+    out = np.zeros((len(rows), model.dim), np.float32)
     for s in range(0, len(rows), batch_size):
         chunk = rows[s:s + batch_size]
         atoms = None if only is None else [[a for a in batcher.all_atoms(i) if a[0] == only] for i in chunk]
@@ -105,7 +105,7 @@ def embed_modalities(model: FusionModel, batcher: Batcher, batch_size: int = 512
     """(n, 3, d) vectors of every streamer from its text atoms only, frames only, tags only (the fusion model
     reads any subset); all zeros where a streamer shows nothing of that kind. What `similar --explain` compares."""
     n = batcher.cache.n
-    out = np.zeros((n, len(MODALITIES), model.cfg.out_dim), np.float32)
+    out = np.zeros((n, len(MODALITIES), model.dim), np.float32)
     for m, kind in enumerate(MODALITIES):
         has = np.flatnonzero(np.diff(batcher.cache.ptr[kind]) > 0)
         if len(has):

@@ -7,7 +7,7 @@ tags), each plus a modality-type embedding, after a learned [CLS] token; padding
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anchor_embed.features.cache import FeatureCache
+from anchor_embed.model.linear_map import LinearMap, input_width
 from anchor_embed.model.packed import encode_cls
 
 # token types: 0 [CLS], 1 nickname, 2 profile, 3 other text, 4 frame, 5 tag
@@ -35,6 +36,9 @@ class FusionConfig:
     max_texts: int = 16
     max_frames: int = 8
     max_tags: int = 16
+    # the linear map of a transferred model (model/linear_map.py): its output width and its share of the blend
+    linear_dim: int = 0
+    linear_share: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +71,8 @@ class TokenBatch:
 
 
 class FusionModel(nn.Module):
-    """Modality tokens -> transformer encoder -> [CLS] -> linear -> L2 normalise."""
+    """Modality tokens -> transformer encoder -> [CLS] -> linear -> L2 normalise; with a linear map (transfer),
+    that vector and the map's side by side."""
 
     def __init__(self, cfg: FusionConfig) -> None:
         super().__init__()
@@ -97,8 +102,33 @@ class FusionModel(nn.Module):
         # collapse); not exactly zero, so a streamer with no atoms still gets a unit vector
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.normal_(self.head.bias, std=1e-3)
+        self.linear_map = (LinearMap(input_width(cfg.text_dim, cfg.image_dim, len(cfg.tag_vocab)), cfg.linear_dim,
+                                     len(cfg.tag_vocab)) if cfg.linear_dim else None)
 
-    def forward(self, batch: TokenBatch) -> torch.Tensor:
+    @property
+    def dim(self) -> int:
+        """Width of the vectors `forward` returns."""
+        return self.cfg.out_dim + (self.cfg.linear_dim if self.linear_map is not None else 0)
+
+    def set_linear_map(self, weight: torch.Tensor, bias: torch.Tensor, skip_tags: torch.Tensor, share: float) -> None:
+        """Install a fitted linear map (or remove it: share 0); its settings go into the saved config."""
+        self.cfg = replace(self.cfg, linear_dim=int(weight.shape[0]) if share > 0 else 0, linear_share=float(share))
+        self.linear_map = None
+        if share > 0:
+            self.linear_map = LinearMap(weight.shape[1], weight.shape[0], len(skip_tags) - 1).to(self.cls.device)
+            for name, value in (("weight", weight), ("bias", bias), ("skip_tags", skip_tags)):
+                getattr(self.linear_map, name).copy_(value)
+
+    def forward(self, batch: TokenBatch, linear: bool = True) -> torch.Tensor:
+        """Unit vectors of the batch; `linear=False` gives the fusion vector alone (what transfer trains)."""
+        z = self.fusion(batch)
+        if not linear or self.linear_map is None:
+            return z
+        s = self.cfg.linear_share
+        return torch.cat([z * np.sqrt(1 - s), self.linear_map(batch.to(self.cls.device)) * np.sqrt(s)], 1)
+
+    def fusion(self, batch: TokenBatch) -> torch.Tensor:
+        """(B, out_dim) unit fusion vectors."""
         batch = batch.to(self.cls.device)
         b = batch.text.shape[0]
         dev = self.cls.device

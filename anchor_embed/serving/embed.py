@@ -126,8 +126,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
                 parts = embed_modalities(net, batcher, batch_size).astype(np.float16)
                 keys = cache.keys
             else:                                   # an empty shard still finishes, so the merge can happen
-                vecs, keys = np.zeros((0, net.cfg.out_dim), dtype), []
-                parts = np.zeros((0, 3, net.cfg.out_dim), np.float16)
+                vecs, keys = np.zeros((0, net.dim), dtype), []
+                parts = np.zeros((0, 3, net.dim), np.float16)
             atomic.write_npy(sdir / "vectors.npy", vecs)
             atomic.write_npy(sdir / "modalities.npy", parts)
             write_keys(sdir / "keys.txt", keys)

@@ -50,7 +50,7 @@ class Model:
 
     @property
     def dim(self) -> int:
-        return int(self.net.cfg.out_dim)
+        return int(self.net.dim)
 
     def encode(self, records: Any, media_root: str | Path | None = None, batch_size: int = 512) -> np.ndarray:
         """(n, dim) float32 unit vectors in the order of `records` (dicts, a DataFrame, a pyarrow Table, or a

@@ -51,7 +51,7 @@ class AdaptTask(Task):
         self.label = f"adapt:{cfg.mode}"
         self.rows, self.y, self.classes = rows, y, classes
         out = len(classes) if cfg.kind == "classify" else 1
-        self.head = nn.Linear(model.cfg.out_dim, out)
+        self.head = nn.Linear(model.dim, out)
         self.deltas = add_patch(model, cfg.rank, cfg.alpha) if cfg.mode == "adapter" else {}
         if cfg.mode == "head":
             model.requires_grad_(False)

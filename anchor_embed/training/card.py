@@ -26,6 +26,15 @@ def _table(rows: list[dict], cols: list[str]) -> list[str]:
         "| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
 
 
+def _width(model_config: dict) -> str:
+    """'N dimensions per streamer', saying how a linear map shares them when the model has one."""
+    out, linear = model_config.get("out_dim"), model_config.get("linear_dim", 0)
+    if out is None or not linear:
+        return f"{out or '?'} dimensions per streamer"
+    return (f"{out + linear} dimensions per streamer ({out} from the fusion model beside {linear} from a linear "
+            f"map of the pooled features, which weighs {model_config.get('linear_share', 0):g} in a cosine)")
+
+
 def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
     """(Re)write RUN/README.md; `evaluation` (evaluate's rows, this run's marked) is kept in evaluation.json."""
     run = Path(run)
@@ -39,7 +48,7 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
     stage = info.get("stage", "run")
     lines = [f"# Model card: {run.name}", "",
              f"A {stage} run of anchor-embed: one unit vector of "
-             f"{_read(run, 'model_config.json').get('out_dim', '?')} dimensions per streamer, from what it shows.", "",
+             f"{_width(_read(run, 'model_config.json'))}, from what it shows.", "",
              "## Data it saw", "",
              f"- Feature cache: `{info.get('features', '?')}` ({_cache_size(info.get('features'))})"
              + (f"; meta fields read as tags: `{fmeta['meta_tags']}`." if fmeta.get("meta_tags") else ".")]

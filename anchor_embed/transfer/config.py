@@ -36,6 +36,10 @@ class TransferConfig(TrainingConfig):
     input_dropout: float | None = Field(None, ge=0, lt=1, description="Dropout on the input features of each "
                                         "training batch (default: the method's own, 0.2 for contrastive, 0 for "
                                         "the baselines)")
+    linear_share: float | None = Field(None, ge=0, lt=1, description="Weight in the output's cosine of a "
+                                       "RidgeCV map of the pooled input features to the ID embeddings, fitted on "
+                                       "the training streamers (default: the method's own, 0.4 for contrastive, "
+                                       "0 for the baselines)")
     aux_weight: float = Field(0.0, ge=0, description="Weight of the self-supervised view loss (0 = off)")
     aux_temperature: float = Field(0.07, gt=0, description="Temperature of the self-supervised view loss")
 

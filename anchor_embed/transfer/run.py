@@ -64,7 +64,8 @@ class TransferTask(Task):
         rows = np.asarray(rows)
         if self.dist is not None and self.dist.world > 1:
             rows = rows[self.dist.share(len(rows))]
-        z = self.net(self.batcher.make(rows.tolist(), feature_dropout=self.input_dropout, rng=self.rng))
+        z = self.net(self.batcher.make(rows.tolist(), feature_dropout=self.input_dropout, rng=self.rng),
+                     linear=False)
         return z if self.dist is None or self.dist.world == 1 else self.dist.gather(z)
 
     def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
@@ -76,7 +77,7 @@ class TransferTask(Task):
         if self.cfg.aux_weight > 0:
             n = self.batcher.cache.n
             rows = rng.choice(n, size=min(self.cfg.batch_size, n), replace=False).tolist()
-            za, zb = (self.net(v) for v in view_batches(self.batcher, rows, self.views, rng, self.noise,
+            za, zb = (self.net(v, linear=False) for v in view_batches(self.batcher, rows, self.views, rng, self.noise,
                                                         self.feature_dropout))
             aux = info_nce(za, zb, self.cfg.aux_temperature)
             aux_value = aux.detach()
@@ -95,6 +96,11 @@ class TransferTask(Task):
 def input_dropout(cfg: TransferConfig, method: TransferMethod) -> float:
     """The run's input dropout: --input-dropout when given, else the method's own default."""
     return method.input_dropout if cfg.input_dropout is None else cfg.input_dropout
+
+
+def linear_share(cfg: TransferConfig, method: TransferMethod) -> float:
+    """The run's linear-map share: --linear-share when given, else the method's own default."""
+    return method.linear_share if cfg.linear_share is None else cfg.linear_share
 
 
 def _write_pairs(out: Path, keys: list[str], pairs) -> None:
@@ -178,6 +184,12 @@ def transfer(
     data = TransferData(id_vectors, train_rows, kq, kn, pairs.id_score[pairs.kept],
                         pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
+    from anchor_embed.transfer.linear_fit import fit_linear_map
+
+    linear = fit_linear_map(model, batcher, id_vectors, train_rows, linear_share(cfg, method))
+    if linear["share"]:
+        say(f"[bold]transfer[/]: linear map of {linear['inputs']} pooled features fitted on {len(train_rows)} "
+            f"streamers (RidgeCV alpha {linear['alpha']:g}), weight {linear['share']:g} in the output's cosine")
     from anchor_embed.fingerprint import cache_digest, file_digest, input_digest
 
     inputs = {"features": cache_digest(features), "id_emb": input_digest(id_emb),
@@ -187,7 +199,7 @@ def transfer(
     dist = Dist.from_env()
     info = {"stage": "transfer", "features": str(Path(features).resolve()), "pretrained": str(pretrained.resolve()),
             "id_emb": str(id_emb), "mining": mining, "inputs": inputs, "processes": dist.world,
-            "input_dropout": input_dropout(cfg, method)}
+            "input_dropout": input_dropout(cfg, method), "linear_map": linear}
     with training_run(out, cfg, resume, info, "transfer run", dist) as ckpt:
         if dist.is_main:
             _write_pairs(out, cache.keys, pairs)

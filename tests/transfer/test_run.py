@@ -128,3 +128,28 @@ def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path)
     assert json.loads((tmp_path / "dflt" / "run.json").read_text())["input_dropout"] == 0.2
     assert json.loads((tmp_path / "feat" / "run.json").read_text())["input_dropout"] == 0.0
     assert json.loads((tmp_path / "on" / "run.json").read_text())["input_dropout"] == 0.5
+
+
+def test_cli_transfer_linear_share(sample, pretrained, tmp_path):
+    """`--linear-share` blends a RidgeCV map into the saved model (run.json and the card say so); by default
+    contrastive 0.4 and the baselines none; embed and evaluate read the wider vectors; 1 is refused."""
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "1",
+            "--batch-size", "16", "--holdout-frac", "0.2"]
+    assert run_cli(*args, "--out", tmp_path / "dflt") == 0
+    assert run_cli(*args, "--out", tmp_path / "feat", "--method", "feature") == 0
+    assert run_cli(*args, "--out", tmp_path / "half", "--linear-share", "0.5") == 0
+    assert run_cli(*args, "--out", tmp_path / "bad", "--linear-share", "1") == 2
+    info = {d: json.loads((tmp_path / d / "run.json").read_text())["linear_map"] for d in ("dflt", "feat", "half")}
+    assert info["dflt"]["share"] == 0.4 and info["feat"] == {"share": 0.0} and info["half"]["share"] == 0.5
+    assert info["dflt"]["alpha"] > 0 and info["dflt"]["fitted_on"] > 0
+    model, raw = load_model(tmp_path / "half")
+    assert raw["linear_share"] == 0.5 and model.dim == raw["out_dim"] + 16     # the sample's ID embeddings: 16-d
+    assert load_model(tmp_path / "feat")[0].linear_map is None
+    assert run_cli("embed", "--model", tmp_path / "half", "--streamers", sample / "streamers.jsonl",
+                   "--out", tmp_path / "vec") == 0
+    vecs = np.load(tmp_path / "vec" / "vectors.npy")
+    assert vecs.shape[1] == model.dim and np.allclose(np.linalg.norm(vecs.astype(np.float32), axis=1), 1, atol=1e-2)
+    assert run_cli("evaluate", "--features", json.loads((tmp_path / "half" / "run.json").read_text())["features"],
+                   "--id-emb", sample / "ids.npy", "--model", tmp_path / "half", "--model", tmp_path / "feat",
+                   "--out", tmp_path / "ev") == 0
+    assert "linear map" in (tmp_path / "half" / "README.md").read_text()

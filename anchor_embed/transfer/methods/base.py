@@ -44,6 +44,8 @@ class TransferMethod(nn.Module):
     # dropout on a training batch's input features unless --input-dropout says otherwise: 0 for methods whose
     # regression or distillation target collapses under it (feature collapses on twitch at 0.2)
     input_dropout: float = 0.0
+    # weight of the linear map blended into the output unless --linear-share says otherwise (model/linear_map.py)
+    linear_share: float = 0.0
 
     class Params(RunConfig):
         """No settings."""

@@ -1,0 +1,78 @@
+"""The linear map of a transferred model: its input is the pooled features evaluate's ridge reads, its fit is
+scikit-learn's RidgeCV, and the blended output's cosine is the weighted sum the docstring promises."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import RidgeCV
+
+from anchor_embed.evaluation.references import RIDGE_ALPHAS
+from anchor_embed.features.cache import open_cache
+from anchor_embed.features.pooled import pooled_block
+from anchor_embed.model.batcher import Batcher, embed_all
+from anchor_embed.model.store import load_model, save_model
+from anchor_embed.transfer.linear_fit import fit_linear_map, pooled_features, skip_tags
+from anchor_embed.vectorspace import normalise_rows
+
+
+@pytest.fixture()
+def fitted(sample_cache, pretrained):
+    """The shared pretrained model with a linear map to random 8-d targets fitted on the first 50 streamers."""
+    cache = open_cache(sample_cache)
+    model, _ = load_model(pretrained)
+    batcher = Batcher.for_model(model, cache)
+    targets = np.random.default_rng(0).standard_normal((cache.n, 8)).astype(np.float32)
+    rows = np.arange(50)
+    info = fit_linear_map(model, batcher, targets, rows, 0.4)
+    return cache, model, batcher, targets, rows, info
+
+
+def test_pooled_inputs_are_the_reference_features(fitted):
+    """Text, frame and tag-name means equal `pooled_block` (streamers within the atom limits); the rest is the
+    multi-hot of the model's tag vocabulary."""
+    cache, model, batcher, *_ = fitted
+    x = pooled_features(batcher, np.arange(cache.n), skip_tags(batcher, model.cfg.tag_vocab))
+    t, f = cache.dim("text"), cache.dim("frame")
+    lim = batcher.limits
+    within = [i for i in range(cache.n) if all(len(cache.rows(k, i)) <= lim[k] for k in lim)]
+    assert len(within) > cache.n // 2
+    for block, kind in ((x[:, :t], "text"), (x[:, t:t + f], "frame"), (x[:, t + f:2 * t + f], "tag")):
+        np.testing.assert_allclose(block[within], pooled_block(cache, kind)[within], atol=1e-5)
+    hot = x[:, 2 * t + f:]
+    vocab = {name: j for j, name in enumerate(model.cfg.tag_vocab)}
+    for i in within:
+        want = np.zeros(len(vocab), np.float32)
+        for r in cache.rows("tag", i):
+            if cache.tag_names[r] in vocab:
+                want[vocab[cache.tag_names[r]]] = 1
+        np.testing.assert_array_equal(hot[i], want)
+
+
+def test_fit_is_ridgecv_and_the_blend_is_the_weighted_cosine(fitted):
+    """The map predicts what scikit-learn's RidgeCV predicts (unit rows); the output cosine, re-derived in
+    float64, is 0.6 x the fusion cosine + 0.4 x the map's cosine."""
+    cache, model, batcher, targets, rows, info = fitted
+    x = pooled_features(batcher, np.arange(cache.n), model.linear_map.skip_tags)
+    ref = RidgeCV(alphas=RIDGE_ALPHAS).fit(x[rows], normalise_rows(targets[rows]))
+    assert info["alpha"] == ref.alpha_ and info["inputs"] == x.shape[1]
+    out = embed_all(model, batcher)
+    assert out.shape == (cache.n, model.cfg.out_dim + 8) and model.dim == out.shape[1]
+    lin = normalise_rows(ref.predict(x))
+    np.testing.assert_allclose(out[:, model.cfg.out_dim:] / np.sqrt(0.4), lin, atol=1e-4)
+    with torch.no_grad():
+        fusion = model(batcher.make(list(range(cache.n))), linear=False).double().numpy()
+    o = out.astype(np.float64)
+    np.testing.assert_allclose(o @ o.T, 0.6 * fusion @ fusion.T + 0.4 * lin @ lin.T, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(o, axis=1), 1, atol=1e-5)
+
+
+def test_map_saved_and_loaded_and_removed(fitted, tmp_path):
+    """A model with its map round-trips through save/load; share 0 removes the map again."""
+    cache, model, batcher, targets, rows, _ = fitted
+    save_model(tmp_path, model)
+    back, raw = load_model(tmp_path)
+    assert raw["linear_dim"] == 8 and raw["linear_share"] == 0.4
+    np.testing.assert_allclose(embed_all(back, batcher), embed_all(model, batcher), atol=1e-6)
+    assert fit_linear_map(back, batcher, targets, rows, 0.0) == {"share": 0.0}
+    assert back.linear_map is None and back.dim == back.cfg.out_dim and back.cfg.linear_dim == 0
+    assert embed_all(back, batcher).shape == (cache.n, back.cfg.out_dim)

@@ -44,6 +44,8 @@ ABLATIONS: dict[str, dict] = {
     "weight average (EMA 0.97 a step)": {"weight_average": 0.97},
     "bf16 autocast": {"precision": "bf16"},
     "no input dropout": {"input_dropout": 0.0},
+    "no linear map (the fusion vector alone)": {"linear_share": 0.0},
+    "aldi given the same linear map (0.4)": {"method": "aldi", "linear_share": 0.4},
 }
 
 

@@ -40,6 +40,9 @@ class TransferConfig(TrainingConfig):
                                        "RidgeCV map of the pooled input features to the ID embeddings, fitted on "
                                        "the training streamers (default: the method's own, 0.4 for contrastive, "
                                        "0 for the baselines)")
+    select_on: Literal["recall_at_10", "mean_recall_at_10"] = Field(
+        "recall_at_10", description="Validation figure that picks the epoch: Recall@10 among training and "
+        "validation streamers, or its mean with the new-vs-new figure (validation streamers alone)")
     aux_weight: float = Field(0.0, ge=0, description="Weight of the self-supervised view loss (0 = off)")
     aux_temperature: float = Field(0.07, gt=0, description="Temperature of the self-supervised view loss")
 

@@ -33,9 +33,8 @@ from anchor_embed.transfer.validation import NeighbourRecall
 
 class TransferTask(Task):
     """One method's loss on sampled batches, plus the optional self-supervised view loss; validated by the
-    Recall@10 of the validation streamers' content neighbours against their ID neighbours."""
-
-    monitor = "recall_at_10"
+    Recall@10 of the validation streamers' content neighbours against their ID neighbours (alone, or averaged
+    with the new-vs-new figure: `select_on`)."""
 
     def __init__(self, model, batcher: Batcher, method: TransferMethod, cfg: TransferConfig, steps: int,
                  views: tuple[ViewConfig, float, float], validation: NeighbourRecall | None) -> None:
@@ -46,6 +45,7 @@ class TransferTask(Task):
         self.validation = validation
         self.rng: np.random.Generator | None = None
         self.input_dropout = input_dropout(cfg, method)
+        self.monitor = cfg.select_on
 
     def modules(self) -> dict:
         return {"model": self.model, "method": self.method}
@@ -89,7 +89,8 @@ class TransferTask(Task):
             return None
         vecs = embed_rows(self.model, self.batcher, self.validation.candidates)   # rank 0 only
         sample = vecs[np.random.default_rng(0).permutation(len(vecs))[:2000]]
-        return {"recall_at_10": self.validation.score(vecs), "new_recall_at_10": self.validation.score_new(vecs),
+        mixed, new = self.validation.score(vecs), self.validation.score_new(vecs)
+        return {"recall_at_10": mixed, "new_recall_at_10": new, "mean_recall_at_10": (mixed + new) / 2,
                 "uniformity": float(uniformity(torch.from_numpy(sample)))}
 
 

@@ -112,7 +112,8 @@ def test_cli_transfer_weight_average_bf16_and_reliability_weights(sample, pretra
 
 
 def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path):
-    """`--input-dropout` is recorded and changes the training batches; every epoch logs the new-vs-new recall."""
+    """`--input-dropout` is recorded and changes the training batches; every epoch logs the new-vs-new recall,
+    and `--select-on` picks epochs by its mean with the mixed figure."""
     args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "1",
             "--batch-size", "16"]
     assert run_cli(*args, "--out", tmp_path / "off", "--input-dropout", "0") == 0
@@ -128,6 +129,12 @@ def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path)
     assert json.loads((tmp_path / "dflt" / "run.json").read_text())["input_dropout"] == 0.2
     assert json.loads((tmp_path / "feat" / "run.json").read_text())["input_dropout"] == 0.0
     assert json.loads((tmp_path / "on" / "run.json").read_text())["input_dropout"] == 0.5
+    # --select-on: the epoch picked by the mean of the two figures, which every epoch logs
+    assert run_cli(*args, "--out", tmp_path / "mean", "--select-on", "mean_recall_at_10") == 0
+    v = json.loads((tmp_path / "mean" / "metrics.jsonl").read_text().splitlines()[0])["validation"]
+    assert v["mean_recall_at_10"] == pytest.approx((v["recall_at_10"] + v["new_recall_at_10"]) / 2)
+    outcome = json.loads((tmp_path / "mean" / "outcome.json").read_text())
+    assert outcome["monitor"] == "mean_recall_at_10" and outcome["best"] == pytest.approx(v["mean_recall_at_10"])
 
 
 def test_cli_transfer_linear_share(sample, pretrained, tmp_path):

@@ -29,6 +29,7 @@ from anchor_embed.transfer.methods import METHODS
 from anchor_embed.transfer.methods.base import TransferData, TransferMethod
 from anchor_embed.transfer.split import SEEN_IDS, read_seen, split_streamers
 from anchor_embed.transfer.validation import NeighbourRecall
+from anchor_embed.vectorspace import normalise_rows
 
 
 class TransferTask(Task):
@@ -88,7 +89,9 @@ class TransferTask(Task):
         if self.validation is None:
             return None
         vecs = embed_rows(self.model, self.batcher, self.validation.candidates)   # rank 0 only
-        sample = vecs[np.random.default_rng(0).permutation(len(vecs))[:2000]]
+        # the spread the collapse guard reads: of the fusion vectors training moves, not the fixed linear map's
+        fusion = normalise_rows(vecs[:, :self.model.cfg.out_dim])
+        sample = fusion[np.random.default_rng(0).permutation(len(vecs))[:2000]]
         mixed, new = self.validation.score(vecs), self.validation.score_new(vecs)
         return {"recall_at_10": mixed, "new_recall_at_10": new, "mean_recall_at_10": (mixed + new) / 2,
                 "uniformity": float(uniformity(torch.from_numpy(sample)))}

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from anchor_embed.progress import say
+
+
+def resume_if_same_code(run: Path) -> bool:
+    """True when `run` exists and was made by this code (the demo resumes it; a finished run is reused, and
+    said so); a run made by other code is removed first, so the demo never shows an older version's figures."""
+    from anchor_embed.fingerprint import code_digest
+    from anchor_embed.training.fit import run_info
+
+    if not run.exists():
+        return False
+    if run_info(run).get("code") != code_digest():
+        say(f"[bold]demo[/]: {run} was made by other code; training it again")
+        shutil.rmtree(run)
+        return False
+    say(f"[bold]demo[/]: {run} was made by this code; resuming it (a finished run is reused as it is)")
+    return True
 
 
 def run_demo(out: str | Path = "demo-out", n: int = 300, seed: int = 0) -> dict:
@@ -23,10 +40,10 @@ def run_demo(out: str | Path = "demo-out", n: int = 300, seed: int = 0) -> dict:
     results["features"] = build_features(out / "sample" / "streamers.jsonl", out / "features",
                                          media_root=out / "sample")
     run = out / "pretrain"
-    results["pretrain"] = pretrain(out / "features", run, resume=run.exists(), epochs=15, batch_size=64,
+    results["pretrain"] = pretrain(out / "features", run, resume=resume_if_same_code(run), epochs=15, batch_size=64,
                                    lr=3e-4, seed=seed)
     taught = out / "transfer"
-    results["transfer"] = transfer(run, out / "sample" / "ids.npy", taught, resume=taught.exists(), epochs=15,
+    results["transfer"] = transfer(run, out / "sample" / "ids.npy", taught, resume=resume_if_same_code(taught), epochs=15,
                                    batch_size=64, seed=seed, holdout_frac=0.2)  # evaluate's hold-out, unseen
     results["evaluate"] = evaluate(out / "features", out / "sample" / "ids.npy", models=[run, taught],
                                    out=out / "evaluation", seed=seed)

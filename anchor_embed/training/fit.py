@@ -136,9 +136,15 @@ def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path |
                                    "changed by content); start a new --out")
     from anchor_embed.fingerprint import code_digest
 
+    code, earlier = code_digest(), []
+    if ckpt is not None:      # resumed by other code: the digests of the code that trained earlier epochs stay
+        had = run_info(out)
+        earlier = [c for c in [*had.get("earlier_code", []), had.get("code")] if c and c != code]
+        if earlier:
+            say(f"[yellow]{out}[/]: resumed by other code than trained its earlier epochs; run.json keeps both")
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "config.json", cfg.model_dump(mode="json"))
-    atomic.write_json(out / "run.json", {**info, "code": code_digest()})
+    atomic.write_json(out / "run.json", {**info, "code": code, **({"earlier_code": earlier} if earlier else {})})
     return ckpt
 
 

@@ -85,7 +85,11 @@ def test_resume_keeps_the_best_so_far(sample_cache, tmp_path):
     fit(Scripted(cache, script), cut, short, open_run(cut, short, False, {}))
     assert json.loads((cut / "outcome.json").read_text())["stopped_by"] == "epochs"
     resumed = Scripted(cache, script[3:])
+    info = json.loads((cut / "run.json").read_text())
+    (cut / "run.json").write_text(json.dumps({**info, "code": "older"}))    # as if an older version trained it
     fit(resumed, cut, cfg, open_run(cut, cfg, True, {}))
+    info = json.loads((cut / "run.json").read_text())
+    assert info["earlier_code"] == ["older"] and info["code"] == json.loads((full / "run.json").read_text())["code"]
     a, b = json.loads((full / "outcome.json").read_text()), json.loads((cut / "outcome.json").read_text())
     assert a == b and a["best_epoch"] == 2 and a["epochs_run"] == 5
     for (k, x), y in zip(load_model(full)[0].state_dict().items(), load_model(cut)[0].state_dict().values(),

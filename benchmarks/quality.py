@@ -84,15 +84,13 @@ def _settled(run: Path, config_cls: type, overrides: dict, features_digest: str 
     import shutil
 
     from anchor_embed.config import read_saved, resolve
-    from anchor_embed.fingerprint import code_digest
-    from anchor_embed.training.fit import RESUMABLE, run_info
+    from anchor_embed.training.fit import RESUMABLE, made_by_other_code, run_info
 
     if not (run / "outcome.json").is_file() and not (run / "config.json").is_file():
         return False
-    info = run_info(run)
-    stale = "other code" if info.get("code") != code_digest() else \
+    stale = "other code" if made_by_other_code(run) else \
         "another feature cache" if features_digest is not None and \
-        info.get("inputs", {}).get("features") != features_digest else None
+        run_info(run).get("inputs", {}).get("features") != features_digest else None
     if stale:
         print(f"[bench] {run}: made by {stale}; training it again", file=sys.stderr, flush=True)
         shutil.rmtree(run)

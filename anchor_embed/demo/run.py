@@ -11,12 +11,11 @@ from anchor_embed.progress import say
 def resume_if_same_code(run: Path) -> bool:
     """True when `run` exists and was made by this code (the demo resumes it; a finished run is reused, and
     said so); a run made by other code is removed first, so the demo never shows an older version's figures."""
-    from anchor_embed.fingerprint import code_digest
-    from anchor_embed.training.fit import run_info
+    from anchor_embed.training.fit import made_by_other_code
 
     if not run.exists():
         return False
-    if run_info(run).get("code") != code_digest():
+    if made_by_other_code(run):
         say(f"[bold]demo[/]: {run} was made by other code; training it again")
         shutil.rmtree(run)
         return False

@@ -110,26 +110,23 @@ class FusionModel(nn.Module):
         """Width of the vectors `forward` returns."""
         return self.cfg.out_dim + (self.cfg.linear_dim if self.linear_map is not None else 0)
 
-    def set_linear_map(self, weight: torch.Tensor, bias: torch.Tensor, skip_tags: torch.Tensor, share: float) -> None:
-        """Install a fitted linear map (or remove it: share 0); its settings go into the saved config."""
-        self.cfg = replace(self.cfg, linear_dim=int(weight.shape[0]) if share > 0 else 0, linear_share=float(share))
-        self.linear_map = None
-        if share > 0:
-            self.linear_map = LinearMap(weight.shape[1], weight.shape[0], len(skip_tags) - 1).to(self.cls.device)
-            for name, value in (("weight", weight), ("bias", bias), ("skip_tags", skip_tags)):
-                getattr(self.linear_map, name).copy_(value)
+    def set_linear_map(self, linear: LinearMap | None, share: float) -> None:
+        """Install a fitted linear map with its share of the blend (None removes any); the config records it."""
+        self.cfg = replace(self.cfg, linear_dim=linear.weight.shape[0] if linear is not None else 0,
+                           linear_share=float(share) if linear is not None else 0.0)
+        self.linear_map = linear.to(self.cls.device) if linear is not None else None
 
     def forward(self, batch: TokenBatch, linear: bool = True) -> torch.Tensor:
         """Unit vectors of the batch; `linear=False` gives the fusion vector alone (what transfer trains)."""
+        batch = batch.to(self.cls.device)        # once: to a GPU through pinned memory
         z = self.fusion(batch)
         if not linear or self.linear_map is None:
             return z
         s = self.cfg.linear_share
-        return torch.cat([z * np.sqrt(1 - s), self.linear_map(batch.to(self.cls.device)) * np.sqrt(s)], 1)
+        return torch.cat([z * np.sqrt(1 - s), self.linear_map(batch) * np.sqrt(s)], 1)
 
     def fusion(self, batch: TokenBatch) -> torch.Tensor:
-        """(B, out_dim) unit fusion vectors."""
-        batch = batch.to(self.cls.device)
+        """(B, out_dim) unit fusion vectors of a batch on the model's device."""
         b = batch.text.shape[0]
         dev = self.cls.device
         parts = [self.cls.expand(b, 1, -1) + self.type_embed.weight[TYPE_CLS]]

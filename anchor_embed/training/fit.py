@@ -381,6 +381,13 @@ def run_info(run: Path) -> dict:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 
+def made_by_other_code(run: Path) -> bool:
+    """True when run.json names other code than this installed package's as the code that trained `run`."""
+    from anchor_embed.fingerprint import code_digest
+
+    return run_info(run).get("code") != code_digest()
+
+
 def warn_if_unfinished(run: Path) -> None:
     """A line on stderr when a training run was stopped before it finished (it has no outcome.json)."""
     run = Path(run)

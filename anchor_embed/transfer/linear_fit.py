@@ -9,7 +9,7 @@ import torch
 from anchor_embed.features.meta_tags import meta_tag_mask
 from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
-from anchor_embed.model.linear_map import pooled_inputs
+from anchor_embed.model.linear_map import LinearMap, pooled_inputs
 
 
 def skip_tags(batcher: Batcher, tag_vocab: list[str]) -> torch.Tensor:
@@ -36,11 +36,13 @@ def fit_linear_map(model: FusionModel, batcher: Batcher, targets: np.ndarray, ro
     from anchor_embed.evaluation.references import fit_ridge
 
     if share <= 0:
-        model.set_linear_map(torch.zeros(0, 0), torch.zeros(0), torch.zeros(1, dtype=torch.bool), 0.0)
+        model.set_linear_map(None, 0.0)
         return {"share": 0.0}
     skip = skip_tags(batcher, model.cfg.tag_vocab)
     x = pooled_features(batcher, rows, skip)
     ridge = fit_ridge(x, targets[rows])
-    model.set_linear_map(torch.from_numpy(np.asarray(ridge.coef_, np.float32)),
-                         torch.from_numpy(np.asarray(ridge.intercept_, np.float32)), skip, share)
+    linear = LinearMap(x.shape[1], targets.shape[1], len(skip) - 1)
+    for name, value in (("weight", ridge.coef_), ("bias", ridge.intercept_), ("skip_tags", skip)):
+        getattr(linear, name).copy_(torch.as_tensor(np.asarray(value)))
+    model.set_linear_map(linear, share)
     return {"share": share, "alpha": float(ridge.alpha_), "inputs": int(x.shape[1]), "fitted_on": int(len(rows))}

@@ -45,7 +45,7 @@ class TransferTask(Task):
         self.views, self.noise, self.feature_dropout = views
         self.validation = validation
         self.rng: np.random.Generator | None = None
-        self.input_dropout = input_dropout(cfg, method)
+        self.input_dropout = method_default(cfg, method, "input_dropout")
         self.monitor = cfg.select_on
 
     def modules(self) -> dict:
@@ -97,14 +97,10 @@ class TransferTask(Task):
                 "uniformity": float(uniformity(torch.from_numpy(sample)))}
 
 
-def input_dropout(cfg: TransferConfig, method: TransferMethod) -> float:
-    """The run's input dropout: --input-dropout when given, else the method's own default."""
-    return method.input_dropout if cfg.input_dropout is None else cfg.input_dropout
-
-
-def linear_share(cfg: TransferConfig, method: TransferMethod) -> float:
-    """The run's linear-map share: --linear-share when given, else the method's own default."""
-    return method.linear_share if cfg.linear_share is None else cfg.linear_share
+def method_default(cfg: TransferConfig, method: TransferMethod, key: str) -> float:
+    """The run's `key` (input_dropout, linear_share): the flag when given, else the method's own default."""
+    given = getattr(cfg, key)
+    return getattr(method, key) if given is None else given
 
 
 def _write_pairs(out: Path, keys: list[str], pairs) -> None:
@@ -190,7 +186,7 @@ def transfer(
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
     from anchor_embed.transfer.linear_fit import fit_linear_map
 
-    linear = fit_linear_map(model, batcher, id_vectors, train_rows, linear_share(cfg, method))
+    linear = fit_linear_map(model, batcher, id_vectors, train_rows, method_default(cfg, method, "linear_share"))
     if linear["share"]:
         say(f"[bold]transfer[/]: linear map of {linear['inputs']} pooled features fitted on {len(train_rows)} "
             f"streamers (RidgeCV alpha {linear['alpha']:g}), weight {linear['share']:g} in the output's cosine")
@@ -203,7 +199,7 @@ def transfer(
     dist = Dist.from_env()
     info = {"stage": "transfer", "features": str(Path(features).resolve()), "pretrained": str(pretrained.resolve()),
             "id_emb": str(id_emb), "mining": mining, "inputs": inputs, "processes": dist.world,
-            "input_dropout": input_dropout(cfg, method), "linear_map": linear}
+            "input_dropout": method_default(cfg, method, "input_dropout"), "linear_map": linear}
     with training_run(out, cfg, resume, info, "transfer run", dist) as ckpt:
         if dist.is_main:
             _write_pairs(out, cache.keys, pairs)

@@ -57,8 +57,10 @@ class TokenBatch:
     tag_id: torch.Tensor      # (B, Lg) long, 0 = not frequent
     tag_mask: torch.Tensor
 
-    def __getitem__(self, rows: slice) -> TokenBatch:
-        """The batch of some of its streamers (a rank's share), padding kept."""
+    def __getitem__(self, rows: slice | np.ndarray) -> TokenBatch:
+        """The batch of some of its streamers (a rank's share: a slice, or row numbers), padding kept."""
+        if isinstance(rows, np.ndarray):
+            rows = torch.from_numpy(rows)
         return TokenBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
     def to(self, device: torch.device) -> TokenBatch:
@@ -131,15 +133,23 @@ class FusionModel(nn.Module):
         dev = self.cls.device
         parts = [self.cls.expand(b, 1, -1) + self.type_embed.weight[TYPE_CLS]]
         masks = [torch.ones(b, 1, dtype=torch.bool, device=dev)]
+        # projections of the real atoms only (`[m]`), not of the padding (most of a padded batch of small
+        # views); `_padded` puts them back in their slots
         if batch.text.shape[1]:
-            parts.append(self.text_proj(batch.text * self.text_scale) + self.type_embed(batch.text_type))
-            masks.append(batch.text_mask)
+            m = batch.text_mask
+            parts.append(_padded(m, self.text_proj(batch.text[m] * self.text_scale)
+                                 + self.type_embed(batch.text_type[m])))
+            masks.append(m)
         if batch.frame.shape[1] and self.cfg.image_dim:
-            parts.append(self.frame_proj(batch.frame * self.frame_scale) + self.type_embed.weight[TYPE_FRAME])
-            masks.append(batch.frame_mask)
+            m = batch.frame_mask
+            parts.append(_padded(m, self.frame_proj(batch.frame[m] * self.frame_scale)
+                                 + self.type_embed.weight[TYPE_FRAME]))
+            masks.append(m)
         if batch.tag.shape[1]:
-            parts.append(self.tag_proj(batch.tag * self.text_scale) + self.tag_embed(batch.tag_id) + self.type_embed.weight[TYPE_TAG])
-            masks.append(batch.tag_mask)
+            m = batch.tag_mask
+            parts.append(_padded(m, self.tag_proj(batch.tag[m] * self.text_scale) + self.tag_embed(batch.tag_id[m])
+                                 + self.type_embed.weight[TYPE_TAG]))
+            masks.append(m)
         x = torch.cat(parts, 1)
         valid = torch.cat(masks, 1)
         cls = encode_cls(self.encoder, x, valid)   # = self.encoder(x, src_key_padding_mask=~valid)[:, 0]
@@ -148,6 +158,11 @@ class FusionModel(nn.Module):
         pooled = (x * content[..., None]).sum(1) / content.sum(1, keepdim=True).clamp(min=1)
         # fp32 out, whatever the autocast inside: losses and their statistics stay in full precision
         return F.normalize((self.head(self.norm(cls)) + self.pool_head(pooled)).float(), dim=-1)
+
+
+def _padded(mask: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(B, L, d): the (N, d) rows `real` in the N True slots of the (B, L) `mask`, zeros elsewhere."""
+    return real.new_zeros(*mask.shape, real.shape[-1]).index_put((mask,), real)
 
 
 def tag_vocabulary(cache: FeatureCache, min_count: int = 3, max_size: int = 10000) -> list[str]:

@@ -6,7 +6,8 @@ layers with the same weights on the batch's real tokens packed into one (N, d) m
 inside attention, where it is masked), and in the last layer projects queries, attention output and
 feed-forward for [CLS] alone (keys and values still come from every real token). Same result as the
 padded encoder's position 0 (tests check outputs and gradients); about half the floating-point work on
-views that hold a few atoms each.
+views that hold a few atoms each. Attention and dropout are written out (model/dropout.py): torch's CPU
+kernels for them cost more than the matrix products at these sizes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from anchor_embed.model.dropout import dropout
 
 
 def encode_cls(encoder: nn.TransformerEncoder, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -46,10 +49,19 @@ def _layer(layer: nn.TransformerEncoderLayer, h: torch.Tensor, where: torch.Tens
         q = q.new_zeros(b * length, d).index_copy(0, where, q).view(b, length, heads, d // heads).transpose(1, 2)
     else:
         q = q.view(b, 1, heads, d // heads).transpose(1, 2)
-    p = attn.dropout if layer.training else 0.0
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+    o = _attention(q, k, v, mask, attn.dropout if layer.training else 0.0)
     o = o.transpose(1, 2).reshape(-1, d)
     if only is None:
         o = o[where]
-    h = (h if only is None else h[only]) + layer.dropout1(attn.out_proj(o))
-    return h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(h))))))
+    p, on = layer.dropout.p, layer.training
+    h = (h if only is None else h[only]) + dropout(attn.out_proj(o), p, on)
+    return h + dropout(layer.linear2(dropout(layer.activation(layer.linear1(layer.norm2(h))), p, on)), p, on)
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) where `mask`, else -inf) v, dropout p on the weights: what
+    `F.scaled_dot_product_attention` computes, written out because its CPU kernels are slow on these short
+    sequences (in bf16, 10x slower than the three ops here; fp32 about even). Softmax in fp32."""
+    s = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    weights = torch.softmax(s.float().masked_fill(~mask, float("-inf")), dim=-1).to(v.dtype)
+    return dropout(weights, p) @ v

@@ -12,7 +12,7 @@ from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.cache import FeatureCache, open_cache
 from anchor_embed.losses import alignment, info_nce, top1_accuracy, uniformity
 from anchor_embed.model.batcher import Batcher
-from anchor_embed.model.fusion import FusionConfig, FusionModel, tag_vocabulary
+from anchor_embed.model.fusion import FusionConfig, FusionModel, TokenBatch, tag_vocabulary
 from anchor_embed.model.views import ViewConfig, split_views
 from anchor_embed.training.config import PretrainConfig
 from anchor_embed.training.fit import Task, fit, training_run
@@ -27,12 +27,27 @@ def build_model(cache: FeatureCache, cfg: PretrainConfig) -> FusionModel:
     return FusionModel(fcfg)
 
 
-def view_batches(batcher: Batcher, ids: list[int], views: ViewConfig, rng: np.random.Generator,
-                 noise: float, feature_dropout: float) -> tuple:
-    """Two masked views of each streamer in `ids` as model batches (pretraining, and transfer's auxiliary term)."""
+def view_batch(batcher: Batcher, ids: list[int], views: ViewConfig, rng: np.random.Generator,
+               noise: float, feature_dropout: float) -> TokenBatch:
+    """Two masked views of each streamer in `ids` as one model batch: rows [0, n) hold the first views, rows
+    [n, 2n) the second, so one forward embeds both (pretraining, and transfer's auxiliary term); split the
+    vectors with `two_views`. One pass instead of two is about a tenth faster per step on CPU."""
     pairs = [split_views(batcher.all_atoms(i), views, rng) for i in ids]
-    kw = {"noise": noise, "feature_dropout": feature_dropout, "rng": rng}
-    return batcher.make(ids, [a for a, _ in pairs], **kw), batcher.make(ids, [b for _, b in pairs], **kw)
+    return batcher.make(ids + ids, [a for a, _ in pairs] + [b for _, b in pairs], noise=noise,
+                        feature_dropout=feature_dropout, rng=rng)
+
+
+def view_rows(n: int, mine: slice) -> slice | np.ndarray:
+    """Rows of a `view_batch` of n streamers holding both views of the streamers `mine` (a rank's share)."""
+    if mine == slice(None) or (mine.start, mine.stop) == (0, n):
+        return slice(None)
+    part = np.arange(n)[mine]
+    return np.concatenate([part, n + part])
+
+
+def two_views(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first views, second views) of the vectors of a `view_batch` (or of rows picked by `view_rows`)."""
+    return z[:len(z) // 2], z[len(z) // 2:]
 
 
 def validation_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,8 +127,8 @@ class PretrainTask(Task):
             return None
         if self._val_batches is None:
             rng = np.random.default_rng([self.cfg.seed, 1 << 20])
-            self._val_batches = view_batches(self.batcher, self.val_rows.tolist(), self.views, rng, 0.0, 0.0)
-        za, zb = (self.model(b) for b in self._val_batches)
+            self._val_batches = view_batch(self.batcher, self.val_rows.tolist(), self.views, rng, 0.0, 0.0)
+        za, zb = two_views(self.model(self._val_batches))
         whole = self.model(self.batcher.make(self.val_rows.tolist()))
         za, zb, whole = za.float(), zb.float(), whole.float()
         return {"loss": float(info_nce(za, zb, self.temperature())), "view_top1": float(top1_accuracy(za, zb)),
@@ -125,16 +140,16 @@ class PretrainTask(Task):
     def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         ids = self.perm[step * self.bs:(step + 1) * self.bs].tolist()
         # every rank draws the views of the whole batch (the same draws), then embeds its own share
-        batch_a, batch_b = view_batches(self.batcher, ids, self.views, rng, self.cfg.noise, self.cfg.feature_dropout)
-        mine = self.dist.share(len(ids)) if self.dist else slice(None)
+        batch = view_batch(self.batcher, ids, self.views, rng, self.cfg.noise, self.cfg.feature_dropout)
+        rows = view_rows(len(ids), self.dist.share(len(ids)) if self.dist else slice(None))
         gather = self.dist.gather if self.dist else (lambda x: x)
-        za, zb = gather(self.net(batch_a[mine])), gather(self.net(batch_b[mine]))
+        za, zb = (gather(z) for z in two_views(self.net(batch[rows])))
         t = self.temperature()
         if self.momentum_model is None:
             loss = info_nce(za, zb, t)
         else:
             with torch.no_grad():
-                ka, kb = gather(self.momentum_model(batch_a[mine])), gather(self.momentum_model(batch_b[mine]))
+                ka, kb = (gather(k) for k in two_views(self.momentum_model(batch[rows])))
             queue = self.queue if len(self.queue) else None
             own = torch.as_tensor(ids, device=za.device)[:, None] == self.queue_ids[None, :] if queue is not None else None
             loss = (info_nce(za, kb, t, queue, symmetric=False, extra_not_negative=own)

@@ -70,7 +70,7 @@ class TransferTask(Task):
         return z if self.dist is None or self.dist.world == 1 else self.dist.gather(z)
 
     def loss(self, epoch: int, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        from anchor_embed.training.pretrain import view_batches
+        from anchor_embed.training.pretrain import two_views, view_batch
 
         self.rng = rng             # the input dropout of this step's batches
         loss = self.method.loss(self.embed, self.method.sample(rng, self.cfg.batch_size))
@@ -78,8 +78,8 @@ class TransferTask(Task):
         if self.cfg.aux_weight > 0:
             n = self.batcher.cache.n
             rows = rng.choice(n, size=min(self.cfg.batch_size, n), replace=False).tolist()
-            za, zb = (self.net(v, linear=False) for v in view_batches(self.batcher, rows, self.views, rng, self.noise,
-                                                        self.feature_dropout))
+            za, zb = two_views(self.net(view_batch(self.batcher, rows, self.views, rng, self.noise,
+                                                   self.feature_dropout), linear=False))
             aux = info_nce(za, zb, self.cfg.aux_temperature)
             aux_value = aux.detach()
             loss = loss + self.cfg.aux_weight * aux

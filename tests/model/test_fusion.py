@@ -155,3 +155,42 @@ def test_batcher_noise_and_feature_dropout_touch_real_atoms_only(sample_cache):
     assert abs(zeroed.mean() - 0.25) < 0.02
     np.testing.assert_allclose(kept[~zeroed], real[~zeroed] / 0.75, rtol=1e-5)
     assert (dropped.text.numpy()[~clean.text_mask.numpy()] == 0).all()
+
+
+def test_padding_is_never_read(sample_cache):
+    """The projections run on real atoms only: whatever the padded slots hold, every vector is the same."""
+    cache = open_cache(sample_cache)
+    model = build_model(cache, PretrainConfig(d_model=32, out_dim=16, layers=2, heads=2)).eval()
+    batcher = Batcher.for_model(model, cache)
+    batch = batcher.make(list(range(cache.n)))
+    dirty = batch[slice(None)]
+    for kind in ("text", "frame", "tag"):
+        feats, mask = getattr(batch, kind).clone(), getattr(batch, f"{kind}_mask")
+        feats[~mask] = 1e3
+        setattr(dirty, kind, feats)
+    with torch.no_grad():
+        torch.testing.assert_close(model(dirty), model(batch), atol=0, rtol=0)
+
+
+def test_both_views_in_one_batch_equal_two_batches(sample_cache):
+    """view_batch embeds both views in one pass: the same vectors as one batch per view (eval mode), and
+    view_rows picks a rank's streamers in both halves."""
+    from anchor_embed.model.views import ViewConfig
+    from anchor_embed.training.pretrain import two_views, view_batch, view_rows
+
+    cache = open_cache(sample_cache)
+    model = build_model(cache, PretrainConfig(d_model=32, out_dim=16, layers=2, heads=2)).eval()
+    batcher = Batcher.for_model(model, cache)
+    ids = list(range(12))
+    batch = view_batch(batcher, ids, ViewConfig(), np.random.default_rng(0), 0.0, 0.0)
+    from anchor_embed.model.views import split_views
+    rng = np.random.default_rng(0)
+    pairs = [split_views(batcher.all_atoms(i), ViewConfig(), rng) for i in ids]
+    with torch.no_grad():
+        za, zb = two_views(model(batch))
+        torch.testing.assert_close(za, model(batcher.make(ids, [a for a, _ in pairs])), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(zb, model(batcher.make(ids, [b for _, b in pairs])), atol=1e-6, rtol=1e-5)
+        ra, rb = two_views(model(batch[view_rows(12, slice(6, 12))]))
+    torch.testing.assert_close(ra, za[6:], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(rb, zb[6:], atol=1e-6, rtol=1e-5)
+    assert view_rows(12, slice(None)) == slice(None) and view_rows(12, slice(0, 12)) == slice(None)

@@ -42,7 +42,7 @@ ABLATIONS: dict[str, dict] = {
     "+ self-supervised view loss (0.3)": {"aux_weight": 0.3},
     "reliability weights (tanh of user counts, as aldi)": {"params": {"weights_file": "{user_counts}"}},
     "weight average (EMA 0.97 a step)": {"weight_average": 0.97},
-    "bf16 autocast": {"precision": "bf16"},
+    "fp32 throughout (no bf16 autocast)": {"precision": "fp32"},
     "no input dropout": {"input_dropout": 0.0},
     "no linear map (the fusion vector alone)": {"linear_share": 0.0},
     "aldi given the same linear map (0.4)": {"method": "aldi", "linear_share": 0.4},

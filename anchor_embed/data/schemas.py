@@ -51,6 +51,8 @@ class EpochMetrics(BaseModel):
     alignment: float | None = None
     uniformity: float | None = None
     streamers_per_s: float | None = None
+    precision: str | None = Field(None, description="fp32 or bf16: what --precision (auto by default) meant on "
+                                  "the hardware of this epoch.")
     lr: float | None = Field(None, description="Learning rate of the epoch's last step.")
     extra: dict[str, float] = Field(default_factory=dict)
     validation: dict[str, float] = Field(

@@ -24,8 +24,9 @@ class TrainingConfig(RunConfig):
                                   "weights per step, validated and kept instead of the last step's (0 = off)")
     val_frac: float = Field(0.1, ge=0, lt=1, description="Share of the training streamers held aside for validation")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train (auto: CUDA when present)")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast (CUDA, or a CPU with "
-                                                         "bf16 instructions); losses stay fp32")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast (CUDA, or a CPU with bf16 instructions; auto: where the hardware has "
+        "them) or fp32; losses stay fp32")
     seed: int = Field(0, description="Seed of every random draw")
     threads: int = Field(2, ge=1, description="torch threads")
 

@@ -76,7 +76,7 @@ def test_cli_pretrain_learns_on_sample(sample_cache, tmp_path):
 def test_bf16_on_cpu_autocasts_the_forward_and_keeps_losses_fp32(sample_cache, tmp_path):
     from anchor_embed.training.device import autocast
 
-    pretrain(sample_cache, tmp_path / "fp32", **SMALL)
+    pretrain(sample_cache, tmp_path / "fp32", **SMALL, precision="fp32")
     model, _ = load_model(tmp_path / "fp32")
     batch = Batcher.for_model(model, open_cache(sample_cache)).make(list(range(8)))
     model.eval()
@@ -91,3 +91,24 @@ def test_bf16_on_cpu_autocasts_the_forward_and_keeps_losses_fp32(sample_cache, t
     rows = pretrain(sample_cache, tmp_path / "bf16", **SMALL, precision="bf16")
     assert all(np.isfinite(r["loss"]) for r in rows)
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["precision"] == "bf16"
+
+
+def test_precision_auto_is_bf16_where_the_cpu_has_it_and_each_epoch_records_it(sample_cache, tmp_path):
+    """The default `--precision auto` is bf16 on a CPU whose flags (Linux's /proc/cpuinfo) list AVX512-BF16 or
+    AMX-BF16, fp32 on other CPUs and on MPS; metrics.jsonl says per epoch what it meant."""
+    from pathlib import Path
+
+    from anchor_embed.training.device import resolve_precision
+
+    flags = {f for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+             for f in line.split(":", 1)[1].split()} if Path("/proc/cpuinfo").is_file() else set()
+    want = "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "fp32"
+    assert resolve_precision(torch.device("cpu"), "auto") == want
+    assert resolve_precision(torch.device("mps"), "auto") == "fp32"
+    assert resolve_precision(torch.device("cpu"), "fp32") == "fp32"
+    assert resolve_precision(torch.device("cpu"), "bf16") == "bf16"
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "run", "--epochs", "2",
+                   "--batch-size", "16", "--d-model", "32", "--out-dim", "16", "--layers", "1", "--heads", "2") == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "auto"
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["precision"] for r in rows] == [want, want]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-_BITS = 32768  # 15 uniform bits per element: int64 random_() draws from [0, 2**63), so each int16 chunk's sign bit is not uniform
+# 15 uniform bits per element: int64 random_() draws from [0, 2**63), so the top int16 lane's sign bit is always 0
+_BITS = 32768
 
 
 def keep_mask(shape: tuple[int, ...], p: float, device: torch.device | str = "cpu",

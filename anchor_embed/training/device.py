@@ -1,6 +1,6 @@
 """Where tensors live: `--device auto|cpu|cuda|mps` (auto: CUDA when present, else Apple's MPS, else CPU) and
 `--precision auto|fp32|bf16` (bf16 autocast of the forward passes: on CUDA, and on CPUs with bf16 instructions,
-AVX512-BF16 or AMX, where it trains about 1.7x faster than fp32 on this project's 2-core test machine at the
+AVX512-BF16 or AMX, where it trains 1.4-1.6x as fast as fp32 on this project's 2-core test machine at the
 same validation figures; `auto`, the default, takes bf16 where the hardware runs it natively)."""
 
 from __future__ import annotations

@@ -192,13 +192,23 @@ def transfer(
     param: Annotated[list[str] | None, typer.Option(help="A setting of the method, key=value; repeat for several (default: the method's own).")] = None,
     temperature: Annotated[float | None, typer.Option(help="The method's temperature (= --param temperature=T; default: the method's).")] = None,
     id_column: Annotated[str, typer.Option(help="Column holding the anchor_id in Parquet ID embeddings.")] = "anchor_id",
+    choose: Annotated[list[str] | None, typer.Option(
+        help="Train one run per value, KEY=V1,V2 (a run setting, or params.NAME; repeat for a grid), into "
+             "OUT/candidates, and keep the best on validation (default: one run).")] = None,
     overrides: dict | None = None,
 ) -> None:
     """Teach a pretrained model with ID embeddings: mined, filtered positives (or a baseline method)."""
+    from anchor_embed.transfer.choose import choose as choose_runs
+    from anchor_embed.transfer.choose import parse_choices
     from anchor_embed.transfer.run import transfer as run
 
     params = parse_params(param)
     if temperature is not None:
         params = {**(params or {}), "temperature": temperature}
-    run(pretrained=pretrained, id_emb=id_emb, out=out, id_keys=id_keys, features=features, config=config,
-        resume=resume, params=params, id_column=id_column, **(overrides or {}))
+    common = dict(id_keys=id_keys, features=features, config=config, resume=resume, params=params,
+                  id_column=id_column, **(overrides or {}))
+    choices = parse_choices(choose)
+    if choices:
+        choose_runs(pretrained, id_emb, out, choices, **common)
+    else:
+        run(pretrained=pretrained, id_emb=id_emb, out=out, **common)

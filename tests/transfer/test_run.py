@@ -160,3 +160,40 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path):
                    "--id-emb", sample / "ids.npy", "--model", tmp_path / "half", "--model", tmp_path / "feat",
                    "--out", tmp_path / "ev") == 0
     assert "linear map" in (tmp_path / "half" / "README.md").read_text()
+
+
+def test_cli_transfer_choose_keeps_the_best_candidate_on_validation(sample, pretrained, tmp_path, capsys):
+    """`--choose KEY=V1,V2` trains one run per value (a grid when repeated) and keeps the one with the best
+    validation figure: OUT holds that candidate's files bit for bit, choice.json and run.json every figure;
+    evaluate reads OUT like any run; a rerun without --resume and bad keys or values are one-line refusals."""
+    out = tmp_path / "chosen"
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "2",
+            "--batch-size", "16", "--holdout-frac", "0.2"]
+    assert run_cli(*args, "--out", out, "--choose", "input_dropout=0,0.5", "--choose", "params.temperature=0.1,0.2") == 0
+    choice = json.loads((out / "choice.json").read_text())
+    runs = {json.dumps(r["settings"], sort_keys=True): r for r in choice["candidates"]}
+    assert len(runs) == 4 and {r["settings"]["input_dropout"] for r in runs.values()} == {0, 0.5}
+    for r in runs.values():   # each candidate is a whole run with its own settings and its own best figure
+        cfg = json.loads((tmp_path / r["run"] / "config.json").read_text())
+        assert cfg["input_dropout"] == r["settings"]["input_dropout"]
+        assert cfg["params"]["temperature"] == r["settings"]["params.temperature"]
+        assert r["validation"] == json.loads((tmp_path / r["run"] / "outcome.json").read_text())["best"]
+    best = max(runs.values(), key=lambda r: r["validation"])
+    assert choice["kept"] == best["settings"] and json.loads((out / "run.json").read_text())["choice"] == choice
+    for name in ("model.safetensors", "config.json", "metrics.jsonl", "seen_ids.txt"):
+        assert (out / name).read_bytes() == (tmp_path / best["run"] / name).read_bytes()
+    features = json.loads((out / "run.json").read_text())["features"]
+    assert run_cli("evaluate", "--features", features, "--id-emb", sample / "ids.npy", "--model", out,
+                   "--holdout-frac", "0.2", "--no-frozen") == 0
+    capsys.readouterr()
+    assert run_cli(*args, "--out", out, "--choose", "input_dropout=0,0.5") == 2       # holds a run already
+    assert run_cli(*args, "--out", out, "--choose", "input_dropout=0,0.5", "--choose", "params.temperature=0.1,0.2",
+                   "--resume") == 0                                                     # finished: kept again
+    assert json.loads((out / "choice.json").read_text())["kept"] == choice["kept"]
+    for bad, says in ((["--choose", "seed=0,1"], "'seed' is not a setting"), (["--choose", "input_dropout=0.2"], "two values"),
+                      (["--choose", "nonsense=1,2"], "'nonsense'"), (["--choose", "input_dropout=0,1"], "input_dropout=1")):
+        capsys.readouterr()
+        assert run_cli(*args, "--out", tmp_path / "bad", *bad) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "bad" / "candidates").exists()      # refused before any candidate trained

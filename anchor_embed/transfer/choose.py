@@ -1,0 +1,133 @@
+"""`transfer --choose KEY=V1,V2`: one run per setting, the one with the best validation figure kept.
+
+The same selection every run makes for its epoch, one level up: settings whose best value depends on the data
+(input dropout: 0.2 on movielens, 0 on twitch; docs/tuning.md, seventh round) are chosen per run on the
+transfer's own validation streamers, never on evaluate's hold-out. Candidates train into OUT/candidates/ and
+stay there; the winner's files are copied into OUT, and OUT/choice.json (and run.json) record every
+candidate's figure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+from anchor_embed import atomic
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.progress import say
+from anchor_embed.transfer.config import TransferConfig
+
+CHOICE = "choice.json"
+# settings that change the yardstick (which streamers validate, which figure) cannot be chosen by it
+NOT_CHOOSABLE = {"seed", "holdout_frac", "val_frac", "select_on", "threads", "device"}
+RUN_FILES = ("model.safetensors", "model_config.json", "config.json", "metrics.jsonl", "outcome.json",
+             "pairs.jsonl", "seen_ids.txt", "README.md")
+
+
+def _value(text: str):
+    """A value as JSON when it parses (numbers, true, null), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_choices(specs: list[str] | None) -> dict[str, list]:
+    """`KEY=V1,V2` items (a run setting, or `params.NAME` for the method's own) as {key: [values]}."""
+    out: dict[str, list] = {}
+    for spec in specs or []:
+        key, sep, values = spec.partition("=")
+        key = key.strip()
+        vals = [_value(v.strip()) for v in values.split(",") if v.strip()]
+        if not sep or not key or len(vals) < 2:
+            raise AnchorEmbedError(f"--choose {spec!r}: expected KEY=V1,V2[,...] with two values or more, "
+                                   "e.g. --choose input_dropout=0,0.2")
+        own = key.startswith("params.") and len(key) > len("params.")
+        if not own and (key not in TransferConfig.model_fields or key in NOT_CHOOSABLE or key == "params"):
+            raise AnchorEmbedError(f"--choose {spec!r}: {key!r} is not a setting validation can choose "
+                                   f"(not one of: {', '.join(sorted(NOT_CHOOSABLE))}; a method's own as params.NAME)")
+        if key in out:
+            raise AnchorEmbedError(f"--choose {spec!r}: {key!r} given twice")
+        out[key] = vals
+    return out
+
+
+def candidates(choices: dict[str, list]) -> list[dict]:
+    """Every combination of the chosen values (a grid), as {key: value} in the order given."""
+    keys = list(choices)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(choices[k] for k in keys))]
+
+
+def label(candidate: dict) -> str:
+    """The candidate's folder name under OUT/candidates, e.g. `input_dropout=0.2`."""
+    return ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in candidate.items())
+
+
+def _settings(candidate: dict, overrides: dict) -> dict:
+    """The transfer overrides of one candidate: run settings replace, `params.NAME` merge into params."""
+    out = dict(overrides)
+    params = dict(out.get("params") or {})
+    for key, value in candidate.items():
+        if key.startswith("params."):
+            params[key.removeprefix("params.")] = value
+        else:
+            out[key] = value
+    if params:
+        out["params"] = params
+    return out
+
+
+def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices: dict[str, list],
+           resume: bool = False, **kwargs) -> dict:
+    """Train one transfer run per candidate under OUT/candidates, keep the best by its own validation figure."""
+    from anchor_embed.transfer.run import transfer
+
+    out = Path(out)
+    if (out / "model.safetensors").is_file() and not resume:
+        raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    from anchor_embed.config import resolve
+
+    grid = candidates(choices)
+    for cand in grid:                  # every candidate's settings valid before the first one trains
+        settings = _settings(cand, kwargs)
+        try:
+            resolve(TransferConfig, settings.get("config"),
+                    {k: v for k, v in settings.items() if k in TransferConfig.model_fields})
+        except AnchorEmbedError as e:
+            raise AnchorEmbedError(f"--choose {label(cand)}: {e}") from None
+    rows = []
+    for cand in grid:
+        run = out / "candidates" / label(cand)
+        say(f"[bold]transfer --choose[/]: candidate {label(cand)} -> {run}")
+        try:
+            transfer(pretrained, id_emb, run, resume=resume, **_settings(cand, kwargs))
+        except AnchorEmbedError as e:        # a collapsed candidate is reported and left out, not fatal
+            if "training collapsed" not in str(e):
+                raise
+            say(f"[yellow]transfer --choose[/]: candidate {label(cand)} failed: {e}")
+            rows.append({"settings": cand, "run": str(run), "failed": str(e)})
+            continue
+        outcome = json.loads((run / "outcome.json").read_text())
+        rows.append({"settings": cand, "run": str(run), "validation": outcome.get("best"),
+                     "monitor": outcome.get("monitor"), "best_epoch": outcome.get("best_epoch")})
+    scored = [r for r in rows if r.get("validation") is not None]
+    if not scored:
+        raise AnchorEmbedError(f"{out}: no --choose candidate finished with a validation figure "
+                               "(is --val-frac 0?); see " + str(out / "candidates"))
+    best = max(scored, key=lambda r: r["validation"])
+    src = Path(best["run"])
+    for name in RUN_FILES:
+        if (src / name).is_file():
+            tmp = out / f".{name}.tmp"
+            shutil.copyfile(src / name, tmp)
+            tmp.replace(out / name)
+    record = {"kept": best["settings"], "monitor": best["monitor"], "candidates": rows}
+    info = json.loads((src / "run.json").read_text())
+    atomic.write_json(out / "run.json", {**info, "choice": record})
+    atomic.write_json(out / CHOICE, record)
+    table = ", ".join(f"{label(r['settings'])}: {r['validation']:.4f}" if "validation" in r
+                      else f"{label(r['settings'])}: failed" for r in rows)
+    say(f"[bold]transfer --choose[/]: kept {label(best['settings'])} (validation {best['monitor']}: {table})")
+    return record

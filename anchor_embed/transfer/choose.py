@@ -79,6 +79,13 @@ def _settings(candidate: dict, overrides: dict) -> dict:
     return out
 
 
+def best_candidate(rows: list[dict], tolerance: float = 1e-9) -> dict:
+    """The first row (in the order given) whose validation figure is the highest: figures equal but for float
+    rounding (a recall summed in another order) are a tie, and a tie keeps the earlier candidate."""
+    top = max(r["validation"] for r in rows)
+    return next(r for r in rows if r["validation"] >= top - tolerance)
+
+
 def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices: dict[str, list],
            resume: bool = False, **kwargs) -> dict:
     """Train one transfer run per candidate under OUT/candidates, keep the best by its own validation figure."""
@@ -116,7 +123,7 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
     if not scored:
         raise AnchorEmbedError(f"{out}: no --choose candidate finished with a validation figure "
                                "(is --val-frac 0?); see " + str(out / "candidates"))
-    best = max(scored, key=lambda r: r["validation"])
+    best = best_candidate(scored)
     src = Path(best["run"])
     for name in RUN_FILES:
         if (src / name).is_file():

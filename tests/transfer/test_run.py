@@ -197,3 +197,17 @@ def test_cli_transfer_choose_keeps_the_best_candidate_on_validation(sample, pret
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "bad" / "candidates").exists()      # refused before any candidate trained
+
+
+def test_choose_best_candidate_ties_keep_the_first_given():
+    """The highest validation figure wins; figures equal but for float rounding are a tie kept by order."""
+    from anchor_embed.transfer.choose import best_candidate, candidates, label
+
+    rows = [{"settings": {"x": 0.2}, "validation": 0.04857142857142857},
+            {"settings": {"x": 0.0}, "validation": 0.04857142857142858}]
+    assert best_candidate(rows)["settings"] == {"x": 0.2}
+    assert best_candidate(rows[::-1])["settings"] == {"x": 0.0}
+    assert best_candidate([*rows, {"settings": {"x": 0.1}, "validation": 0.05}])["settings"] == {"x": 0.1}
+    grid = candidates({"input_dropout": [0.2, 0], "params.temperature": [0.1, 0.2]})
+    assert [label(c) for c in grid] == ["input_dropout=0.2,params.temperature=0.1", "input_dropout=0.2,params.temperature=0.2",
+                                        "input_dropout=0,params.temperature=0.1", "input_dropout=0,params.temperature=0.2"]

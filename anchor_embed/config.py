@@ -58,6 +58,14 @@ def read_config_file(path: Path) -> dict:
     return values
 
 
+def parse_value(text: str):
+    """A setting's value from the command line: JSON when it parses (numbers, true, null), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def resolve(model: type[C], path: str | Path | None, overrides: dict) -> C:
     """Defaults < config file < flags given (None means 'not given'); nested dicts are merged key by key."""
     values: dict = {}

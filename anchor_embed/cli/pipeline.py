@@ -6,13 +6,13 @@ so start-up is cheap.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
 from anchor_embed.cli.config_flags import config_flags
+from anchor_embed.config import parse_value
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.training.config import AdaptConfig, PretrainConfig
 from anchor_embed.transfer.config import TransferConfig
@@ -171,10 +171,7 @@ def parse_params(items: list[str] | None) -> dict | None:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise AnchorEmbedError(f"--param {item!r}: expected key=value, e.g. --param n_clusters=20")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
+        out[key.strip()] = parse_value(value)
     return out
 
 

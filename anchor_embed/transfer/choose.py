@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from anchor_embed import atomic
+from anchor_embed.config import parse_value
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 from anchor_embed.transfer.config import TransferConfig
@@ -26,21 +27,13 @@ RUN_FILES = ("model.safetensors", "model_config.json", "config.json", "metrics.j
              "pairs.jsonl", "seen_ids.txt", "README.md")
 
 
-def _value(text: str):
-    """A value as JSON when it parses (numbers, true, null), else the string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def parse_choices(specs: list[str] | None) -> dict[str, list]:
     """`KEY=V1,V2` items (a run setting, or `params.NAME` for the method's own) as {key: [values]}."""
     out: dict[str, list] = {}
     for spec in specs or []:
         key, sep, values = spec.partition("=")
         key = key.strip()
-        vals = [_value(v.strip()) for v in values.split(",") if v.strip()]
+        vals = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
         if not sep or not key or len(vals) < 2:
             raise AnchorEmbedError(f"--choose {spec!r}: expected KEY=V1,V2[,...] with two values or more, "
                                    "e.g. --choose input_dropout=0,0.2")

@@ -40,7 +40,7 @@ def parse_choices(specs: list[str] | None) -> dict[str, list]:
         own = key.startswith("params.") and len(key) > len("params.")
         if not own and (key not in TransferConfig.model_fields or key in NOT_CHOOSABLE or key == "params"):
             raise AnchorEmbedError(f"--choose {spec!r}: {key!r} is not a setting validation can choose "
-                                   f"(not one of: {', '.join(sorted(NOT_CHOOSABLE))}; a method's own as params.NAME)")
+                                   f"(a run setting other than {', '.join(sorted(NOT_CHOOSABLE))}, or params.NAME)")
         if key in out:
             raise AnchorEmbedError(f"--choose {spec!r}: {key!r} given twice")
         out[key] = vals

@@ -9,13 +9,14 @@ candidate's figure.
 
 from __future__ import annotations
 
+import filecmp
 import itertools
 import json
 import shutil
 from pathlib import Path
 
 from anchor_embed import atomic
-from anchor_embed.config import parse_value
+from anchor_embed.config import parse_value, resolve
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 from anchor_embed.transfer.config import TransferConfig
@@ -24,7 +25,8 @@ CHOICE = "choice.json"
 # settings that change the yardstick (which streamers validate, which figure) cannot be chosen by it
 NOT_CHOOSABLE = {"seed", "holdout_frac", "val_frac", "select_on", "threads", "device"}
 RUN_FILES = ("model.safetensors", "model_config.json", "config.json", "metrics.jsonl", "outcome.json",
-             "pairs.jsonl", "seen_ids.txt", "README.md")
+             "pairs.jsonl", "seen_ids.txt")
+CARD_FILES = ("README.md", "evaluation.json")     # written by evaluate too: they belong to the model they score
 
 
 def parse_choices(specs: list[str] | None) -> dict[str, list]:
@@ -79,6 +81,20 @@ def best_candidate(rows: list[dict], tolerance: float = 1e-9) -> dict:
     return next(r for r in rows if r["validation"] >= top - tolerance)
 
 
+def take(src: Path, out: Path) -> None:
+    """Copy run `src`'s files into OUT. The card and its evaluation stay when OUT already holds the same model
+    (a resumed choice); otherwise they come from `src` or go, so no table of an earlier winner is left."""
+    same = (out / "model.safetensors").is_file() and filecmp.cmp(src / "model.safetensors",
+                                                                 out / "model.safetensors", shallow=False)
+    for name in RUN_FILES + (() if same else CARD_FILES):
+        if (src / name).is_file():
+            tmp = out / f".{name}.tmp"
+            shutil.copyfile(src / name, tmp)
+            tmp.replace(out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
+
+
 def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices: dict[str, list],
            resume: bool = False, **kwargs) -> dict:
     """Train one transfer run per candidate under OUT/candidates, keep the best by its own validation figure."""
@@ -87,8 +103,6 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
     out = Path(out)
     if (out / "model.safetensors").is_file() and not resume:
         raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
-    from anchor_embed.config import resolve
-
     grid = candidates(choices)
     for cand in grid:                  # every candidate's settings valid before the first one trains
         settings = _settings(cand, kwargs)
@@ -118,11 +132,7 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
                                "(is --val-frac 0?); see " + str(out / "candidates"))
     best = best_candidate(scored)
     src = Path(best["run"])
-    for name in RUN_FILES:
-        if (src / name).is_file():
-            tmp = out / f".{name}.tmp"
-            shutil.copyfile(src / name, tmp)
-            tmp.replace(out / name)
+    take(src, out)
     record = {"kept": best["settings"], "monitor": best["monitor"], "candidates": rows}
     info = json.loads((src / "run.json").read_text())
     atomic.write_json(out / "run.json", {**info, "choice": record})

@@ -190,6 +190,7 @@ def test_cli_transfer_choose_keeps_the_best_candidate_on_validation(sample, pret
     assert run_cli(*args, "--out", out, "--choose", "input_dropout=0,0.5", "--choose", "params.temperature=0.1,0.2",
                    "--resume") == 0                                                     # finished: kept again
     assert json.loads((out / "choice.json").read_text())["kept"] == choice["kept"]
+    assert (out / "evaluation.json").is_file()          # the same model kept: its evaluation stays
     for bad, says in ((["--choose", "seed=0,1"], "'seed' is not a setting"), (["--choose", "input_dropout=0.2"], "two values"),
                       (["--choose", "nonsense=1,2"], "'nonsense'"), (["--choose", "input_dropout=0,1"], "input_dropout=1")):
         capsys.readouterr()
@@ -211,3 +212,23 @@ def test_choose_best_candidate_ties_keep_the_first_given():
     grid = candidates({"input_dropout": [0.2, 0], "params.temperature": [0.1, 0.2]})
     assert [label(c) for c in grid] == ["input_dropout=0.2,params.temperature=0.1", "input_dropout=0.2,params.temperature=0.2",
                                         "input_dropout=0,params.temperature=0.1", "input_dropout=0,params.temperature=0.2"]
+
+
+def test_choose_take_leaves_no_card_of_an_earlier_winner(tmp_path):
+    """OUT takes the winner's files; the card and evaluation of a different earlier model are removed."""
+    from anchor_embed.transfer.choose import RUN_FILES, take
+
+    first, second, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    for d in (first, second, out):
+        d.mkdir()
+    for name in RUN_FILES:
+        (first / name).write_text("a " + name)
+        (second / name).write_text("b " + name)
+    (first / "evaluation.json").write_text("{}")
+    take(first, out)
+    (out / "README.md").write_text("card of a, evaluated")
+    take(first, out)                                        # the same model again: its card stays
+    assert (out / "README.md").read_text() == "card of a, evaluated" and (out / "evaluation.json").is_file()
+    take(second, out)                                       # another model: a's card and evaluation go
+    assert not (out / "README.md").exists() and not (out / "evaluation.json").exists()
+    assert all((out / n).read_text() == "b " + n for n in RUN_FILES)

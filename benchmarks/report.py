@@ -12,12 +12,15 @@ import numpy as np
 
 from benchmarks.quality import VARIANT_TITLES, Budget
 
-METRICS = ["recall_at_10", "recall_at_50", "ndcg_at_10", "alignment", "uniformity"]
+METRICS = ["recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10", "alignment", "uniformity"]
 DEFAULT = "contrastive"
 REFERENCE = "ridge (reference)"
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list[float | None]) -> str:
+    values = [v for v in values if v is not None]   # a figure a row lacks (an older evaluation.json, say)
+    if not values:
+        return "-"
     if len(values) == 1:
         return f"{values[0]:.4f}"
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
@@ -94,7 +97,8 @@ def write_report(path: Path, command: str, results: dict, speed: list[dict], pic
              f"{torch.__version__}, faiss {faiss.__version__}, anchor-embed {anchor_embed.__version__}.", "",
              f"Quality: per seed, 20% of the streamers with ID embeddings are held out (evaluate's split, given "
              f"to every transfer run explicitly); truth = their top-k neighbours by the dataset's own ID "
-             f"embeddings, among all streamers with one; {seeds} seed(s), mean ± sd. Pretraining (at most "
+             f"embeddings, among all streamers with one; `recall_at_10_new` counts only the true neighbours that "
+             f"are held out too (new streamers finding each other); {seeds} seed(s), mean ± sd. Pretraining (at most "
              f"{budget.pretrain_epochs} epochs) never reads ID embeddings, so every table of a seed shares one "
              f"pretrained model. Every transfer method starts from it with the same data, at most "
              f"{budget.transfer_epochs} epochs, and the same selection: the epoch with the best Recall@10 on "
@@ -135,7 +139,7 @@ def write_report(path: Path, command: str, results: dict, speed: list[dict], pic
             lines += [f"## {name}: {VARIANT_TITLES[variant]}", "",
                       "| model | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
             for model, rows in per_model.items():
-                lines.append(f"| {model} | " + " | ".join(fmt([r[m] for r in rows]) for m in METRICS) + " |")
+                lines.append(f"| {model} | " + " | ".join(fmt([r.get(m) for r in rows]) for m in METRICS) + " |")
             lines.append("")
     abl = {name: res["ablation"] for name, res in results.items() if res["ablation"]}
     if abl:

@@ -170,6 +170,7 @@ class EvalRow(BaseModel):
 
     model: str
     recall_at_10: float
+    recall_at_10_new: float | None = None   # over the true neighbours that are held out too (new streamers)
     recall_at_50: float
     ndcg_at_10: float
     alignment: float

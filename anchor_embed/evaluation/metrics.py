@@ -2,7 +2,9 @@
 
 Held-out streamers (a seeded share of those with ID embeddings) are the queries. The truth of a query is
 its top-k neighbours by ID embedding among all other streamers with one; a model is scored by the overlap
-of its content kNN (over the same candidates) with that truth: Recall@k and NDCG@k.
+of its content kNN (over the same candidates) with that truth: Recall@k and NDCG@k. `recall_at_10_new` keeps
+only the true neighbours that are held out too (no model trained on them): how well new streamers find each
+other, the cold-start case, apart from how well they find the streamers a model has seen.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ def recall_at_k(pred: np.ndarray, truth: np.ndarray, k: int) -> float:
     return float(np.mean(per_query))
 
 
+def recall_among(pred: np.ndarray, truth: np.ndarray, k: int, allowed: np.ndarray) -> float | None:
+    """Recall@k over the true top-k neighbours that `allowed` (a flag per candidate row) marks; queries with
+    none of them are left out, and None when no query has one."""
+    top = truth[:, :k]
+    marked = np.where((top >= 0) & allowed[np.maximum(top, 0)], top, -1)
+    keep = (marked >= 0).any(axis=1)
+    return recall_at_k(pred[keep], marked[keep], k) if keep.any() else None
+
+
 def ndcg_at_k(pred: np.ndarray, truth: np.ndarray, k: int) -> float:
     """Binary-relevance NDCG@k: relevant = in the true top-k."""
     disc = 1.0 / np.log2(np.arange(2, k + 2))
@@ -65,18 +76,23 @@ def alignment_uniformity(vectors: np.ndarray, queries: np.ndarray, truth: np.nda
 
 
 def score(named: dict[str, np.ndarray], id_vectors: np.ndarray, held_out: np.ndarray) -> list[dict]:
-    """One row per model: Recall@10/@50, NDCG@10, alignment, uniformity, over the same queries and truth.
+    """One row per model: Recall@10 (all true neighbours, and the held-out ones alone), Recall@50, NDCG@10,
+    alignment, uniformity, over the same queries and truth.
 
     `named` maps a model name to vectors aligned row by row with `id_vectors` (candidates = all rows).
     """
     ids = normalise_rows(id_vectors)
     truth = knn(ids, held_out, 50)[0]
+    is_held = np.zeros(len(ids), bool)
+    is_held[held_out] = True
     rows = []
     for name, vecs in named.items():
         v = normalise_rows(vecs)
         pred = knn(v, held_out, 50)[0]
         align, unif = alignment_uniformity(v, held_out, truth)
+        new = recall_among(pred, truth, 10, is_held)
         rows.append({"model": name, "recall_at_10": round(recall_at_k(pred, truth, 10), 4),
+                     "recall_at_10_new": None if new is None else round(new, 4),
                      "recall_at_50": round(recall_at_k(pred, truth, 50), 4),
                      "ndcg_at_10": round(ndcg_at_k(pred, truth, 10), 4),
                      "alignment": round(align, 4), "uniformity": round(unif, 4), "queries": int(len(held_out))})
@@ -85,7 +101,8 @@ def score(named: dict[str, np.ndarray], id_vectors: np.ndarray, held_out: np.nda
 
 def markdown_table(rows: list[dict]) -> str:
     """The evaluate table as Markdown, one row per model."""
-    cols = ["model", "recall_at_10", "recall_at_50", "ndcg_at_10", "alignment", "uniformity", "queries"]
+    cols = ["model", "recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10", "alignment", "uniformity",
+            "queries"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ def _read(run: Path, name: str) -> dict:
 
 def _table(rows: list[dict], cols: list[str]) -> list[str]:
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + [
-        "| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+        "| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |" for r in rows]
 
 
 def _width(model_config: dict) -> str:
@@ -83,7 +83,7 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
             + ", ".join(f"{k} {v:.4f}" for k, v in m.get("validation", {}).items()) + " |" for m in shown]
     if evaluation:
         lines += ["", "## Evaluation (evaluate, held-out streamers)", ""]
-        lines += _table(evaluation, ["model", "recall_at_10", "recall_at_50", "ndcg_at_10", "queries"])
+        lines += _table(evaluation, ["model", "recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10", "queries"])
     lines += ["", "## Intended use and limits", "",
               "- For similar-streamer lookups, cold-start candidates, dedup and feed scattering by content. "
               "The vectors carry what the content and the behaviour it was taught with have in common; they "

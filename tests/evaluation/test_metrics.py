@@ -52,3 +52,27 @@ def test_padding_never_counts_as_a_hit():
     shuffled[:, :5] = -1                                   # a model that returns nothing finds nothing
     assert recall_at_k(shuffled, truth, 10) == 0.0 and ndcg_at_k(shuffled, truth, 10) == 0.0
 
+
+
+def test_recall_among_new_streamers_against_a_loop():
+    """`recall_at_10_new`: per query, the share of its true top-10 that are held out too which the model
+    finds, averaged over queries that have such neighbours; re-derived by a plain loop."""
+    from anchor_embed.evaluation.metrics import recall_among
+
+    rng = np.random.default_rng(3)
+    ids = rng.normal(size=(90, 6)).astype(np.float32)
+    ids /= np.linalg.norm(ids, axis=1, keepdims=True)
+    content = ids + rng.normal(scale=0.7, size=ids.shape).astype(np.float32)
+    held = np.arange(0, 90, 4)
+    truth, pred = _brute(ids, held, 50), _brute(content / np.linalg.norm(content, axis=1, keepdims=True), held, 50)
+    held_set, per_query = set(held.tolist()), []
+    for p, t in zip(pred, truth, strict=True):
+        new = [x for x in t[:10] if x in held_set]
+        if new:
+            per_query.append(len(set(p[:10]) & set(new)) / len(new))
+    flags = np.isin(np.arange(90), held)
+    assert abs(recall_among(pred, truth, 10, flags) - np.mean(per_query)) < 1e-12
+    rows = score({"ids": ids, "content": content}, ids, held)
+    assert rows[0]["recall_at_10_new"] == 1.0 and rows[1]["recall_at_10_new"] == round(np.mean(per_query), 4)
+    assert recall_among(pred, truth, 10, np.zeros(90, bool)) is None          # no held-out neighbour at all
+    assert recall_among(pred, truth, 10, np.ones(90, bool)) == recall_at_k(pred, truth, 10)   # all allowed: plain

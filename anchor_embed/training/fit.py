@@ -24,7 +24,7 @@ from torch import nn
 
 from anchor_embed import atomic
 from anchor_embed.config import read_saved
-from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.errors import AnchorEmbedError, TrainingCollapsed
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.store import save_model
 from anchor_embed.progress import make_progress, say
@@ -350,7 +350,7 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
                     else "no model was saved"
                 reason = reason or "rank 0 saw it collapse"
                 say(f"[yellow]{task.label}[/]: epoch {epoch + 1} looks collapsed: {reason}")
-                raise AnchorEmbedError(f"{out}: training collapsed at epoch {epoch + 1} ({reason}); {kept}. "
+                raise TrainingCollapsed(f"{out}: training collapsed at epoch {epoch + 1} ({reason}); {kept}. "
                                        "Try a lower --lr, a larger --batch-size or a higher --temperature")
             if dist.is_main:
                 if row["best"]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from anchor_embed import atomic
 from anchor_embed.config import parse_value, resolve
-from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.errors import AnchorEmbedError, TrainingCollapsed
 from anchor_embed.progress import say
 from anchor_embed.transfer.config import TransferConfig
 
@@ -88,9 +88,8 @@ def take(src: Path, out: Path) -> None:
                                                                  out / "model.safetensors", shallow=False)
     for name in RUN_FILES + (() if same else CARD_FILES):
         if (src / name).is_file():
-            tmp = out / f".{name}.tmp"
-            shutil.copyfile(src / name, tmp)
-            tmp.replace(out / name)
+            with atomic.atomic_path(out / name) as tmp:
+                shutil.copyfile(src / name, tmp)
         else:
             (out / name).unlink(missing_ok=True)
 
@@ -103,23 +102,20 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
     out = Path(out)
     if (out / "model.safetensors").is_file() and not resume:
         raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
-    grid = candidates(choices)
-    for cand in grid:                  # every candidate's settings valid before the first one trains
-        settings = _settings(cand, kwargs)
+    grid = [(cand, _settings(cand, kwargs)) for cand in candidates(choices)]
+    for cand, settings in grid:        # every candidate's settings valid before the first one trains
         try:
             resolve(TransferConfig, settings.get("config"),
                     {k: v for k, v in settings.items() if k in TransferConfig.model_fields})
         except AnchorEmbedError as e:
             raise AnchorEmbedError(f"--choose {label(cand)}: {e}") from None
     rows = []
-    for cand in grid:
+    for cand, settings in grid:
         run = out / "candidates" / label(cand)
         say(f"[bold]transfer --choose[/]: candidate {label(cand)} -> {run}")
         try:
-            transfer(pretrained, id_emb, run, resume=resume, **_settings(cand, kwargs))
-        except AnchorEmbedError as e:        # a collapsed candidate is reported and left out, not fatal
-            if "training collapsed" not in str(e):
-                raise
+            transfer(pretrained, id_emb, run, resume=resume, **settings)
+        except TrainingCollapsed as e:       # a collapsed candidate is reported and left out, not fatal
             say(f"[yellow]transfer --choose[/]: candidate {label(cand)} failed: {e}")
             rows.append({"settings": cand, "run": str(run), "failed": str(e)})
             continue

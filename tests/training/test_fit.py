@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.errors import AnchorEmbedError, TrainingCollapsed
 from anchor_embed.features.cache import open_cache
 from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.store import load_model
@@ -100,7 +100,9 @@ def test_resume_keeps_the_best_so_far(sample_cache, tmp_path):
 def test_collapse_stops_with_one_clear_error_and_keeps_the_earlier_model(sample_cache, tmp_path):
     task = Scripted(open_cache(sample_cache), [0.2, 0.3, 0.4], uniformity=[-2.0, -1.5, -0.01])
     cfg = _cfg()
-    with pytest.raises(AnchorEmbedError, match=r"collapsed at epoch 3 \(vectors have no spread.*epoch 2 stays"):
+    # TrainingCollapsed is an AnchorEmbedError (one line at the CLI) that `transfer --choose` can tell apart
+    assert issubclass(TrainingCollapsed, AnchorEmbedError)
+    with pytest.raises(TrainingCollapsed, match=r"collapsed at epoch 3 \(vectors have no spread.*epoch 2 stays"):
         fit(task, tmp_path, cfg, open_run(tmp_path, cfg, False, {}))
     model, _ = load_model(tmp_path)
     for k, v in model.state_dict().items():

@@ -99,10 +99,12 @@ def score(named: dict[str, np.ndarray], id_vectors: np.ndarray, held_out: np.nda
     return rows
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """The evaluate table as Markdown, one row per model."""
-    cols = ["model", "recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10", "alignment", "uniformity",
-            "queries"]
+TABLE_COLUMNS = ["model", "recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10", "alignment",
+                 "uniformity", "queries"]
+
+
+def markdown_table(rows: list[dict], cols: list[str] = TABLE_COLUMNS) -> str:
+    """The evaluate table (or the chosen columns of it) as Markdown, one row per model; '-' for a missing figure."""
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"

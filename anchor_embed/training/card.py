@@ -21,11 +21,6 @@ def _read(run: Path, name: str) -> dict:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 
-def _table(rows: list[dict], cols: list[str]) -> list[str]:
-    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + [
-        "| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |" for r in rows]
-
-
 def _width(model_config: dict) -> str:
     """'N dimensions per streamer', saying how a linear map shares them when the model has one."""
     out, linear = model_config.get("out_dim"), model_config.get("linear_dim", 0)
@@ -83,7 +78,10 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
             + ", ".join(f"{k} {v:.4f}" for k, v in m.get("validation", {}).items()) + " |" for m in shown]
     if evaluation:
         lines += ["", "## Evaluation (evaluate, held-out streamers)", ""]
-        lines += _table(evaluation, ["model", "recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10", "queries"])
+        from anchor_embed.evaluation.metrics import markdown_table
+
+        lines += markdown_table(evaluation, ["model", "recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10",
+                                             "queries"]).splitlines()
     lines += ["", "## Intended use and limits", "",
               "- For similar-streamer lookups, cold-start candidates, dedup and feed scattering by content. "
               "The vectors carry what the content and the behaviour it was taught with have in common; they "

@@ -177,7 +177,8 @@ def parse_params(items: list[str] | None) -> dict | None:
 
 @config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup",
               "patience", "val_frac", "weight_average", "k", "exact_mining_up_to", "filter", "threshold",
-              "quantile", "holdout_frac", "init", "input_dropout", "linear_share", "select_on", "aux_weight", "seed", "threads", "device", "precision")
+              "quantile", "holdout_frac", "init", "input_dropout", "linear_share", "select_on", "aux_weight", "members", "seed",
+              "threads", "device", "precision")
 def transfer(
     pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],
     id_emb: IdEmb,

@@ -66,8 +66,9 @@ class RunOutcome(BaseModel):
 
     complete: bool
     epochs_run: int
-    stopped_by: str = Field(description="'epochs' (the cap) or 'patience' (no better validation figure).")
-    best_epoch: int = Field(description="The epoch whose model is the run's model.safetensors.")
+    stopped_by: str = Field(description="'epochs' (the cap), 'patience' (no better validation figure) or 'soup' "
+                            "(the weights averaged over `transfer --members` runs).")
+    best_epoch: int = Field(description="The epoch whose model is the run's model.safetensors (0 for a soup).")
     monitor: str | None = Field(None, description="The validation figure that chose it.")
     best: float | None = None
 

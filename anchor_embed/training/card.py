@@ -64,7 +64,15 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
               f"- At most {cfg.get('epochs', '?')} epochs, learning rate {cfg.get('lr', '?')} "
               f"({cfg.get('schedule', '?')} after {cfg.get('warmup', '?')} warmup), batch {cfg.get('batch_size', '?')}, "
               f"seed {cfg.get('seed', '?')}."]
-    if outcome:
+    soup = info.get("soup")
+    if outcome and soup:
+        done = [m for m in soup["members"] if "failed" not in m]
+        lines.append(f"- The weights are the average of {len(done)} runs from the same start and split (a model "
+                     f"soup; `soup.json`, runs under `members/`), {outcome['epochs_run']} epochs in all"
+                     + (f"; validation {outcome['monitor']} {outcome['best']:.4f} (members: "
+                        + ", ".join(f"{m['validation']:.4f}" for m in done if m.get("validation") is not None) + ")."
+                        if outcome.get("best") is not None else "."))
+    elif outcome:
         lines.append(f"- {outcome['epochs_run']} epochs ran (stopped by {outcome['stopped_by']}); the model is epoch "
                      f"{outcome['best_epoch']}" + (f", best validation {outcome['monitor']} {outcome['best']:.4f}."
                                                    if outcome.get("best") is not None else "."))

@@ -30,6 +30,10 @@ class TrainingConfig(RunConfig):
     seed: int = Field(0, description="Seed of every random draw")
     threads: int = Field(2, ge=1, description="torch threads")
 
+    def draws(self) -> list[int]:
+        """The entropy of the run's training draws (batches, dropout): the seed; a soup member adds its index."""
+        return [self.seed]
+
 
 class PretrainConfig(TrainingConfig):
     """Everything that shapes a pretraining run; saved as RUN_DIR/config.json."""

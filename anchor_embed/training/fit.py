@@ -112,9 +112,14 @@ class Task(ABC):
         save_model(out, self.model)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The torch seed of one epoch: a resumed run replays the epoch it lost."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def start_seed(draws: list[int]) -> int:
+    """The torch seed a run starts from: its seed, or one drawn from all of `draws` (a soup member's)."""
+    return int(draws[0]) if len(draws) == 1 else int(np.random.SeedSequence(draws).generate_state(1)[0])
+
+
+def epoch_seed(seed: int | list[int], epoch: int) -> int:
+    """The torch seed of one epoch (`seed` or the config's `draws()`): a resumed run replays the epoch it lost."""
+    return int(np.random.SeedSequence([*np.atleast_1d(seed).tolist(), epoch]).generate_state(1)[0])
 
 
 def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path | None:
@@ -297,7 +302,7 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
             if selection.should_stop(epoch):
                 stopped = "patience"
                 break
-            torch.manual_seed(epoch_seed(cfg.seed, epoch))
+            torch.manual_seed(epoch_seed(cfg.draws(), epoch))
             task.start_epoch(epoch)
             for m in task.modules().values():
                 m.train()
@@ -307,7 +312,7 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
                 lr = lr_at(epoch * steps + step, total, cfg.lr, warmup, cfg.schedule)
                 for group in opt.param_groups:
                     group["lr"] = lr
-                rng = np.random.default_rng([cfg.seed, epoch, step])
+                rng = np.random.default_rng([*cfg.draws(), epoch, step])
                 with autocast(device, precision):
                     loss, stats = task.loss(epoch, step, rng)
                 opt.zero_grad(set_to_none=True)

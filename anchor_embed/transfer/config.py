@@ -45,6 +45,16 @@ class TransferConfig(TrainingConfig):
         "validation streamers, or its mean with the new-vs-new figure (validation streamers alone)")
     aux_weight: float = Field(0.0, ge=0, description="Weight of the self-supervised view loss (0 = off)")
     aux_temperature: float = Field(0.07, gt=0, description="Temperature of the self-supervised view loss")
+    members: int = Field(1, ge=1, description="Runs trained from the same start and split, each with its own "
+                         "batches and dropout, whose weights are averaged into the kept model (a uniform model "
+                         "soup; 1: one run)")
+    member: int | None = Field(None, ge=0, description="Which member of a soup this run is (set by --members; "
+                               "member 0 draws as a single run does)")
+
+    def draws(self) -> list[int]:
+        """The seed, and a soup member's index past member 0: the members' batches and dropout differ, while
+        the split, the mining and the linear map (all drawn from the seed alone) stay the same."""
+        return [self.seed] if not self.member else [self.seed, self.member]
 
     @model_validator(mode="after")
     def _method_params(self) -> TransferConfig:

@@ -16,20 +16,19 @@ from anchor_embed import atomic
 from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddings
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.cache import open_cache
-from anchor_embed.losses import info_nce, uniformity
-from anchor_embed.model.batcher import Batcher, embed_rows
+from anchor_embed.losses import info_nce
+from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.store import load_model
 from anchor_embed.model.views import ViewConfig
 from anchor_embed.progress import say
-from anchor_embed.training.fit import Task, fit, run_info, saved_config, training_run
+from anchor_embed.training.fit import Task, fit, run_info, saved_config, start_seed, training_run
 from anchor_embed.transfer.config import TransferConfig
 from anchor_embed.transfer.filters import FILTERS
 from anchor_embed.transfer.methods import METHODS
 from anchor_embed.transfer.methods.base import TransferData, TransferMethod
 from anchor_embed.transfer.split import SEEN_IDS, read_seen, split_streamers
-from anchor_embed.transfer.validation import NeighbourRecall
-from anchor_embed.vectorspace import normalise_rows
+from anchor_embed.transfer.validation import NeighbourRecall, split_validation, validation_figures
 
 
 class TransferTask(Task):
@@ -86,15 +85,7 @@ class TransferTask(Task):
         return loss, {"loss": loss.detach(), "aux_loss": aux_value}
 
     def validate(self) -> dict[str, float] | None:
-        if self.validation is None:
-            return None
-        vecs = embed_rows(self.model, self.batcher, self.validation.candidates)   # rank 0 only
-        # the spread the collapse guard reads: of the fusion vectors training moves, not the fixed linear map's
-        fusion = normalise_rows(vecs[:, :self.model.cfg.out_dim])
-        sample = fusion[np.random.default_rng(0).permutation(len(vecs))[:2000]]
-        mixed, new = self.validation.score(vecs), self.validation.score_new(vecs)
-        return {"recall_at_10": mixed, "new_recall_at_10": new, "mean_recall_at_10": (mixed + new) / 2,
-                "uniformity": float(uniformity(torch.from_numpy(sample)))}
+        return None if self.validation is None else validation_figures(self.model, self.batcher, self.validation)
 
 
 def method_default(cfg: TransferConfig, method: TransferMethod, key: str) -> float:
@@ -140,12 +131,17 @@ def transfer(
     from anchor_embed.transfer.mining import filter_pairs, mine
 
     cfg = resolve(TransferConfig, config, overrides)
+    if cfg.members > 1 and cfg.member is None:
+        from anchor_embed.transfer.soup import soup
+
+        return soup(pretrained, id_emb, out, id_keys=id_keys, features=features, config=config, resume=resume,
+                    id_column=id_column, **overrides)
     pretrained, out = Path(pretrained), Path(out)
     if features is None:
         features = run_info(pretrained).get("features")
         if features is None:
             raise AnchorEmbedError(f"{pretrained}: no run.json naming its feature cache; pass --features")
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(start_seed(cfg.draws()))
     torch.set_num_threads(max(1, cfg.threads))
     cache = open_cache(features)
     model, _ = load_model(pretrained)
@@ -205,9 +201,6 @@ def transfer(
             _write_pairs(out, cache.keys, pairs)
             atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
         steps = max(1, len(train_rows) // cfg.batch_size)
-        validation = None
-        if len(split.val_rows) >= 2 and dist.is_main:
-            candidates = np.sort(np.concatenate([train_rows, split.val_rows]))
-            validation = NeighbourRecall(split.val_vectors, candidates, split.val_rows)
+        validation = split_validation(split) if dist.is_main else None
         task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained), validation)
         return fit(task, out, cfg, ckpt, dist)

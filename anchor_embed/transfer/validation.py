@@ -35,3 +35,28 @@ class NeighbourRecall:
         v = normalise_rows(candidate_vectors[self.query_pos])
         pred = knn(v, np.arange(len(v)), self.new_truth.shape[1])[0]
         return recall_at_k(pred, self.new_truth, self.new_truth.shape[1])
+
+
+def split_validation(split) -> NeighbourRecall | None:
+    """The validation of a transfer split (its validation streamers among the training and validation ones);
+    None when fewer than 2 streamers validate."""
+    if len(split.val_rows) < 2:
+        return None
+    candidates = np.sort(np.concatenate([split.train_rows, split.val_rows]))
+    return NeighbourRecall(split.val_vectors, candidates, split.val_rows)
+
+
+def validation_figures(model, batcher, validation: NeighbourRecall) -> dict[str, float]:
+    """A model's validation figures: the mixed and new-vs-new Recall@10, their mean, and the uniformity of its
+    fusion vectors (the spread the collapse guard reads: the fixed linear map's part does not train)."""
+    import torch
+
+    from anchor_embed.losses import uniformity
+    from anchor_embed.model.batcher import embed_rows
+
+    vecs = embed_rows(model, batcher, validation.candidates)
+    fusion = normalise_rows(vecs[:, :model.cfg.out_dim])
+    sample = fusion[np.random.default_rng(0).permutation(len(vecs))[:2000]]
+    mixed, new = validation.score(vecs), validation.score_new(vecs)
+    return {"recall_at_10": mixed, "new_recall_at_10": new, "mean_recall_at_10": (mixed + new) / 2,
+            "uniformity": float(uniformity(torch.from_numpy(sample)))}

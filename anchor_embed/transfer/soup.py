@@ -1,0 +1,148 @@
+"""`transfer --members K`: K runs from the same start and split, their weights averaged into one model.
+
+A uniform model soup (Wortsman et al. 2022, "Model soups: averaging weights of multiple fine-tuned models
+improves accuracy without increasing inference time"): runs fine-tuned from one pretrained start stay in one
+basin, so the mean of their weights is a model, and it errs less than the average member. Why here: two
+transfer runs on the same split and settings differ only in their batches and dropout, yet their hold-out
+Recall@10 differs by up to .0125 (docs/tuning.md, eighth round). Members train into OUT/members/member{i}
+(member 0 draws exactly as a single run does; the split, the mining and the linear map come from the seed
+alone, so every member shares them); OUT holds the soup, validated like any run, and soup.json (and run.json)
+every member's figure and the soup's. Serving reads one model as before; training costs K runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from anchor_embed import atomic
+from anchor_embed.config import resolve
+from anchor_embed.errors import AnchorEmbedError, TrainingCollapsed
+from anchor_embed.progress import say
+from anchor_embed.transfer.config import TransferConfig
+
+SOUP = "soup.json"
+MEMBERS = "members"
+# what OUT takes from member 0 besides the averaged weights (its metrics.jsonl stays with member 0: OUT is no epoch of it)
+SHARED_FILES = ("pairs.jsonl", "seen_ids.txt")
+CARD_FILES = ("README.md", "evaluation.json")     # written by evaluate too: they belong to the model they score
+
+
+def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the states' float tensors (in float64, cast back); any other tensor (a tag id,
+    a mask) must be equal in every state, and every state must have the same names and shapes."""
+    if not states:
+        raise AnchorEmbedError("no weights to average")
+    first = states[0]
+    for i, s in enumerate(states[1:], 1):
+        if s.keys() != first.keys() or any(s[k].shape != first[k].shape for k in first):
+            raise AnchorEmbedError(f"soup member {i} has other weights than member 0 (another architecture)")
+    out = {}
+    for name, value in first.items():
+        if value.is_floating_point():
+            out[name] = (sum(s[name].double() for s in states) / len(states)).to(value.dtype)
+        elif all(torch.equal(s[name], value) for s in states[1:]):
+            out[name] = value.clone()
+        else:
+            raise AnchorEmbedError(f"soup members disagree on {name!r}, which cannot be averaged")
+    return out
+
+
+def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: str | Path | None = None,
+         features: str | Path | None = None, config: str | Path | None = None, resume: bool = False,
+         id_column: str = "anchor_id", **overrides) -> list[dict]:
+    """Train the members under OUT/members, average their weights into OUT, validate the soup; returns every
+    member's per-epoch metrics (each row marked with its member)."""
+    from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddings
+    from anchor_embed.features.cache import open_cache
+    from anchor_embed.model.batcher import Batcher
+    from anchor_embed.model.store import load_model, save_model
+    from anchor_embed.training.card import write_card
+    from anchor_embed.training.distributed import Dist
+    from anchor_embed.training.fit import run_info
+    from anchor_embed.transfer.run import transfer
+    from anchor_embed.transfer.split import split_streamers
+    from anchor_embed.transfer.validation import split_validation, validation_figures
+
+    out = Path(out)
+    cfg = resolve(TransferConfig, config, overrides)
+    if (out / "model.safetensors").is_file() and not resume:
+        raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    if (out / "model.safetensors").is_file() and not (out / SOUP).is_file():
+        raise AnchorEmbedError(f"{out}: holds a single run, not a soup; choose another --out for --members")
+    history, rows = [], []
+    for m in range(cfg.members):
+        run = out / MEMBERS / f"member{m}"
+        say(f"[bold]transfer --members[/]: member {m + 1} of {cfg.members} -> {run}")
+        try:
+            got = transfer(pretrained, id_emb, run, id_keys=id_keys, features=features, config=config,
+                           resume=resume, id_column=id_column, **{**overrides, "member": m})
+        except TrainingCollapsed as e:        # a collapsed member is reported and left out of the soup
+            say(f"[yellow]transfer --members[/]: member {m} failed: {e}")
+            rows.append({"member": m, "run": str(run), "failed": str(e)})
+            continue
+        history += [{"member": m, **r} for r in got]
+        outcome = json.loads((run / "outcome.json").read_text())
+        rows.append({"member": m, "run": str(run), "validation": outcome.get("best"),
+                     "best_epoch": outcome.get("best_epoch"), "epochs_run": outcome.get("epochs_run")})
+    dist = Dist.from_env()
+    if not dist.is_main:            # under torchrun the members trained on every process; rank 0 makes the soup
+        dist.barrier()
+        return history
+    done = [r for r in rows if "failed" not in r]
+    if not done:
+        raise AnchorEmbedError(f"{out}: every --members run collapsed; see {out / MEMBERS}")
+    first = Path(done[0]["run"])
+    models = [load_model(r["run"]) for r in done]
+    if any(raw != models[0][1] for _, raw in models[1:]):
+        raise AnchorEmbedError(f"{out}: the members' model configs differ; they cannot be averaged")
+    model = models[0][0]
+    model.load_state_dict(average_weights([mdl.state_dict() for mdl, _ in models]))
+
+    info = run_info(first)
+    cache = open_cache(info["features"])
+    ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
+    split = split_streamers(cache, align_to_streamers(ids, cache.keys, report), cfg.holdout_frac, cfg.val_frac,
+                            cfg.seed)
+    validation = split_validation(split)
+    figures = validation_figures(model, Batcher.for_model(model, cache), validation) if validation else None
+    monitor = cfg.select_on
+    record = {"members": rows, "monitor": monitor, "validation": figures}
+
+    # stage the soup as a run folder, then move its files into OUT (the card of an earlier model goes)
+    stage = out / MEMBERS / "soup"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for name in SHARED_FILES:
+        if (first / name).is_file():
+            shutil.copyfile(first / name, stage / name)
+    save_model(stage, model, extra={k: v for k, v in models[0][1].items() if k not in model.cfg.to_dict()})
+    atomic.write_json(stage / "config.json", cfg.model_dump(mode="json"))
+    atomic.write_json(stage / "outcome.json", {
+        "complete": True, "epochs_run": sum(r["epochs_run"] for r in done), "stopped_by": "soup",
+        "best_epoch": 0, "monitor": monitor, "best": None if figures is None else figures[monitor]})
+    same = (out / "model.safetensors").is_file() and (out / "model.safetensors").read_bytes() == \
+        (stage / "model.safetensors").read_bytes()
+    for name in (*SHARED_FILES, "model.safetensors", "model_config.json", "config.json", "outcome.json",
+                 *(() if same else CARD_FILES)):
+        if (stage / name).is_file():
+            with atomic.atomic_path(out / name) as tmp:
+                shutil.copyfile(stage / name, tmp)
+        else:
+            (out / name).unlink(missing_ok=True)
+    (out / "metrics.jsonl").unlink(missing_ok=True)     # no epoch of OUT's model: the members keep theirs
+    shutil.rmtree(stage)
+    atomic.write_json(out / "run.json", {**info, "soup": record})
+    atomic.write_json(out / SOUP, record)
+    if not same:
+        write_card(out)
+    dist.barrier()
+    table = ", ".join(f"member {r['member']}: {r['validation']:.4f}" if r.get("validation") is not None
+                      else f"member {r['member']}: {'failed' if 'failed' in r else '-'}" for r in rows)
+    say(f"[bold]transfer --members[/]: soup of {len(done)} " + (f"validation {monitor} {figures[monitor]:.4f} "
+                                                                if figures else "")
+        + f"({table}) -> {out}")
+    return history

@@ -1,0 +1,81 @@
+"""`transfer --members K`: K runs from one start and split, their weights averaged (a uniform model soup)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.transfer.soup import average_weights
+from tests.conftest import run_cli
+
+
+def test_average_weights_is_the_plain_mean_and_refuses_what_cannot_be_averaged():
+    """Float tensors: the element-wise mean (re-derived in float64 with numpy), duplicates averaging to
+    themselves; integer tensors must agree; another name or shape is refused in one line."""
+    g = torch.Generator().manual_seed(0)
+    states = [{"w": torch.randn(3, 4, generator=g), "b": torch.randn(4, generator=g).to(torch.bfloat16),
+               "ids": torch.arange(5)} for _ in range(3)]
+    got = average_weights(states)
+    want = np.mean([s["w"].double().numpy() for s in states], axis=0)
+    np.testing.assert_allclose(got["w"].double().numpy(), want, rtol=1e-6, atol=1e-7)
+    assert got["b"].dtype == torch.bfloat16 and torch.equal(got["ids"], torch.arange(5))
+    same = average_weights([states[0], states[0]])        # a soup of one model twice is that model
+    assert all(torch.equal(same[k], states[0][k]) for k in states[0])
+    for bad, says in (([states[0], {**states[1], "ids": torch.arange(5) + 1}], "disagree on 'ids'"),
+                      ([states[0], {**states[1], "w": torch.zeros(4, 3)}], "member 1 has other weights"),
+                      ([states[0], {"w": states[1]["w"]}], "member 1 has other weights"), ([], "no weights")):
+        with pytest.raises(AnchorEmbedError, match=says):
+            average_weights(bad)
+
+
+def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, capsys):
+    """Member 0 is bit for bit the single run; member 1 draws other batches; OUT holds the mean of their
+    weights with its own validation figure (soup.json, run.json, the card), which evaluate reads like any run;
+    a rerun needs --resume and keeps the model; bad values are one-line refusals."""
+    out = tmp_path / "soup"
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "2",
+            "--batch-size", "16", "--holdout-frac", "0.2"]
+    assert run_cli(*args, "--out", tmp_path / "single") == 0
+    assert run_cli(*args, "--out", out, "--members", "2") == 0
+    members = [out / "members" / f"member{m}" for m in range(2)]
+    weights = [load_file(str(m / "model.safetensors")) for m in members]
+    assert (members[0] / "model.safetensors").read_bytes() == (tmp_path / "single" / "model.safetensors").read_bytes()
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert (members[0] / "seen_ids.txt").read_bytes() == (members[1] / "seen_ids.txt").read_bytes()  # one split
+    soup = load_file(str(out / "model.safetensors"))
+    for k, v in soup.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, ((weights[0][k].double() + weights[1][k].double()) / 2).to(v.dtype))
+    record = json.loads((out / "soup.json").read_text())
+    assert [r["member"] for r in record["members"]] == [0, 1]
+    for r, m in zip(record["members"], members, strict=True):
+        assert r["validation"] == json.loads((m / "outcome.json").read_text())["best"]
+    outcome = json.loads((out / "outcome.json").read_text())
+    assert outcome["stopped_by"] == "soup" and outcome["best"] == record["validation"]["recall_at_10"]
+    assert 0 <= outcome["best"] <= 1 and not (out / "metrics.jsonl").exists()
+    assert json.loads((out / "run.json").read_text())["soup"] == record
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["members"] == 2 and cfg["member"] is None
+    assert json.loads((members[1] / "config.json").read_text())["member"] == 1
+    assert "average of 2 runs" in (out / "README.md").read_text()
+    features = json.loads((out / "run.json").read_text())["features"]
+    assert run_cli("evaluate", "--features", features, "--id-emb", sample / "ids.npy", "--model", out,
+                   "--holdout-frac", "0.2", "--no-frozen") == 0
+    before = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert run_cli(*args, "--out", out, "--members", "2") == 2                  # holds a run already
+    assert "--resume" in capsys.readouterr().err
+    assert run_cli(*args, "--out", out, "--members", "2", "--resume") == 0      # finished: the same soup
+    assert (out / "model.safetensors").read_bytes() == before and (out / "evaluation.json").is_file()
+    for bad, says in ((["--members", "0"], "members"), (["--choose", "members=1,2"], "'members' is not a setting")):
+        capsys.readouterr()
+        assert run_cli(*args, "--out", tmp_path / "bad", *bad) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "bad").exists()
+    capsys.readouterr()
+    assert run_cli(*args, "--out", tmp_path / "single", "--members", "2", "--resume") == 2   # a single run is no soup
+    assert "not a soup" in capsys.readouterr().err

@@ -54,6 +54,7 @@ def _rank(rank: int, world: int, port: int, cache_dir: str, queue: int, out: str
     loss, grads = _one_step(cache_dir, queue, Dist(rank, world, 0))
     if rank == 0:
         torch.save({"loss": loss, "grads": grads}, out)
+    td.barrier()        # both ranks tear gloo down together: a rank leaving alone aborted its peer once in CI
     td.destroy_process_group()
 
 

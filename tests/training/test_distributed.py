@@ -103,6 +103,13 @@ def test_torchrun_pretrain_and_transfer_resume_and_load_in_one_process(sample, s
     assert p.returncode == 0, _tail(p)
     assert len((taught / "metrics.jsonl").read_text().splitlines()) == 2 and load_model(taught)[0] is not None
     assert not list(Path(taught).glob(".lock"))
+    soup = tmp_path / "soup"        # --members: every process trains each member, rank 0 alone averages them
+    p = _torchrun("transfer", "--pretrained", run, "--id-emb", sample / "ids.npy", "--out", soup, "--epochs", "1",
+                  "--batch-size", "16", "--holdout-frac", "0.2", "--device", "cpu", "--members", "2")
+    assert p.returncode == 0, _tail(p)
+    record = json.loads((soup / "soup.json").read_text())
+    assert [m["member"] for m in record["members"]] == [0, 1] and record["validation"] is not None
+    assert load_model(soup)[0] is not None and not (soup / "members" / "soup").exists()
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ CHOICE = "choice.json"
 # settings that change the yardstick (which streamers validate, which figure) cannot be chosen by it
 NOT_CHOOSABLE = {"seed", "holdout_frac", "val_frac", "select_on", "threads", "device", "members", "member"}
 RUN_FILES = ("model.safetensors", "model_config.json", "config.json", "metrics.jsonl", "outcome.json",
-             "pairs.jsonl", "seen_ids.txt")
+             "pairs.jsonl", "seen_ids.txt", "soup.json")      # soup.json: a candidate trained with --members
 CARD_FILES = ("README.md", "evaluation.json")     # written by evaluate too: they belong to the model they score
 
 

@@ -79,3 +79,9 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     capsys.readouterr()
     assert run_cli(*args, "--out", tmp_path / "single", "--members", "2", "--resume") == 2   # a single run is no soup
     assert "not a soup" in capsys.readouterr().err
+    both = tmp_path / "both"        # with --choose every candidate is a soup, and OUT takes the kept one's record
+    assert run_cli(*args, "--out", both, "--members", "2", "--choose", "input_dropout=0,0.5") == 0
+    kept = json.loads((both / "choice.json").read_text())["kept"]
+    src = both / "candidates" / f"input_dropout={kept['input_dropout']}"
+    assert (both / "soup.json").read_bytes() == (src / "soup.json").read_bytes()
+    assert (both / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()

@@ -117,9 +117,9 @@ def start_seed(draws: list[int]) -> int:
     return int(draws[0]) if len(draws) == 1 else int(np.random.SeedSequence(draws).generate_state(1)[0])
 
 
-def epoch_seed(seed: int | list[int], epoch: int) -> int:
-    """The torch seed of one epoch (`seed` or the config's `draws()`): a resumed run replays the epoch it lost."""
-    return int(np.random.SeedSequence([*np.atleast_1d(seed).tolist(), epoch]).generate_state(1)[0])
+def epoch_seed(draws: list[int], epoch: int) -> int:
+    """The torch seed of one epoch from the config's `draws()`: a resumed run replays the epoch it lost."""
+    return int(np.random.SeedSequence([*draws, epoch]).generate_state(1)[0])
 
 
 def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path | None:

@@ -81,9 +81,10 @@ def best_candidate(rows: list[dict], tolerance: float = 1e-9) -> dict:
     return next(r for r in rows if r["validation"] >= top - tolerance)
 
 
-def take(src: Path, out: Path) -> None:
+def take(src: Path, out: Path) -> bool:
     """Copy run `src`'s files into OUT. The card and its evaluation stay when OUT already holds the same model
-    (a resumed choice); otherwise they come from `src` or go, so no table of an earlier winner is left."""
+    (a resumed choice); otherwise they come from `src` or go, so no table of an earlier winner is left. True when
+    OUT held the same model (its card was kept)."""
     same = (out / "model.safetensors").is_file() and filecmp.cmp(src / "model.safetensors",
                                                                  out / "model.safetensors", shallow=False)
     for name in RUN_FILES + (() if same else CARD_FILES):
@@ -92,6 +93,7 @@ def take(src: Path, out: Path) -> None:
                 shutil.copyfile(src / name, tmp)
         else:
             (out / name).unlink(missing_ok=True)
+    return same
 
 
 def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices: dict[str, list],

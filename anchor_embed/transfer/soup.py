@@ -28,7 +28,6 @@ SOUP = "soup.json"
 MEMBERS = "members"
 # what OUT takes from member 0 besides the averaged weights (its metrics.jsonl stays with member 0: OUT is no epoch of it)
 SHARED_FILES = ("pairs.jsonl", "seen_ids.txt")
-CARD_FILES = ("README.md", "evaluation.json")     # written by evaluate too: they belong to the model they score
 
 
 def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -63,6 +62,7 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     from anchor_embed.training.card import write_card
     from anchor_embed.training.distributed import Dist
     from anchor_embed.training.fit import run_info
+    from anchor_embed.transfer.choose import take
     from anchor_embed.transfer.run import transfer
     from anchor_embed.transfer.split import split_streamers
     from anchor_embed.transfer.validation import split_validation, validation_figures
@@ -112,31 +112,23 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     monitor = cfg.select_on
     record = {"members": rows, "monitor": monitor, "validation": figures}
 
-    # stage the soup as a run folder, then move its files into OUT (the card of an earlier model goes)
+    # stage the soup as a run folder (no metrics.jsonl: no epoch of it), then take it into OUT as --choose takes
+    # its winner: the card and evaluation of an earlier model go
     stage = out / MEMBERS / "soup"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     for name in SHARED_FILES:
         if (first / name).is_file():
             shutil.copyfile(first / name, stage / name)
-    save_model(stage, model, extra={k: v for k, v in models[0][1].items() if k not in model.cfg.to_dict()})
+    save_model(stage, model, extra=models[0][1])
     atomic.write_json(stage / "config.json", cfg.model_dump(mode="json"))
     atomic.write_json(stage / "outcome.json", {
         "complete": True, "epochs_run": sum(r["epochs_run"] for r in done), "stopped_by": "soup",
         "best_epoch": 0, "monitor": monitor, "best": None if figures is None else figures[monitor]})
-    same = (out / "model.safetensors").is_file() and (out / "model.safetensors").read_bytes() == \
-        (stage / "model.safetensors").read_bytes()
-    for name in (*SHARED_FILES, "model.safetensors", "model_config.json", "config.json", "outcome.json",
-                 *(() if same else CARD_FILES)):
-        if (stage / name).is_file():
-            with atomic.atomic_path(out / name) as tmp:
-                shutil.copyfile(stage / name, tmp)
-        else:
-            (out / name).unlink(missing_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)     # no epoch of OUT's model: the members keep theirs
+    atomic.write_json(stage / SOUP, record)
+    same = take(stage, out)
     shutil.rmtree(stage)
     atomic.write_json(out / "run.json", {**info, "soup": record})
-    atomic.write_json(out / SOUP, record)
     if not same:
         write_card(out)
     dist.barrier()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from anchor_embed.evaluation.metrics import recall_at_k
+from anchor_embed.transfer.split import TransferSplit
 from anchor_embed.vectorspace import knn, normalise_rows
 
 
@@ -37,7 +38,7 @@ class NeighbourRecall:
         return recall_at_k(pred, self.new_truth, self.new_truth.shape[1])
 
 
-def split_validation(split) -> NeighbourRecall | None:
+def split_validation(split: TransferSplit) -> NeighbourRecall | None:
     """The validation of a transfer split (its validation streamers among the training and validation ones);
     None when fewer than 2 streamers validate."""
     if len(split.val_rows) < 2:

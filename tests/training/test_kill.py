@@ -52,27 +52,42 @@ def _same_weights(a: Path, b: Path) -> None:
         assert torch.allclose(x, y, atol=1e-6), k
 
 
+def _pretrain_args(cache: Path) -> list:
+    return ["pretrain", "--features", cache, *TINY, "--epochs", "4", "--patience", "0", "--seed", "3"]
+
+
+def _transfer_args(sample: Path, pretrained: Path) -> list:
+    return ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--batch-size", "16",
+            "--schedule", "constant", "--epochs", "4", "--patience", "0", "--holdout-frac", "0.2", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(sample, sample_cache, tmp_path_factory) -> Path:
+    """The uninterrupted pretrain (`full`) and transfer (`tfull`) every killed run must reproduce: run once."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    _run(*_pretrain_args(sample_cache), "--out", root / "full")
+    _run(*_transfer_args(sample, root / "full"), "--out", root / "tfull")
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after_epoch", [0, 1, 2])
-def test_pretrain_and_transfer_killed_then_resumed(sample, sample_cache, tmp_path, kill_after_epoch):
-    pre = ["pretrain", "--features", sample_cache, *TINY, "--epochs", "4", "--patience", "0", "--seed", "3"]
-    _run(*pre, "--out", tmp_path / "full")
+def test_pretrain_and_transfer_killed_then_resumed(sample, sample_cache, uninterrupted, tmp_path, kill_after_epoch):
+    pre = _pretrain_args(sample_cache)
     cut = tmp_path / "cut"
     _kill_when([*pre, "--out", cut], lambda: _epoch(cut) > kill_after_epoch or kill_after_epoch == 0
                and (cut / "config.json").is_file())
     assert not (cut / "outcome.json").exists()                 # killed: marked unfinished
     _run(*pre, "--out", cut, "--resume")
-    _same_weights(tmp_path / "full", cut)
+    _same_weights(uninterrupted / "full", cut)
 
-    tr = ["transfer", "--pretrained", tmp_path / "full", "--id-emb", sample / "ids.npy", "--batch-size", "16",
-          "--schedule", "constant", "--epochs", "4", "--patience", "0", "--holdout-frac", "0.2", "--seed", "1"]
-    _run(*tr, "--out", tmp_path / "tfull")
+    tr = _transfer_args(sample, uninterrupted / "full")        # both transfers start from the same pretraining
     tcut = tmp_path / "tcut"
     _kill_when([*tr, "--out", tcut], lambda: _epoch(tcut) > kill_after_epoch or kill_after_epoch == 0
                and (tcut / "pairs.jsonl").is_file())
     _run(*tr, "--out", tcut, "--resume")
-    _same_weights(tmp_path / "tfull", tcut)
-    assert json.loads((tmp_path / "tfull" / "outcome.json").read_text()) == \
+    _same_weights(uninterrupted / "tfull", tcut)
+    assert json.loads((uninterrupted / "tfull" / "outcome.json").read_text()) == \
         json.loads((tcut / "outcome.json").read_text())
 
 

@@ -14,8 +14,9 @@ import torch
 
 from anchor_embed import atomic
 from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddings
+from anchor_embed.data.input_report import InputReport
 from anchor_embed.errors import AnchorEmbedError
-from anchor_embed.features.cache import open_cache
+from anchor_embed.features.cache import FeatureCache, open_cache
 from anchor_embed.losses import info_nce
 from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
@@ -27,7 +28,7 @@ from anchor_embed.transfer.config import TransferConfig
 from anchor_embed.transfer.filters import FILTERS
 from anchor_embed.transfer.methods import METHODS
 from anchor_embed.transfer.methods.base import TransferData, TransferMethod
-from anchor_embed.transfer.split import SEEN_IDS, read_seen, split_streamers
+from anchor_embed.transfer.split import SEEN_IDS, TransferSplit, read_seen, split_streamers
 from anchor_embed.transfer.validation import NeighbourRecall, split_validation, validation_figures
 
 
@@ -86,6 +87,15 @@ class TransferTask(Task):
 
     def validate(self) -> dict[str, float] | None:
         return None if self.validation is None else validation_figures(self.model, self.batcher, self.validation)
+
+
+def read_split(cache: FeatureCache, cfg: TransferConfig, id_emb: str | Path, id_keys: str | Path | None,
+               id_column: str) -> tuple[TransferSplit, InputReport]:
+    """The ID embeddings read, aligned to the cache and split by the config's shares and seed (the one split
+    a run trains and validates on, and a soup validates its averaged model on); with the reading's report."""
+    ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
+    return split_streamers(cache, align_to_streamers(ids, cache.keys, report), cfg.holdout_frac, cfg.val_frac,
+                           cfg.seed), report
 
 
 def method_default(cfg: TransferConfig, method: TransferMethod, key: str) -> float:
@@ -149,10 +159,8 @@ def transfer(
         model = FusionModel(model.cfg)
     model.train()
     batcher = Batcher.for_model(model, cache)
-    ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
-    ids = align_to_streamers(ids, cache.keys, report)
+    split, report = read_split(cache, cfg, id_emb, id_keys, id_column)
     say(f"[bold]transfer[/]: {report.summary()}")
-    split = split_streamers(cache, ids, cfg.holdout_frac, cfg.val_frac, cfg.seed)
     id_vectors, train_rows, held = split.id_vectors, split.train_rows, split.held_out
     if len(train_rows) < 2:
         raise AnchorEmbedError(f"{id_emb}: {len(train_rows)} streamer(s) left to train on after the hold-out "

@@ -55,7 +55,6 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
          id_column: str = "anchor_id", **overrides) -> list[dict]:
     """Train the members under OUT/members, average their weights into OUT, validate the soup; returns every
     member's per-epoch metrics (each row marked with its member)."""
-    from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddings
     from anchor_embed.features.cache import open_cache
     from anchor_embed.model.batcher import Batcher
     from anchor_embed.model.store import load_model, save_model
@@ -63,8 +62,7 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     from anchor_embed.training.distributed import Dist
     from anchor_embed.training.fit import run_info
     from anchor_embed.transfer.choose import take
-    from anchor_embed.transfer.run import transfer
-    from anchor_embed.transfer.split import split_streamers
+    from anchor_embed.transfer.run import read_split, transfer
     from anchor_embed.transfer.validation import split_validation, validation_figures
 
     out = Path(out)
@@ -104,10 +102,7 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
 
     info = run_info(first)
     cache = open_cache(info["features"])
-    ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
-    split = split_streamers(cache, align_to_streamers(ids, cache.keys, report), cfg.holdout_frac, cfg.val_frac,
-                            cfg.seed)
-    validation = split_validation(split)
+    validation = split_validation(read_split(cache, cfg, id_emb, id_keys, id_column)[0])
     figures = validation_figures(model, Batcher.for_model(model, cache), validation) if validation else None
     monitor = cfg.select_on
     record = {"members": rows, "monitor": monitor, "validation": figures}

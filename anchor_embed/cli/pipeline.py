@@ -113,7 +113,7 @@ def evaluate(
     holdout_frac: Annotated[float, typer.Option(help="Share of the streamers with ID embeddings held out as queries.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the hold-out (transfer's --seed for the same split).")] = 0,
     frozen: Annotated[bool, typer.Option(help="Also score the frozen backbones, all and one modality at a time.")] = True,
-    ridge: Annotated[bool, typer.Option(help="Also score RidgeCV from frozen features + one-hot tags to the ID embeddings.")] = False,
+    ridge: Annotated[bool, typer.Option(help="Also score RidgeCV, and kernel ridge, from frozen features + one-hot tags to the ID embeddings.")] = False,
     knn_average: Annotated[bool, typer.Option(help="Also score content-kNN averaging of training ID embeddings.")] = False,
     train_id_emb: Annotated[Path | None, typer.Option(help="ID embeddings the models were taught with, if not --id-emb (noisy, sparse; default: --id-emb).")] = None,
     id_column: Annotated[str, typer.Option(help="Column holding the anchor_id in Parquet ID embeddings.")] = "anchor_id",
@@ -177,8 +177,8 @@ def parse_params(items: list[str] | None) -> dict | None:
 
 @config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup",
               "patience", "val_frac", "weight_average", "k", "exact_mining_up_to", "filter", "threshold",
-              "quantile", "holdout_frac", "init", "input_dropout", "linear_share", "select_on", "aux_weight", "members", "seed",
-              "threads", "device", "precision")
+              "quantile", "holdout_frac", "init", "input_dropout", "linear_share", "map", "select_on", "aux_weight",
+              "members", "seed", "threads", "device", "precision")
 def transfer(
     pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],
     id_emb: IdEmb,

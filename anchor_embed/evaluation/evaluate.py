@@ -79,8 +79,10 @@ def evaluate(
     differs, its own vectors are scored too ('ID embeddings used for training').
     """
     from anchor_embed.evaluation.references import (
+        KERNEL_GAMMA,
         choose_knn_k,
         frozen_rows,
+        kernel_ridge_vectors,
         knn_average_vectors,
         reference_features,
         ridge_vectors,
@@ -113,6 +115,9 @@ def evaluate(
         named["ridge (reference)"], alpha = ridge_vectors(x, taught, fit_rows)
         say(f"[bold]evaluate[/]: RidgeCV on frozen features + one-hot tags ({x.shape[1]} columns) fitted on "
             f"{len(fit_rows)} streamers, alpha {alpha:g} by leave-one-out")
+        named["kernel ridge (reference)"], alpha = kernel_ridge_vectors(x, taught, fit_rows, seed=seed)
+        say(f"[bold]evaluate[/]: kernel ridge (RBF, gamma {KERNEL_GAMMA:g}) on the same inputs, alpha {alpha:g} "
+            "by leave-one-out")
     if knn_average:
         from anchor_embed.features.pooled import frozen_vectors
 

@@ -3,6 +3,8 @@
 - frozen backbones, all modalities and one at a time: where the signal lives, without any training;
 - ridge: scikit-learn's RidgeCV (alpha by leave-one-out cross-validation on the training streamers) from
   frozen features plus one-hot tag identity to the ID embedding: the linear map a data scientist would fit;
+- kernel ridge: the same fit on RBF kernel features of those inputs (Nyström landmarks, all training streamers
+  up to a cap: exact kernel ridge regression below it; Williams & Seeger 2001), the nonlinear closed form;
 - content-kNN averaging: a streamer's vector is the mean ID embedding of its k content-nearest training
   streamers (no parameters but k; the classic cold-start baseline, e.g. as compared in Volkovs et al. 2017,
   DropoutNet, and Sedhain et al. 2014, "Social collaborative filtering for cold-start recommendations").
@@ -12,6 +14,8 @@ Every fit reads the training streamers' ID embeddings only, never the held-out o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from anchor_embed.features.cache import KINDS, FeatureCache
@@ -20,6 +24,10 @@ from anchor_embed.vectorspace import knn, normalise_rows, without_self
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
 KNN_KS = (5, 10, 20, 40)
+# the RBF kernel of unit rows, exp(-gamma |a - b|^2), |a - b|^2 in [0, 4]; gamma chosen on validation
+# (docs/tuning.md, tenth round)
+KERNEL_GAMMA = 1.0
+MAX_LANDMARKS = 4096      # kernel columns: every training streamer up to here, a seeded sample above
 
 
 def frozen_rows(cache: FeatureCache) -> dict[str, np.ndarray]:
@@ -67,6 +75,59 @@ def ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndar
     the predicted vectors of every row and the alpha chosen."""
     model = fit_ridge(features[train_rows], targets[train_rows], alphas)
     return model.predict(features).astype(np.float32), float(model.alpha_)
+
+
+def rbf_features(x: np.ndarray, landmarks: np.ndarray, gamma: float) -> np.ndarray:
+    """(n, m) exp(-gamma |u - l|^2) of each row u of `x` made unit (an all-zero row stays zero) against each
+    unit `landmarks` row, in float64."""
+    u = np.asarray(x, np.float64)
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    lm = np.asarray(landmarks, np.float64)
+    sq = (u * u).sum(1, keepdims=True) + (lm * lm).sum(1) - 2 * u @ lm.T
+    return np.exp(-gamma * np.maximum(sq, 0.0))
+
+
+@dataclass
+class KernelRidgeFit:
+    """A fitted kernel ridge map: prediction = rbf_features(x, landmarks, gamma) @ weight.T + bias."""
+
+    landmarks: np.ndarray    # (m, F) unit rows
+    weight: np.ndarray       # (out, m): the ridge on Nyström features, the whitening folded in
+    bias: np.ndarray         # (out,)
+    gamma: float
+    alpha: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return (rbf_features(x, self.landmarks, self.gamma) @ self.weight.T + self.bias).astype(np.float32)
+
+
+def fit_kernel_ridge(features: np.ndarray, targets: np.ndarray, gamma: float = KERNEL_GAMMA,
+                     max_landmarks: int = MAX_LANDMARKS, seed: int = 0,
+                     alphas: tuple[float, ...] = RIDGE_ALPHAS) -> KernelRidgeFit:
+    """RBF kernel ridge from `features` (rows made unit) to the unit `targets`: Nyström features
+    K(x, L) K(L, L)^-1/2 against landmarks L (every row when there are at most `max_landmarks`, which makes it
+    exact kernel ridge regression; else a seeded sample), then RidgeCV on them (alpha by leave-one-out).
+    Directions of K(L, L) below 1e-10 of its largest eigenvalue (duplicate rows) are dropped."""
+    x = np.asarray(features, np.float64)
+    n = len(x)
+    rows = np.arange(n) if n <= max_landmarks else np.sort(
+        np.random.default_rng(seed).choice(n, max_landmarks, replace=False))
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    landmarks = unit[rows]
+    eig, vec = np.linalg.eigh(rbf_features(landmarks, landmarks, gamma))
+    keep = eig > eig.max() * 1e-10
+    whiten = vec[:, keep] / np.sqrt(eig[keep])                       # (m, r)
+    ridge = fit_ridge(rbf_features(unit, landmarks, gamma) @ whiten, targets, alphas)
+    return KernelRidgeFit(landmarks.astype(np.float32), (ridge.coef_ @ whiten.T).astype(np.float32),
+                          np.asarray(ridge.intercept_, np.float32), float(gamma), float(ridge.alpha_))
+
+
+def kernel_ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndarray, seed: int = 0
+                         ) -> tuple[np.ndarray, float]:
+    """Kernel ridge (`fit_kernel_ridge`) fitted on `train_rows`: the predicted vectors of every row and the
+    alpha chosen."""
+    fit = fit_kernel_ridge(features[train_rows], targets[train_rows], seed=seed)
+    return fit.predict(features), fit.alpha
 
 
 def knn_average_vectors(content: np.ndarray, targets: np.ndarray, train_rows: np.ndarray, k: int) -> np.ndarray:

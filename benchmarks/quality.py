@@ -44,8 +44,10 @@ ABLATIONS: dict[str, dict] = {
     "weight average (EMA 0.97 a step)": {"weight_average": 0.97},
     "fp32 throughout (no bf16 autocast)": {"precision": "fp32"},
     "no input dropout": {"input_dropout": 0.0},
-    "no linear map (the fusion vector alone)": {"linear_share": 0.0},
-    "aldi given the same linear map (0.4)": {"method": "aldi", "linear_share": 0.4},
+    "no map (the fusion vector alone)": {"linear_share": 0.0},
+    "linear map only (--map linear)": {"map": "linear"},
+    "kernel map only (--map kernel)": {"map": "kernel"},
+    "aldi given the same maps (0.5, chosen on validation)": {"method": "aldi", "linear_share": 0.5},
 }
 
 

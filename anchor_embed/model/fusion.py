@@ -39,6 +39,9 @@ class FusionConfig:
     # the linear map of a transferred model (model/linear_map.py): its output width and its share of the blend
     linear_dim: int = 0
     linear_share: float = 0.0
+    # a kernel map (model/linear_map.py): its landmarks and RBF gamma; 0 landmarks = a linear map
+    map_landmarks: int = 0
+    map_gamma: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,7 +108,8 @@ class FusionModel(nn.Module):
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.normal_(self.head.bias, std=1e-3)
         self.linear_map = (LinearMap(input_width(cfg.text_dim, cfg.image_dim, len(cfg.tag_vocab)), cfg.linear_dim,
-                                     len(cfg.tag_vocab)) if cfg.linear_dim else None)
+                                     len(cfg.tag_vocab), cfg.map_landmarks, cfg.map_gamma)
+                           if cfg.linear_dim else None)
 
     @property
     def dim(self) -> int:
@@ -113,9 +117,13 @@ class FusionModel(nn.Module):
         return self.cfg.out_dim + (self.cfg.linear_dim if self.linear_map is not None else 0)
 
     def set_linear_map(self, linear: LinearMap | None, share: float) -> None:
-        """Install a fitted linear map with its share of the blend (None removes any); the config records it."""
+        """Install a fitted map (linear or kernel) with its share of the blend (None removes any); the config
+        records it."""
+        kernel = linear is not None and linear.kind == "kernel"
         self.cfg = replace(self.cfg, linear_dim=linear.weight.shape[0] if linear is not None else 0,
-                           linear_share=float(share) if linear is not None else 0.0)
+                           linear_share=float(share) if linear is not None else 0.0,
+                           map_landmarks=linear.landmarks.shape[0] if kernel else 0,
+                           map_gamma=linear.gamma if kernel else 0.0)
         self.linear_map = linear.to(self.cls.device) if linear is not None else None
 
     def forward(self, batch: TokenBatch, linear: bool = True) -> torch.Tensor:

@@ -1,11 +1,14 @@
-"""The linear map of a transferred model: pooled input features -> the ID-embedding space, blended into its output.
+"""The map of a transferred model: pooled input features -> the ID-embedding space, blended into its output.
 
 A model taught by the ID neighbours of its training streamers learns where those sit, and two streamers it
 never trained on drift apart; a linear map of the pooled input features (what the RidgeCV reference fits)
 places new streamers more evenly. The model's output concatenates the unit fusion vector scaled by
 sqrt(1 - share) and the unit linear prediction scaled by sqrt(share), so the cosine of two outputs is
 (1 - share) x their fusion cosine + share x their linear cosine (docs/tuning.md, fifth round). The weights are
-fitted in closed form by `anchor_embed.transfer.linear_fit`, never by gradient.
+fitted in closed form by `anchor_embed.transfer.linear_fit`, never by gradient. The map is linear in the pooled
+features, or in their RBF kernel features against stored landmarks (the training streamers' own pooled
+features): kernel ridge regression, which places a streamer by the ID embeddings of the training streamers
+its content resembles (docs/tuning.md, tenth round).
 """
 
 from __future__ import annotations
@@ -37,15 +40,35 @@ def input_width(text_dim: int, image_dim: int, tags: int) -> int:
     return 2 * text_dim + image_dim + tags
 
 
-class LinearMap(nn.Module):
-    """Fixed affine map of `pooled_inputs` to `out_dim`, L2-normalised; its weights are buffers (no gradient)."""
+def rbf(x: torch.Tensor, landmarks: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(B, m) exp(-gamma |u - l|^2) of each row u of `x` made unit (a zero row stays zero) against each unit
+    landmark row: `evaluation.references.rbf_features` in torch."""
+    u = F.normalize(x, dim=-1)
+    sq = (u * u).sum(1, keepdim=True) + (landmarks * landmarks).sum(1) - 2 * u @ landmarks.T
+    return torch.exp(-gamma * sq.clamp(min=0))
 
-    def __init__(self, in_dim: int, out_dim: int, tags: int) -> None:
+
+class LinearMap(nn.Module):
+    """Fixed affine map of `pooled_inputs` to `out_dim`, L2-normalised; with `landmarks` > 0 the affine map reads
+    the inputs' RBF kernel features against that many stored landmarks instead (a kernel ridge map). Its
+    weights are buffers (no gradient)."""
+
+    def __init__(self, in_dim: int, out_dim: int, tags: int, landmarks: int = 0, gamma: float = 0.0) -> None:
         super().__init__()
-        self.register_buffer("weight", torch.zeros(out_dim, in_dim))
+        self.gamma = float(gamma)
+        self.register_buffer("weight", torch.zeros(out_dim, landmarks or in_dim))
         self.register_buffer("bias", torch.zeros(out_dim))
         self.register_buffer("skip_tags", torch.zeros(tags + 1, dtype=torch.bool))
+        if landmarks:
+            self.register_buffer("landmarks", torch.zeros(landmarks, in_dim))
+
+    @property
+    def kind(self) -> str:
+        """'kernel' or 'linear'."""
+        return "kernel" if hasattr(self, "landmarks") else "linear"
 
     def forward(self, batch) -> torch.Tensor:
         x = pooled_inputs(batch, self.skip_tags).float()
+        if self.kind == "kernel":
+            x = rbf(x, self.landmarks, self.gamma)
         return F.normalize(F.linear(x, self.weight, self.bias), dim=-1)

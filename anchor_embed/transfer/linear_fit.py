@@ -1,5 +1,7 @@
-"""Fitting a transferred model's linear map (model/linear_map.py) in closed form: RidgeCV from the pooled
-input features of the training streamers to their unit ID embeddings, as the ridge reference of evaluate."""
+"""Fitting a transferred model's map (model/linear_map.py) in closed form from the pooled input features of the
+training streamers to their unit ID embeddings: RidgeCV (the linear map, as evaluate's ridge reference) or
+kernel ridge on RBF kernel features of the same inputs (the kernel map, as evaluate's kernel ridge reference).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from anchor_embed.features.meta_tags import meta_tag_mask
 from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.linear_map import LinearMap, pooled_inputs
+
+MAP_KINDS = ("linear", "kernel")
 
 
 def skip_tags(batcher: Batcher, tag_vocab: list[str]) -> torch.Tensor:
@@ -23,26 +27,47 @@ def skip_tags(batcher: Batcher, tag_vocab: list[str]) -> torch.Tensor:
 
 @torch.inference_mode()
 def pooled_features(batcher: Batcher, rows: np.ndarray, skip: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-    """(len(rows), F) input of the linear map for the cache's streamers `rows`, each with all its atoms."""
+    """(len(rows), F) input of the map for the cache's streamers `rows`, each with all its atoms."""
     rows = [int(r) for r in rows]
     return np.concatenate([pooled_inputs(batcher.make(rows[s:s + batch_size]), skip).numpy()
                            for s in range(0, len(rows), batch_size)]) if rows else np.zeros((0, 0), np.float32)
 
 
-def fit_linear_map(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np.ndarray,
-                   share: float) -> dict:
-    """Fit the map on `rows` (their `targets`, e.g. ID embeddings) and install it in `model` with `share` of
-    the blend; what was fitted, for run.json. Share 0 removes any map the model came with."""
-    from anchor_embed.evaluation.references import fit_ridge
+def fit_maps(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np.ndarray, kinds: tuple[str, ...],
+             seed: int = 0) -> dict[str, tuple[LinearMap, dict]]:
+    """Each map of `kinds` fitted on `rows` (their `targets`, e.g. ID embeddings): {kind: (map, what was fitted,
+    for run.json)}. None is installed: the run keeps the one its validation picks."""
+    from anchor_embed.evaluation.references import fit_kernel_ridge, fit_ridge
 
+    skip = skip_tags(batcher, model.cfg.tag_vocab)
+    x = pooled_features(batcher, rows, skip)
+    out = {}
+    for kind in kinds:
+        if kind == "linear":
+            ridge = fit_ridge(x, targets[rows])
+            weight, bias, alpha, extra = ridge.coef_, ridge.intercept_, ridge.alpha_, {}
+            linear = LinearMap(x.shape[1], targets.shape[1], len(skip) - 1)
+        elif kind == "kernel":
+            fit = fit_kernel_ridge(x, targets[rows], seed=seed)
+            weight, bias, alpha = fit.weight, fit.bias, fit.alpha
+            extra = {"landmarks": int(len(fit.landmarks)), "gamma": fit.gamma}
+            linear = LinearMap(x.shape[1], targets.shape[1], len(skip) - 1, len(fit.landmarks), fit.gamma)
+            linear.landmarks.copy_(torch.as_tensor(fit.landmarks))
+        else:
+            raise ValueError(f"map kind {kind!r}: expected one of {', '.join(MAP_KINDS)}")
+        for name, value in (("weight", weight), ("bias", bias), ("skip_tags", skip)):
+            getattr(linear, name).copy_(torch.as_tensor(np.asarray(value)))
+        out[kind] = (linear, {"alpha": float(alpha), "inputs": int(x.shape[1]), "fitted_on": int(len(rows)), **extra})
+    return out
+
+
+def fit_linear_map(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np.ndarray,
+                   share: float, kind: str = "linear", seed: int = 0) -> dict:
+    """Fit one map of `kind` on `rows` and install it in `model` with `share` of the blend; what was fitted, for
+    run.json. Share 0 removes any map the model came with."""
     if share <= 0:
         model.set_linear_map(None, 0.0)
         return {"share": 0.0}
-    skip = skip_tags(batcher, model.cfg.tag_vocab)
-    x = pooled_features(batcher, rows, skip)
-    ridge = fit_ridge(x, targets[rows])
-    linear = LinearMap(x.shape[1], targets.shape[1], len(skip) - 1)
-    for name, value in (("weight", ridge.coef_), ("bias", ridge.intercept_), ("skip_tags", skip)):
-        getattr(linear, name).copy_(torch.as_tensor(np.asarray(value)))
+    linear, info = fit_maps(model, batcher, targets, rows, (kind,), seed)[kind]
     model.set_linear_map(linear, share)
-    return {"share": share, "alpha": float(ridge.alpha_), "inputs": int(x.shape[1]), "fitted_on": int(len(rows))}
+    return {"share": share, "kind": kind, **info}

@@ -29,7 +29,13 @@ from anchor_embed.transfer.filters import FILTERS
 from anchor_embed.transfer.methods import METHODS
 from anchor_embed.transfer.methods.base import TransferData, TransferMethod
 from anchor_embed.transfer.split import SEEN_IDS, TransferSplit, read_seen, split_streamers
-from anchor_embed.transfer.validation import NeighbourRecall, split_validation, validation_figures
+from anchor_embed.transfer.validation import (
+    NeighbourRecall,
+    blended_figures,
+    map_vectors,
+    split_validation,
+    validation_figures,
+)
 
 
 class TransferTask(Task):
@@ -38,8 +44,15 @@ class TransferTask(Task):
     with the new-vs-new figure: `select_on`)."""
 
     def __init__(self, model, batcher: Batcher, method: TransferMethod, cfg: TransferConfig, steps: int,
-                 views: tuple[ViewConfig, float, float], validation: NeighbourRecall | None) -> None:
+                 views: tuple[ViewConfig, float, float], validation: NeighbourRecall | None,
+                 maps: dict | None = None, share: float = 0.0) -> None:
         self.model, self.batcher, self.method, self.cfg = model, batcher, method, cfg
+        # the candidate maps (kind -> LinearMap), their vectors of the validation streamers (they never change),
+        # and the one the latest validation picked: the model trains without a map, and is saved with that one
+        self.maps, self.share = dict(maps or {}), share
+        self.map_vectors = (map_vectors(self.maps, batcher, validation.candidates)
+                            if self.maps and validation is not None else {})
+        self.chosen = next(iter(self.maps), None)
         self.label = f"transfer:{cfg.method}"
         self.steps = steps
         self.views, self.noise, self.feature_dropout = views
@@ -86,7 +99,23 @@ class TransferTask(Task):
         return loss, {"loss": loss.detach(), "aux_loss": aux_value}
 
     def validate(self) -> dict[str, float] | None:
-        return None if self.validation is None else validation_figures(self.model, self.batcher, self.validation)
+        if self.validation is None:
+            return None
+        if not self.maps:
+            return validation_figures(self.model, self.batcher, self.validation)
+        figures, self.chosen = blended_figures(self.model, self.batcher, self.validation, self.map_vectors,
+                                               self.share, self.monitor)
+        return figures
+
+    def save_best(self, out: Path) -> None:
+        """The model with the map this epoch's validation picked (none for a method without one)."""
+        if self.chosen is None:
+            return super().save_best(out)
+        self.model.set_linear_map(self.maps[self.chosen], self.share)
+        try:
+            super().save_best(out)
+        finally:
+            self.model.set_linear_map(None, 0.0)
 
 
 def read_split(cache: FeatureCache, cfg: TransferConfig, id_emb: str | Path, id_keys: str | Path | None,
@@ -96,6 +125,12 @@ def read_split(cache: FeatureCache, cfg: TransferConfig, id_emb: str | Path, id_
     ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
     return split_streamers(cache, align_to_streamers(ids, cache.keys, report), cfg.holdout_frac, cfg.val_frac,
                            cfg.seed), report
+
+
+def map_kinds(choice: str) -> tuple[str, ...]:
+    """The maps a run fits for `--map`: one, or both for 'auto' (kernel first: it is kept on a tie, and when
+    no validation can choose; docs/tuning.md, tenth round)."""
+    return ("kernel", "linear") if choice == "auto" else (choice,)
 
 
 def method_default(cfg: TransferConfig, method: TransferMethod, key: str) -> float:
@@ -188,12 +223,18 @@ def transfer(
     data = TransferData(id_vectors, train_rows, kq, kn, pairs.id_score[pairs.kept],
                         pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
-    from anchor_embed.transfer.linear_fit import fit_linear_map
+    from anchor_embed.transfer.linear_fit import fit_maps
 
-    linear = fit_linear_map(model, batcher, id_vectors, train_rows, method_default(cfg, method, "linear_share"))
-    if linear["share"]:
-        say(f"[bold]transfer[/]: linear map of {linear['inputs']} pooled features fitted on {len(train_rows)} "
-            f"streamers (RidgeCV alpha {linear['alpha']:g}), weight {linear['share']:g} in the output's cosine")
+    share = method_default(cfg, method, "linear_share")
+    maps = fit_maps(model, batcher, id_vectors, train_rows, map_kinds(cfg.map), cfg.seed) if share > 0 else {}
+    model.set_linear_map(None, 0.0)     # training and its checkpoints: the fusion model; the saved model: + a map
+    for kind, (_, fitted) in maps.items():
+        say(f"[bold]transfer[/]: {kind} map of {fitted['inputs']} pooled features fitted on {len(train_rows)} "
+            f"streamers ({'kernel ridge' if kind == 'kernel' else 'RidgeCV'}, alpha {fitted['alpha']:g} by "
+            f"leave-one-out), weight {share:g} in the output's cosine")
+    if len(maps) > 1:
+        say("[bold]transfer[/]: the saved model keeps the map whose blend scores better on validation at its epoch")
+    linear = {"share": share if maps else 0.0, **{kind: fitted for kind, (_, fitted) in maps.items()}}
     from anchor_embed.fingerprint import cache_digest, file_digest, input_digest
 
     inputs = {"features": cache_digest(features), "id_emb": input_digest(id_emb),
@@ -210,5 +251,6 @@ def transfer(
             atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
         steps = max(1, len(train_rows) // cfg.batch_size)
         validation = split_validation(split) if dist.is_main else None
-        task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained), validation)
+        task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained), validation,
+                            {kind: m for kind, (m, _) in maps.items()}, share)
         return fit(task, out, cfg, ckpt, dist)

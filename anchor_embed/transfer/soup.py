@@ -5,8 +5,8 @@ improves accuracy without increasing inference time"): runs fine-tuned from one 
 basin, so the mean of their weights is a model, and it errs less than the average member. Why here: two
 transfer runs on the same split and settings differ only in their batches and dropout, yet their hold-out
 Recall@10 differs by up to .0125 (docs/tuning.md, eighth round). Members train into OUT/members/member{i}
-(member 0 draws exactly as a single run does; the split, the mining and the linear map come from the seed
-alone, so every member shares them); OUT holds the soup, validated like any run, and soup.json (and run.json)
+(member 0 draws exactly as a single run does; the split, the mining and the maps come from the seed
+alone, so every member shares them; the soup keeps the map its own validation picks); OUT holds the soup, validated like any run, and soup.json (and run.json)
 every member's figure and the soup's. Serving reads one model as before; training costs K runs.
 """
 
@@ -28,6 +28,12 @@ SOUP = "soup.json"
 MEMBERS = "members"
 # what OUT takes from member 0 besides the averaged weights (its metrics.jsonl stays with member 0: OUT is no epoch of it)
 SHARED_FILES = ("pairs.jsonl", "seen_ids.txt")
+
+
+def _without_map(model_config: dict) -> dict:
+    """A saved model config without the fields of its map, which members may choose differently."""
+    return {k: v for k, v in model_config.items()
+            if k not in ("linear_dim", "linear_share", "map_landmarks", "map_gamma")}
 
 
 def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -63,7 +69,12 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     from anchor_embed.training.fit import run_info
     from anchor_embed.transfer.choose import take
     from anchor_embed.transfer.run import read_split, transfer
-    from anchor_embed.transfer.validation import split_validation, validation_figures
+    from anchor_embed.transfer.validation import (
+        blended_figures,
+        map_vectors,
+        split_validation,
+        validation_figures,
+    )
 
     out = Path(out)
     cfg = resolve(TransferConfig, config, overrides)
@@ -95,17 +106,34 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
         raise AnchorEmbedError(f"{out}: every --members run collapsed; see {out / MEMBERS}")
     first = Path(done[0]["run"])
     models = [load_model(r["run"]) for r in done]
-    if any(raw != models[0][1] for _, raw in models[1:]):
+    if any(_without_map(raw) != _without_map(models[0][1]) for _, raw in models[1:]):
         raise AnchorEmbedError(f"{out}: the members' model configs differ; they cannot be averaged")
+    # the fusion weights are averaged; each member kept the map its own validation picked (every member fits
+    # the same maps from the seed), and the soup keeps the one its validation picks among them
+    maps, share = {}, models[0][1].get("linear_share", 0.0)
+    for mdl, _ in models:
+        if mdl.linear_map is not None:
+            maps.setdefault(mdl.linear_map.kind, mdl.linear_map)
     model = models[0][0]
-    model.load_state_dict(average_weights([mdl.state_dict() for mdl, _ in models]))
+    model.set_linear_map(None, 0.0)
+    model.load_state_dict(average_weights([{k: v for k, v in mdl.state_dict().items()
+                                            if not k.startswith("linear_map.")} for mdl, _ in models]))
 
     info = run_info(first)
     cache = open_cache(info["features"])
+    batcher = Batcher.for_model(model, cache)
     validation = split_validation(read_split(cache, cfg, id_emb, id_keys, id_column)[0])
-    figures = validation_figures(model, Batcher.for_model(model, cache), validation) if validation else None
     monitor = cfg.select_on
-    record = {"members": rows, "monitor": monitor, "validation": figures}
+    chosen, figures = next(iter(maps), None), None
+    if validation is not None and maps:
+        figures, chosen = blended_figures(model, batcher, validation,
+                                          map_vectors(maps, batcher, validation.candidates), share, monitor)
+    elif validation is not None:
+        figures = validation_figures(model, batcher, validation)
+    if chosen is not None:
+        model.set_linear_map(maps[chosen], share)
+    record = {"members": rows, "monitor": monitor, "validation": figures,
+              **({"map": chosen} if chosen is not None else {})}
 
     # stage the soup as a run folder (no metrics.jsonl: no epoch of it), then take it into OUT as --choose takes
     # its winner: the card and evaluation of an earlier model go
@@ -115,7 +143,7 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     for name in SHARED_FILES:
         if (first / name).is_file():
             shutil.copyfile(first / name, stage / name)
-    save_model(stage, model, extra=models[0][1])
+    save_model(stage, model, extra=_without_map(models[0][1]))
     atomic.write_json(stage / "config.json", cfg.model_dump(mode="json"))
     atomic.write_json(stage / "outcome.json", {
         "complete": True, "epochs_run": sum(r["epochs_run"] for r in done), "stopped_by": "soup",

@@ -49,14 +49,47 @@ def split_validation(split: TransferSplit) -> NeighbourRecall | None:
 
 def validation_figures(model, batcher, validation: NeighbourRecall) -> dict[str, float]:
     """A model's validation figures: the mixed and new-vs-new Recall@10, their mean, and the uniformity of its
-    fusion vectors (the spread the collapse guard reads: the fixed linear map's part does not train)."""
-    import torch
-
-    from anchor_embed.losses import uniformity
+    fusion vectors (the spread the collapse guard reads: the fixed map's part does not train)."""
     from anchor_embed.model.batcher import embed_rows
 
     vecs = embed_rows(model, batcher, validation.candidates)
-    fusion = normalise_rows(vecs[:, :model.cfg.out_dim])
+    return _figures(vecs, vecs[:, :model.cfg.out_dim], validation)
+
+
+def map_vectors(maps: dict, batcher, rows: np.ndarray, batch_size: int = 512) -> dict[str, np.ndarray]:
+    """{kind: (len(rows), D) unit vectors} of each fixed map (model/linear_map.py) for the cache's `rows`."""
+    import torch
+
+    rows = [int(r) for r in rows]
+    out = {}
+    with torch.inference_mode():
+        for kind, m in maps.items():
+            out[kind] = np.concatenate([m(batcher.make(rows[s:s + batch_size])).float().cpu().numpy()
+                                        for s in range(0, len(rows), batch_size)])
+    return out
+
+
+def blended_figures(model, batcher, validation: NeighbourRecall, maps: dict[str, np.ndarray], share: float,
+                    monitor: str) -> tuple[dict[str, float], str]:
+    """The figures of the model's fusion vectors blended with each map's (`map_vectors` of the candidates) at
+    `share`, as the saved model blends them; those of the map whose blend scores best on `monitor` (the
+    first on a tie), with every map's `monitor` figure beside them; and that map's kind."""
+    from anchor_embed.model.batcher import embed_rows
+
+    fusion = normalise_rows(embed_rows(model, batcher, validation.candidates)[:, :model.cfg.out_dim])
+    scored = {kind: _figures(np.hstack([fusion * np.sqrt(1 - share), v * np.sqrt(share)]), fusion, validation)
+              for kind, v in maps.items()}
+    best = max(scored, key=lambda kind: (scored[kind][monitor], -list(scored).index(kind)))
+    return {**scored[best], **{f"{kind}_map_{monitor}": f[monitor] for kind, f in scored.items()}}, best
+
+
+def _figures(vecs: np.ndarray, fusion: np.ndarray, validation: NeighbourRecall) -> dict[str, float]:
+    """Mixed and new-vs-new Recall@10 of `vecs` (one per candidate), their mean, and the uniformity of `fusion`."""
+    import torch
+
+    from anchor_embed.losses import uniformity
+
+    fusion = normalise_rows(fusion)
     sample = fusion[np.random.default_rng(0).permutation(len(vecs))[:2000]]
     mixed, new = validation.score(vecs), validation.score_new(vecs)
     return {"recall_at_10": mixed, "new_recall_at_10": new, "mean_recall_at_10": (mixed + new) / 2,

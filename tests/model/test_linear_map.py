@@ -1,17 +1,19 @@
-"""The linear map of a transferred model: its input is the pooled features evaluate's ridge reads, its fit is
-scikit-learn's RidgeCV, and the blended output's cosine is the weighted sum the docstring promises."""
+"""The map of a transferred model: its input is the pooled features evaluate's ridge reads, its fit is
+scikit-learn's RidgeCV (linear) or the kernel ridge reference's (kernel), and the blended output's cosine is
+the weighted sum the docstring promises."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import RidgeCV
 
-from anchor_embed.evaluation.references import RIDGE_ALPHAS
+from anchor_embed.evaluation.references import RIDGE_ALPHAS, fit_kernel_ridge
 from anchor_embed.features.cache import open_cache
 from anchor_embed.features.pooled import pooled_block
 from anchor_embed.model.batcher import Batcher, embed_all
 from anchor_embed.model.store import load_model, save_model
-from anchor_embed.transfer.linear_fit import fit_linear_map, pooled_features, skip_tags
+from anchor_embed.training.card import write_card
+from anchor_embed.transfer.linear_fit import fit_linear_map, fit_maps, pooled_features, skip_tags
 from anchor_embed.vectorspace import normalise_rows
 
 
@@ -76,3 +78,31 @@ def test_map_saved_and_loaded_and_removed(fitted, tmp_path):
     assert fit_linear_map(back, batcher, targets, rows, 0.0) == {"share": 0.0}
     assert back.linear_map is None and back.dim == back.cfg.out_dim and back.cfg.linear_dim == 0
     assert embed_all(back, batcher).shape == (cache.n, back.cfg.out_dim)
+
+
+def test_kernel_map_is_the_kernel_ridge_reference_in_torch(fitted, tmp_path):
+    """The kernel map's output (torch, float32) is the unit prediction of `fit_kernel_ridge` (numpy, float64) on
+    the same pooled inputs; it round-trips through save/load with its landmarks, and the card names it."""
+    cache, model, batcher, targets, rows, _ = fitted
+    info = fit_linear_map(model, batcher, targets, rows, 0.5, kind="kernel")
+    assert info["kind"] == "kernel" and info["landmarks"] == len(rows) and info["gamma"] == 1.0
+    assert model.linear_map.kind == "kernel" and model.cfg.map_landmarks == len(rows)
+    x = pooled_features(batcher, np.arange(cache.n), model.linear_map.skip_tags)
+    ref = fit_kernel_ridge(x[rows], targets[rows])
+    assert info["alpha"] == ref.alpha
+    out = embed_all(model, batcher)
+    np.testing.assert_allclose(out[:, model.cfg.out_dim:] / np.sqrt(0.5), normalise_rows(ref.predict(x)),
+                               atol=1e-4)
+    save_model(tmp_path, model)
+    back, raw = load_model(tmp_path)
+    assert raw["map_landmarks"] == len(rows) and raw["map_gamma"] == 1.0 and back.linear_map.kind == "kernel"
+    np.testing.assert_allclose(embed_all(back, batcher), out, atol=1e-6)
+    assert "kernel ridge map (RBF kernel against 50 training streamers)" in write_card(tmp_path).read_text()
+    # the same fits as `fit_maps` makes for a run; installing the linear one after the kernel one leaves no
+    # landmark behind
+    maps = fit_maps(model, batcher, targets, rows, ("kernel", "linear"))
+    assert [m.kind for m, _ in maps.values()] == ["kernel", "linear"]
+    model.set_linear_map(maps["linear"][0], 0.5)
+    assert model.cfg.map_landmarks == 0 and "linear_map.landmarks" not in model.state_dict()
+    with pytest.raises(ValueError, match="map kind 'rbf'"):
+        fit_maps(model, batcher, targets, rows, ("rbf",))

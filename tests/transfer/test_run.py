@@ -32,7 +32,8 @@ def test_cli_transfer_each_method_never_sees_held_out(sample, sample_cache, pret
                    "--model", pretrained, "--model", tmp_path / "contrastive", "--ridge", "--out", tmp_path / "ev") == 0
     rows = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]
     assert [r["model"] for r in rows] == ["frozen backbones", "frozen text only", "frozen frames only",
-                                          "frozen tags only", "ridge (reference)", "run", "contrastive"]
+                                          "frozen tags only", "ridge (reference)", "kernel ridge (reference)", "run",
+                                          "contrastive"]
     # the production default learns from every ID embedding, so evaluate refuses it in one line
     assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out",
                    tmp_path / "prod", "--epochs", "1", "--batch-size", "16") == 0
@@ -138,28 +139,60 @@ def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path)
 
 
 def test_cli_transfer_linear_share(sample, pretrained, tmp_path):
-    """`--linear-share` blends a RidgeCV map into the saved model (run.json and the card say so); by default
-    contrastive 0.4 and the baselines none; embed and evaluate read the wider vectors; 1 is refused."""
-    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "1",
+    """`--linear-share` blends a closed-form map into the saved model (run.json and the card say so); by default
+    contrastive 0.5 and the baselines none; `--map auto` (the default) fits both maps, scores each blend every
+    epoch and saves the best epoch's model with the map that scored better there; `--map linear|kernel` fits
+    one; embed and evaluate read the wider vectors; 1 is refused."""
+    from anchor_embed.features.cache import open_cache
+    from anchor_embed.model.batcher import Batcher
+    from anchor_embed.transfer.config import TransferConfig
+    from anchor_embed.transfer.run import read_split
+    from anchor_embed.transfer.validation import split_validation, validation_figures
+
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "3",
             "--batch-size", "16", "--holdout-frac", "0.2"]
     assert run_cli(*args, "--out", tmp_path / "dflt") == 0
     assert run_cli(*args, "--out", tmp_path / "feat", "--method", "feature") == 0
-    assert run_cli(*args, "--out", tmp_path / "half", "--linear-share", "0.5") == 0
+    assert run_cli(*args, "--out", tmp_path / "half", "--linear-share", "0.3", "--map", "linear") == 0
+    assert run_cli(*args, "--out", tmp_path / "kern", "--map", "kernel") == 0
     assert run_cli(*args, "--out", tmp_path / "bad", "--linear-share", "1") == 2
-    info = {d: json.loads((tmp_path / d / "run.json").read_text())["linear_map"] for d in ("dflt", "feat", "half")}
-    assert info["dflt"]["share"] == 0.4 and info["feat"] == {"share": 0.0} and info["half"]["share"] == 0.5
-    assert info["dflt"]["alpha"] > 0 and info["dflt"]["fitted_on"] > 0
+    assert run_cli(*args, "--out", tmp_path / "bad", "--map", "rbf") == 2
+    info = {d: json.loads((tmp_path / d / "run.json").read_text())["linear_map"]
+            for d in ("dflt", "feat", "half", "kern")}
+    assert info["dflt"]["share"] == 0.5 and info["feat"] == {"share": 0.0} and info["half"]["share"] == 0.3
+    assert set(info["dflt"]) == {"share", "kernel", "linear"} and set(info["half"]) == {"share", "linear"}
+    assert set(info["kern"]) == {"share", "kernel"}
+    assert info["dflt"]["kernel"]["alpha"] > 0 and info["dflt"]["kernel"]["landmarks"] == \
+        info["dflt"]["kernel"]["fitted_on"] > 0
     model, raw = load_model(tmp_path / "half")
-    assert raw["linear_share"] == 0.5 and model.dim == raw["out_dim"] + 16     # the sample's ID embeddings: 16-d
+    assert raw["linear_share"] == 0.3 and model.dim == raw["out_dim"] + 16     # the sample's ID embeddings: 16-d
+    assert model.linear_map.kind == "linear" and load_model(tmp_path / "kern")[0].linear_map.kind == "kernel"
     assert load_model(tmp_path / "feat")[0].linear_map is None
+    # auto: every epoch logs both blends; the saved model carries the map of the kept epoch's better blend, and
+    # its own validation figure is the one that epoch logged
+    rows = [json.loads(x) for x in (tmp_path / "dflt" / "metrics.jsonl").read_text().splitlines()]
+    best = json.loads((tmp_path / "dflt" / "outcome.json").read_text())
+    v = rows[best["best_epoch"] - 1]["validation"]
+    want = "kernel" if v["kernel_map_recall_at_10"] >= v["linear_map_recall_at_10"] else "linear"
+    assert v["recall_at_10"] == max(v["kernel_map_recall_at_10"], v["linear_map_recall_at_10"])
+    model, raw = load_model(tmp_path / "dflt")
+    assert model.linear_map.kind == want and raw["linear_share"] == 0.5
+    cfg = TransferConfig.model_validate(json.loads((tmp_path / "dflt" / "config.json").read_text()))
+    run_info = json.loads((tmp_path / "dflt" / "run.json").read_text())
+    cache = open_cache(run_info["features"])
+    validation = split_validation(read_split(cache, cfg, sample / "ids.npy", None, "anchor_id")[0])
+    again = validation_figures(model, Batcher.for_model(model, cache), validation)
+    assert again["recall_at_10"] == pytest.approx(best["best"], abs=1e-5)
     assert run_cli("embed", "--model", tmp_path / "half", "--streamers", sample / "streamers.jsonl",
                    "--out", tmp_path / "vec") == 0
     vecs = np.load(tmp_path / "vec" / "vectors.npy")
+    model = load_model(tmp_path / "half")[0]
     assert vecs.shape[1] == model.dim and np.allclose(np.linalg.norm(vecs.astype(np.float32), axis=1), 1, atol=1e-2)
-    assert run_cli("evaluate", "--features", json.loads((tmp_path / "half" / "run.json").read_text())["features"],
-                   "--id-emb", sample / "ids.npy", "--model", tmp_path / "half", "--model", tmp_path / "feat",
-                   "--out", tmp_path / "ev") == 0
+    assert run_cli("evaluate", "--features", run_info["features"],
+                   "--id-emb", sample / "ids.npy", "--model", tmp_path / "half", "--model", tmp_path / "kern",
+                   "--model", tmp_path / "feat", "--out", tmp_path / "ev") == 0
     assert "linear map" in (tmp_path / "half" / "README.md").read_text()
+    assert "kernel ridge map" in (tmp_path / "kern" / "README.md").read_text()
 
 
 def test_cli_transfer_choose_keeps_the_best_candidate_on_validation(sample, pretrained, tmp_path, capsys):

@@ -46,10 +46,15 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert (members[0] / "seen_ids.txt").read_bytes() == (members[1] / "seen_ids.txt").read_bytes()  # one split
     soup = load_file(str(out / "model.safetensors"))
-    for k, v in soup.items():
-        if v.is_floating_point():
-            torch.testing.assert_close(v, ((weights[0][k].double() + weights[1][k].double()) / 2).to(v.dtype))
     record = json.loads((out / "soup.json").read_text())
+    # the fusion weights are the mean; the map is the one the soup's validation picked among the members' maps
+    kinds = ["kernel" if "linear_map.landmarks" in w else "linear" for w in weights]
+    assert record["map"] in kinds
+    for k, v in soup.items():
+        if k.startswith("linear_map."):
+            torch.testing.assert_close(v, weights[kinds.index(record["map"])][k])
+        elif v.is_floating_point():
+            torch.testing.assert_close(v, ((weights[0][k].double() + weights[1][k].double()) / 2).to(v.dtype))
     assert [r["member"] for r in record["members"]] == [0, 1]
     for r, m in zip(record["members"], members, strict=True):
         assert r["validation"] == json.loads((m / "outcome.json").read_text())["best"]

@@ -6,8 +6,9 @@ basin, so the mean of their weights is a model, and it errs less than the averag
 transfer runs on the same split and settings differ only in their batches and dropout, yet their hold-out
 Recall@10 differs by up to .0125 (docs/tuning.md, eighth round). Members train into OUT/members/member{i}
 (member 0 draws exactly as a single run does; the split, the mining and the maps come from the seed
-alone, so every member shares them; the soup keeps the map its own validation picks); OUT holds the soup, validated like any run, and soup.json (and run.json)
-every member's figure and the soup's. Serving reads one model as before; training costs K runs.
+alone, so every member shares them; the soup keeps the map its own validation picks); OUT holds the soup,
+validated like any run, and soup.json (and run.json) every member's figure and the soup's. Serving reads one
+model as before; training costs K runs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,21 @@ def _without_map(model_config: dict) -> dict:
     """A saved model config without the fields of its map, which members may choose differently."""
     return {k: v for k, v in model_config.items()
             if k not in ("linear_dim", "linear_share", "map_landmarks", "map_gamma")}
+
+
+def average_members(models: list) -> tuple:
+    """The members' fusion weights averaged into the first member's model (left without a map), and the maps
+    they kept, {kind: map}: every member fits the same maps from the seed and keeps the one its own validation
+    picked, so the soup chooses among those with its own."""
+    maps = {}
+    for m in models:
+        if m.linear_map is not None:
+            maps.setdefault(m.linear_map.kind, m.linear_map)
+    states = [{k: v for k, v in m.state_dict().items() if not k.startswith("linear_map.")} for m in models]
+    model = models[0]
+    model.set_linear_map(None, 0.0)
+    model.load_state_dict(average_weights(states))
+    return model, maps
 
 
 def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -108,16 +124,8 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     models = [load_model(r["run"]) for r in done]
     if any(_without_map(raw) != _without_map(models[0][1]) for _, raw in models[1:]):
         raise AnchorEmbedError(f"{out}: the members' model configs differ; they cannot be averaged")
-    # the fusion weights are averaged; each member kept the map its own validation picked (every member fits
-    # the same maps from the seed), and the soup keeps the one its validation picks among them
-    maps, share = {}, models[0][1].get("linear_share", 0.0)
-    for mdl, _ in models:
-        if mdl.linear_map is not None:
-            maps.setdefault(mdl.linear_map.kind, mdl.linear_map)
-    model = models[0][0]
-    model.set_linear_map(None, 0.0)
-    model.load_state_dict(average_weights([{k: v for k, v in mdl.state_dict().items()
-                                            if not k.startswith("linear_map.")} for mdl, _ in models]))
+    model, maps = average_members([mdl for mdl, _ in models])
+    share = models[0][1].get("linear_share", 0.0)
 
     info = run_info(first)
     cache = open_cache(info["features"])

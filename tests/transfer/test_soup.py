@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from anchor_embed.errors import AnchorEmbedError
-from anchor_embed.transfer.soup import average_weights
+from anchor_embed.transfer.soup import average_members, average_weights
 from tests.conftest import run_cli
 
 
@@ -90,3 +90,28 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     src = both / "candidates" / f"input_dropout={kept['input_dropout']}"
     assert (both / "soup.json").read_bytes() == (src / "soup.json").read_bytes()
     assert (both / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+
+
+def test_members_that_kept_different_maps_average_their_fusion_weights_and_offer_both_maps(sample, pretrained,
+                                                                                         tmp_path):
+    """Two real runs on one split, one saved with the kernel map and one with the linear map (as two members
+    whose validation picked differently): the soup's model is the mean of their fusion weights without a map,
+    and both maps are offered, each the member's own, to the soup's validation."""
+    from anchor_embed.model.store import load_model
+
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "1",
+            "--batch-size", "16", "--holdout-frac", "0.2"]
+    for kind in ("kernel", "linear"):
+        assert run_cli(*args, "--out", tmp_path / kind, "--map", kind) == 0
+    members = [load_model(tmp_path / kind)[0] for kind in ("kernel", "linear")]
+    states = [{k: v.clone() for k, v in m.state_dict().items()} for m in members]
+    model, maps = average_members(members)
+    assert set(maps) == {"kernel", "linear"} and model.linear_map is None and model.dim == model.cfg.out_dim
+    assert maps["kernel"].kind == "kernel" and maps["linear"].kind == "linear"
+    for kind, state in (("kernel", states[0]), ("linear", states[1])):
+        for name, value in maps[kind].state_dict().items():
+            assert torch.equal(value, state[f"linear_map.{name}"])
+    for k, v in model.state_dict().items():
+        assert not k.startswith("linear_map.")
+        if v.is_floating_point():
+            torch.testing.assert_close(v, ((states[0][k].double() + states[1][k].double()) / 2).to(v.dtype))

@@ -7,6 +7,7 @@ from itertools import chain
 import numpy as np
 import torch
 
+from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.cache import FIELD_PROFILE, FeatureCache
 from anchor_embed.model.dropout import dropout
 from anchor_embed.model.fusion import FusionModel, TokenBatch
@@ -26,8 +27,16 @@ class Batcher:
 
     @classmethod
     def for_model(cls, model: FusionModel, cache: FeatureCache) -> Batcher:
-        """The batcher that feeds `model` what it saw in training: its tag vocabulary and its atom limits."""
+        """The batcher that feeds `model` what it saw in training: its tag vocabulary and its atom limits. A cache
+        whose feature widths differ from the model's (made by other backbones) is refused in one line."""
         c = model.cfg
+        frames = cache.dim("frame")
+        # frames of another width: the fusion model cannot read them, and a map (which reads the frame mean)
+        # cannot run on a cache with other frames or none; a model without frames ignores a cache's frames
+        if cache.dim("text") != c.text_dim or (frames != c.image_dim and ((frames and c.image_dim) or c.linear_dim)):
+            raise AnchorEmbedError(f"{cache.path}: features {cache.dim('text')}-d text and {frames}-d frames, but the "
+                                   f"model reads {c.text_dim}-d text and {c.image_dim}-d frames: use a feature cache "
+                                   "made by the backbones the model was trained on")
         return cls(cache, c.tag_vocab, c.max_texts, c.max_frames, c.max_tags)
 
     def all_atoms(self, i: int) -> list[tuple[str, int]]:

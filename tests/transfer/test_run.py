@@ -138,7 +138,7 @@ def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path)
     assert outcome["monitor"] == "mean_recall_at_10" and outcome["best"] == pytest.approx(v["mean_recall_at_10"])
 
 
-def test_cli_transfer_linear_share(sample, pretrained, tmp_path):
+def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     """`--linear-share` blends a closed-form map into the saved model (run.json and the card say so); by default
     contrastive 0.5 and the baselines none; `--map auto` (the default) fits both maps, scores each blend every
     epoch and saves the best epoch's model with the map that scored better there; `--map linear|kernel` fits
@@ -193,6 +193,19 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path):
                    "--model", tmp_path / "feat", "--out", tmp_path / "ev") == 0
     assert "linear map" in (tmp_path / "half" / "README.md").read_text()
     assert "kernel ridge map" in (tmp_path / "kern" / "README.md").read_text()
+    # a cache whose frames differ from the model's (here: none) cannot feed the map's frame mean: one line
+    records = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()][:30]
+    (tmp_path / "noframes.jsonl").write_text("".join(json.dumps({**r, "frames": []}) + "\n" for r in records))
+    assert run_cli("features", "--streamers", tmp_path / "noframes.jsonl", "--out", tmp_path / "nf") == 0
+    for run in ("kern", "half"):
+        capsys.readouterr()
+        assert run_cli("evaluate", "--features", tmp_path / "nf", "--id-emb", sample / "ids.npy", "--model",
+                       tmp_path / run, "--no-frozen") == 2
+        err = capsys.readouterr().err
+        errors = [x for x in err.splitlines() if x.startswith("error: ")]
+        assert len(errors) == 1 and "nf: features 512-d text and 0-d frames, but the model reads" in errors[0], err
+    assert run_cli("evaluate", "--features", tmp_path / "nf", "--id-emb", sample / "ids.npy", "--model",
+                   tmp_path / "feat", "--no-frozen") == 0     # no map: a model reads a cache without frames
 
 
 def test_cli_transfer_choose_keeps_the_best_candidate_on_validation(sample, pretrained, tmp_path, capsys):

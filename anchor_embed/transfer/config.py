@@ -37,9 +37,9 @@ class TransferConfig(TrainingConfig):
                                         "training batch (default: the method's own, 0.2 for contrastive, 0 for "
                                         "the baselines)")
     linear_share: float | None = Field(None, ge=0, lt=1, description="Weight in the output's cosine of a "
-                                       "closed-form map (--map) of the pooled input features to the ID embeddings, fitted "
-                                       "on the training streamers (default: the method's own, 0.5 for contrastive, "
-                                       "0 for the baselines)")
+                                       "closed-form map (--map) of the pooled input features to the ID "
+                                       "embeddings, fitted on the training streamers (default: the method's own, "
+                                       "0.5 for contrastive, 0 for the baselines)")
     map: Literal["auto", "kernel", "linear"] = Field(
         "auto", description="The map blended into the output (weight --linear-share): kernel ridge on RBF features "
         "of the pooled inputs, RidgeCV on the inputs themselves, or both fitted and the one whose blend scores "

@@ -77,11 +77,16 @@ def ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndar
     return model.predict(features).astype(np.float32), float(model.alpha_)
 
 
+def _unit64(x: np.ndarray) -> np.ndarray:
+    """A float64 copy of `x` with unit rows (all-zero rows stay zero): `normalise_rows` at the precision of a fit."""
+    u = np.asarray(x, np.float64)
+    return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+
+
 def rbf_features(x: np.ndarray, landmarks: np.ndarray, gamma: float) -> np.ndarray:
     """(n, m) exp(-gamma |u - l|^2) of each row u of `x` made unit (an all-zero row stays zero) against each
     unit `landmarks` row, in float64."""
-    u = np.asarray(x, np.float64)
-    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    u = _unit64(x)
     lm = np.asarray(landmarks, np.float64)
     sq = (u * u).sum(1, keepdims=True) + (lm * lm).sum(1) - 2 * u @ lm.T
     return np.exp(-gamma * np.maximum(sq, 0.0))
@@ -108,16 +113,14 @@ def fit_kernel_ridge(features: np.ndarray, targets: np.ndarray, gamma: float = K
     K(x, L) K(L, L)^-1/2 against landmarks L (every row when there are at most `max_landmarks`, which makes it
     exact kernel ridge regression; else a seeded sample), then RidgeCV on them (alpha by leave-one-out).
     Directions of K(L, L) below 1e-10 of its largest eigenvalue (duplicate rows) are dropped."""
-    x = np.asarray(features, np.float64)
-    n = len(x)
+    n = len(features)
     rows = np.arange(n) if n <= max_landmarks else np.sort(
         np.random.default_rng(seed).choice(n, max_landmarks, replace=False))
-    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    landmarks = unit[rows]
+    landmarks = _unit64(np.asarray(features)[rows])
     eig, vec = np.linalg.eigh(rbf_features(landmarks, landmarks, gamma))
     keep = eig > eig.max() * 1e-10
     whiten = vec[:, keep] / np.sqrt(eig[keep])                       # (m, r)
-    ridge = fit_ridge(rbf_features(unit, landmarks, gamma) @ whiten, targets, alphas)
+    ridge = fit_ridge(rbf_features(features, landmarks, gamma) @ whiten, targets, alphas)
     return KernelRidgeFit(landmarks.astype(np.float32), (ridge.coef_ @ whiten.T).astype(np.float32),
                           np.asarray(ridge.intercept_, np.float32), float(gamma), float(ridge.alpha_))
 

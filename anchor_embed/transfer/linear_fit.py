@@ -13,7 +13,14 @@ from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.linear_map import LinearMap, pooled_inputs
 
-MAP_KINDS = ("linear", "kernel")
+# the maps a run can fit; `--map auto` fits both in this order (kernel first: it is kept on a tie, and when no
+# validation can choose; docs/tuning.md, tenth round)
+MAP_KINDS = ("kernel", "linear")
+
+
+def map_kinds(choice: str) -> tuple[str, ...]:
+    """The maps a run fits for `--map`: one, or all of `MAP_KINDS` for 'auto'."""
+    return MAP_KINDS if choice == "auto" else (choice,)
 
 
 def skip_tags(batcher: Batcher, tag_vocab: list[str]) -> torch.Tensor:
@@ -60,14 +67,3 @@ def fit_maps(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np
         out[kind] = (linear, {"alpha": float(alpha), "inputs": int(x.shape[1]), "fitted_on": int(len(rows)), **extra})
     return out
 
-
-def fit_linear_map(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np.ndarray,
-                   share: float, kind: str = "linear", seed: int = 0) -> dict:
-    """Fit one map of `kind` on `rows` and install it in `model` with `share` of the blend; what was fitted, for
-    run.json. Share 0 removes any map the model came with."""
-    if share <= 0:
-        model.set_linear_map(None, 0.0)
-        return {"share": 0.0}
-    linear, info = fit_maps(model, batcher, targets, rows, (kind,), seed)[kind]
-    model.set_linear_map(linear, share)
-    return {"share": share, "kind": kind, **info}

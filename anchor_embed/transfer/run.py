@@ -127,12 +127,6 @@ def read_split(cache: FeatureCache, cfg: TransferConfig, id_emb: str | Path, id_
                            cfg.seed), report
 
 
-def map_kinds(choice: str) -> tuple[str, ...]:
-    """The maps a run fits for `--map`: one, or both for 'auto' (kernel first: it is kept on a tie, and when
-    no validation can choose; docs/tuning.md, tenth round)."""
-    return ("kernel", "linear") if choice == "auto" else (choice,)
-
-
 def method_default(cfg: TransferConfig, method: TransferMethod, key: str) -> float:
     """The run's `key` (input_dropout, linear_share): the flag when given, else the method's own default."""
     given = getattr(cfg, key)
@@ -223,7 +217,7 @@ def transfer(
     data = TransferData(id_vectors, train_rows, kq, kn, pairs.id_score[pairs.kept],
                         pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
-    from anchor_embed.transfer.linear_fit import fit_maps
+    from anchor_embed.transfer.linear_fit import fit_maps, map_kinds
 
     share = method_default(cfg, method, "linear_share")
     maps = fit_maps(model, batcher, id_vectors, train_rows, map_kinds(cfg.map), cfg.seed) if share > 0 else {}

@@ -79,7 +79,7 @@ def blended_figures(model, batcher, validation: NeighbourRecall, maps: dict[str,
     fusion = normalise_rows(embed_rows(model, batcher, validation.candidates)[:, :model.cfg.out_dim])
     scored = {kind: _figures(np.hstack([fusion * np.sqrt(1 - share), v * np.sqrt(share)]), fusion, validation)
               for kind, v in maps.items()}
-    best = max(scored, key=lambda kind: (scored[kind][monitor], -list(scored).index(kind)))
+    best = max(scored, key=lambda kind: scored[kind][monitor])     # max keeps the first of equal figures
     return {**scored[best], **{f"{kind}_map_{monitor}": f[monitor] for kind, f in scored.items()}}, best
 
 

@@ -13,7 +13,7 @@ from anchor_embed.features.pooled import pooled_block
 from anchor_embed.model.batcher import Batcher, embed_all
 from anchor_embed.model.store import load_model, save_model
 from anchor_embed.training.card import write_card
-from anchor_embed.transfer.linear_fit import fit_linear_map, fit_maps, pooled_features, skip_tags
+from anchor_embed.transfer.linear_fit import fit_maps, pooled_features, skip_tags
 from anchor_embed.vectorspace import normalise_rows
 
 
@@ -25,7 +25,8 @@ def fitted(sample_cache, pretrained):
     batcher = Batcher.for_model(model, cache)
     targets = np.random.default_rng(0).standard_normal((cache.n, 8)).astype(np.float32)
     rows = np.arange(50)
-    info = fit_linear_map(model, batcher, targets, rows, 0.4)
+    linear, info = fit_maps(model, batcher, targets, rows, ("linear",))["linear"]
+    model.set_linear_map(linear, 0.4)
     return cache, model, batcher, targets, rows, info
 
 
@@ -75,7 +76,7 @@ def test_map_saved_and_loaded_and_removed(fitted, tmp_path):
     back, raw = load_model(tmp_path)
     assert raw["linear_dim"] == 8 and raw["linear_share"] == 0.4
     np.testing.assert_allclose(embed_all(back, batcher), embed_all(model, batcher), atol=1e-6)
-    assert fit_linear_map(back, batcher, targets, rows, 0.0) == {"share": 0.0}
+    back.set_linear_map(None, 0.0)                      # what a run with share 0 does to a model with a map
     assert back.linear_map is None and back.dim == back.cfg.out_dim and back.cfg.linear_dim == 0
     assert embed_all(back, batcher).shape == (cache.n, back.cfg.out_dim)
 
@@ -84,8 +85,9 @@ def test_kernel_map_is_the_kernel_ridge_reference_in_torch(fitted, tmp_path):
     """The kernel map's output (torch, float32) is the unit prediction of `fit_kernel_ridge` (numpy, float64) on
     the same pooled inputs; it round-trips through save/load with its landmarks, and the card names it."""
     cache, model, batcher, targets, rows, _ = fitted
-    info = fit_linear_map(model, batcher, targets, rows, 0.5, kind="kernel")
-    assert info["kind"] == "kernel" and info["landmarks"] == len(rows) and info["gamma"] == 1.0
+    kernel, info = fit_maps(model, batcher, targets, rows, ("kernel",))["kernel"]
+    model.set_linear_map(kernel, 0.5)
+    assert info["landmarks"] == len(rows) and info["gamma"] == 1.0
     assert model.linear_map.kind == "kernel" and model.cfg.map_landmarks == len(rows)
     x = pooled_features(batcher, np.arange(cache.n), model.linear_map.skip_tags)
     ref = fit_kernel_ridge(x[rows], targets[rows])

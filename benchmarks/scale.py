@@ -4,7 +4,9 @@
 - `spark embed` in local[2] against `embed` on a synthetic table of twitch records under new ids (their atoms
   are in the model's feature cache, so both measure reading, the fusion forward and writing);
 - `index build` + `similar` + `dedup` over n x 256 float16 vectors memory-mapped from disk under a
-  `--memory-budget` far below their size: peak memory of each command, times, recall, planted duplicates found.
+  `--memory-budget` far below their size: peak memory of each command, times, recall, planted duplicates found;
+- the kernel map's fit on 20,000 synthetic streamers, streamed over row chunks against the whole Nyström matrix
+  in memory + scikit-learn's RidgeCV: peak memory and time of each, and whether they fit the same map.
 """
 
 from __future__ import annotations
@@ -137,12 +139,32 @@ def bounded_index(out: Path, n: int, budget: str = "64MB", queries: int = 200) -
             "planted_pairs_found": f"{found}/{len(planted)}"}
 
 
+def kernel_map_fit(n: int = 20_000) -> dict:
+    """The kernel map's fit (`fit_kernel_ridge`, streamed over row chunks) against the same fit with every
+    row's Nyström features in memory and scikit-learn's RidgeCV on them, on n synthetic streamers
+    (benchmarks/map_fit.py): wall time and peak RSS of each in its own process, and whether they agree."""
+    cmd = [sys.executable, "-m", "benchmarks.map_fit", str(n)]
+    got = {way: _measured([*cmd, way]) for way in ("streamed", "materialised")}
+    fits = {way: json.loads(out.strip().splitlines()[-1]) for way, (_, _, out) in got.items()}
+    same = fits["streamed"]["alpha"] == fits["materialised"]["alpha"] and \
+        abs(fits["streamed"]["weight_sum"] - fits["materialised"]["weight_sum"]) <= 1e-3 * fits["streamed"]["weight_sum"]
+    from anchor_embed.evaluation.references import MAX_LANDMARKS
+
+    return {"job": f"scale: kernel map fit, {n:,} streamers, {min(n, MAX_LANDMARKS):,} landmarks: streamed vs "
+                   "materialised + RidgeCV", "streamed_s": round(got["streamed"][0], 1),
+            "streamed_peak_mb": round(got["streamed"][1]), "materialised_s": round(got["materialised"][0], 1),
+            "materialised_peak_mb": round(got["materialised"][1]),
+            "ratio_speedup": round(got["materialised"][0] / got["streamed"][0], 2),
+            "ratio_memory": round(got["materialised"][1] / got["streamed"][1], 2), "same_fit": same}
+
+
 def scale(data_root: Path, out: Path, log, bounded_n: int = 10_000_000) -> list[dict]:
     """The scale rows that can run here: 2 gloo processes and Spark embed need twitch-streamers and its seed-0
     pretraining from the quality runs; the bounded-memory index row needs neither."""
     twitch = data_root / "twitch-streamers" / "streamers.jsonl"
     cache, pre = out / "twitch-streamers" / "features", out / "twitch-streamers" / "pretrain" / "seed0"
-    jobs = [("bounded index", lambda: bounded_index(out / "scale" / "bounded", bounded_n))]
+    jobs = [("bounded index", lambda: bounded_index(out / "scale" / "bounded", bounded_n)),
+            ("kernel map fit", kernel_map_fit)]
     if twitch.is_file() and (pre / "model.safetensors").is_file():
         jobs = [("ddp", lambda: ddp_pretrain(cache, out / "scale" / "ddp")),
                 ("spark", lambda: spark_embed(twitch, pre, out / "scale" / "spark")), *jobs]

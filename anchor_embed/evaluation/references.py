@@ -2,7 +2,8 @@
 
 - frozen backbones, all modalities and one at a time: where the signal lives, without any training;
 - ridge: scikit-learn's RidgeCV (alpha by leave-one-out cross-validation on the training streamers) from
-  frozen features plus one-hot tag identity to the ID embedding: the linear map a data scientist would fit;
+  frozen features plus one-hot tag identity to the ID embedding: the linear map a data scientist would fit
+  (its fit computed a chunk of rows at a time, evaluation/ridge.py, so it scales to a catalogue);
 - kernel ridge: the same fit on RBF kernel features of those inputs (Nyström landmarks, all training streamers
   up to a cap: exact kernel ridge regression below it; Williams & Seeger 2001), the nonlinear closed form;
 - content-kNN averaging: a streamer's vector is the mean ID embedding of its k content-nearest training
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anchor_embed.evaluation.ridge import RidgeFit, chunk_rows, chunks_of, fit_ridge_loo
 from anchor_embed.features.cache import KINDS, FeatureCache
 from anchor_embed.features.pooled import frozen_vectors, pooled_block
 from anchor_embed.vectorspace import knn, normalise_rows, without_self
@@ -62,11 +64,10 @@ def reference_features(cache: FeatureCache, train_rows: np.ndarray) -> np.ndarra
     return np.concatenate([*blocks, tag_one_hot(cache, train_rows)], 1)
 
 
-def fit_ridge(features: np.ndarray, targets: np.ndarray, alphas: tuple[float, ...] = RIDGE_ALPHAS):
-    """scikit-learn's RidgeCV from `features` to the unit `targets`, alpha by leave-one-out over the rows."""
-    from sklearn.linear_model import RidgeCV
-
-    return RidgeCV(alphas=alphas).fit(features, normalise_rows(targets))
+def fit_ridge(features: np.ndarray, targets: np.ndarray, alphas: tuple[float, ...] = RIDGE_ALPHAS) -> RidgeFit:
+    """What scikit-learn's RidgeCV fits from `features` to the unit `targets` (alpha by leave-one-out over the
+    rows), streamed over row chunks (`evaluation.ridge`)."""
+    return fit_ridge_loo(chunks_of(features, normalise_rows(targets), chunk_rows(features.shape[1])), alphas)
 
 
 def ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndarray,
@@ -103,24 +104,39 @@ class KernelRidgeFit:
     alpha: float
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return (rbf_features(x, self.landmarks, self.gamma) @ self.weight.T + self.bias).astype(np.float32)
+        step = chunk_rows(len(self.landmarks))
+        return np.concatenate([rbf_features(x[s:s + step], self.landmarks, self.gamma) @ self.weight.T + self.bias
+                               for s in range(0, max(len(x), 1), step)]).astype(np.float32)
 
 
-def fit_kernel_ridge(features: np.ndarray, targets: np.ndarray, gamma: float = KERNEL_GAMMA,
-                     max_landmarks: int = MAX_LANDMARKS, seed: int = 0,
-                     alphas: tuple[float, ...] = RIDGE_ALPHAS) -> KernelRidgeFit:
-    """RBF kernel ridge from `features` (rows made unit) to the unit `targets`: Nyström features
-    K(x, L) K(L, L)^-1/2 against landmarks L (every row when there are at most `max_landmarks`, which makes it
-    exact kernel ridge regression; else a seeded sample), then RidgeCV on them (alpha by leave-one-out).
-    Directions of K(L, L) below 1e-10 of its largest eigenvalue (duplicate rows) are dropped."""
+def nystroem_basis(features: np.ndarray, gamma: float = KERNEL_GAMMA, max_landmarks: int = MAX_LANDMARKS,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks L (unit float64 rows: every row of `features` when there are at most `max_landmarks`, else a
+    seeded sample) and the whitening K(L, L)^-1/2 (L x r) that make rbf_features(x, L) @ whitening the Nyström
+    features of x. Directions of K(L, L) below 1e-10 of its largest eigenvalue (duplicate rows) are dropped."""
     n = len(features)
     rows = np.arange(n) if n <= max_landmarks else np.sort(
         np.random.default_rng(seed).choice(n, max_landmarks, replace=False))
     landmarks = _unit64(np.asarray(features)[rows])
     eig, vec = np.linalg.eigh(rbf_features(landmarks, landmarks, gamma))
     keep = eig > eig.max() * 1e-10
-    whiten = vec[:, keep] / np.sqrt(eig[keep])                       # (m, r)
-    ridge = fit_ridge(rbf_features(features, landmarks, gamma) @ whiten, targets, alphas)
+    return landmarks, vec[:, keep] / np.sqrt(eig[keep])
+
+
+def fit_kernel_ridge(features: np.ndarray, targets: np.ndarray, gamma: float = KERNEL_GAMMA,
+                     max_landmarks: int = MAX_LANDMARKS, seed: int = 0,
+                     alphas: tuple[float, ...] = RIDGE_ALPHAS) -> KernelRidgeFit:
+    """RBF kernel ridge from `features` (rows made unit) to the unit `targets`: Nyström features against
+    `nystroem_basis` landmarks (every row up to `max_landmarks`, which makes it exact kernel ridge regression),
+    then RidgeCV's fit on them (alpha by leave-one-out), a chunk of rows at a time so memory stays flat in the
+    number of rows."""
+    landmarks, whiten = nystroem_basis(features, gamma, max_landmarks, seed)
+    features, targets, step = np.asarray(features), normalise_rows(targets), chunk_rows(len(landmarks))
+
+    def chunks():
+        for s in range(0, len(features), step):
+            yield rbf_features(features[s:s + step], landmarks, gamma) @ whiten, targets[s:s + step]
+    ridge = fit_ridge_loo(chunks, alphas)
     return KernelRidgeFit(landmarks.astype(np.float32), (ridge.coef_ @ whiten.T).astype(np.float32),
                           np.asarray(ridge.intercept_, np.float32), float(gamma), float(ridge.alpha_))
 

@@ -160,3 +160,19 @@ def test_tag_one_hot_and_frozen_rows(sample_cache):
     rows = frozen_rows(cache)
     assert list(rows) == ["frozen backbones", "frozen text only", "frozen frames only", "frozen tags only"]
     assert all(v.shape[0] == cache.n for v in rows.values())
+
+
+def test_kernel_ridge_with_sampled_landmarks_is_ridgecv_on_their_nystroem_features():
+    """Above the landmark cap the fit (streamed over row chunks) is scikit-learn's RidgeCV on the Nyström features
+    of every row against the sampled landmarks: the same alpha and predictions."""
+    from anchor_embed.evaluation.references import nystroem_basis
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 6))
+    y = np.tanh(x @ rng.normal(size=(6, 4))) + 0.1 * rng.normal(size=(300, 4))
+    fit = fit_kernel_ridge(x, y, max_landmarks=40, seed=3)
+    landmarks, whiten = nystroem_basis(x, max_landmarks=40, seed=3)
+    ref = RidgeCV(alphas=RIDGE_ALPHAS).fit(rbf_features(x, landmarks, 1.0) @ whiten, _unit(y))
+    assert fit.alpha == ref.alpha_ and len(fit.landmarks) == 40
+    new = rng.normal(size=(20, 6))
+    np.testing.assert_allclose(fit.predict(new), ref.predict(rbf_features(new, landmarks, 1.0) @ whiten), atol=1e-5)

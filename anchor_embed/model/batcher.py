@@ -11,6 +11,7 @@ from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.cache import FIELD_PROFILE, FeatureCache
 from anchor_embed.model.dropout import dropout
 from anchor_embed.model.fusion import FusionModel, TokenBatch
+from anchor_embed.progress import say
 
 
 class Batcher:
@@ -28,16 +29,21 @@ class Batcher:
     @classmethod
     def for_model(cls, model: FusionModel, cache: FeatureCache) -> Batcher:
         """The batcher that feeds `model` what it saw in training: its tag vocabulary and its atom limits. A cache
-        whose feature widths differ from the model's (made by other backbones) is refused in one line."""
+        whose feature widths differ from the model's (made by other backbones) is refused in one line. A cache
+        without frames feeds a frame model (and its map's frame mean) as streamers without frames, with a warning;
+        a model without frames is fed none of a cache's frames."""
         c = model.cfg
         frames = cache.dim("frame")
-        # frames of another width: the fusion model cannot read them, and a map (which reads the frame mean)
-        # cannot run on a cache with other frames or none; a model without frames ignores a cache's frames
-        if cache.dim("text") != c.text_dim or (frames != c.image_dim and ((frames and c.image_dim) or c.linear_dim)):
+        if cache.dim("text") != c.text_dim or (frames and c.image_dim and frames != c.image_dim):
             raise AnchorEmbedError(f"{cache.path}: features {cache.dim('text')}-d text and {frames}-d frames, but the "
                                    f"model reads {c.text_dim}-d text and {c.image_dim}-d frames: use a feature cache "
                                    "made by the backbones the model was trained on")
-        return cls(cache, c.tag_vocab, c.max_texts, c.max_frames, c.max_tags)
+        if c.image_dim and not frames:
+            say(f"[yellow]warning[/]: {cache.path} has no frames and the model reads {c.image_dim}-d frames: its "
+                "streamers are embedded from their text and tags alone, as streamers without frames")
+        out = cls(cache, c.tag_vocab, c.max_texts, c.max_frames if c.image_dim else 0, c.max_tags)
+        out.dims["frame"] = c.image_dim          # zero frame tokens of the model's width when the cache has none
+        return out
 
     def all_atoms(self, i: int) -> list[tuple[str, int]]:
         """Every atom of streamer i (within the limits), as (kind, position)."""

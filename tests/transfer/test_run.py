@@ -144,7 +144,7 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     epoch and saves the best epoch's model with the map that scored better there; `--map linear|kernel` fits
     one; embed and evaluate read the wider vectors; 1 is refused."""
     from anchor_embed.features.cache import open_cache
-    from anchor_embed.model.batcher import Batcher
+    from anchor_embed.model.batcher import Batcher, embed_all
     from anchor_embed.transfer.config import TransferConfig
     from anchor_embed.transfer.run import read_split
     from anchor_embed.transfer.validation import split_validation, validation_figures
@@ -193,19 +193,30 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
                    "--model", tmp_path / "feat", "--out", tmp_path / "ev") == 0
     assert "linear map" in (tmp_path / "half" / "README.md").read_text()
     assert "kernel ridge map" in (tmp_path / "kern" / "README.md").read_text()
-    # a cache whose frames differ from the model's (here: none) cannot feed the map's frame mean: one line
+    # a cache without frames feeds a frame model and its map as streamers without frames, with a warning: the
+    # vectors the model gives the full cache's streamers with every frame left out
     records = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()][:30]
     (tmp_path / "noframes.jsonl").write_text("".join(json.dumps({**r, "frames": []}) + "\n" for r in records))
     assert run_cli("features", "--streamers", tmp_path / "noframes.jsonl", "--out", tmp_path / "nf") == 0
-    for run in ("kern", "half"):
+    nf = open_cache(tmp_path / "nf")
+    rows = [cache.keys.index(k) for k in nf.keys]
+    for run in ("kern", "half", "feat"):
+        model = load_model(tmp_path / run)[0]
         capsys.readouterr()
+        got = embed_all(model, Batcher.for_model(model, nf))
+        assert "has no frames and the model reads" in " ".join(capsys.readouterr().err.split())
+        full = Batcher.for_model(model, cache)
+        atoms = [[a for a in full.all_atoms(r) if a[0] != "frame"] for r in rows]
+        with torch.inference_mode():
+            want = model.eval()(full.make(rows, atoms)).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5)
         assert run_cli("evaluate", "--features", tmp_path / "nf", "--id-emb", sample / "ids.npy", "--model",
-                       tmp_path / run, "--no-frozen") == 2
-        err = capsys.readouterr().err
-        errors = [x for x in err.splitlines() if x.startswith("error: ")]
-        assert len(errors) == 1 and "nf: features 512-d text and 0-d frames, but the model reads" in errors[0], err
-    assert run_cli("evaluate", "--features", tmp_path / "nf", "--id-emb", sample / "ids.npy", "--model",
-                   tmp_path / "feat", "--no-frozen") == 0     # no map: a model reads a cache without frames
+                       tmp_path / run, "--no-frozen") == 0
+    # text of another width is refused in one line
+    model = load_model(tmp_path / "kern")[0]
+    model.cfg.text_dim += 1
+    with pytest.raises(AnchorEmbedError, match="nf: features 512-d text and 0-d frames, but the model reads 513-d"):
+        Batcher.for_model(model, nf)
 
 
 def test_cli_transfer_choose_keeps_the_best_candidate_on_validation(sample, pretrained, tmp_path, capsys):

@@ -108,3 +108,29 @@ def test_kernel_map_is_the_kernel_ridge_reference_in_torch(fitted, tmp_path):
     assert model.cfg.map_landmarks == 0 and "linear_map.landmarks" not in model.state_dict()
     with pytest.raises(ValueError, match="map kind 'rbf'"):
         fit_maps(model, batcher, targets, rows, ("rbf",))
+
+
+def test_a_model_without_frames_and_its_map_ignore_a_caches_frames(sample_cache, pretrained):
+    """A model trained without frames (image_dim 0) reads a cache with frames: the batcher feeds it none, its
+    kernel map's input has no frame block, and each streamer's vector is the one it gets with its frames left
+    out."""
+    from dataclasses import replace
+
+    from anchor_embed.model.fusion import FusionModel
+
+    cache = open_cache(sample_cache)
+    torch.manual_seed(0)
+    model = FusionModel(replace(load_model(pretrained)[0].cfg, image_dim=0)).eval()
+    batcher = Batcher.for_model(model, cache)
+    assert cache.dim("frame") and batcher.limits["frame"] == 0
+    targets = np.random.default_rng(1).standard_normal((cache.n, 8)).astype(np.float32)
+    kernel, info = fit_maps(model, batcher, targets, np.arange(40), ("kernel",))["kernel"]
+    assert info["inputs"] == 2 * cache.dim("text") + len(model.cfg.tag_vocab)
+    model.set_linear_map(kernel, 0.5)
+    got = embed_all(model, batcher)
+    plain = Batcher(cache, model.cfg.tag_vocab, model.cfg.max_texts, model.cfg.max_frames, model.cfg.max_tags)
+    plain.dims["frame"] = 0
+    rows = list(range(cache.n))
+    with torch.inference_mode():
+        want = model(plain.make(rows, [[a for a in plain.all_atoms(i) if a[0] != "frame"] for i in rows])).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -44,6 +44,9 @@ class TransferConfig(TrainingConfig):
         "auto", description="The map blended into the output (weight --linear-share): kernel ridge on RBF features "
         "of the pooled inputs, RidgeCV on the inputs themselves, or both fitted and the one whose blend scores "
         "better on validation kept with the epoch (auto)")
+    map_landmarks: int = Field(4096, ge=1, description="Most landmarks of the kernel map: every training streamer "
+                               "up to this many (exact kernel ridge), a seeded sample above; the fit's memory "
+                               "grows with its square and its time with its cube")
     select_on: Literal["recall_at_10", "mean_recall_at_10"] = Field(
         "recall_at_10", description="Validation figure that picks the epoch: Recall@10 among training and "
         "validation streamers, or its mean with the new-vs-new figure (validation streamers alone)")

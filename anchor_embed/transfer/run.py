@@ -220,7 +220,8 @@ def transfer(
     from anchor_embed.transfer.linear_fit import fit_maps, map_kinds
 
     share = method_default(cfg, method, "linear_share")
-    maps = fit_maps(model, batcher, id_vectors, train_rows, map_kinds(cfg.map), cfg.seed) if share > 0 else {}
+    maps = fit_maps(model, batcher, id_vectors, train_rows, map_kinds(cfg.map), cfg.seed,
+                    cfg.map_landmarks) if share > 0 else {}
     model.set_linear_map(None, 0.0)     # training and its checkpoints: the fusion model; the saved model: + a map
     for kind, (_, fitted) in maps.items():
         say(f"[bold]transfer[/]: {kind} map of {fitted['inputs']} pooled features fitted on {len(train_rows)} "

@@ -143,6 +143,7 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     contrastive 0.5 and the baselines none; `--map auto` (the default) fits both maps, scores each blend every
     epoch and saves the best epoch's model with the map that scored better there; `--map linear|kernel` fits
     one; embed and evaluate read the wider vectors; 1 is refused."""
+    from anchor_embed.evaluation.references import MAX_LANDMARKS
     from anchor_embed.features.cache import open_cache
     from anchor_embed.model.batcher import Batcher, embed_all
     from anchor_embed.transfer.config import TransferConfig
@@ -154,16 +155,19 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     assert run_cli(*args, "--out", tmp_path / "dflt") == 0
     assert run_cli(*args, "--out", tmp_path / "feat", "--method", "feature") == 0
     assert run_cli(*args, "--out", tmp_path / "half", "--linear-share", "0.3", "--map", "linear") == 0
-    assert run_cli(*args, "--out", tmp_path / "kern", "--map", "kernel") == 0
+    assert run_cli(*args, "--out", tmp_path / "kern", "--map", "kernel", "--map-landmarks", "25") == 0
     assert run_cli(*args, "--out", tmp_path / "bad", "--linear-share", "1") == 2
     assert run_cli(*args, "--out", tmp_path / "bad", "--map", "rbf") == 2
+    assert run_cli(*args, "--out", tmp_path / "bad", "--map-landmarks", "0") == 2
     info = {d: json.loads((tmp_path / d / "run.json").read_text())["linear_map"]
             for d in ("dflt", "feat", "half", "kern")}
     assert info["dflt"]["share"] == 0.5 and info["feat"] == {"share": 0.0} and info["half"]["share"] == 0.3
     assert set(info["dflt"]) == {"share", "kernel", "linear"} and set(info["half"]) == {"share", "linear"}
     assert set(info["kern"]) == {"share", "kernel"}
     assert info["dflt"]["kernel"]["alpha"] > 0 and info["dflt"]["kernel"]["landmarks"] == \
-        info["dflt"]["kernel"]["fitted_on"] > 0
+        info["dflt"]["kernel"]["fitted_on"] > 25          # every training streamer up to --map-landmarks (4,096)
+    assert info["kern"]["kernel"]["landmarks"] == 25 and info["kern"]["kernel"]["fitted_on"] > 25
+    assert TransferConfig().map_landmarks == MAX_LANDMARKS
     model, raw = load_model(tmp_path / "half")
     assert raw["linear_share"] == 0.3 and model.dim == raw["out_dim"] + 16     # the sample's ID embeddings: 16-d
     assert model.linear_map.kind == "linear" and load_model(tmp_path / "kern")[0].linear_map.kind == "kernel"

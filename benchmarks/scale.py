@@ -143,13 +143,13 @@ def kernel_map_fit(n: int = 20_000) -> dict:
     """The kernel map's fit (`fit_kernel_ridge`, streamed over row chunks) against the same fit with every
     row's Nyström features in memory and scikit-learn's RidgeCV on them, on n synthetic streamers
     (benchmarks/map_fit.py): wall time and peak RSS of each in its own process, and whether they agree."""
+    from anchor_embed.evaluation.references import MAX_LANDMARKS
+
     cmd = [sys.executable, "-m", "benchmarks.map_fit", str(n)]
     got = {way: _measured([*cmd, way]) for way in ("streamed", "materialised")}
     fits = {way: json.loads(out.strip().splitlines()[-1]) for way, (_, _, out) in got.items()}
     same = fits["streamed"]["alpha"] == fits["materialised"]["alpha"] and \
         abs(fits["streamed"]["weight_sum"] - fits["materialised"]["weight_sum"]) <= 1e-3 * fits["streamed"]["weight_sum"]
-    from anchor_embed.evaluation.references import MAX_LANDMARKS
-
     return {"job": f"scale: kernel map fit, {n:,} streamers, {min(n, MAX_LANDMARKS):,} landmarks: streamed vs "
                    "materialised + RidgeCV", "streamed_s": round(got["streamed"][0], 1),
             "streamed_peak_mb": round(got["streamed"][1]), "materialised_s": round(got["materialised"][0], 1),

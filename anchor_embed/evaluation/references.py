@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anchor_embed.evaluation.ridge import RidgeFit, chunk_rows, chunks_of, fit_ridge_loo
+from anchor_embed.evaluation.ridge import RidgeFit, by_chunks, chunk_rows, chunks_of, fit_ridge_loo
 from anchor_embed.features.cache import KINDS, FeatureCache
 from anchor_embed.features.pooled import frozen_vectors, pooled_block
 from anchor_embed.vectorspace import knn, normalise_rows, without_self
@@ -104,9 +104,8 @@ class KernelRidgeFit:
     alpha: float
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        step = chunk_rows(len(self.landmarks))
-        return np.concatenate([rbf_features(x[s:s + step], self.landmarks, self.gamma) @ self.weight.T + self.bias
-                               for s in range(0, max(len(x), 1), step)]).astype(np.float32)
+        return by_chunks(lambda c: rbf_features(c, self.landmarks, self.gamma) @ self.weight.T + self.bias, x,
+                         chunk_rows(len(self.landmarks))).astype(np.float32)
 
 
 def nystroem_basis(features: np.ndarray, gamma: float = KERNEL_GAMMA, max_landmarks: int = MAX_LANDMARKS,
@@ -131,12 +130,8 @@ def fit_kernel_ridge(features: np.ndarray, targets: np.ndarray, gamma: float = K
     then RidgeCV's fit on them (alpha by leave-one-out), a chunk of rows at a time so memory stays flat in the
     number of rows."""
     landmarks, whiten = nystroem_basis(features, gamma, max_landmarks, seed)
-    features, targets, step = np.asarray(features), normalise_rows(targets), chunk_rows(len(landmarks))
-
-    def chunks():
-        for s in range(0, len(features), step):
-            yield rbf_features(features[s:s + step], landmarks, gamma) @ whiten, targets[s:s + step]
-    ridge = fit_ridge_loo(chunks, alphas)
+    ridge = fit_ridge_loo(chunks_of(np.asarray(features), normalise_rows(targets), chunk_rows(len(landmarks)),
+                                    lambda c: rbf_features(c, landmarks, gamma) @ whiten), alphas)
     return KernelRidgeFit(landmarks.astype(np.float32), (ridge.coef_ @ whiten.T).astype(np.float32),
                           np.asarray(ridge.intercept_, np.float32), float(gamma), float(ridge.alpha_))
 

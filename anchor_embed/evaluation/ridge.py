@@ -31,14 +31,21 @@ class RidgeFit:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(len(x), out) float64 predictions, a chunk of rows at a time (x may be a float32 memmap)."""
-        step = chunk_rows(self.coef_.shape[1])
-        return np.concatenate([np.asarray(x[s:s + step], np.float64) @ self.coef_.T + self.intercept_
-                               for s in range(0, max(len(x), 1), step)])
+        return by_chunks(lambda c: np.asarray(c, np.float64) @ self.coef_.T + self.intercept_, x,
+                         chunk_rows(self.coef_.shape[1]))
 
 
-def chunks_of(x: np.ndarray, y: np.ndarray, rows: int) -> Chunks:
-    """The chunks of an in-memory `x` and `y`, `rows` rows at a time, as `fit_ridge_loo` reads them."""
-    return lambda: ((x[s:s + rows], y[s:s + rows]) for s in range(0, len(x), rows))
+def by_chunks(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, rows: int) -> np.ndarray:
+    """`fn` of `x`, `rows` rows at a time, stacked (an empty `x` still gives fn's empty result)."""
+    return np.concatenate([fn(x[s:s + rows]) for s in range(0, max(len(x), 1), rows)])
+
+
+def chunks_of(x: np.ndarray, y: np.ndarray, rows: int,
+              transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Chunks:
+    """The chunks of an in-memory `x` (each through `transform`, when given) and `y`, `rows` rows at a time, as
+    `fit_ridge_loo` reads them."""
+    f = transform or (lambda c: c)
+    return lambda: ((f(x[s:s + rows]), y[s:s + rows]) for s in range(0, len(x), rows))
 
 
 def chunk_rows(width: int, budget_bytes: int = 1 << 27) -> int:

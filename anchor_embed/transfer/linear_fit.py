@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from anchor_embed.evaluation.references import MAX_LANDMARKS, fit_kernel_ridge, fit_ridge
 from anchor_embed.features.meta_tags import meta_tag_mask
 from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
@@ -41,12 +42,10 @@ def pooled_features(batcher: Batcher, rows: np.ndarray, skip: torch.Tensor, batc
 
 
 def fit_maps(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np.ndarray, kinds: tuple[str, ...],
-             seed: int = 0, max_landmarks: int | None = None) -> dict[str, tuple[LinearMap, dict]]:
+             seed: int = 0, max_landmarks: int = MAX_LANDMARKS) -> dict[str, tuple[LinearMap, dict]]:
     """Each map of `kinds` fitted on `rows` (their `targets`, e.g. ID embeddings): {kind: (map, what was fitted,
-    for run.json)}, the kernel map with at most `max_landmarks` landmarks (default `MAX_LANDMARKS`). None is
-    installed: the run keeps the one its validation picks."""
-    from anchor_embed.evaluation.references import MAX_LANDMARKS, fit_kernel_ridge, fit_ridge
-
+    for run.json)}, the kernel map with at most `max_landmarks` landmarks. None is installed: the run keeps the
+    one its validation picks."""
     skip = skip_tags(batcher, model.cfg.tag_vocab)
     x = pooled_features(batcher, rows, skip)
     out = {}
@@ -56,7 +55,7 @@ def fit_maps(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np
             weight, bias, alpha, extra = ridge.coef_, ridge.intercept_, ridge.alpha_, {}
             linear = LinearMap(x.shape[1], targets.shape[1], len(skip) - 1)
         elif kind == "kernel":
-            fit = fit_kernel_ridge(x, targets[rows], max_landmarks=max_landmarks or MAX_LANDMARKS, seed=seed)
+            fit = fit_kernel_ridge(x, targets[rows], max_landmarks=max_landmarks, seed=seed)
             weight, bias, alpha = fit.weight, fit.bias, fit.alpha
             extra = {"landmarks": int(len(fit.landmarks)), "gamma": fit.gamma}
             linear = LinearMap(x.shape[1], targets.shape[1], len(skip) - 1, len(fit.landmarks), fit.gamma)

@@ -47,6 +47,7 @@ ABLATIONS: dict[str, dict] = {
     "no map (the fusion vector alone)": {"linear_share": 0.0},
     "linear map only (--map linear)": {"map": "linear"},
     "kernel map only (--map kernel)": {"map": "kernel"},
+    "residual map only (--map residual)": {"map": "residual"},
     "aldi given the same maps (0.5, chosen on validation)": {"method": "aldi", "linear_share": 0.5},
 }
 

@@ -113,7 +113,7 @@ def evaluate(
     holdout_frac: Annotated[float, typer.Option(help="Share of the streamers with ID embeddings held out as queries.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the hold-out (transfer's --seed for the same split).")] = 0,
     frozen: Annotated[bool, typer.Option(help="Also score the frozen backbones, all and one modality at a time.")] = True,
-    ridge: Annotated[bool, typer.Option(help="Also score RidgeCV, and kernel ridge, from frozen features + one-hot tags to the ID embeddings.")] = False,
+    ridge: Annotated[bool, typer.Option(help="Also score RidgeCV, kernel ridge, and RidgeCV + kernel ridge of its residuals (the residual map in closed form), from frozen features + one-hot tags to the ID embeddings.")] = False,
     knn_average: Annotated[bool, typer.Option(help="Also score content-kNN averaging of training ID embeddings.")] = False,
     train_id_emb: Annotated[Path | None, typer.Option(help="ID embeddings the models were taught with, if not --id-emb (noisy, sparse; default: --id-emb).")] = None,
     id_column: Annotated[str, typer.Option(help="Column holding the anchor_id in Parquet ID embeddings.")] = "anchor_id",

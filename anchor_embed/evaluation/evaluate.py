@@ -85,6 +85,7 @@ def evaluate(
         kernel_ridge_vectors,
         knn_average_vectors,
         reference_features,
+        residual_ridge_vectors,
         ridge_vectors,
     )
     from anchor_embed.model.batcher import Batcher, embed_all
@@ -118,6 +119,9 @@ def evaluate(
         named["kernel ridge (reference)"], alpha = kernel_ridge_vectors(x, taught, fit_rows, seed=seed)
         say(f"[bold]evaluate[/]: kernel ridge (RBF, gamma {KERNEL_GAMMA:g}) on the same inputs, alpha {alpha:g} "
             "by leave-one-out")
+        named["residual ridge (reference)"], alpha = residual_ridge_vectors(x, taught, fit_rows, seed=seed)
+        say(f"[bold]evaluate[/]: RidgeCV + kernel ridge of its residuals on the same inputs, alpha {alpha:g} by "
+            "validation on a fifth of the training streamers")
     if knn_average:
         from anchor_embed.features.pooled import frozen_vectors
 

@@ -34,11 +34,16 @@ def recall_at_k(pred: np.ndarray, truth: np.ndarray, k: int) -> float:
     Rows are neighbour indices padded with -1 where fewer than k candidates exist (`vectorspace.knn`): the
     padding is never a hit, and a query's true list is only as long as its real entries.
     """
-    per_query = []
-    for p, t in zip(pred, truth, strict=True):
+    return float(np.mean(recall_per_query(pred, truth, k)))
+
+
+def recall_per_query(pred: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    """(queries,) each query's |top-k predicted ∩ top-k true| / |top-k true|, as `recall_at_k` averages them."""
+    out = np.zeros(len(pred))
+    for i, (p, t) in enumerate(zip(pred, truth, strict=True)):
         true = set(t[:k].tolist()) - {-1}
-        per_query.append(len(set(p[:k].tolist()) & true) / max(len(true), 1))
-    return float(np.mean(per_query))
+        out[i] = len(set(p[:k].tolist()) & true) / max(len(true), 1)
+    return out
 
 
 def recall_among(pred: np.ndarray, truth: np.ndarray, k: int, allowed: np.ndarray) -> float | None:

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anchor_embed.evaluation.ridge import RidgeFit, by_chunks, chunk_rows, chunks_of, fit_ridge_loo
+from anchor_embed.evaluation.ridge import (
+    RidgeFit,
+    by_chunks,
+    chunk_rows,
+    chunks_of,
+    fit_ridge_loo,
+    fit_ridge_path,
+)
 from anchor_embed.features.cache import KINDS, FeatureCache
 from anchor_embed.features.pooled import frozen_vectors, pooled_block
 from anchor_embed.vectorspace import knn, normalise_rows, without_self
@@ -30,6 +37,11 @@ KNN_KS = (5, 10, 20, 40)
 # (docs/tuning.md, tenth round)
 KERNEL_GAMMA = 1.0
 MAX_LANDMARKS = 4096      # kernel columns: every training streamer up to here, a seeded sample above
+# the alphas of a kernel ridge on a linear map's residuals, chosen by a transfer run's validation: leave-one-out
+# on the residuals keeps the largest (no correction) while validation recall wants about 0.1-0.3 (docs/tuning.md,
+# thirteenth round); RESIDUAL_ALPHA when nothing validates
+RESIDUAL_ALPHAS = tuple(float(a) for a in np.logspace(-2.5, 0.5, 7))
+RESIDUAL_ALPHA = RESIDUAL_ALPHAS[3]
 
 
 def frozen_rows(cache: FeatureCache) -> dict[str, np.ndarray]:
@@ -95,17 +107,21 @@ def rbf_features(x: np.ndarray, landmarks: np.ndarray, gamma: float) -> np.ndarr
 
 @dataclass
 class KernelRidgeFit:
-    """A fitted kernel ridge map: prediction = rbf_features(x, landmarks, gamma) @ weight.T + bias."""
+    """A fitted kernel ridge map: prediction = rbf_features(x, landmarks, gamma) @ weight.T + bias, plus
+    x @ mean_weight.T when it is fitted on a linear map's residuals (`fit_residual_kernel_ridge`)."""
 
     landmarks: np.ndarray    # (m, F) unit rows
     weight: np.ndarray       # (out, m): the ridge on Nyström features, the whitening folded in
     bias: np.ndarray         # (out,)
     gamma: float
     alpha: float
+    mean_weight: np.ndarray | None = None   # (out, F): the linear map whose residuals the kernel part fits
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return by_chunks(lambda c: rbf_features(c, self.landmarks, self.gamma) @ self.weight.T + self.bias, x,
-                         chunk_rows(len(self.landmarks))).astype(np.float32)
+        def one(c: np.ndarray) -> np.ndarray:
+            y = rbf_features(c, self.landmarks, self.gamma) @ self.weight.T + self.bias
+            return y if self.mean_weight is None else y + np.asarray(c, np.float64) @ self.mean_weight.T
+        return by_chunks(one, x, chunk_rows(len(self.landmarks))).astype(np.float32)
 
 
 def nystroem_basis(features: np.ndarray, gamma: float = KERNEL_GAMMA, max_landmarks: int = MAX_LANDMARKS,
@@ -124,16 +140,35 @@ def nystroem_basis(features: np.ndarray, gamma: float = KERNEL_GAMMA, max_landma
 
 def fit_kernel_ridge(features: np.ndarray, targets: np.ndarray, gamma: float = KERNEL_GAMMA,
                      max_landmarks: int = MAX_LANDMARKS, seed: int = 0,
-                     alphas: tuple[float, ...] = RIDGE_ALPHAS) -> KernelRidgeFit:
+                     alphas: tuple[float, ...] = RIDGE_ALPHAS,
+                     basis: tuple[np.ndarray, np.ndarray] | None = None) -> KernelRidgeFit:
     """RBF kernel ridge from `features` (rows made unit) to the unit `targets`: Nyström features against
-    `nystroem_basis` landmarks (every row up to `max_landmarks`, which makes it exact kernel ridge regression),
-    then RidgeCV's fit on them (alpha by leave-one-out), a chunk of rows at a time so memory stays flat in the
-    number of rows."""
-    landmarks, whiten = nystroem_basis(features, gamma, max_landmarks, seed)
+    `nystroem_basis` landmarks (every row up to `max_landmarks`, which makes it exact kernel ridge regression;
+    `basis` when already computed for these features), then RidgeCV's fit on them (alpha by leave-one-out), a
+    chunk of rows at a time so memory stays flat in the number of rows."""
+    landmarks, whiten = basis or nystroem_basis(features, gamma, max_landmarks, seed)
     ridge = fit_ridge_loo(chunks_of(np.asarray(features), normalise_rows(targets), chunk_rows(len(landmarks)),
                                     lambda c: rbf_features(c, landmarks, gamma) @ whiten), alphas)
     return KernelRidgeFit(landmarks.astype(np.float32), (ridge.coef_ @ whiten.T).astype(np.float32),
                           np.asarray(ridge.intercept_, np.float32), float(gamma), float(ridge.alpha_))
+
+
+def fit_residual_kernel_ridge(features: np.ndarray, targets: np.ndarray, mean: RidgeFit,
+                              alphas: tuple[float, ...] = RESIDUAL_ALPHAS, gamma: float = KERNEL_GAMMA,
+                              max_landmarks: int = MAX_LANDMARKS, seed: int = 0,
+                              basis: tuple[np.ndarray, np.ndarray] | None = None) -> list[KernelRidgeFit]:
+    """The linear map `mean` (fitted on these rows) plus RBF kernel ridge of its residuals (unit `targets`
+    minus its prediction), one fit per alpha of `alphas` in their order: kernel ridge with the linear map as
+    its prior mean, so a streamer unlike every training streamer falls back to the linear map instead of the
+    targets' mean. No alpha is chosen here: leave-one-out on the residuals prefers no correction at all."""
+    landmarks, whiten = basis or nystroem_basis(features, gamma, max_landmarks, seed)
+    x = np.asarray(features)
+    rows = chunk_rows(len(landmarks))
+    resid = normalise_rows(targets).astype(np.float64) - mean.predict(x)
+    fits = fit_ridge_path(chunks_of(x, resid, rows, lambda c: rbf_features(c, landmarks, gamma) @ whiten), alphas)
+    return [KernelRidgeFit(landmarks.astype(np.float32), (f.coef_ @ whiten.T).astype(np.float32),
+                           np.asarray(f.intercept_ + mean.intercept_, np.float32), float(gamma), f.alpha_,
+                           np.asarray(mean.coef_, np.float32)) for f in fits]
 
 
 def kernel_ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndarray, seed: int = 0
@@ -142,6 +177,40 @@ def kernel_ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: 
     alpha chosen."""
     fit = fit_kernel_ridge(features[train_rows], targets[train_rows], seed=seed)
     return fit.predict(features), fit.alpha
+
+
+def residual_ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndarray, seed: int = 0,
+                           alphas: tuple[float, ...] = RESIDUAL_ALPHAS) -> tuple[np.ndarray, float]:
+    """RidgeCV plus kernel ridge of its residuals (`fit_residual_kernel_ridge`), the closed form of a transfer
+    run's residual map: the alpha whose fit on four fifths of `train_rows` best recovers the other fifth's ID
+    neighbours (the mean of their Recall@10 among all training rows and among themselves, as transfer picks
+    it), then refitted on every training row; the predicted vectors of every row and that alpha."""
+    from anchor_embed.evaluation.metrics import recall_at_k
+
+    order = np.random.default_rng(seed).permutation(np.asarray(train_rows, np.int64))
+    cut = max(2, len(order) // 5)
+    val, fit_rows = np.sort(order[:cut]), np.sort(order[cut:])
+    pool = np.sort(np.concatenate([val, fit_rows]))
+    at = {int(r): i for i, r in enumerate(pool)}
+    queries = np.array([at[int(r)] for r in val])
+    unit = normalise_rows(targets)
+    truth = knn(unit[pool], queries, 10)[0]
+    k_new = min(10, len(val) - 1)
+    truth_new = knn(unit[val], np.arange(len(val)), k_new)[0]
+    basis = nystroem_basis(features[fit_rows], seed=seed)
+    fits = fit_residual_kernel_ridge(features[fit_rows], targets[fit_rows], fit_ridge(features[fit_rows],
+                                     targets[fit_rows]), alphas, basis=basis)
+    scores = []
+    for f in fits:
+        v = normalise_rows(f.predict(features[pool]))
+        mixed = recall_at_k(knn(v, queries, 10)[0], truth, 10)
+        new = recall_at_k(knn(v[queries], np.arange(len(val)), k_new)[0], truth_new, k_new)
+        scores.append((mixed + new) / 2)
+    alpha = alphas[int(np.argmax(scores))]
+    rows = np.asarray(train_rows)
+    fit = fit_residual_kernel_ridge(features[rows], targets[rows], fit_ridge(features[rows], targets[rows]),
+                                    (alpha,), seed=seed)[0]
+    return fit.predict(features), float(alpha)
 
 
 def knn_average_vectors(content: np.ndarray, targets: np.ndarray, train_rows: np.ndarray, k: int) -> np.ndarray:

@@ -53,12 +53,10 @@ def chunk_rows(width: int, budget_bytes: int = 1 << 27) -> int:
     return max(64, budget_bytes // (8 * max(width, 1)))
 
 
-def fit_ridge_loo(chunks: Chunks, alphas: tuple[float, ...]) -> RidgeFit:
-    """Ridge from the chunks' x to their y (`chunks()` yields (x, y) row blocks, the same each call; it is
-    called twice), alpha the first of `alphas` with the least mean squared leave-one-out error over every
-    row and target."""
+def _moments(chunks: Chunks) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, means of x and y, and centred cross-products x'x and x'y of the chunks, each chunk's merged in."""
     n, mx, my, sxx, sxy = 0, None, None, None, None
-    for x, y in chunks():                                  # pass 1: means and centred cross-products, merged
+    for x, y in chunks():
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         if not len(x):
             continue
@@ -73,6 +71,14 @@ def fit_ridge_loo(chunks: Chunks, alphas: tuple[float, ...]) -> RidgeFit:
         mx, my, n = mx + dx * (k / total), my + dy * (k / total), total
     if n < 2:
         raise ValueError(f"ridge needs at least 2 rows, got {n}")
+    return n, mx, my, sxx, sxy
+
+
+def fit_ridge_path(chunks: Chunks, alphas: tuple[float, ...]) -> list[RidgeFit]:
+    """The ridge from the chunks' x to their y at every one of `alphas`, in their order (`chunks()` yields (x, y)
+    row blocks, the same each call; it is called twice), each with the mean squared leave-one-out error of every
+    alpha over every row and target: one eigendecomposition serves them all."""
+    n, mx, my, sxx, sxy = _moments(chunks)
     s, v = np.linalg.eigh(sxx)
     s = np.maximum(s, 0.0)
     z = v.T @ sxy                                          # (p, out)
@@ -86,6 +92,15 @@ def fit_ridge_loo(chunks: Chunks, alphas: tuple[float, ...]) -> RidgeFit:
             resid = yc - proj @ (z * inv[i][:, None])
             err[i] += ((resid / (1.0 - lev[:, i:i + 1])) ** 2).sum()
     err /= n * sxy.shape[1]
-    best = int(np.argmin(err))                             # the first of equal errors, as RidgeCV keeps
-    coef = (v @ (z * inv[best][:, None])).T
-    return RidgeFit(coef, my - mx @ coef.T, float(alphas[best]), err)
+    fits = []
+    for i, a in enumerate(alphas):
+        coef = (v @ (z * inv[i][:, None])).T
+        fits.append(RidgeFit(coef, my - mx @ coef.T, float(a), err))
+    return fits
+
+
+def fit_ridge_loo(chunks: Chunks, alphas: tuple[float, ...]) -> RidgeFit:
+    """Ridge from the chunks' x to their y (`fit_ridge_path`), alpha the first of `alphas` with the least mean
+    squared leave-one-out error over every row and target."""
+    fits = fit_ridge_path(chunks, alphas)
+    return fits[int(np.argmin(fits[0].loo_errors))]      # the first of equal errors, as RidgeCV keeps

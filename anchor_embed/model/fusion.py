@@ -42,6 +42,8 @@ class FusionConfig:
     # a kernel map (model/linear_map.py): its landmarks and RBF gamma; 0 landmarks = a linear map
     map_landmarks: int = 0
     map_gamma: float = 0.0
+    # a residual map (model/linear_map.py): the kernel map plus a linear map of the same inputs
+    map_mean: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +110,7 @@ class FusionModel(nn.Module):
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.normal_(self.head.bias, std=1e-3)
         self.linear_map = (LinearMap(input_width(cfg.text_dim, cfg.image_dim, len(cfg.tag_vocab)), cfg.linear_dim,
-                                     len(cfg.tag_vocab), cfg.map_landmarks, cfg.map_gamma)
+                                     len(cfg.tag_vocab), cfg.map_landmarks, cfg.map_gamma, cfg.map_mean)
                            if cfg.linear_dim else None)
 
     @property
@@ -117,13 +119,14 @@ class FusionModel(nn.Module):
         return self.cfg.out_dim + (self.cfg.linear_dim if self.linear_map is not None else 0)
 
     def set_linear_map(self, linear: LinearMap | None, share: float) -> None:
-        """Install a fitted map (linear or kernel) with its share of the blend (None removes any); the config
-        records it."""
-        kernel = linear is not None and linear.kind == "kernel"
+        """Install a fitted map (linear, kernel or residual) with its share of the blend (None removes any); the
+        config records it."""
+        kernel = linear is not None and linear.kind in ("kernel", "residual")
         self.cfg = replace(self.cfg, linear_dim=linear.weight.shape[0] if linear is not None else 0,
                            linear_share=float(share) if linear is not None else 0.0,
                            map_landmarks=linear.landmarks.shape[0] if kernel else 0,
-                           map_gamma=linear.gamma if kernel else 0.0)
+                           map_gamma=linear.gamma if kernel else 0.0,
+                           map_mean=linear is not None and linear.kind == "residual")
         self.linear_map = linear.to(self.cls.device) if linear is not None else None
 
     def forward(self, batch: TokenBatch, linear: bool = True) -> torch.Tensor:

@@ -8,7 +8,9 @@ sqrt(1 - share) and the unit linear prediction scaled by sqrt(share), so the cos
 fitted in closed form by `anchor_embed.transfer.linear_fit`, never by gradient. The map is linear in the pooled
 features, or in their RBF kernel features against stored landmarks (the training streamers' own pooled
 features): kernel ridge regression, which places a streamer by the ID embeddings of the training streamers
-its content resembles (docs/tuning.md, tenth round).
+its content resembles (docs/tuning.md, tenth round); or both summed, the kernel part fitted on the linear
+map's residuals, so a streamer unlike every training streamer falls back to the linear map (the residual map,
+docs/tuning.md, thirteenth round).
 """
 
 from __future__ import annotations
@@ -50,25 +52,36 @@ def rbf(x: torch.Tensor, landmarks: torch.Tensor, gamma: float) -> torch.Tensor:
 
 class LinearMap(nn.Module):
     """Fixed affine map of `pooled_inputs` to `out_dim`, L2-normalised; with `landmarks` > 0 the affine map reads
-    the inputs' RBF kernel features against that many stored landmarks instead (a kernel ridge map). Its
-    weights are buffers (no gradient)."""
+    the inputs' RBF kernel features against that many stored landmarks instead (a kernel ridge map), and with
+    `mean` a linear map of the inputs themselves is added to it (a residual map). Its weights are buffers (no
+    gradient)."""
 
-    def __init__(self, in_dim: int, out_dim: int, tags: int, landmarks: int = 0, gamma: float = 0.0) -> None:
+    def __init__(self, in_dim: int, out_dim: int, tags: int, landmarks: int = 0, gamma: float = 0.0,
+                 mean: bool = False) -> None:
         super().__init__()
+        if mean and not landmarks:
+            raise ValueError("a residual map (mean=True) needs landmarks")
         self.gamma = float(gamma)
         self.register_buffer("weight", torch.zeros(out_dim, landmarks or in_dim))
         self.register_buffer("bias", torch.zeros(out_dim))
         self.register_buffer("skip_tags", torch.zeros(tags + 1, dtype=torch.bool))
         if landmarks:
             self.register_buffer("landmarks", torch.zeros(landmarks, in_dim))
+        if mean:
+            self.register_buffer("mean_weight", torch.zeros(out_dim, in_dim))
 
     @property
     def kind(self) -> str:
-        """'kernel' or 'linear'."""
+        """'residual', 'kernel' or 'linear'."""
+        if hasattr(self, "mean_weight"):
+            return "residual"
         return "kernel" if hasattr(self, "landmarks") else "linear"
 
     def forward(self, batch) -> torch.Tensor:
         x = pooled_inputs(batch, self.skip_tags).float()
-        if self.kind == "kernel":
-            x = rbf(x, self.landmarks, self.gamma)
-        return F.normalize(F.linear(x, self.weight, self.bias), dim=-1)
+        if self.kind == "linear":
+            return F.normalize(F.linear(x, self.weight, self.bias), dim=-1)
+        y = F.linear(rbf(x, self.landmarks, self.gamma), self.weight, self.bias)
+        if self.kind == "residual":
+            y = y + F.linear(x, self.mean_weight)
+        return F.normalize(y, dim=-1)

@@ -22,12 +22,14 @@ def _read(run: Path, name: str) -> dict:
 
 
 def _width(model_config: dict) -> str:
-    """'N dimensions per streamer', saying how a map (linear or kernel) shares them when the model has one."""
+    """'N dimensions per streamer', saying how a map (linear, kernel or residual) shares them when the model has
+    one."""
     out, linear = model_config.get("out_dim"), model_config.get("linear_dim", 0)
     if out is None or not linear:
         return f"{out or '?'} dimensions per streamer"
-    kind = (f"kernel ridge map (RBF kernel against {model_config['map_landmarks']} training streamers)"
-            if model_config.get("map_landmarks") else "linear map")
+    kernel = f"RBF kernel against {model_config.get('map_landmarks')} training streamers"
+    kind = (f"residual map (a linear map plus kernel ridge of its residuals, {kernel})" if model_config.get("map_mean")
+            else f"kernel ridge map ({kernel})" if model_config.get("map_landmarks") else "linear map")
     return (f"{out + linear} dimensions per streamer ({out} from the fusion model beside {linear} from a {kind} "
             f"of the pooled features, which weighs {model_config.get('linear_share', 0):g} in a cosine)")
 

@@ -40,10 +40,11 @@ class TransferConfig(TrainingConfig):
                                        "closed-form map (--map) of the pooled input features to the ID "
                                        "embeddings, fitted on the training streamers (default: the method's own, "
                                        "0.5 for contrastive, 0 for the baselines)")
-    map: Literal["auto", "kernel", "linear"] = Field(
+    map: Literal["auto", "kernel", "linear", "residual"] = Field(
         "auto", description="The map blended into the output (weight --linear-share): kernel ridge on RBF features "
-        "of the pooled inputs, RidgeCV on the inputs themselves, or both fitted and the one whose blend scores "
-        "better on validation kept with the epoch (auto)")
+        "of the pooled inputs, RidgeCV on the inputs themselves, RidgeCV plus kernel ridge of its residuals (alpha "
+        "by validation), or all three fitted and the one whose blend scores best on validation kept with the "
+        "epoch (auto)")
     map_landmarks: int = Field(4096, ge=1, description="Most landmarks of the kernel map: every training streamer "
                                "up to this many (exact kernel ridge), a seeded sample above; the fit's memory "
                                "grows with its square and its time with its cube")

@@ -1,6 +1,8 @@
 """Fitting a transferred model's map (model/linear_map.py) in closed form from the pooled input features of the
 training streamers to their unit ID embeddings: RidgeCV (the linear map, as evaluate's ridge reference) or
-kernel ridge on RBF kernel features of the same inputs (the kernel map, as evaluate's kernel ridge reference).
+kernel ridge on RBF kernel features of the same inputs (the kernel map, as evaluate's kernel ridge reference),
+or the linear map plus kernel ridge of its residuals (the residual map), that kernel part's alpha chosen by the
+run's validation.
 """
 
 from __future__ import annotations
@@ -8,15 +10,30 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from anchor_embed.evaluation.references import MAX_LANDMARKS, fit_kernel_ridge, fit_ridge
+from anchor_embed.evaluation.references import (
+    KERNEL_GAMMA,
+    MAX_LANDMARKS,
+    RESIDUAL_ALPHA,
+    RESIDUAL_ALPHAS,
+    KernelRidgeFit,
+    fit_kernel_ridge,
+    fit_residual_kernel_ridge,
+    fit_ridge,
+    nystroem_basis,
+)
 from anchor_embed.features.meta_tags import meta_tag_mask
 from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.linear_map import LinearMap, pooled_inputs
+from anchor_embed.transfer.validation import NeighbourRecall, monitor_figure
 
-# the maps a run can fit; `--map auto` fits both in this order (kernel first: it is kept on a tie, and when no
-# validation can choose; docs/tuning.md, tenth round)
-MAP_KINDS = ("kernel", "linear")
+# the maps a run can fit; `--map auto` fits all in this order (kernel first: it is kept on a tie, and when no
+# validation can choose; docs/tuning.md, tenth and thirteenth rounds)
+MAP_KINDS = ("kernel", "linear", "residual")
+# the validation figure that picks the residual map's alpha, whatever picks the epoch: the mixed figure alone
+# rewards a small alpha that copies the training streamers' own ID embeddings (their errors too), which the
+# new-vs-new figure, among streamers no map was fitted on, does not (docs/tuning.md, thirteenth round)
+RESIDUAL_MONITOR = "mean_recall_at_10"
 
 
 def map_kinds(choice: str) -> tuple[str, ...]:
@@ -42,28 +59,67 @@ def pooled_features(batcher: Batcher, rows: np.ndarray, skip: torch.Tensor, batc
 
 
 def fit_maps(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np.ndarray, kinds: tuple[str, ...],
-             seed: int = 0, max_landmarks: int = MAX_LANDMARKS) -> dict[str, tuple[LinearMap, dict]]:
+             seed: int = 0, max_landmarks: int = MAX_LANDMARKS, validation: NeighbourRecall | None = None,
+             monitor: str = RESIDUAL_MONITOR, residual_alpha: float | None = None
+             ) -> dict[str, tuple[LinearMap, dict]]:
     """Each map of `kinds` fitted on `rows` (their `targets`, e.g. ID embeddings): {kind: (map, what was fitted,
-    for run.json)}, the kernel map with at most `max_landmarks` landmarks. None is installed: the run keeps the
-    one its validation picks."""
+    for run.json)}, the kernel maps with at most `max_landmarks` landmarks; the residual map's alpha is
+    `residual_alpha` when given, else the one whose map alone scores best on `validation`'s `monitor` figure
+    (RESIDUAL_ALPHA without one). None is installed: the run keeps the one its validation picks."""
+    bad = [k for k in kinds if k not in MAP_KINDS]
+    if bad:
+        raise ValueError(f"map kind {bad[0]!r}: expected one of {', '.join(MAP_KINDS)}")
     skip = skip_tags(batcher, model.cfg.tag_vocab)
     x = pooled_features(batcher, rows, skip)
-    out = {}
+    y = targets[rows]
+    basis = (nystroem_basis(x, KERNEL_GAMMA, max_landmarks, seed)
+             if {"kernel", "residual"} & set(kinds) else None)
+    ridge = fit_ridge(x, y) if {"linear", "residual"} & set(kinds) else None
+    tags, out = len(skip) - 1, {}
     for kind in kinds:
         if kind == "linear":
-            ridge = fit_ridge(x, targets[rows])
-            weight, bias, alpha, extra = ridge.coef_, ridge.intercept_, ridge.alpha_, {}
-            linear = LinearMap(x.shape[1], targets.shape[1], len(skip) - 1)
-        elif kind == "kernel":
-            fit = fit_kernel_ridge(x, targets[rows], max_landmarks=max_landmarks, seed=seed)
-            weight, bias, alpha = fit.weight, fit.bias, fit.alpha
-            extra = {"landmarks": int(len(fit.landmarks)), "gamma": fit.gamma}
-            linear = LinearMap(x.shape[1], targets.shape[1], len(skip) - 1, len(fit.landmarks), fit.gamma)
-            linear.landmarks.copy_(torch.as_tensor(fit.landmarks))
+            linear = LinearMap(x.shape[1], targets.shape[1], tags)
+            _copy(linear, weight=ridge.coef_, bias=ridge.intercept_, skip_tags=skip)
+            out[kind] = (linear, {"alpha": float(ridge.alpha_), "inputs": int(x.shape[1]), "fitted_on": len(rows)})
+            continue
+        if kind == "kernel":
+            fit, extra = fit_kernel_ridge(x, y, max_landmarks=max_landmarks, seed=seed, basis=basis), {}
         else:
-            raise ValueError(f"map kind {kind!r}: expected one of {', '.join(MAP_KINDS)}")
-        for name, value in (("weight", weight), ("bias", bias), ("skip_tags", skip)):
-            getattr(linear, name).copy_(torch.as_tensor(np.asarray(value)))
-        out[kind] = (linear, {"alpha": float(alpha), "inputs": int(x.shape[1]), "fitted_on": int(len(rows)), **extra})
+            alphas = (residual_alpha,) if residual_alpha is not None else RESIDUAL_ALPHAS
+            fits = fit_residual_kernel_ridge(x, y, ridge, alphas, max_landmarks=max_landmarks, seed=seed,
+                                             basis=basis)
+            fit, extra = (fits[0], {"alpha_by": "given"}) if residual_alpha is not None else \
+                _choose_residual(fits, batcher, skip, validation, monitor)
+            extra["linear_alpha"] = float(ridge.alpha_)
+        linear = kernel_map(fit, x.shape[1], tags)
+        _copy(linear, skip_tags=skip)
+        out[kind] = (linear, {"alpha": fit.alpha, "inputs": int(x.shape[1]), "fitted_on": len(rows),
+                              "landmarks": int(len(fit.landmarks)), "gamma": fit.gamma, **extra})
     return out
 
+
+def kernel_map(fit: KernelRidgeFit, inputs: int, tags: int) -> LinearMap:
+    """The model's map of a kernel (or residual) fit, its skip_tags still unset."""
+    linear = LinearMap(inputs, fit.weight.shape[0], tags, len(fit.landmarks), fit.gamma, fit.mean_weight is not None)
+    _copy(linear, weight=fit.weight, bias=fit.bias, landmarks=fit.landmarks)
+    if fit.mean_weight is not None:
+        _copy(linear, mean_weight=fit.mean_weight)
+    return linear
+
+
+def _copy(linear: LinearMap, **buffers) -> None:
+    for name, value in buffers.items():
+        getattr(linear, name).copy_(torch.as_tensor(np.asarray(value)))
+
+
+def _choose_residual(fits: list[KernelRidgeFit], batcher: Batcher, skip: torch.Tensor,
+                     validation: NeighbourRecall | None, monitor: str) -> tuple[KernelRidgeFit, dict]:
+    """The residual fit whose predictions alone score best on the validation's `monitor` figure (the first of
+    equal figures), with every alpha's figure; RESIDUAL_ALPHA's fit when nothing validates."""
+    if validation is None:
+        return next(f for f in fits if f.alpha == RESIDUAL_ALPHA), {"alpha_by": "default"}
+    x = pooled_features(batcher, validation.candidates, skip)
+    scores = [monitor_figure(f.predict(x), validation, monitor) for f in fits]
+    best = int(np.argmax(scores))
+    return fits[best], {"alpha_by": f"validation {monitor}",
+                        "alphas": {f"{f.alpha:.4g}": round(v, 5) for f, v in zip(fits, scores, strict=True)}}

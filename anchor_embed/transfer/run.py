@@ -37,6 +37,9 @@ from anchor_embed.transfer.validation import (
     validation_figures,
 )
 
+# how each map kind is fitted, as the progress line names it
+MAP_FITS = {"kernel": "kernel ridge", "linear": "RidgeCV", "residual": "RidgeCV + kernel ridge of its residuals"}
+
 
 class TransferTask(Task):
     """One method's loss on sampled batches, plus the optional self-supervised view loss; validated by the
@@ -220,13 +223,14 @@ def transfer(
     from anchor_embed.transfer.linear_fit import fit_maps, map_kinds
 
     share = method_default(cfg, method, "linear_share")
+    validation = split_validation(split)
     maps = fit_maps(model, batcher, id_vectors, train_rows, map_kinds(cfg.map), cfg.seed,
-                    cfg.map_landmarks) if share > 0 else {}
+                    cfg.map_landmarks, validation) if share > 0 else {}
     model.set_linear_map(None, 0.0)     # training and its checkpoints: the fusion model; the saved model: + a map
     for kind, (_, fitted) in maps.items():
         say(f"[bold]transfer[/]: {kind} map of {fitted['inputs']} pooled features fitted on {len(train_rows)} "
-            f"streamers ({'kernel ridge' if kind == 'kernel' else 'RidgeCV'}, alpha {fitted['alpha']:g} by "
-            f"leave-one-out), weight {share:g} in the output's cosine")
+            f"streamers ({MAP_FITS[kind]}, alpha {fitted['alpha']:g} by {fitted.get('alpha_by', 'leave-one-out')}), "
+            f"weight {share:g} in the output's cosine")
     if len(maps) > 1:
         say("[bold]transfer[/]: the saved model keeps the map whose blend scores better on validation at its epoch")
     linear = {"share": share if maps else 0.0, **{kind: fitted for kind, (_, fitted) in maps.items()}}
@@ -245,7 +249,7 @@ def transfer(
             _write_pairs(out, cache.keys, pairs)
             atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
         steps = max(1, len(train_rows) // cfg.batch_size)
-        validation = split_validation(split) if dist.is_main else None
-        task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained), validation,
+        task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained),
+                            validation if dist.is_main else None,
                             {kind: m for kind, (m, _) in maps.items()}, share)
         return fit(task, out, cfg, ckpt, dist)

@@ -34,7 +34,7 @@ SHARED_FILES = ("pairs.jsonl", "seen_ids.txt")
 def _without_map(model_config: dict) -> dict:
     """A saved model config without the fields of its map, which members may choose differently."""
     return {k: v for k, v in model_config.items()
-            if k not in ("linear_dim", "linear_share", "map_landmarks", "map_gamma")}
+            if k not in ("linear_dim", "linear_share", "map_landmarks", "map_gamma", "map_mean")}
 
 
 def average_members(models: list) -> tuple:

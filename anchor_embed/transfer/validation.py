@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anchor_embed.evaluation.metrics import recall_at_k
+from anchor_embed.evaluation.metrics import recall_at_k, recall_per_query
 from anchor_embed.transfer.split import TransferSplit
 from anchor_embed.vectorspace import knn, normalise_rows
 
@@ -36,6 +36,49 @@ class NeighbourRecall:
         v = normalise_rows(candidate_vectors[self.query_pos])
         pred = knn(v, np.arange(len(v)), self.new_truth.shape[1])[0]
         return recall_at_k(pred, self.new_truth, self.new_truth.shape[1])
+
+    def per_query(self, candidate_vectors: np.ndarray, monitor: str) -> np.ndarray:
+        """(queries,) each validation query's share of the `monitor` figure: its mixed Recall@k, or the mean of
+        that and its new-vs-new one; their mean is `monitor_figure`."""
+        mixed = recall_per_query(knn(normalise_rows(candidate_vectors), self.query_pos, self.k)[0], self.truth,
+                                 self.k)
+        if monitor == "recall_at_10":
+            return mixed
+        if monitor == "mean_recall_at_10":
+            v = normalise_rows(candidate_vectors[self.query_pos])
+            k = self.new_truth.shape[1]
+            return (mixed + recall_per_query(knn(v, np.arange(len(v)), k)[0], self.new_truth, k)) / 2
+        raise ValueError(f"monitor {monitor!r}: expected recall_at_10 or mean_recall_at_10")
+
+
+def monitor_figure(candidate_vectors: np.ndarray, validation: NeighbourRecall, monitor: str) -> float:
+    """The `monitor` figure (recall_at_10, or mean_recall_at_10 with the new-vs-new figure) of the vectors of
+    `validation`'s candidates, as `_figures` gives it."""
+    return float(validation.per_query(candidate_vectors, monitor).mean())
+
+
+# maps whose blend is kept only when it beats the best other blend by more than one standard error of their
+# paired per-query difference (the one-standard-error rule): the residual map copies the training streamers'
+# own ID embeddings most closely, so where those are poor (sparse behaviour) it wins on validation, judged by
+# the same poor ID embeddings, by chance (docs/tuning.md, thirteenth round)
+CHALLENGERS = ("residual",)
+
+
+def choose_map(per_query: dict[str, np.ndarray]) -> str:
+    """The kind whose blend to keep, from each blend's per-query validation figures (in MAP_KINDS order): the
+    best mean among the plain maps (the first of equal ones), replaced by a challenger only when the challenger's
+    mean lead over it exceeds one standard error of their paired difference."""
+    plain = [k for k in per_query if k not in CHALLENGERS]
+    best = max(plain, key=lambda k: per_query[k].mean()) if plain else None
+    for kind in (k for k in per_query if k in CHALLENGERS):
+        if best is None:
+            best = kind
+            continue
+        d = per_query[kind] - per_query[best]
+        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.inf
+        if d.mean() > se:
+            best = kind
+    return best
 
 
 def split_validation(split: TransferSplit) -> NeighbourRecall | None:
@@ -72,14 +115,14 @@ def map_vectors(maps: dict, batcher, rows: np.ndarray, batch_size: int = 512) ->
 def blended_figures(model, batcher, validation: NeighbourRecall, maps: dict[str, np.ndarray], share: float,
                     monitor: str) -> tuple[dict[str, float], str]:
     """The figures of the model's fusion vectors blended with each map's (`map_vectors` of the candidates) at
-    `share`, as the saved model blends them; those of the map whose blend scores best on `monitor` (the
-    first on a tie), with every map's `monitor` figure beside them; and that map's kind."""
+    `share`, as the saved model blends them; those of the map `choose_map` keeps by their per-query `monitor`
+    figures, with every map's `monitor` figure beside them; and that map's kind."""
     from anchor_embed.model.batcher import embed_rows
 
     fusion = normalise_rows(embed_rows(model, batcher, validation.candidates)[:, :model.cfg.out_dim])
-    scored = {kind: _figures(np.hstack([fusion * np.sqrt(1 - share), v * np.sqrt(share)]), fusion, validation)
-              for kind, v in maps.items()}
-    best = max(scored, key=lambda kind: scored[kind][monitor])     # max keeps the first of equal figures
+    blends = {kind: np.hstack([fusion * np.sqrt(1 - share), v * np.sqrt(share)]) for kind, v in maps.items()}
+    scored = {kind: _figures(b, fusion, validation) for kind, b in blends.items()}
+    best = choose_map({kind: validation.per_query(b, monitor) for kind, b in blends.items()})
     return {**scored[best], **{f"{kind}_map_{monitor}": f[monitor] for kind, f in scored.items()}}, best
 
 

@@ -9,12 +9,16 @@ from sklearn.metrics.pairwise import rbf_kernel
 
 from anchor_embed.evaluation.metrics import recall_at_k
 from anchor_embed.evaluation.references import (
+    RESIDUAL_ALPHAS,
     RIDGE_ALPHAS,
     fit_kernel_ridge,
+    fit_residual_kernel_ridge,
+    fit_ridge,
     frozen_rows,
     kernel_ridge_vectors,
     knn_average_vectors,
     rbf_features,
+    residual_ridge_vectors,
     ridge_vectors,
     tag_one_hot,
 )
@@ -93,6 +97,39 @@ def test_kernel_ridge_is_nystroem_features_then_ridge(gamma):
         np.testing.assert_allclose(fit.predict(rows), ref.predict(ny.transform(_unit(rows))), atol=1e-4)
 
 
+def test_residual_kernel_ridge_is_the_linear_map_plus_kernel_ridge_of_its_residuals():
+    """Each alpha's fit predicts RidgeCV's linear map plus scikit-learn's Nystroem (every row) + Ridge(alpha)
+    fitted to that map's residuals on the unit targets, at every alpha in order; far from every training row
+    (where the RBF features vanish) it is the linear map plus a constant, not the targets' mean as plain kernel
+    ridge; duplicate rows give equal predictions."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(70, 6))
+    x[:, 0] = np.abs(x[:, 0]) + 0.5                  # every training row on one side, so the far rows below exist
+    y = x @ rng.normal(size=(6, 4)) + np.cos(3 * _unit(x) @ rng.normal(size=(6, 4)))
+    mean = fit_ridge(x, y)
+    fits = fit_residual_kernel_ridge(x, y, mean, gamma=2.0)
+    assert [f.alpha for f in fits] == list(RESIDUAL_ALPHAS) and all(f.mean_weight is not None for f in fits)
+    ny = Nystroem(kernel="rbf", gamma=2.0, n_components=70, random_state=0).fit(_unit(x))
+    resid = _unit(y) - mean.predict(x)
+    new = rng.normal(size=(9, 6))
+    for f in fits:
+        ref = Ridge(alpha=f.alpha).fit(ny.transform(_unit(x)), resid)
+        for rows in (x, new):
+            np.testing.assert_allclose(f.predict(rows), mean.predict(rows) + ref.predict(ny.transform(_unit(rows))),
+                                       atol=1e-4)
+    # rows on the other side, far from every landmark: gamma 50 makes their kernel features vanish
+    far = fit_residual_kernel_ridge(x, y, mean, alphas=(0.1,), gamma=50.0)[0]
+    away = np.hstack([np.full((5, 1), -3.0), 0.3 * rng.normal(size=(5, 5))])
+    assert np.abs(rbf_features(away, far.landmarks, 50.0)).max() < 1e-20
+    np.testing.assert_allclose(far.predict(away) - mean.predict(away), np.broadcast_to(far.bias - mean.intercept_,
+                               (5, 4)), atol=1e-5)
+    dup = np.repeat(x[:20], 2, axis=0)
+    pred = fit_residual_kernel_ridge(dup, np.repeat(y[:20], 2, axis=0), fit_ridge(dup, np.repeat(y[:20], 2, axis=0)),
+                                     alphas=(0.01,))[0].predict(dup)
+    assert np.isfinite(pred).all()
+    np.testing.assert_allclose(pred[::2], pred[1::2], atol=1e-5)
+
+
 def test_kernel_ridge_fits_what_a_linear_map_cannot_and_uses_training_rows_only():
     """On targets that depend on the input's direction nonlinearly (cosines of projections of the unit row),
     kernel ridge finds held-out neighbours far better than RidgeCV (.77 against .22 here); held-out targets
@@ -111,6 +148,36 @@ def test_kernel_ridge_fits_what_a_linear_map_cannot_and_uses_training_rows_only(
     y2 = y.copy()
     y2[450:] = rng.normal(size=(n - 450, 8)) * 100
     np.testing.assert_allclose(kernel_ridge_vectors(x, y2, train)[0], kern, atol=1e-5)
+
+
+def test_residual_ridge_reference_picks_alpha_as_transfer_validation_does_and_uses_training_rows_only():
+    """The reference's alpha is the one whose fit on four fifths of the training rows scores best on the other
+    fifth by the mean of the mixed and new-vs-new Recall@10, re-scored here with transfer's own validation
+    (`NeighbourRecall`); its vectors are the refit at that alpha on every training row; held-out targets never
+    enter; on nonlinear targets it beats RidgeCV as kernel ridge does."""
+    from anchor_embed.transfer.validation import NeighbourRecall, monitor_figure
+
+    rng = np.random.default_rng(6)
+    n = 400
+    x = rng.normal(size=(n, 3))
+    y = np.cos(3 * _unit(x) @ rng.normal(size=(3, 8))) + 0.3 * x @ rng.normal(size=(3, 8))
+    train, queries = np.arange(300), np.arange(300, n)
+    got, alpha = residual_ridge_vectors(x, y, train, seed=4)
+    order = np.random.default_rng(4).permutation(train)
+    val, rest = np.sort(order[:60]), np.sort(order[60:])
+    judge = NeighbourRecall(y, np.sort(np.concatenate([val, rest])), val)
+    scores = [monitor_figure(f.predict(x[judge.candidates]), judge, "mean_recall_at_10")
+              for f in fit_residual_kernel_ridge(x[rest], y[rest], fit_ridge(x[rest], y[rest]))]
+    assert alpha == RESIDUAL_ALPHAS[int(np.argmax(scores))]
+    want = fit_residual_kernel_ridge(x[train], y[train], fit_ridge(x[train], y[train]), (alpha,))[0].predict(x)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    y2 = y.copy()
+    y2[300:] = rng.normal(size=(n - 300, 8)) * 100
+    np.testing.assert_allclose(residual_ridge_vectors(x, y2, train, seed=4)[0], got, atol=1e-5)
+    truth = knn(normalise_rows(y), queries, 10)[0]
+    lin, _ = ridge_vectors(x, y, train)
+    assert recall_at_k(knn(normalise_rows(got), queries, 10)[0], truth, 10) > \
+        recall_at_k(knn(normalise_rows(lin), queries, 10)[0], truth, 10) + 0.1
 
 
 def test_kernel_ridge_on_duplicate_and_degenerate_rows_and_the_landmark_cap():

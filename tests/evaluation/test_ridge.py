@@ -6,7 +6,7 @@ import pytest
 from sklearn.linear_model import Ridge, RidgeCV
 
 from anchor_embed.evaluation.references import RIDGE_ALPHAS
-from anchor_embed.evaluation.ridge import chunks_of, fit_ridge_loo
+from anchor_embed.evaluation.ridge import chunks_of, fit_ridge_loo, fit_ridge_path
 
 
 def _data(n: int, p: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,3 +59,19 @@ def test_duplicate_rows_a_constant_column_and_too_few_rows():
     np.testing.assert_allclose(flat.predict(x[:3]), 0.7, atol=1e-12)
     with pytest.raises(ValueError, match="at least 2 rows"):
         fit_ridge_loo(chunks_of(x[:1], y[:1], 9), RIDGE_ALPHAS)
+
+
+def test_ridge_path_is_scikit_learns_ridge_at_every_alpha_and_loo_picks_from_it():
+    """`fit_ridge_path` gives, for each alpha in order, what Ridge(alpha) fits (intercept unpenalised), with
+    the same leave-one-out errors as `fit_ridge_loo`, whose fit is the path's least-error one."""
+    x, y = _data(80, 12, seed=3)
+    alphas = (0.001, 0.1, 10.0, 1000.0)
+    path = fit_ridge_path(chunks_of(x, y, 11), alphas)
+    assert [f.alpha_ for f in path] == list(alphas)
+    for f in path:
+        ref = Ridge(alpha=f.alpha_).fit(x, y)
+        np.testing.assert_allclose(f.coef_, ref.coef_, atol=1e-9)
+        np.testing.assert_allclose(f.intercept_, ref.intercept_, atol=1e-9)
+    best = fit_ridge_loo(chunks_of(x, y, 11), alphas)
+    np.testing.assert_array_equal(best.loo_errors, path[0].loo_errors)
+    assert best.alpha_ == alphas[int(np.argmin(path[0].loo_errors))]

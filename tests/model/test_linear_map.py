@@ -1,5 +1,6 @@
 """The map of a transferred model: its input is the pooled features evaluate's ridge reads, its fit is
-scikit-learn's RidgeCV (linear) or the kernel ridge reference's (kernel), and the blended output's cosine is
+scikit-learn's RidgeCV (linear), the kernel ridge reference's (kernel) or the linear map plus kernel ridge of its
+residuals (residual, its alpha by validation), and the blended output's cosine is
 the weighted sum the docstring promises."""
 
 import numpy as np
@@ -7,13 +8,21 @@ import pytest
 import torch
 from sklearn.linear_model import RidgeCV
 
-from anchor_embed.evaluation.references import RIDGE_ALPHAS, fit_kernel_ridge
+from anchor_embed.evaluation.references import (
+    RESIDUAL_ALPHA,
+    RESIDUAL_ALPHAS,
+    RIDGE_ALPHAS,
+    fit_kernel_ridge,
+    fit_residual_kernel_ridge,
+    fit_ridge,
+)
 from anchor_embed.features.cache import open_cache
 from anchor_embed.features.pooled import pooled_block
 from anchor_embed.model.batcher import Batcher, embed_all
 from anchor_embed.model.store import load_model, save_model
 from anchor_embed.training.card import write_card
-from anchor_embed.transfer.linear_fit import fit_maps, pooled_features, skip_tags
+from anchor_embed.transfer.linear_fit import MAP_KINDS, fit_maps, pooled_features, skip_tags
+from anchor_embed.transfer.validation import NeighbourRecall, monitor_figure
 from anchor_embed.vectorspace import normalise_rows
 
 
@@ -102,12 +111,48 @@ def test_kernel_map_is_the_kernel_ridge_reference_in_torch(fitted, tmp_path):
     assert "kernel ridge map (RBF kernel against 50 training streamers)" in write_card(tmp_path).read_text()
     # the same fits as `fit_maps` makes for a run; installing the linear one after the kernel one leaves no
     # landmark behind
-    maps = fit_maps(model, batcher, targets, rows, ("kernel", "linear"))
-    assert [m.kind for m, _ in maps.values()] == ["kernel", "linear"]
+    maps = fit_maps(model, batcher, targets, rows, MAP_KINDS)
+    assert [m.kind for m, _ in maps.values()] == ["kernel", "linear", "residual"]
     model.set_linear_map(maps["linear"][0], 0.5)
     assert model.cfg.map_landmarks == 0 and "linear_map.landmarks" not in model.state_dict()
     with pytest.raises(ValueError, match="map kind 'rbf'"):
         fit_maps(model, batcher, targets, rows, ("rbf",))
+
+
+def test_residual_map_is_the_reference_in_torch_with_its_alpha_chosen_by_validation(fitted, tmp_path):
+    """The residual map's output (torch, float32) is the unit prediction of `fit_residual_kernel_ridge` (numpy,
+    float64) at the alpha whose predictions alone score best on the validation (every alpha's figure recorded,
+    re-scored here); RESIDUAL_ALPHA without a validation; it round-trips through save/load and the card names
+    it; installing a plain map after it leaves neither its landmarks nor its linear part behind."""
+    cache, model, batcher, targets, rows, _ = fitted
+    val = np.arange(50, 70)
+    validation = NeighbourRecall(targets, np.arange(70), val)
+    residual, info = fit_maps(model, batcher, targets, rows, ("residual",), validation=validation,
+                              monitor="mean_recall_at_10")["residual"]
+    x = pooled_features(batcher, np.arange(cache.n), skip_tags(batcher, model.cfg.tag_vocab))
+    fits = fit_residual_kernel_ridge(x[rows], targets[rows], fit_ridge(x[rows], targets[rows]))
+    scores = [monitor_figure(f.predict(x[:70]), validation, "mean_recall_at_10") for f in fits]
+    assert info["alphas"] == {f"{a:.4g}": pytest.approx(v, abs=1e-5) for a, v in zip(RESIDUAL_ALPHAS, scores,
+                                                                                       strict=True)}
+    assert info["alpha"] == RESIDUAL_ALPHAS[int(np.argmax(scores))] and info["alpha_by"].startswith("validation")
+    assert info["landmarks"] == len(rows) and info["linear_alpha"] in RIDGE_ALPHAS
+    model.set_linear_map(residual, 0.5)
+    assert model.linear_map.kind == "residual" and model.cfg.map_mean and model.cfg.map_landmarks == len(rows)
+    out = embed_all(model, batcher)
+    want = fits[int(np.argmax(scores))].predict(x)
+    np.testing.assert_allclose(out[:, model.cfg.out_dim:] / np.sqrt(0.5), normalise_rows(want), atol=1e-4)
+    save_model(tmp_path, model)
+    back, raw = load_model(tmp_path)
+    assert raw["map_mean"] is True and back.linear_map.kind == "residual"
+    np.testing.assert_allclose(embed_all(back, batcher), out, atol=1e-6)
+    assert "residual map (a linear map plus kernel ridge of its residuals, RBF kernel against 50 training " \
+        "streamers)" in write_card(tmp_path).read_text()
+    plain = fit_maps(model, batcher, targets, rows, ("residual",))["residual"]
+    assert plain[1]["alpha"] == RESIDUAL_ALPHA and plain[1]["alpha_by"] == "default"
+    model.set_linear_map(fit_maps(model, batcher, targets, rows, ("kernel",))["kernel"][0], 0.5)
+    assert not model.cfg.map_mean and "linear_map.mean_weight" not in model.state_dict()
+    with pytest.raises(ValueError, match="needs landmarks"):
+        type(residual)(4, 2, 3, mean=True)
 
 
 def test_a_model_without_frames_and_its_map_ignore_a_caches_frames(sample_cache, pretrained):

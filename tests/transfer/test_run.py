@@ -32,8 +32,8 @@ def test_cli_transfer_each_method_never_sees_held_out(sample, sample_cache, pret
                    "--model", pretrained, "--model", tmp_path / "contrastive", "--ridge", "--out", tmp_path / "ev") == 0
     rows = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]
     assert [r["model"] for r in rows] == ["frozen backbones", "frozen text only", "frozen frames only",
-                                          "frozen tags only", "ridge (reference)", "kernel ridge (reference)", "run",
-                                          "contrastive"]
+                                          "frozen tags only", "ridge (reference)", "kernel ridge (reference)",
+                                          "residual ridge (reference)", "run", "contrastive"]
     # the production default learns from every ID embedding, so evaluate refuses it in one line
     assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out",
                    tmp_path / "prod", "--epochs", "1", "--batch-size", "16") == 0
@@ -140,10 +140,10 @@ def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path)
 
 def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     """`--linear-share` blends a closed-form map into the saved model (run.json and the card say so); by default
-    contrastive 0.5 and the baselines none; `--map auto` (the default) fits both maps, scores each blend every
-    epoch and saves the best epoch's model with the map that scored better there; `--map linear|kernel` fits
-    one; embed and evaluate read the wider vectors; 1 is refused."""
-    from anchor_embed.evaluation.references import MAX_LANDMARKS
+    contrastive 0.5 and the baselines none; `--map auto` (the default) fits the three maps, scores each blend
+    every epoch and saves the best epoch's model with the map that scored best there; `--map
+    linear|kernel|residual` fits one; embed and evaluate read the wider vectors; 1 is refused."""
+    from anchor_embed.evaluation.references import MAX_LANDMARKS, RESIDUAL_ALPHAS
     from anchor_embed.features.cache import open_cache
     from anchor_embed.model.batcher import Batcher, embed_all
     from anchor_embed.transfer.config import TransferConfig
@@ -156,14 +156,19 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     assert run_cli(*args, "--out", tmp_path / "feat", "--method", "feature") == 0
     assert run_cli(*args, "--out", tmp_path / "half", "--linear-share", "0.3", "--map", "linear") == 0
     assert run_cli(*args, "--out", tmp_path / "kern", "--map", "kernel", "--map-landmarks", "25") == 0
+    assert run_cli(*args, "--out", tmp_path / "resid", "--map", "residual") == 0
     assert run_cli(*args, "--out", tmp_path / "bad", "--linear-share", "1") == 2
     assert run_cli(*args, "--out", tmp_path / "bad", "--map", "rbf") == 2
     assert run_cli(*args, "--out", tmp_path / "bad", "--map-landmarks", "0") == 2
     info = {d: json.loads((tmp_path / d / "run.json").read_text())["linear_map"]
-            for d in ("dflt", "feat", "half", "kern")}
+            for d in ("dflt", "feat", "half", "kern", "resid")}
     assert info["dflt"]["share"] == 0.5 and info["feat"] == {"share": 0.0} and info["half"]["share"] == 0.3
-    assert set(info["dflt"]) == {"share", "kernel", "linear"} and set(info["half"]) == {"share", "linear"}
-    assert set(info["kern"]) == {"share", "kernel"}
+    assert set(info["dflt"]) == {"share", "kernel", "linear", "residual"} and set(info["half"]) == {"share", "linear"}
+    assert set(info["kern"]) == {"share", "kernel"} and set(info["resid"]) == {"share", "residual"}
+    resid = info["resid"]["residual"]        # its alpha: the best of its own validation figures, recorded
+    assert resid["alpha_by"] == "validation mean_recall_at_10" and len(resid["alphas"]) == len(RESIDUAL_ALPHAS)
+    assert f"{resid['alpha']:.4g}" == max(resid["alphas"], key=resid["alphas"].get)
+    assert load_model(tmp_path / "resid")[0].linear_map.kind == "residual"
     assert info["dflt"]["kernel"]["alpha"] > 0 and info["dflt"]["kernel"]["landmarks"] == \
         info["dflt"]["kernel"]["fitted_on"] > 25          # every training streamer up to --map-landmarks (4,096)
     assert info["kern"]["kernel"]["landmarks"] == 25 and info["kern"]["kernel"]["fitted_on"] > 25
@@ -177,10 +182,12 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     rows = [json.loads(x) for x in (tmp_path / "dflt" / "metrics.jsonl").read_text().splitlines()]
     best = json.loads((tmp_path / "dflt" / "outcome.json").read_text())
     v = rows[best["best_epoch"] - 1]["validation"]
-    want = "kernel" if v["kernel_map_recall_at_10"] >= v["linear_map_recall_at_10"] else "linear"
-    assert v["recall_at_10"] == max(v["kernel_map_recall_at_10"], v["linear_map_recall_at_10"])
+    scored = {kind: v[f"{kind}_map_recall_at_10"] for kind in ("kernel", "linear", "residual")}
+    plain = max(("kernel", "linear"), key=scored.get)       # the first of equal figures, in MAP_KINDS order
     model, raw = load_model(tmp_path / "dflt")
-    assert model.linear_map.kind == want and raw["linear_share"] == 0.5
+    kept = model.linear_map.kind       # the residual map only with a lead (beyond one standard error: choose_map)
+    assert kept == plain or (kept == "residual" and scored["residual"] > scored[plain])
+    assert v["recall_at_10"] == scored[kept] and raw["linear_share"] == 0.5
     cfg = TransferConfig.model_validate(json.loads((tmp_path / "dflt" / "config.json").read_text()))
     run_info = json.loads((tmp_path / "dflt" / "run.json").read_text())
     cache = open_cache(run_info["features"])

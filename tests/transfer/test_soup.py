@@ -48,7 +48,8 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     soup = load_file(str(out / "model.safetensors"))
     record = json.loads((out / "soup.json").read_text())
     # the fusion weights are the mean; the map is the one the soup's validation picked among the members' maps
-    kinds = ["kernel" if "linear_map.landmarks" in w else "linear" for w in weights]
+    kinds = ["residual" if "linear_map.mean_weight" in w else "kernel" if "linear_map.landmarks" in w else "linear"
+             for w in weights]
     assert record["map"] in kinds
     for k, v in soup.items():
         if k.startswith("linear_map."):

@@ -1,9 +1,12 @@
-"""Validation Recall@10 of a transfer run, re-derived with scikit-learn's exact cosine neighbours."""
+"""Validation Recall@10 of a transfer run, re-derived with scikit-learn's exact cosine neighbours; the map
+choice's one-standard-error rule against scipy's standard error of the mean."""
 
 import numpy as np
+import pytest
+from scipy.stats import sem
 from sklearn.neighbors import NearestNeighbors
 
-from anchor_embed.transfer.validation import NeighbourRecall
+from anchor_embed.transfer.validation import NeighbourRecall, choose_map, monitor_figure
 
 
 def _recall(vectors: np.ndarray, truth_vectors: np.ndarray, pool: np.ndarray, queries: np.ndarray, k: int) -> float:
@@ -36,3 +39,38 @@ def test_new_recall_with_two_queries_has_one_neighbour_each():
     v = NeighbourRecall(ids, np.arange(4), np.array([1, 3]))
     assert v.new_truth.shape == (2, 1)
     assert v.score_new(ids) == 1.0
+
+
+def test_per_query_figures_average_to_the_scores():
+    """Each monitor's per-query figures average to the figure a run logs (mixed; mean of mixed and new)."""
+    rng = np.random.default_rng(1)
+    ids = rng.normal(size=(90, 6))
+    content = ids + rng.normal(size=ids.shape)
+    v = NeighbourRecall(ids, np.arange(90), np.arange(0, 90, 3))
+    mixed = v.per_query(content, "recall_at_10")
+    assert mixed.shape == (30,) and np.isclose(mixed.mean(), v.score(content))
+    assert np.isclose(monitor_figure(content, v, "mean_recall_at_10"), (v.score(content) + v.score_new(content)) / 2)
+    with pytest.raises(ValueError, match="monitor 'auc'"):
+        v.per_query(content, "auc")
+
+
+def test_choose_map_keeps_the_residual_only_beyond_one_standard_error():
+    """The plain maps compete by their mean (the first of equal ones); the residual map replaces the best of them
+    only when its mean lead exceeds the standard error of the paired differences (scipy's sem); a residual
+    map alone is kept; identical figures keep the plain map."""
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0, 1, 200)
+    kernel, linear = base.copy(), base - 0.01
+    assert choose_map({"kernel": kernel, "linear": linear}) == "kernel"
+    assert choose_map({"kernel": kernel, "linear": kernel.copy()}) == "kernel"
+    noise = rng.normal(0, 0.2, 200)
+    small = base + noise - noise.mean() + 0.5 * sem(noise)          # leads by half a standard error
+    large = base + noise - noise.mean() + 2.0 * sem(noise)          # leads by two
+    assert choose_map({"kernel": kernel, "linear": linear, "residual": small}) == "kernel"
+    assert choose_map({"kernel": kernel, "linear": linear, "residual": large}) == "residual"
+    assert choose_map({"linear": linear, "kernel": linear - 0.2, "residual": linear + noise - noise.mean() +
+                       2.0 * sem(noise)}) == "residual"              # judged against the best plain map
+    assert choose_map({"kernel": kernel, "residual": kernel.copy()}) == "kernel"
+    assert choose_map({"kernel": kernel, "residual": kernel + 0.01}) == "residual"     # a lead with no spread
+    assert choose_map({"residual": small}) == "residual"
+    assert choose_map({"kernel": kernel[:1], "residual": kernel[:1] + 1}) == "kernel"   # one query: no error bar

@@ -179,6 +179,17 @@ def kernel_ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: 
     return fit.predict(features), fit.alpha
 
 
+def _fifth_split(train_rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded fifth of `train_rows` to validate on (at least 2), the rest to fit on, both together (sorted),
+    and the validation rows' positions in them: how the references choose a setting on training rows alone."""
+    order = np.random.default_rng(seed).permutation(np.asarray(train_rows, np.int64))
+    cut = max(2, len(order) // 5)
+    val, fit_rows = np.sort(order[:cut]), np.sort(order[cut:])
+    pool = np.sort(np.concatenate([val, fit_rows]))
+    at = {int(r): i for i, r in enumerate(pool)}
+    return val, fit_rows, pool, np.array([at[int(r)] for r in val])
+
+
 def residual_ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndarray, seed: int = 0,
                            alphas: tuple[float, ...] = RESIDUAL_ALPHAS) -> tuple[np.ndarray, float]:
     """RidgeCV plus kernel ridge of its residuals (`fit_residual_kernel_ridge`), the closed form of a transfer
@@ -187,12 +198,7 @@ def residual_ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows
     it), then refitted on every training row; the predicted vectors of every row and that alpha."""
     from anchor_embed.evaluation.metrics import recall_at_k
 
-    order = np.random.default_rng(seed).permutation(np.asarray(train_rows, np.int64))
-    cut = max(2, len(order) // 5)
-    val, fit_rows = np.sort(order[:cut]), np.sort(order[cut:])
-    pool = np.sort(np.concatenate([val, fit_rows]))
-    at = {int(r): i for i, r in enumerate(pool)}
-    queries = np.array([at[int(r)] for r in val])
+    val, fit_rows, pool, queries = _fifth_split(train_rows, seed)
     unit = normalise_rows(targets)
     truth = knn(unit[pool], queries, 10)[0]
     k_new = min(10, len(val) - 1)
@@ -236,13 +242,7 @@ def choose_knn_k(content: np.ndarray, targets: np.ndarray, train_rows: np.ndarra
     fifth of them, averaged over the other four fifths only)."""
     from anchor_embed.evaluation.metrics import recall_at_k
 
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(np.asarray(train_rows, np.int64))
-    cut = max(2, len(order) // 5)
-    val, fit_rows = np.sort(order[:cut]), np.sort(order[cut:])
-    pool = np.sort(np.concatenate([val, fit_rows]))
-    at = {int(r): i for i, r in enumerate(pool)}
-    queries = np.array([at[int(r)] for r in val])
+    val, fit_rows, pool, queries = _fifth_split(train_rows, seed)
     truth = knn(normalise_rows(targets[pool]), queries, 10)[0]
     best, best_k = -1.0, ks[0]
     for k in ks:

@@ -232,7 +232,8 @@ def transfer(
             f"streamers ({MAP_FITS[kind]}, alpha {fitted['alpha']:g} by {fitted.get('alpha_by', 'leave-one-out')}), "
             f"weight {share:g} in the output's cosine")
     if len(maps) > 1:
-        say("[bold]transfer[/]: the saved model keeps the map whose blend scores better on validation at its epoch")
+        say("[bold]transfer[/]: the saved model keeps the map whose blend scores best on validation at its epoch"
+            + (" (the residual map only with a lead beyond one standard error)" if "residual" in maps else ""))
     linear = {"share": share if maps else 0.0, **{kind: fitted for kind, (_, fitted) in maps.items()}}
     from anchor_embed.fingerprint import cache_digest, file_digest, input_digest
 

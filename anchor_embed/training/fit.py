@@ -111,6 +111,11 @@ class Task(ABC):
         """Write the run's model for a new best epoch (a patch-only task writes just its patch)."""
         save_model(out, self.model)
 
+    def finish(self, out: Path) -> None:
+        """After the last epoch, on the main process, before outcome.json: a last change to the saved model
+        (none by default)."""
+        return None
+
 
 def start_seed(draws: list[int]) -> int:
     """The torch seed a run starts from: its seed, or one drawn from all of `draws` (a soup member's)."""
@@ -368,6 +373,7 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
         say(f"[bold]{task.label}[/]: no better {task.monitor} for {cfg.patience} epochs; "
             f"stopped after epoch {len(history)}, keeping epoch {selection.best_epoch}")
     if dist.is_main:
+        task.finish(out)
         atomic.write_json(out / "outcome.json", {
             "complete": True, "epochs_run": len(history), "stopped_by": stopped, "best_epoch": selection.best_epoch,
             "monitor": task.monitor, "best": selection.best})

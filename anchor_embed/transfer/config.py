@@ -45,6 +45,9 @@ class TransferConfig(TrainingConfig):
         "of the pooled inputs, RidgeCV on the inputs themselves, RidgeCV plus kernel ridge of its residuals (alpha "
         "by validation), or all three fitted and the one whose blend scores best on validation kept with the "
         "epoch (auto)")
+    map_refit: bool = Field(True, description="After training, fit the kept map (its kind and alpha) again on "
+                            "the training and validation streamers, so every streamer with an ID embedding is "
+                            "placed by it; the validation figures are of the map before")
     map_landmarks: int = Field(4096, ge=1, description="Most landmarks of the kernel map: every training streamer "
                                "up to this many (exact kernel ridge), a seeded sample above; the fit's memory "
                                "grows with its square and its time with its cube")

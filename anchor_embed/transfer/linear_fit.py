@@ -25,6 +25,7 @@ from anchor_embed.features.meta_tags import meta_tag_mask
 from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.linear_map import LinearMap, pooled_inputs
+from anchor_embed.transfer.split import TransferSplit
 from anchor_embed.transfer.validation import NeighbourRecall, monitor_figure
 
 # the maps a run can fit; `--map auto` fits all in this order (kernel first: it is kept on a tie, and when no
@@ -96,6 +97,17 @@ def fit_maps(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np
         out[kind] = (linear, {"alpha": fit.alpha, "inputs": int(x.shape[1]), "fitted_on": len(rows),
                               "landmarks": int(len(fit.landmarks)), "gamma": fit.gamma, **extra})
     return out
+
+
+def refit_map(model: FusionModel, batcher: Batcher, split: TransferSplit, kind: str, alpha: float | None,
+              seed: int = 0, max_landmarks: int = MAX_LANDMARKS) -> tuple[LinearMap, dict]:
+    """The map of `kind` fitted again on the split's training and validation streamers (their ID embeddings),
+    the residual map at the `alpha` validation chose for it (the others by leave-one-out as before): after the
+    selection, the validation streamers are placed by their own ID embeddings too (docs/tuning.md, thirteenth
+    round)."""
+    rows = np.sort(np.concatenate([split.train_rows, split.val_rows]))
+    return fit_maps(model, batcher, split.val_vectors, rows, (kind,), seed, max_landmarks,
+                    residual_alpha=alpha if kind == "residual" else None)[kind]
 
 
 def kernel_map(fit: KernelRidgeFit, inputs: int, tags: int) -> LinearMap:

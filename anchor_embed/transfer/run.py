@@ -48,7 +48,7 @@ class TransferTask(Task):
 
     def __init__(self, model, batcher: Batcher, method: TransferMethod, cfg: TransferConfig, steps: int,
                  views: tuple[ViewConfig, float, float], validation: NeighbourRecall | None,
-                 maps: dict | None = None, share: float = 0.0) -> None:
+                 maps: dict | None = None, share: float = 0.0, refit=None) -> None:
         self.model, self.batcher, self.method, self.cfg = model, batcher, method, cfg
         # the candidate maps (kind -> LinearMap), their vectors of the validation streamers (they never change),
         # and the one the latest validation picked: the model trains without a map, and is saved with that one
@@ -56,6 +56,7 @@ class TransferTask(Task):
         self.map_vectors = (map_vectors(self.maps, batcher, validation.candidates)
                             if self.maps and validation is not None else {})
         self.chosen = next(iter(self.maps), None)
+        self.refit = refit     # kind -> (map, what was fitted): the kept map fitted again after training (finish)
         self.label = f"transfer:{cfg.method}"
         self.steps = steps
         self.views, self.noise, self.feature_dropout = views
@@ -109,6 +110,26 @@ class TransferTask(Task):
         figures, self.chosen = blended_figures(self.model, self.batcher, self.validation, self.map_vectors,
                                                self.share, self.monitor)
         return figures
+
+    def finish(self, out: Path) -> None:
+        """The saved model's map fitted again on the training and validation streamers (`--map-refit`), its kind
+        and alpha as validation chose them; run.json records the refit."""
+        if self.refit is None or not (out / "model.safetensors").is_file():
+            return
+        from anchor_embed.model.store import save_model
+
+        model, _ = load_model(out)
+        if model.linear_map is None:
+            return
+        kind = model.linear_map.kind
+        linear, fitted = self.refit(kind)
+        model.set_linear_map(linear, model.cfg.linear_share)
+        save_model(out, model)
+        info = run_info(out)
+        info["linear_map"] = {**info.get("linear_map", {}), "refit": {"kind": kind, **fitted}}
+        atomic.write_json(out / "run.json", info)
+        say(f"[bold]transfer[/]: the kept {kind} map fitted again on {fitted['fitted_on']} training and validation "
+            "streamers (the validation figures are of the map before)")
 
     def save_best(self, out: Path) -> None:
         """The model with the map this epoch's validation picked (none for a method without one)."""
@@ -220,7 +241,7 @@ def transfer(
     data = TransferData(id_vectors, train_rows, kq, kn, pairs.id_score[pairs.kept],
                         pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
-    from anchor_embed.transfer.linear_fit import fit_maps, map_kinds
+    from anchor_embed.transfer.linear_fit import fit_maps, map_kinds, refit_map
 
     share = method_default(cfg, method, "linear_share")
     validation = split_validation(split)
@@ -250,7 +271,11 @@ def transfer(
             _write_pairs(out, cache.keys, pairs)
             atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
         steps = max(1, len(train_rows) // cfg.batch_size)
+        refit = None
+        if maps and cfg.map_refit and len(split.val_rows):
+            def refit(kind: str):
+                return refit_map(model, batcher, split, kind, maps[kind][1]["alpha"], cfg.seed, cfg.map_landmarks)
         task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained),
                             validation if dist.is_main else None,
-                            {kind: m for kind, (m, _) in maps.items()}, share)
+                            {kind: m for kind, (m, _) in maps.items()}, share, refit)
         return fit(task, out, cfg, ckpt, dist)

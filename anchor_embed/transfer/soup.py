@@ -104,7 +104,7 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
         say(f"[bold]transfer --members[/]: member {m + 1} of {cfg.members} -> {run}")
         try:
             got = transfer(pretrained, id_emb, run, id_keys=id_keys, features=features, config=config,
-                           resume=resume, id_column=id_column, **{**overrides, "member": m})
+                           resume=resume, id_column=id_column, **{**overrides, "member": m, "map_refit": False})
         except TrainingCollapsed as e:        # a collapsed member is reported and left out of the soup
             say(f"[yellow]transfer --members[/]: member {m} failed: {e}")
             rows.append({"member": m, "run": str(run), "failed": str(e)})
@@ -130,7 +130,8 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     info = run_info(first)
     cache = open_cache(info["features"])
     batcher = Batcher.for_model(model, cache)
-    validation = split_validation(read_split(cache, cfg, id_emb, id_keys, id_column)[0])
+    split = read_split(cache, cfg, id_emb, id_keys, id_column)[0]
+    validation = split_validation(split)
     monitor = cfg.select_on
     chosen, figures = next(iter(maps), None), None
     if validation is not None and maps:
@@ -138,10 +139,17 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
                                           map_vectors(maps, batcher, validation.candidates), share, monitor)
     elif validation is not None:
         figures = validation_figures(model, batcher, validation)
+    refit = None
+    if chosen is not None and cfg.map_refit and len(split.val_rows):   # as a single run does after training
+        from anchor_embed.transfer.linear_fit import refit_map
+
+        alpha = run_info(first).get("linear_map", {}).get(chosen, {}).get("alpha")
+        maps[chosen], fitted = refit_map(model, batcher, split, chosen, alpha, cfg.seed, cfg.map_landmarks)
+        refit = {"kind": chosen, **fitted}
     if chosen is not None:
         model.set_linear_map(maps[chosen], share)
     record = {"members": rows, "monitor": monitor, "validation": figures,
-              **({"map": chosen} if chosen is not None else {})}
+              **({"map": chosen} if chosen is not None else {}), **({"map_refit": refit} if refit else {})}
 
     # stage the soup as a run folder (no metrics.jsonl: no epoch of it), then take it into OUT as --choose takes
     # its winner: the card and evaluation of an earlier model go

@@ -147,6 +147,7 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     from anchor_embed.features.cache import open_cache
     from anchor_embed.model.batcher import Batcher, embed_all
     from anchor_embed.transfer.config import TransferConfig
+    from anchor_embed.transfer.linear_fit import refit_map
     from anchor_embed.transfer.run import read_split
     from anchor_embed.transfer.validation import split_validation, validation_figures
 
@@ -157,14 +158,17 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     assert run_cli(*args, "--out", tmp_path / "half", "--linear-share", "0.3", "--map", "linear") == 0
     assert run_cli(*args, "--out", tmp_path / "kern", "--map", "kernel", "--map-landmarks", "25") == 0
     assert run_cli(*args, "--out", tmp_path / "resid", "--map", "residual") == 0
+    assert run_cli(*args, "--out", tmp_path / "kept", "--no-map-refit") == 0
     assert run_cli(*args, "--out", tmp_path / "bad", "--linear-share", "1") == 2
     assert run_cli(*args, "--out", tmp_path / "bad", "--map", "rbf") == 2
     assert run_cli(*args, "--out", tmp_path / "bad", "--map-landmarks", "0") == 2
     info = {d: json.loads((tmp_path / d / "run.json").read_text())["linear_map"]
             for d in ("dflt", "feat", "half", "kern", "resid")}
     assert info["dflt"]["share"] == 0.5 and info["feat"] == {"share": 0.0} and info["half"]["share"] == 0.3
-    assert set(info["dflt"]) == {"share", "kernel", "linear", "residual"} and set(info["half"]) == {"share", "linear"}
-    assert set(info["kern"]) == {"share", "kernel"} and set(info["resid"]) == {"share", "residual"}
+    assert set(info["dflt"]) == {"share", "kernel", "linear", "residual", "refit"}       # refit: see below
+    assert set(info["half"]) == {"share", "linear", "refit"} and set(info["kern"]) == {"share", "kernel", "refit"}
+    assert set(info["resid"]) == {"share", "residual", "refit"} and info["resid"]["refit"]["kind"] == "residual"
+    assert info["resid"]["refit"]["alpha"] == info["resid"]["residual"]["alpha"]     # validation's alpha kept
     resid = info["resid"]["residual"]        # its alpha: the best of its own validation figures, recorded
     assert resid["alpha_by"] == "validation mean_recall_at_10" and len(resid["alphas"]) == len(RESIDUAL_ALPHAS)
     assert f"{resid['alpha']:.4g}" == max(resid["alphas"], key=resid["alphas"].get)
@@ -191,9 +195,26 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     cfg = TransferConfig.model_validate(json.loads((tmp_path / "dflt" / "config.json").read_text()))
     run_info = json.loads((tmp_path / "dflt" / "run.json").read_text())
     cache = open_cache(run_info["features"])
-    validation = split_validation(read_split(cache, cfg, sample / "ids.npy", None, "anchor_id")[0])
-    again = validation_figures(model, Batcher.for_model(model, cache), validation)
+    split = read_split(cache, cfg, sample / "ids.npy", None, "anchor_id")[0]
+    validation = split_validation(split)
+    # --no-map-refit saves the map as validated, with the figure the kept epoch logged; by default the kept map
+    # is fitted again on the training and validation streamers (its kind and alpha kept) and nothing else changes
+    kept, kept_raw = load_model(tmp_path / "kept")
+    again = validation_figures(kept, Batcher.for_model(kept, cache), validation)
     assert again["recall_at_10"] == pytest.approx(best["best"], abs=1e-5)
+    assert "refit" not in json.loads((tmp_path / "kept" / "run.json").read_text())["linear_map"]
+    refit = run_info["linear_map"]["refit"]
+    assert refit["kind"] == model.linear_map.kind == kept.linear_map.kind
+    assert refit["fitted_on"] == len(split.train_rows) + len(split.val_rows) > run_info["linear_map"]["linear"][
+        "fitted_on"]
+    want, _ = refit_map(kept, Batcher.for_model(kept, cache), split, refit["kind"],
+                        run_info["linear_map"][refit["kind"]]["alpha"], cfg.seed)
+    for name, value in want.state_dict().items():
+        torch.testing.assert_close(model.linear_map.state_dict()[name], value)
+    fusion = {k: v for k, v in model.state_dict().items() if not k.startswith("linear_map.")}
+    for k, v in kept.state_dict().items():
+        if not k.startswith("linear_map."):
+            assert torch.equal(fusion[k], v), k
     assert run_cli("embed", "--model", tmp_path / "half", "--streamers", sample / "streamers.jsonl",
                    "--out", tmp_path / "vec") == 0
     vecs = np.load(tmp_path / "vec" / "vectors.npy")

@@ -38,7 +38,7 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     out = tmp_path / "soup"
     args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--epochs", "2",
             "--batch-size", "16", "--holdout-frac", "0.2"]
-    assert run_cli(*args, "--out", tmp_path / "single") == 0
+    assert run_cli(*args, "--out", tmp_path / "single", "--no-map-refit") == 0     # members keep their maps as fitted
     assert run_cli(*args, "--out", out, "--members", "2") == 0
     members = [out / "members" / f"member{m}" for m in range(2)]
     weights = [load_file(str(m / "model.safetensors")) for m in members]
@@ -47,14 +47,18 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     assert (members[0] / "seen_ids.txt").read_bytes() == (members[1] / "seen_ids.txt").read_bytes()  # one split
     soup = load_file(str(out / "model.safetensors"))
     record = json.loads((out / "soup.json").read_text())
-    # the fusion weights are the mean; the map is the one the soup's validation picked among the members' maps
+    # the fusion weights are the mean; the map is the one the soup's validation picked among the members' maps,
+    # then fitted again on the training and validation streamers, as a single run does
     kinds = ["residual" if "linear_map.mean_weight" in w else "kernel" if "linear_map.landmarks" in w else "linear"
              for w in weights]
-    assert record["map"] in kinds
+    assert record["map"] in kinds and record["map_refit"]["kind"] == record["map"]
+    member_map = json.loads((members[0] / "run.json").read_text())["linear_map"]
+    assert record["map_refit"]["fitted_on"] > member_map[record["map"]]["fitted_on"]
+    assert "refit" not in member_map
+    assert {k for k in soup if k.startswith("linear_map.")} == \
+        {k for k in weights[kinds.index(record["map"])] if k.startswith("linear_map.")}
     for k, v in soup.items():
-        if k.startswith("linear_map."):
-            torch.testing.assert_close(v, weights[kinds.index(record["map"])][k])
-        elif v.is_floating_point():
+        if v.is_floating_point() and not k.startswith("linear_map."):
             torch.testing.assert_close(v, ((weights[0][k].double() + weights[1][k].double()) / 2).to(v.dtype))
     assert [r["member"] for r in record["members"]] == [0, 1]
     for r, m in zip(record["members"], members, strict=True):

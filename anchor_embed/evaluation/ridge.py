@@ -79,6 +79,8 @@ def fit_ridge_path(chunks: Chunks, alphas: tuple[float, ...]) -> list[RidgeFit]:
     row blocks, the same each call; it is called twice), each with the mean squared leave-one-out error of every
     alpha over every row and target: one eigendecomposition serves them all."""
     n, mx, my, sxx, sxy = _moments(chunks)
+    if n < sxx.shape[0]:
+        return _ridge_path_dual(chunks, alphas, n, mx, my)
     s, v = np.linalg.eigh(sxx)
     s = np.maximum(s, 0.0)
     z = v.T @ sxy                                          # (p, out)
@@ -95,6 +97,32 @@ def fit_ridge_path(chunks: Chunks, alphas: tuple[float, ...]) -> list[RidgeFit]:
     fits = []
     for i, a in enumerate(alphas):
         coef = (v @ (z * inv[i][:, None])).T
+        fits.append(RidgeFit(coef, my - mx @ coef.T, float(a), err))
+    return fits
+
+
+def _ridge_path_dual(chunks: Chunks, alphas: tuple[float, ...], n: int, mx: np.ndarray, my: np.ndarray
+                     ) -> list[RidgeFit]:
+    """`fit_ridge_path` when there are fewer rows than columns (a small catalogue with wide inputs): the same
+    fits from the eigendecomposition of the n x n Gram matrix of the centred rows, coef = X'(XX' + alpha I)^-1 Y
+    and h_ii = 1/n + [XX'(XX' + alpha I)^-1]_ii, since the p x p one costs p^3 for a rank below n."""
+    pairs = [(np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in chunks()]
+    x = np.concatenate([a for a, _ in pairs]) - mx
+    y = np.concatenate([b for _, b in pairs]) - my
+    s, u = np.linalg.eigh(x @ x.T)
+    s = np.maximum(s, 0.0)
+    uty = u.T @ y
+    err = np.zeros(len(alphas))
+    duals = []
+    for i, a in enumerate(alphas):
+        shrink = s / (s + a)
+        lev = 1.0 / n + (u * u) @ shrink
+        err[i] = (((y - u @ (shrink[:, None] * uty)) / (1.0 - lev[:, None])) ** 2).sum()
+        duals.append(u @ (uty / (s + a)[:, None]))          # (XX' + alpha I)^-1 Y
+    err /= n * y.shape[1]
+    fits = []
+    for a, dual in zip(alphas, duals, strict=True):
+        coef = (x.T @ dual).T
         fits.append(RidgeFit(coef, my - mx @ coef.T, float(a), err))
     return fits
 

@@ -31,10 +31,12 @@ def test_streamed_ridge_is_scikit_learns_ridgecv_in_any_chunking(n, p, rows):
     np.testing.assert_allclose(fit.predict(new), ref.predict(new), atol=1e-9)
 
 
-def test_leave_one_out_errors_are_refits_without_each_row():
+@pytest.mark.parametrize("n,p", [(30, 6), (14, 40)])
+def test_leave_one_out_errors_are_refits_without_each_row(n, p):
     """Each alpha's error is the mean over rows and targets of (y_i - prediction of a ridge fitted without row
-    i)^2, the intercept unpenalised: the definition, computed by n refits."""
-    x, y = _data(30, 6, seed=1)
+    i)^2, the intercept unpenalised: the definition, computed by n refits; with more columns than rows too
+    (the Gram-matrix path)."""
+    x, y = _data(n, p, seed=1)
     alphas = (0.01, 0.3, 3.0, 30.0, 300.0)
     fit = fit_ridge_loo(chunks_of(x, y, 8), alphas)
     for a, got in zip(alphas, fit.loo_errors, strict=True):
@@ -61,10 +63,12 @@ def test_duplicate_rows_a_constant_column_and_too_few_rows():
         fit_ridge_loo(chunks_of(x[:1], y[:1], 9), RIDGE_ALPHAS)
 
 
-def test_ridge_path_is_scikit_learns_ridge_at_every_alpha_and_loo_picks_from_it():
+@pytest.mark.parametrize("n,p", [(80, 12), (20, 70)])
+def test_ridge_path_is_scikit_learns_ridge_at_every_alpha_and_loo_picks_from_it(n, p):
     """`fit_ridge_path` gives, for each alpha in order, what Ridge(alpha) fits (intercept unpenalised), with
-    the same leave-one-out errors as `fit_ridge_loo`, whose fit is the path's least-error one."""
-    x, y = _data(80, 12, seed=3)
+    the same leave-one-out errors as `fit_ridge_loo`, whose fit is the path's least-error one; with fewer rows
+    than columns as well."""
+    x, y = _data(n, p, seed=3)
     alphas = (0.001, 0.1, 10.0, 1000.0)
     path = fit_ridge_path(chunks_of(x, y, 11), alphas)
     assert [f.alpha_ for f in path] == list(alphas)

@@ -86,11 +86,11 @@ def fit_maps(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np
         if kind == "kernel":
             fit, extra = fit_kernel_ridge(x, y, max_landmarks=max_landmarks, seed=seed, basis=basis), {}
         else:
-            alphas = (residual_alpha,) if residual_alpha is not None else RESIDUAL_ALPHAS
-            fits = fit_residual_kernel_ridge(x, y, ridge, alphas, max_landmarks=max_landmarks, seed=seed,
-                                             basis=basis)
-            fit, extra = (fits[0], {"alpha_by": "given"}) if residual_alpha is not None else \
-                _choose_residual(fits, batcher, skip, validation, monitor)
+            given = residual_alpha if residual_alpha is not None else RESIDUAL_ALPHA if validation is None else None
+            fits = fit_residual_kernel_ridge(x, y, ridge, RESIDUAL_ALPHAS if given is None else (given,),
+                                             max_landmarks=max_landmarks, seed=seed, basis=basis)
+            fit, extra = (fits[0], {"alpha_by": "given" if residual_alpha is not None else "default"}) \
+                if given is not None else _choose_residual(fits, batcher, skip, validation, monitor)
             extra["linear_alpha"] = float(ridge.alpha_)
         linear = kernel_map(fit, x.shape[1], tags)
         _copy(linear, skip_tags=skip)
@@ -125,11 +125,9 @@ def _copy(linear: LinearMap, **buffers) -> None:
 
 
 def _choose_residual(fits: list[KernelRidgeFit], batcher: Batcher, skip: torch.Tensor,
-                     validation: NeighbourRecall | None, monitor: str) -> tuple[KernelRidgeFit, dict]:
+                     validation: NeighbourRecall, monitor: str) -> tuple[KernelRidgeFit, dict]:
     """The residual fit whose predictions alone score best on the validation's `monitor` figure (the first of
-    equal figures), with every alpha's figure; RESIDUAL_ALPHA's fit when nothing validates."""
-    if validation is None:
-        return next(f for f in fits if f.alpha == RESIDUAL_ALPHA), {"alpha_by": "default"}
+    equal figures), with every alpha's figure."""
     x = pooled_features(batcher, validation.candidates, skip)
     scores = [monitor_figure(f.predict(x), validation, monitor) for f in fits]
     best = int(np.argmax(scores))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anchor_embed.evaluation.metrics import recall_at_k, recall_per_query
+from anchor_embed.evaluation.metrics import recall_per_query
 from anchor_embed.transfer.split import TransferSplit
 from anchor_embed.vectorspace import knn, normalise_rows
 
@@ -26,34 +26,45 @@ class NeighbourRecall:
         q = np.asarray(queries, np.int64)
         self.new_truth = knn(normalise_rows(id_vectors[q]), np.arange(len(q)), min(k, len(q) - 1))[0]
 
+    def mixed_per_query(self, candidate_vectors: np.ndarray) -> np.ndarray:
+        """(queries,) each validation query's Recall@k among the candidates (`score` averages them)."""
+        pred = knn(normalise_rows(candidate_vectors), self.query_pos, self.k)[0]
+        return recall_per_query(pred, self.truth, self.k)
+
+    def new_per_query(self, candidate_vectors: np.ndarray) -> np.ndarray:
+        """(queries,) each validation query's Recall@k among the validation streamers only (`score_new`)."""
+        v = normalise_rows(candidate_vectors[self.query_pos])
+        pred = knn(v, np.arange(len(v)), self.new_truth.shape[1])[0]
+        return recall_per_query(pred, self.new_truth, self.new_truth.shape[1])
+
     def score(self, candidate_vectors: np.ndarray) -> float:
         """Recall@k of the given vectors (one per candidate, in `candidates` order)."""
-        pred = knn(normalise_rows(candidate_vectors), self.query_pos, self.k)[0]
-        return recall_at_k(pred, self.truth, self.k)
+        return float(self.mixed_per_query(candidate_vectors).mean())
 
     def score_new(self, candidate_vectors: np.ndarray) -> float:
         """Recall@k of the validation queries among the validation streamers only (none of them trained on)."""
-        v = normalise_rows(candidate_vectors[self.query_pos])
-        pred = knn(v, np.arange(len(v)), self.new_truth.shape[1])[0]
-        return recall_at_k(pred, self.new_truth, self.new_truth.shape[1])
+        return float(self.new_per_query(candidate_vectors).mean())
 
     def per_query(self, candidate_vectors: np.ndarray, monitor: str) -> np.ndarray:
         """(queries,) each validation query's share of the `monitor` figure: its mixed Recall@k, or the mean of
         that and its new-vs-new one; their mean is `monitor_figure`."""
-        mixed = recall_per_query(knn(normalise_rows(candidate_vectors), self.query_pos, self.k)[0], self.truth,
-                                 self.k)
-        if monitor == "recall_at_10":
-            return mixed
-        if monitor == "mean_recall_at_10":
-            v = normalise_rows(candidate_vectors[self.query_pos])
-            k = self.new_truth.shape[1]
-            return (mixed + recall_per_query(knn(v, np.arange(len(v)), k)[0], self.new_truth, k)) / 2
-        raise ValueError(f"monitor {monitor!r}: expected recall_at_10 or mean_recall_at_10")
+        mixed = self.mixed_per_query(candidate_vectors)
+        new = self.new_per_query(candidate_vectors) if monitor != "recall_at_10" else mixed
+        return monitor_per_query(mixed, new, monitor)
+
+
+def monitor_per_query(mixed: np.ndarray, new: np.ndarray, monitor: str) -> np.ndarray:
+    """Each query's share of the `monitor` figure from its mixed and new-vs-new Recall@k."""
+    if monitor == "recall_at_10":
+        return mixed
+    if monitor == "mean_recall_at_10":
+        return (mixed + new) / 2
+    raise ValueError(f"monitor {monitor!r}: expected recall_at_10 or mean_recall_at_10")
 
 
 def monitor_figure(candidate_vectors: np.ndarray, validation: NeighbourRecall, monitor: str) -> float:
     """The `monitor` figure (recall_at_10, or mean_recall_at_10 with the new-vs-new figure) of the vectors of
-    `validation`'s candidates, as `_figures` gives it."""
+    `validation`'s candidates, as `validation_figures` and `blended_figures` report it."""
     return float(validation.per_query(candidate_vectors, monitor).mean())
 
 
@@ -96,7 +107,8 @@ def validation_figures(model, batcher, validation: NeighbourRecall) -> dict[str,
     from anchor_embed.model.batcher import embed_rows
 
     vecs = embed_rows(model, batcher, validation.candidates)
-    return _figures(vecs, vecs[:, :model.cfg.out_dim], validation)
+    return {**_recalls(validation.mixed_per_query(vecs), validation.new_per_query(vecs)),
+            "uniformity": _uniformity(vecs[:, :model.cfg.out_dim])}
 
 
 def map_vectors(maps: dict, batcher, rows: np.ndarray, batch_size: int = 512) -> dict[str, np.ndarray]:
@@ -120,20 +132,29 @@ def blended_figures(model, batcher, validation: NeighbourRecall, maps: dict[str,
     from anchor_embed.model.batcher import embed_rows
 
     fusion = normalise_rows(embed_rows(model, batcher, validation.candidates)[:, :model.cfg.out_dim])
-    blends = {kind: np.hstack([fusion * np.sqrt(1 - share), v * np.sqrt(share)]) for kind, v in maps.items()}
-    scored = {kind: _figures(b, fusion, validation) for kind, b in blends.items()}
-    best = choose_map({kind: validation.per_query(b, monitor) for kind, b in blends.items()})
+    spread = _uniformity(fusion)
+    per_query = {}
+    for kind, v in maps.items():
+        blend = np.hstack([fusion * np.sqrt(1 - share), v * np.sqrt(share)])
+        per_query[kind] = validation.mixed_per_query(blend), validation.new_per_query(blend)
+    scored = {kind: {**_recalls(*q), "uniformity": spread} for kind, q in per_query.items()}
+    best = choose_map({kind: monitor_per_query(*q, monitor) for kind, q in per_query.items()})
     return {**scored[best], **{f"{kind}_map_{monitor}": f[monitor] for kind, f in scored.items()}}, best
 
 
-def _figures(vecs: np.ndarray, fusion: np.ndarray, validation: NeighbourRecall) -> dict[str, float]:
-    """Mixed and new-vs-new Recall@10 of `vecs` (one per candidate), their mean, and the uniformity of `fusion`."""
+def _recalls(mixed: np.ndarray, new: np.ndarray) -> dict[str, float]:
+    """Mixed and new-vs-new Recall@10 and their mean, from the per-query figures."""
+    a, b = float(mixed.mean()), float(new.mean())
+    return {"recall_at_10": a, "new_recall_at_10": b, "mean_recall_at_10": (a + b) / 2}
+
+
+def _uniformity(fusion: np.ndarray) -> float:
+    """Uniformity of the unit fusion vectors (at most 2,000 of them, a fixed sample): the spread the collapse
+    guard reads."""
     import torch
 
     from anchor_embed.losses import uniformity
 
     fusion = normalise_rows(fusion)
-    sample = fusion[np.random.default_rng(0).permutation(len(vecs))[:2000]]
-    mixed, new = validation.score(vecs), validation.score_new(vecs)
-    return {"recall_at_10": mixed, "new_recall_at_10": new, "mean_recall_at_10": (mixed + new) / 2,
-            "uniformity": float(uniformity(torch.from_numpy(sample)))}
+    sample = fusion[np.random.default_rng(0).permutation(len(fusion))[:2000]]
+    return float(uniformity(torch.from_numpy(sample)))

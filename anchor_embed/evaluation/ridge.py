@@ -53,34 +53,58 @@ def chunk_rows(width: int, budget_bytes: int = 1 << 27) -> int:
     return max(64, budget_bytes // (8 * max(width, 1)))
 
 
-def _moments(chunks: Chunks) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, means of x and y, and centred cross-products x'x and x'y of the chunks, each chunk's merged in."""
-    n, mx, my, sxx, sxy = 0, None, None, None, None
+Moments = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _merge(m: Moments | None, x: np.ndarray, y: np.ndarray) -> Moments:
+    """The moments `m` (None for none yet) with the rows of one more chunk merged in (Chan et al.)."""
+    k, cx, cy = len(x), x.mean(0), y.mean(0)
+    xc, yc = x - cx, y - cy
+    if m is None:
+        return k, cx, cy, xc.T @ xc, xc.T @ yc
+    n, mx, my, sxx, sxy = m
+    dx, dy, total = cx - mx, cy - my, n + k
+    sxx += xc.T @ xc + np.outer(dx, dx) * (n * k / total)
+    sxy += xc.T @ yc + np.outer(dx, dy) * (n * k / total)
+    return total, mx + dx * (k / total), my + dy * (k / total), sxx, sxy
+
+
+def _moments(chunks: Chunks) -> tuple[Moments | None, tuple[np.ndarray, np.ndarray] | None]:
+    """Rows, means of x and y, and centred cross-products x'x and x'y of the chunks, each chunk's merged in; or,
+    when the chunks hold fewer rows than columns, no moments but the rows themselves (x, y) for the Gram path:
+    chunks are kept, not merged, until as many rows as columns have come (they take less memory than x'x would),
+    so a small, wide sample never forms the p x p cross-product."""
+    m: Moments | None = None
+    held: list[tuple[np.ndarray, np.ndarray]] = []
+    held_rows = 0
     for x, y in chunks():
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         if not len(x):
             continue
-        k, cx, cy = len(x), x.mean(0), y.mean(0)
-        xc, yc = x - cx, y - cy
-        if n == 0:
-            n, mx, my, sxx, sxy = k, cx, cy, xc.T @ xc, xc.T @ yc
+        if m is None and held_rows + len(x) < x.shape[1]:
+            held.append((x, y))
+            held_rows += len(x)
             continue
-        dx, dy, total = cx - mx, cy - my, n + k
-        sxx += xc.T @ xc + np.outer(dx, dx) * (n * k / total)
-        sxy += xc.T @ yc + np.outer(dx, dy) * (n * k / total)
-        mx, my, n = mx + dx * (k / total), my + dy * (k / total), total
+        for hx, hy in held:
+            m = _merge(m, hx, hy)
+        held = []
+        m = _merge(m, x, y)
+    n = m[0] if m is not None else held_rows
     if n < 2:
         raise ValueError(f"ridge needs at least 2 rows, got {n}")
-    return n, mx, my, sxx, sxy
+    if m is not None:
+        return m, None
+    return None, (np.concatenate([x for x, _ in held]), np.concatenate([y for _, y in held]))
 
 
 def fit_ridge_path(chunks: Chunks, alphas: tuple[float, ...]) -> list[RidgeFit]:
     """The ridge from the chunks' x to their y at every one of `alphas`, in their order (`chunks()` yields (x, y)
-    row blocks, the same each call; it is called twice), each with the mean squared leave-one-out error of every
-    alpha over every row and target: one eigendecomposition serves them all."""
-    n, mx, my, sxx, sxy = _moments(chunks)
-    if n < sxx.shape[0]:
-        return _ridge_path_dual(chunks, alphas, n, mx, my)
+    row blocks, the same each call; it is called once or twice), each with the mean squared leave-one-out error of
+    every alpha over every row and target: one eigendecomposition serves them all."""
+    moments, rows = _moments(chunks)
+    if moments is None:
+        return _ridge_path_dual(*rows, alphas)
+    n, mx, my, sxx, sxy = moments
     s, v = np.linalg.eigh(sxx)
     s = np.maximum(s, 0.0)
     z = v.T @ sxy                                          # (p, out)
@@ -101,14 +125,12 @@ def fit_ridge_path(chunks: Chunks, alphas: tuple[float, ...]) -> list[RidgeFit]:
     return fits
 
 
-def _ridge_path_dual(chunks: Chunks, alphas: tuple[float, ...], n: int, mx: np.ndarray, my: np.ndarray
-                     ) -> list[RidgeFit]:
+def _ridge_path_dual(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...]) -> list[RidgeFit]:
     """`fit_ridge_path` when there are fewer rows than columns (a small catalogue with wide inputs): the same
     fits from the eigendecomposition of the n x n Gram matrix of the centred rows, coef = X'(XX' + alpha I)^-1 Y
     and h_ii = 1/n + [XX'(XX' + alpha I)^-1]_ii, since the p x p one costs p^3 for a rank below n."""
-    pairs = [(np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in chunks()]
-    x = np.concatenate([a for a, _ in pairs]) - mx
-    y = np.concatenate([b for _, b in pairs]) - my
+    n, mx, my = len(x), x.mean(0), y.mean(0)
+    x, y = x - mx, y - my
     s, u = np.linalg.eigh(x @ x.T)
     s = np.maximum(s, 0.0)
     uty = u.T @ y

@@ -63,7 +63,7 @@ def test_duplicate_rows_a_constant_column_and_too_few_rows():
         fit_ridge_loo(chunks_of(x[:1], y[:1], 9), RIDGE_ALPHAS)
 
 
-@pytest.mark.parametrize("n,p", [(80, 12), (20, 70)])
+@pytest.mark.parametrize("n,p", [(80, 12), (20, 70), (40, 30), (33, 33), (32, 33)])
 def test_ridge_path_is_scikit_learns_ridge_at_every_alpha_and_loo_picks_from_it(n, p):
     """`fit_ridge_path` gives, for each alpha in order, what Ridge(alpha) fits (intercept unpenalised), with
     the same leave-one-out errors as `fit_ridge_loo`, whose fit is the path's least-error one; with fewer rows
@@ -79,3 +79,19 @@ def test_ridge_path_is_scikit_learns_ridge_at_every_alpha_and_loo_picks_from_it(
     best = fit_ridge_loo(chunks_of(x, y, 11), alphas)
     np.testing.assert_array_equal(best.loo_errors, path[0].loo_errors)
     assert best.alpha_ == alphas[int(np.argmin(path[0].loo_errors))]
+
+
+def test_ridge_with_fewer_rows_than_columns_never_forms_the_wide_cross_product():
+    """A small, wide sample (20 rows, 3,000 columns) is fitted on its Gram matrix without the 72 MB p x p
+    cross-product ever being allocated (numpy reports its allocations to tracemalloc), and still equals Ridge."""
+    import tracemalloc
+
+    x, y = _data(20, 3000, seed=5)
+    tracemalloc.start()
+    try:
+        fit = fit_ridge_path(chunks_of(x, y, 7), (0.5,))[0]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3000 * 3000 * 8 / 4, peak
+    np.testing.assert_allclose(fit.coef_, Ridge(alpha=0.5).fit(x, y).coef_, atol=1e-9)

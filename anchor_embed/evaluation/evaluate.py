@@ -113,13 +113,13 @@ def evaluate(
         named["ID embeddings used for training"] = taught
     if ridge:
         x = reference_features(cache, rows_in_cache[fit_rows])[rows_in_cache]
-        named["ridge (reference)"], alpha = ridge_vectors(x, taught, fit_rows)
+        named["ridge (reference)"], prior = ridge_vectors(x, taught, fit_rows)
         say(f"[bold]evaluate[/]: RidgeCV on frozen features + one-hot tags ({x.shape[1]} columns) fitted on "
-            f"{len(fit_rows)} streamers, alpha {alpha:g} by leave-one-out")
+            f"{len(fit_rows)} streamers, alpha {prior.alpha_:g} by leave-one-out")
         named["kernel ridge (reference)"], alpha = kernel_ridge_vectors(x, taught, fit_rows, seed=seed)
         say(f"[bold]evaluate[/]: kernel ridge (RBF, gamma {KERNEL_GAMMA:g}) on the same inputs, alpha {alpha:g} "
             "by leave-one-out")
-        named["residual ridge (reference)"], alpha = residual_ridge_vectors(x, taught, fit_rows, seed=seed)
+        named["residual ridge (reference)"], alpha = residual_ridge_vectors(x, taught, fit_rows, seed, prior=prior)
         say(f"[bold]evaluate[/]: RidgeCV + kernel ridge of its residuals on the same inputs, alpha {alpha:g} by "
             "validation on a fifth of the training streamers")
     if knn_average:

@@ -83,11 +83,11 @@ def fit_ridge(features: np.ndarray, targets: np.ndarray, alphas: tuple[float, ..
 
 
 def ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndarray,
-                  alphas: tuple[float, ...] = RIDGE_ALPHAS) -> tuple[np.ndarray, float]:
+                  alphas: tuple[float, ...] = RIDGE_ALPHAS) -> tuple[np.ndarray, RidgeFit]:
     """RidgeCV from `features` to the unit `targets` of `train_rows` (alpha by leave-one-out over those rows);
-    the predicted vectors of every row and the alpha chosen."""
+    the predicted vectors of every row and the fit (its `alpha_` the one chosen)."""
     model = fit_ridge(features[train_rows], targets[train_rows], alphas)
-    return model.predict(features).astype(np.float32), float(model.alpha_)
+    return model.predict(features).astype(np.float32), model
 
 
 def _unit64(x: np.ndarray) -> np.ndarray:
@@ -191,31 +191,25 @@ def _fifth_split(train_rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 def residual_ridge_vectors(features: np.ndarray, targets: np.ndarray, train_rows: np.ndarray, seed: int = 0,
-                           alphas: tuple[float, ...] = RESIDUAL_ALPHAS) -> tuple[np.ndarray, float]:
+                           alphas: tuple[float, ...] = RESIDUAL_ALPHAS, prior: RidgeFit | None = None
+                           ) -> tuple[np.ndarray, float]:
     """RidgeCV plus kernel ridge of its residuals (`fit_residual_kernel_ridge`), the closed form of a transfer
     run's residual map: the alpha whose fit on four fifths of `train_rows` best recovers the other fifth's ID
-    neighbours (the mean of their Recall@10 among all training rows and among themselves, as transfer picks
-    it), then refitted on every training row; the predicted vectors of every row and that alpha."""
-    from anchor_embed.evaluation.metrics import recall_at_k
+    neighbours (`NeighbourRecall`'s mean of their Recall@10 among all training rows and among themselves, as
+    transfer picks it), then refitted on every training row; the predicted vectors of every row and that alpha.
+    `prior` is the RidgeCV fit on every training row when the caller has made it (evaluate's ridge row)."""
+    from anchor_embed.evaluation.neighbour_recall import NeighbourRecall, monitor_figure
 
-    val, fit_rows, pool, queries = _fifth_split(train_rows, seed)
-    unit = normalise_rows(targets)
-    truth = knn(unit[pool], queries, 10)[0]
-    k_new = min(10, len(val) - 1)
-    truth_new = knn(unit[val], np.arange(len(val)), k_new)[0]
+    val, fit_rows, pool, _ = _fifth_split(train_rows, seed)
+    judge = NeighbourRecall(targets, pool, val)
     basis = nystroem_basis(features[fit_rows], seed=seed)
     fits = fit_residual_kernel_ridge(features[fit_rows], targets[fit_rows], fit_ridge(features[fit_rows],
                                      targets[fit_rows]), alphas, basis=basis)
-    scores = []
-    for f in fits:
-        v = normalise_rows(f.predict(features[pool]))
-        mixed = recall_at_k(knn(v, queries, 10)[0], truth, 10)
-        new = recall_at_k(knn(v[queries], np.arange(len(val)), k_new)[0], truth_new, k_new)
-        scores.append((mixed + new) / 2)
+    scores = [monitor_figure(f.predict(features[pool]), judge, "mean_recall_at_10") for f in fits]
     alpha = alphas[int(np.argmax(scores))]
     rows = np.asarray(train_rows)
-    fit = fit_residual_kernel_ridge(features[rows], targets[rows], fit_ridge(features[rows], targets[rows]),
-                                    (alpha,), seed=seed)[0]
+    prior = prior if prior is not None else fit_ridge(features[rows], targets[rows])
+    fit = fit_residual_kernel_ridge(features[rows], targets[rows], prior, (alpha,), seed=seed)[0]
     return fit.predict(features), float(alpha)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from anchor_embed.evaluation.neighbour_recall import NeighbourRecall, monitor_figure
 from anchor_embed.evaluation.references import (
     KERNEL_GAMMA,
     MAX_LANDMARKS,
@@ -26,7 +27,6 @@ from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.linear_map import LinearMap, pooled_inputs
 from anchor_embed.transfer.split import TransferSplit
-from anchor_embed.transfer.validation import NeighbourRecall, monitor_figure
 
 # the maps a run can fit; `--map auto` fits all in this order (kernel first: it is kept on a tie, and when no
 # validation can choose; docs/tuning.md, tenth and thirteenth rounds)

@@ -16,6 +16,7 @@ from anchor_embed import atomic
 from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddings
 from anchor_embed.data.input_report import InputReport
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.evaluation.neighbour_recall import NeighbourRecall
 from anchor_embed.features.cache import FeatureCache, open_cache
 from anchor_embed.losses import info_nce
 from anchor_embed.model.batcher import Batcher
@@ -30,7 +31,6 @@ from anchor_embed.transfer.methods import METHODS
 from anchor_embed.transfer.methods.base import TransferData, TransferMethod
 from anchor_embed.transfer.split import SEEN_IDS, TransferSplit, read_seen, split_streamers
 from anchor_embed.transfer.validation import (
-    NeighbourRecall,
     blended_figures,
     map_vectors,
     split_validation,

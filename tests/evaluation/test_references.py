@@ -36,7 +36,8 @@ def test_ridge_alpha_is_the_leave_one_out_best_and_fit_uses_training_rows_only()
     y = x @ rng.normal(size=(6, 3)) + 0.8 * rng.normal(size=(40, 3))
     train = np.arange(30)
     alphas = (0.01, 0.3, 3.0, 30.0, 300.0)
-    vecs, alpha = ridge_vectors(x, y, train, alphas)
+    vecs, fit = ridge_vectors(x, y, train, alphas)
+    alpha = fit.alpha_
     target = _unit(y[train])
 
     def loo_error(a):                                      # refit without each row: the definition of LOO
@@ -152,10 +153,20 @@ def test_kernel_ridge_fits_what_a_linear_map_cannot_and_uses_training_rows_only(
 
 def test_residual_ridge_reference_picks_alpha_as_transfer_validation_does_and_uses_training_rows_only():
     """The reference's alpha is the one whose fit on four fifths of the training rows scores best on the other
-    fifth by the mean of the mixed and new-vs-new Recall@10, re-scored here with transfer's own validation
-    (`NeighbourRecall`); its vectors are the refit at that alpha on every training row; held-out targets never
+    fifth by the mean of the mixed and new-vs-new Recall@10, re-scored here from scikit-learn's exact cosine
+    neighbours; its vectors are the refit at that alpha on every training row (a caller's RidgeCV fit of those
+    rows, passed as `prior`, gives the same; another prior is used, not refitted); held-out targets never
     enter; on nonlinear targets it beats RidgeCV as kernel ridge does."""
-    from anchor_embed.transfer.validation import NeighbourRecall, monitor_figure
+    from sklearn.neighbors import NearestNeighbors
+
+    def top(v, pool, queries):                             # each query's 10 cosine-nearest pool rows, self excluded
+        nn = NearestNeighbors(n_neighbors=min(11, len(pool)), metric="cosine").fit(v[pool])
+        idx = nn.kneighbors(v[queries], return_distance=False)
+        return [[pool[j] for j in row if pool[j] != q][:10] for row, q in zip(idx, queries, strict=True)]
+
+    def recall(v, pool, queries):
+        return np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(top(v, pool, queries),
+                                                                      top(y, pool, queries), strict=True)])
 
     rng = np.random.default_rng(6)
     n = 400
@@ -165,12 +176,17 @@ def test_residual_ridge_reference_picks_alpha_as_transfer_validation_does_and_us
     got, alpha = residual_ridge_vectors(x, y, train, seed=4)
     order = np.random.default_rng(4).permutation(train)
     val, rest = np.sort(order[:60]), np.sort(order[60:])
-    judge = NeighbourRecall(y, np.sort(np.concatenate([val, rest])), val)
-    scores = [monitor_figure(f.predict(x[judge.candidates]), judge, "mean_recall_at_10")
-              for f in fit_residual_kernel_ridge(x[rest], y[rest], fit_ridge(x[rest], y[rest]))]
+    scores = []
+    for f in fit_residual_kernel_ridge(x[rest], y[rest], fit_ridge(x[rest], y[rest])):
+        v = f.predict(x)
+        scores.append((recall(v, train, val) + recall(v, val, val)) / 2)
     assert alpha == RESIDUAL_ALPHAS[int(np.argmax(scores))]
     want = fit_residual_kernel_ridge(x[train], y[train], fit_ridge(x[train], y[train]), (alpha,))[0].predict(x)
     np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(residual_ridge_vectors(x, y, train, seed=4, prior=fit_ridge(x[train], y[train]))[0],
+                               got, atol=1e-9)
+    other = residual_ridge_vectors(x, y, train, seed=4, prior=fit_ridge(x[rest], y[rest]))[0]
+    assert np.abs(other - got).max() > 1e-3
     y2 = y.copy()
     y2[300:] = rng.normal(size=(n - 300, 8)) * 100
     np.testing.assert_allclose(residual_ridge_vectors(x, y2, train, seed=4)[0], got, atol=1e-5)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.linear_model import RidgeCV
 
+from anchor_embed.evaluation.neighbour_recall import NeighbourRecall, monitor_figure
 from anchor_embed.evaluation.references import (
     RESIDUAL_ALPHA,
     RESIDUAL_ALPHAS,
@@ -22,7 +23,6 @@ from anchor_embed.model.batcher import Batcher, embed_all
 from anchor_embed.model.store import load_model, save_model
 from anchor_embed.training.card import write_card
 from anchor_embed.transfer.linear_fit import MAP_KINDS, fit_maps, pooled_features, skip_tags
-from anchor_embed.transfer.validation import NeighbourRecall, monitor_figure
 from anchor_embed.vectorspace import normalise_rows
 
 

@@ -180,7 +180,7 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
                             ridge=True, knn_average=True, train_id_emb=None if variant == "clean" else ids)
             for r in rows:
                 label = "pretrained (no ID embeddings)" if r["model"] == pre.name else r["model"]
-                tables[variant].setdefault(label, []).append(r)
+                tables[variant].setdefault(label, []).append({**r, "seed": seed})
             if variant == "clean" and budget.ablations and seed < (budget.ablation_seeds or seeds):
                 named = [("default (contrastive)", vdir / "contrastive" if vdir / "contrastive" in runs else None)]
                 for i, (name, change) in enumerate(ABLATIONS.items()):
@@ -190,5 +190,5 @@ def run_dataset(data: Path, out: Path, seeds: int, budget: Budget, tools: Path) 
                 rows = evaluate(cache, truth, models=list(abl_runs), seed=seed, holdout_frac=HOLDOUT, frozen=False,
                                 out=vdir / "ablation" / "evaluation")
                 for name, r in zip(names, rows, strict=True):
-                    ablation.setdefault(name, []).append(r)
+                    ablation.setdefault(name, []).append({**r, "seed": seed})
     return {"tables": tables, "ablation": ablation, "curves": curves, "failed": failed}

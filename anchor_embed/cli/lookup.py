@@ -30,11 +30,15 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
     if not 1 <= k <= 100_000:
         raise AnchorEmbedError(f"-k {k}: between 1 and 100000")
     look = Lookup.open(index)  # opened once for the lookups and the labels of the table
-    rows = [n.to_dict() for n in look.similar(ids, k, explain=explain)] if ids else []
+    answered = []
     if record:
         from anchor_embed.serving.similar import similar_to_records
 
-        rows += similar_to_records(record, look, k, media_root=media_root)
+        answered = similar_to_records(record, look, k, media_root=media_root)
+    by_record = {r["anchor_id"] for r in answered}
+    ids = [x for x in ids if x not in by_record]  # an id also given as a record is answered from the record
+    rows = [n.to_dict() for n in look.similar(ids, k, explain=explain)] if ids else []
+    rows += answered
     unknown = [r for r in rows if r.get("found") is False]
     if as_json:
         sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -85,7 +85,7 @@ def similar(
     k: Annotated[int, typer.Option("-k", min=1, max=100_000, help="Neighbours per streamer.")] = 20,
     index: Annotated[Path, typer.Option(envvar="ANCHOR_EMBED_INDEX", help="Index folder.")] = Path("index"),
     ids_file: Annotated[Path | None, typer.Option(help="More ids, one a line (default: none).")] = None,
-    record: Annotated[Path | None, typer.Option(help="Records of streamers not in the index, embedded now (default: none).")] = None,
+    record: Annotated[Path | None, typer.Option(help="Records of streamers not in the index, embedded now; an id given too is answered from its record (default: none).")] = None,
     media_root: Annotated[Path | None, typer.Option(help="Root of the records' frame paths (default: their folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
     explain: Annotated[bool, typer.Option(help="Per neighbour: cosine of text-only, frames-only, tags-only vectors "

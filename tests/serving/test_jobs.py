@@ -44,6 +44,11 @@ def test_cli_embed_index_similar_dedup_scatter(sample, sample_cache, pretrained,
     assert [r["anchor_id"] for r in rows] == ["s0000", "s0001", "s0002", "brand_new"]
     twin = {n["anchor_id"]: n["score"] for n in rows[3]["neighbours"]}
     assert rows[0] == row and twin["s0000"] > 0.999   # the record is s0000's content: found at cosine ~1
+    # the record's id named as well, as a user would: answered once, from the record, not "not in the index"
+    assert run_cli("similar", "brand_new", "--record", tmp_path / "new.jsonl", "--media-root", sample, "-k", "5",
+                   "--index", idx, "--json") == 0
+    got = capsys.readouterr()
+    assert [json.loads(x) for x in got.out.splitlines()] == [rows[3]] and "not in the index" not in got.err
     assert run_cli("similar", "s0000", "-k", "3", "--index", idx) == 0               # the table view, with nicknames
     assert first["nickname"] in capsys.readouterr().out
     assert run_cli("dedup", vec, "--threshold", "0.99") == 0

@@ -13,6 +13,7 @@ from tests.conftest import run_cli
 COMMANDS = ["features", "pretrain", "transfer", "evaluate", "embed", "similar", "dedup", "demo", "index", "scatter"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", [["-m", "anchor_embed.cli.app"], ["-m", "anchor_embed.cli"]])
 def test_module_entry_points_list_every_command(entry):
     out = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, check=True).stdout

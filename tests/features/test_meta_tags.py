@@ -56,6 +56,7 @@ def test_width_buckets_values_and_what_gives_no_tag():
     assert tags_of_meta({"year": float("nan")}, fields) == ([], ["year"])
 
 
+@pytest.mark.slow
 def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, sample_cache, tmp_path):
     """Meta tags come first in a streamer's tags, non-numbers are counted, another spec is refused, and
     `Model.encode` of records (the path of embed and the server) tags them as the cache did."""

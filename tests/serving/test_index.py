@@ -37,6 +37,7 @@ def _unit(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_forced_index_kinds_build(tmp_path):
     vec = _vectors_folder(tmp_path / "vec", _unit(np.random.default_rng(0).normal(size=(2000, 32))))
     for kind in ("flat", "flat_fp16", "ivf_flat", "hnsw", "ivf_pq"):

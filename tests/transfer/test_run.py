@@ -42,6 +42,7 @@ def test_cli_transfer_each_method_never_sees_held_out(sample, sample_cache, pret
                    "--model", tmp_path / "prod") == 2
 
 
+@pytest.mark.slow
 def test_transfer_resume_and_bad_method(sample, pretrained, tmp_path):
     args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--batch-size", "16",
             "--schedule", "constant"]   # a cosine schedule bends by the --epochs cap, which a resume may raise
@@ -112,6 +113,7 @@ def test_cli_transfer_weight_average_bf16_and_reliability_weights(sample, pretra
     assert not all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path):
     """`--input-dropout` is recorded and changes the training batches; every epoch logs the new-vs-new recall,
     and `--select-on` picks epochs by its mean with the mixed figure."""
@@ -138,6 +140,7 @@ def test_cli_transfer_input_dropout_and_new_recall(sample, pretrained, tmp_path)
     assert outcome["monitor"] == "mean_recall_at_10" and outcome["best"] == pytest.approx(v["mean_recall_at_10"])
 
 
+@pytest.mark.slow
 def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     """`--linear-share` blends a closed-form map into the saved model (run.json and the card say so); by default
     contrastive 0.5 and the baselines none; `--map auto` (the default) fits the three maps, scores each blend
@@ -251,6 +254,7 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
         Batcher.for_model(model, nf)
 
 
+@pytest.mark.slow
 def test_cli_transfer_choose_keeps_the_best_candidate_on_validation(sample, pretrained, tmp_path, capsys):
     """`--choose KEY=V1,V2` trains one run per value (a grid when repeated) and keeps the one with the best
     validation figure: OUT holds that candidate's files bit for bit, choice.json and run.json every figure;

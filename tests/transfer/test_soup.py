@@ -31,6 +31,7 @@ def test_average_weights_is_the_plain_mean_and_refuses_what_cannot_be_averaged()
             average_weights(bad)
 
 
+@pytest.mark.slow
 def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, capsys):
     """Member 0 is bit for bit the single run; member 1 draws other batches; OUT holds the mean of their
     weights with its own validation figure (soup.json, run.json, the card), which evaluate reads like any run;

@@ -27,6 +27,7 @@ from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.linear_map import LinearMap, pooled_inputs
 from anchor_embed.transfer.split import TransferSplit
+from anchor_embed.vectorspace import normalise_rows
 
 # the maps a run can fit; `--map auto` fits all in this order (kernel first: it is kept on a tie, and when no
 # validation can choose; docs/tuning.md, tenth and thirteenth rounds)
@@ -61,12 +62,14 @@ def pooled_features(batcher: Batcher, rows: np.ndarray, skip: torch.Tensor, batc
 
 def fit_maps(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np.ndarray, kinds: tuple[str, ...],
              seed: int = 0, max_landmarks: int = MAX_LANDMARKS, validation: NeighbourRecall | None = None,
-             monitor: str = RESIDUAL_MONITOR, residual_alpha: float | None = None
-             ) -> dict[str, tuple[LinearMap, dict]]:
+             monitor: str = RESIDUAL_MONITOR, residual_alpha: float | None = None,
+             blend: tuple[np.ndarray, float] | None = None) -> dict[str, tuple[LinearMap, dict]]:
     """Each map of `kinds` fitted on `rows` (their `targets`, e.g. ID embeddings): {kind: (map, what was fitted,
     for run.json)}, the kernel maps with at most `max_landmarks` landmarks; the residual map's alpha is
-    `residual_alpha` when given, else the one whose map alone scores best on `validation`'s `monitor` figure
-    (RESIDUAL_ALPHA without one). None is installed: the run keeps the one its validation picks."""
+    `residual_alpha` when given, else the one whose map scores best on `validation`'s `monitor` figure
+    (RESIDUAL_ALPHA without one): alone, or given `blend` (the unit fusion vectors of the validation's
+    candidates, the map's share) blended with them as the saved model blends them. None is installed: the run
+    keeps the one its validation picks."""
     bad = [k for k in kinds if k not in MAP_KINDS]
     if bad:
         raise ValueError(f"map kind {bad[0]!r}: expected one of {', '.join(MAP_KINDS)}")
@@ -90,7 +93,7 @@ def fit_maps(model: FusionModel, batcher: Batcher, targets: np.ndarray, rows: np
             fits = fit_residual_kernel_ridge(x, y, ridge, RESIDUAL_ALPHAS if given is None else (given,),
                                              max_landmarks=max_landmarks, seed=seed, basis=basis)
             fit, extra = (fits[0], {"alpha_by": "given" if residual_alpha is not None else "default"}) \
-                if given is not None else _choose_residual(fits, batcher, skip, validation, monitor)
+                if given is not None else _choose_residual(fits, batcher, skip, validation, monitor, blend)
             extra["linear_alpha"] = float(ridge.alpha_)
         linear = kernel_map(fit, x.shape[1], tags)
         _copy(linear, skip_tags=skip)
@@ -110,6 +113,30 @@ def refit_map(model: FusionModel, batcher: Batcher, split: TransferSplit, kind: 
                     residual_alpha=alpha if kind == "residual" else None)[kind]
 
 
+def final_map(model: FusionModel, batcher: Batcher, split: TransferSplit, validation: NeighbourRecall | None,
+              kind: str, alpha: float | None, share: float, refit: bool, seed: int = 0,
+              max_landmarks: int = MAX_LANDMARKS) -> tuple[LinearMap, dict] | None:
+    """The kept map of a trained `model` (its fusion vectors final) as the saved model carries it, with what
+    run.json records of it; None when it stays as validated. The residual map's alpha is chosen again by the
+    blend with these fusion vectors on `validation` (the alpha the map alone preferred before training is not
+    the best one beside the trained model: docs/tuning.md, fifteenth and sixteenth rounds); then, with
+    `refit`, the map is fitted again on the training and validation streamers (`refit_map`)."""
+    record: dict = {}
+    if kind == "residual" and validation is not None:
+        from anchor_embed.model.batcher import embed_rows
+
+        fusion = normalise_rows(embed_rows(model, batcher, validation.candidates)[:, :model.cfg.out_dim])
+        linear, fitted = fit_maps(model, batcher, split.val_vectors, split.train_rows, (kind,), seed, max_landmarks,
+                                  validation, blend=(fusion, share))[kind]
+        alpha, record["blend_alpha"] = fitted["alpha"], {k: fitted[k] for k in ("alpha", "alpha_by", "alphas")}
+        if not refit:
+            return linear, record
+    if not refit or not len(split.val_rows):
+        return None
+    linear, fitted = refit_map(model, batcher, split, kind, alpha, seed, max_landmarks)
+    return linear, {**record, "refit": {"kind": kind, **fitted}}
+
+
 def kernel_map(fit: KernelRidgeFit, inputs: int, tags: int) -> LinearMap:
     """The model's map of a kernel (or residual) fit, its skip_tags still unset."""
     linear = LinearMap(inputs, fit.weight.shape[0], tags, len(fit.landmarks), fit.gamma, fit.mean_weight is not None)
@@ -125,11 +152,19 @@ def _copy(linear: LinearMap, **buffers) -> None:
 
 
 def _choose_residual(fits: list[KernelRidgeFit], batcher: Batcher, skip: torch.Tensor,
-                     validation: NeighbourRecall, monitor: str) -> tuple[KernelRidgeFit, dict]:
-    """The residual fit whose predictions alone score best on the validation's `monitor` figure (the first of
-    equal figures), with every alpha's figure."""
+                     validation: NeighbourRecall, monitor: str, blend: tuple[np.ndarray, float] | None = None
+                     ) -> tuple[KernelRidgeFit, dict]:
+    """The residual fit whose predictions score best on the validation's `monitor` figure (the first of equal
+    figures), alone or blended (`blend`: the candidates' unit fusion vectors and the map's share), with every
+    alpha's figure."""
     x = pooled_features(batcher, validation.candidates, skip)
-    scores = [monitor_figure(f.predict(x), validation, monitor) for f in fits]
+
+    def vectors(f: KernelRidgeFit) -> np.ndarray:
+        if blend is None:
+            return f.predict(x)
+        fusion, share = blend
+        return np.hstack([fusion * np.sqrt(1 - share), normalise_rows(f.predict(x)) * np.sqrt(share)])
+    scores = [monitor_figure(vectors(f), validation, monitor) for f in fits]
     best = int(np.argmax(scores))
-    return fits[best], {"alpha_by": f"validation {monitor}",
+    return fits[best], {"alpha_by": f"validation {monitor}" + (" of the blend" if blend is not None else ""),
                         "alphas": {f"{f.alpha:.4g}": round(v, 5) for f, v in zip(fits, scores, strict=True)}}

@@ -48,7 +48,7 @@ class TransferTask(Task):
 
     def __init__(self, model, batcher: Batcher, method: TransferMethod, cfg: TransferConfig, steps: int,
                  views: tuple[ViewConfig, float, float], validation: NeighbourRecall | None,
-                 maps: dict | None = None, share: float = 0.0, refit=None) -> None:
+                 maps: dict | None = None, share: float = 0.0, final=None) -> None:
         self.model, self.batcher, self.method, self.cfg = model, batcher, method, cfg
         # the candidate maps (kind -> LinearMap), their vectors of the validation streamers (they never change),
         # and the one the latest validation picked: the model trains without a map, and is saved with that one
@@ -56,7 +56,7 @@ class TransferTask(Task):
         self.map_vectors = (map_vectors(self.maps, batcher, validation.candidates)
                             if self.maps and validation is not None else {})
         self.chosen = next(iter(self.maps), None)
-        self.refit = refit     # kind -> (map, what was fitted): the kept map fitted again after training (finish)
+        self.final = final     # (model, kind) -> (map, record) | None: the kept map after training (finish)
         self.label = f"transfer:{cfg.method}"
         self.steps = steps
         self.views, self.noise, self.feature_dropout = views
@@ -112,9 +112,10 @@ class TransferTask(Task):
         return figures
 
     def finish(self, out: Path) -> None:
-        """The saved model's map fitted again on the training and validation streamers (`--map-refit`), its kind
-        and alpha as validation chose them; run.json records the refit."""
-        if self.refit is None or not (out / "model.safetensors").is_file():
+        """The saved model's map as `final` makes it after training (linear_fit.final_map: the residual map's
+        alpha chosen again beside the trained model, the map fitted again on the training and validation
+        streamers with `--map-refit`); run.json records what changed."""
+        if self.final is None or not (out / "model.safetensors").is_file():
             return
         from anchor_embed.model.store import save_model
 
@@ -122,14 +123,21 @@ class TransferTask(Task):
         if model.linear_map is None:
             return
         kind = model.linear_map.kind
-        linear, fitted = self.refit(kind)
+        made = self.final(model, kind)
+        if made is None:
+            return
+        linear, record = made
         model.set_linear_map(linear, model.cfg.linear_share)
         save_model(out, model)
         info = run_info(out)
-        info["linear_map"] = {**info.get("linear_map", {}), "refit": {"kind": kind, **fitted}}
+        info["linear_map"] = {**info.get("linear_map", {}), **record}
         atomic.write_json(out / "run.json", info)
-        say(f"[bold]transfer[/]: the kept {kind} map fitted again on {fitted['fitted_on']} training and validation "
-            "streamers (the validation figures are of the map before)")
+        if "blend_alpha" in record:
+            say(f"[bold]transfer[/]: the residual map's alpha chosen again beside the trained model: "
+                f"{record['blend_alpha']['alpha']:g} (validation {self.monitor} of the blend)")
+        if "refit" in record:
+            say(f"[bold]transfer[/]: the kept {kind} map fitted again on {record['refit']['fitted_on']} training "
+                "and validation streamers (the validation figures are of the map before)")
 
     def save_best(self, out: Path) -> None:
         """The model with the map this epoch's validation picked (none for a method without one)."""
@@ -241,7 +249,7 @@ def transfer(
     data = TransferData(id_vectors, train_rows, kq, kn, pairs.id_score[pairs.kept],
                         pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
-    from anchor_embed.transfer.linear_fit import fit_maps, map_kinds, refit_map
+    from anchor_embed.transfer.linear_fit import final_map, fit_maps, map_kinds
 
     share = method_default(cfg, method, "linear_share")
     validation = split_validation(split)
@@ -271,11 +279,12 @@ def transfer(
             _write_pairs(out, cache.keys, pairs)
             atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
         steps = max(1, len(train_rows) // cfg.batch_size)
-        refit = None
-        if maps and cfg.map_refit and len(split.val_rows):
-            def refit(kind: str):
-                return refit_map(model, batcher, split, kind, maps[kind][1]["alpha"], cfg.seed, cfg.map_landmarks)
+        final = None
+        if maps and cfg.member is None:     # a soup's members: the soup makes its map (transfer/soup.py)
+            def final(trained, kind: str):
+                return final_map(trained, batcher, split, validation, kind, maps[kind][1]["alpha"], share,
+                                 cfg.map_refit, cfg.seed, cfg.map_landmarks)
         task = TransferTask(model, batcher, method, cfg, steps, pretrain_views(pretrained),
                             validation if dist.is_main else None,
-                            {kind: m for kind, (m, _) in maps.items()}, share, refit)
+                            {kind: m for kind, (m, _) in maps.items()}, share, final)
         return fit(task, out, cfg, ckpt, dist)

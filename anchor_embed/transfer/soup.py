@@ -139,17 +139,21 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
                                           map_vectors(maps, batcher, validation.candidates), share, monitor)
     elif validation is not None:
         figures = validation_figures(model, batcher, validation)
-    refit = None
-    if chosen is not None and cfg.map_refit and len(split.val_rows):   # as a single run does after training
-        from anchor_embed.transfer.linear_fit import refit_map
+    made = None
+    if chosen is not None:          # as a single run does after training
+        from anchor_embed.transfer.linear_fit import final_map
 
         alpha = run_info(first).get("linear_map", {}).get(chosen, {}).get("alpha")
-        maps[chosen], fitted = refit_map(model, batcher, split, chosen, alpha, cfg.seed, cfg.map_landmarks)
-        refit = {"kind": chosen, **fitted}
-    if chosen is not None:
+        made = final_map(model, batcher, split, validation, chosen, alpha, share, cfg.map_refit, cfg.seed,
+                         cfg.map_landmarks)
+        if made is not None:
+            maps[chosen] = made[0]
         model.set_linear_map(maps[chosen], share)
+    after = made[1] if made is not None else {}
     record = {"members": rows, "monitor": monitor, "validation": figures,
-              **({"map": chosen} if chosen is not None else {}), **({"map_refit": refit} if refit else {})}
+              **({"map": chosen} if chosen is not None else {}),
+              **({"map_refit": after["refit"]} if "refit" in after else {}),
+              **({"blend_alpha": after["blend_alpha"]} if "blend_alpha" in after else {})}
 
     # stage the soup as a run folder (no metrics.jsonl: no epoch of it), then take it into OUT as --choose takes
     # its winner: the card and evaluation of an earlier model go

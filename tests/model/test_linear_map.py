@@ -147,6 +147,17 @@ def test_residual_map_is_the_reference_in_torch_with_its_alpha_chosen_by_validat
     np.testing.assert_allclose(embed_all(back, batcher), out, atol=1e-6)
     assert "residual map (a linear map plus kernel ridge of its residuals, RBF kernel against 50 training " \
         "streamers)" in write_card(tmp_path).read_text()
+    # beside a trained model (transfer's final_map): the alpha whose map, blended with the given unit fusion
+    # vectors at the share, scores best; re-scored here
+    fusion = normalise_rows(np.random.default_rng(3).normal(size=(70, model.cfg.out_dim)))
+    _, blended = fit_maps(model, batcher, targets, rows, ("residual",), validation=validation,
+                          monitor="mean_recall_at_10", blend=(fusion, 0.3))["residual"]
+    scores = [monitor_figure(np.hstack([fusion * np.sqrt(0.7), normalise_rows(f.predict(x[:70])) * np.sqrt(0.3)]),
+                             validation, "mean_recall_at_10") for f in fits]
+    assert blended["alphas"] == {f"{a:.4g}": pytest.approx(v, abs=1e-5) for a, v in zip(RESIDUAL_ALPHAS, scores,
+                                                                                          strict=True)}
+    assert blended["alpha"] == RESIDUAL_ALPHAS[int(np.argmax(scores))]
+    assert blended["alpha_by"] == "validation mean_recall_at_10 of the blend"
     plain = fit_maps(model, batcher, targets, rows, ("residual",))["residual"]
     assert plain[1]["alpha"] == RESIDUAL_ALPHA and plain[1]["alpha_by"] == "default"
     model.set_linear_map(fit_maps(model, batcher, targets, rows, ("kernel",))["kernel"][0], 0.5)

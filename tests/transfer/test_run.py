@@ -168,13 +168,18 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     info = {d: json.loads((tmp_path / d / "run.json").read_text())["linear_map"]
             for d in ("dflt", "feat", "half", "kern", "resid")}
     assert info["dflt"]["share"] == 0.5 and info["feat"] == {"share": 0.0} and info["half"]["share"] == 0.3
-    assert set(info["dflt"]) == {"share", "kernel", "linear", "residual", "refit"}       # refit: see below
+    assert set(info["dflt"]) - {"blend_alpha"} == {"share", "kernel", "linear", "residual", "refit"}  # see below
     assert set(info["half"]) == {"share", "linear", "refit"} and set(info["kern"]) == {"share", "kernel", "refit"}
-    assert set(info["resid"]) == {"share", "residual", "refit"} and info["resid"]["refit"]["kind"] == "residual"
-    assert info["resid"]["refit"]["alpha"] == info["resid"]["residual"]["alpha"]     # validation's alpha kept
-    resid = info["resid"]["residual"]        # its alpha: the best of its own validation figures, recorded
+    assert set(info["resid"]) == {"share", "residual", "blend_alpha", "refit"}
+    assert info["resid"]["refit"]["kind"] == "residual"
+    resid = info["resid"]["residual"]        # its alpha before training: the best of its own validation figures
     assert resid["alpha_by"] == "validation mean_recall_at_10" and len(resid["alphas"]) == len(RESIDUAL_ALPHAS)
     assert f"{resid['alpha']:.4g}" == max(resid["alphas"], key=resid["alphas"].get)
+    # after training: chosen again by the blend with the trained model's vectors, and refitted at that alpha
+    after = info["resid"]["blend_alpha"]
+    assert after["alpha_by"] == "validation mean_recall_at_10 of the blend" and len(after["alphas"]) == len(
+        RESIDUAL_ALPHAS) and f"{after['alpha']:.4g}" == max(after["alphas"], key=after["alphas"].get)
+    assert info["resid"]["refit"]["alpha"] == after["alpha"]
     assert load_model(tmp_path / "resid")[0].linear_map.kind == "residual"
     assert info["dflt"]["kernel"]["alpha"] > 0 and info["dflt"]["kernel"]["landmarks"] == \
         info["dflt"]["kernel"]["fitted_on"] > 25          # every training streamer up to --map-landmarks (4,096)
@@ -200,18 +205,27 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     cache = open_cache(run_info["features"])
     split = read_split(cache, cfg, sample / "ids.npy", None, "anchor_id")[0]
     validation = split_validation(split)
-    # --no-map-refit saves the map as validated, with the figure the kept epoch logged; by default the kept map
-    # is fitted again on the training and validation streamers (its kind and alpha kept) and nothing else changes
+    # --no-map-refit saves the map as validated (a residual map at the alpha its blend with the trained model
+    # scored best: that figure is the saved model's own), with the figure the kept epoch logged; by default the
+    # kept map is fitted again on the training and validation streamers (its kind and final alpha kept) and
+    # nothing else changes
     kept, kept_raw = load_model(tmp_path / "kept")
     again = validation_figures(kept, Batcher.for_model(kept, cache), validation)
-    assert again["recall_at_10"] == pytest.approx(best["best"], abs=1e-5)
-    assert "refit" not in json.loads((tmp_path / "kept" / "run.json").read_text())["linear_map"]
+    kept_map = json.loads((tmp_path / "kept" / "run.json").read_text())["linear_map"]
+    assert "refit" not in kept_map
+    if kept.linear_map.kind == "residual":
+        after = kept_map["blend_alpha"]
+        assert again["mean_recall_at_10"] == pytest.approx(after["alphas"][f"{after['alpha']:.4g}"], abs=1e-5)
+        assert again["mean_recall_at_10"] >= best["best"] - 1e-5 if cfg.select_on == "mean_recall_at_10" else True
+    else:
+        assert "blend_alpha" not in kept_map
+        assert again["recall_at_10"] == pytest.approx(best["best"], abs=1e-5)
     refit = run_info["linear_map"]["refit"]
     assert refit["kind"] == model.linear_map.kind == kept.linear_map.kind
     assert refit["fitted_on"] == len(split.train_rows) + len(split.val_rows) > run_info["linear_map"]["linear"][
         "fitted_on"]
-    want, _ = refit_map(kept, Batcher.for_model(kept, cache), split, refit["kind"],
-                        run_info["linear_map"][refit["kind"]]["alpha"], cfg.seed)
+    alpha = run_info["linear_map"].get("blend_alpha", run_info["linear_map"][refit["kind"]])["alpha"]
+    want, _ = refit_map(kept, Batcher.for_model(kept, cache), split, refit["kind"], alpha, cfg.seed)
     for name, value in want.state_dict().items():
         torch.testing.assert_close(model.linear_map.state_dict()[name], value)
     fusion = {k: v for k, v in model.state_dict().items() if not k.startswith("linear_map.")}

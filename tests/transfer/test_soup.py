@@ -33,7 +33,8 @@ def test_average_weights_is_the_plain_mean_and_refuses_what_cannot_be_averaged()
 
 @pytest.mark.slow
 def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, capsys):
-    """Member 0 is bit for bit the single run; member 1 draws other batches; OUT holds the mean of their
+    """Member 0 is bit for bit the single run (its fusion weights: the single run's residual alpha is chosen
+    again after training, a member's is left to the soup); member 1 draws other batches; OUT holds the mean of their
     weights with its own validation figure (soup.json, run.json, the card), which evaluate reads like any run;
     a rerun needs --resume and keeps the model; bad values are one-line refusals."""
     out = tmp_path / "soup"
@@ -43,7 +44,9 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     assert run_cli(*args, "--out", out, "--members", "2") == 0
     members = [out / "members" / f"member{m}" for m in range(2)]
     weights = [load_file(str(m / "model.safetensors")) for m in members]
-    assert (members[0] / "model.safetensors").read_bytes() == (tmp_path / "single" / "model.safetensors").read_bytes()
+    single = load_file(str(tmp_path / "single" / "model.safetensors"))   # its residual alpha may be chosen again
+    assert all(torch.equal(single[k], weights[0][k]) for k in weights[0] if not k.startswith("linear_map."))
+    assert single.keys() == weights[0].keys()
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert (members[0] / "seen_ids.txt").read_bytes() == (members[1] / "seen_ids.txt").read_bytes()  # one split
     soup = load_file(str(out / "model.safetensors"))
@@ -53,7 +56,9 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     kinds = ["residual" if "linear_map.mean_weight" in w else "kernel" if "linear_map.landmarks" in w else "linear"
              for w in weights]
     assert record["map"] in kinds and record["map_refit"]["kind"] == record["map"]
+    assert ("blend_alpha" in record) == (record["map"] == "residual")      # its alpha again beside the soup
     member_map = json.loads((members[0] / "run.json").read_text())["linear_map"]
+    assert record["map_refit"]["alpha"] == record.get("blend_alpha", member_map[record["map"]])["alpha"]
     assert record["map_refit"]["fitted_on"] > member_map[record["map"]]["fitted_on"]
     assert "refit" not in member_map
     assert {k for k in soup if k.startswith("linear_map.")} == \

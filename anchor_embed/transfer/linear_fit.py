@@ -27,6 +27,8 @@ from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.linear_map import LinearMap, pooled_inputs
 from anchor_embed.transfer.split import TransferSplit
+from anchor_embed.transfer.validation import blend as blend_vectors
+from anchor_embed.transfer.validation import fusion_vectors
 from anchor_embed.vectorspace import normalise_rows
 
 # the maps a run can fit; `--map auto` fits all in this order (kernel first: it is kept on a tie, and when no
@@ -123,9 +125,7 @@ def final_map(model: FusionModel, batcher: Batcher, split: TransferSplit, valida
     `refit`, the map is fitted again on the training and validation streamers (`refit_map`)."""
     record: dict = {}
     if kind == "residual" and validation is not None:
-        from anchor_embed.model.batcher import embed_rows
-
-        fusion = normalise_rows(embed_rows(model, batcher, validation.candidates)[:, :model.cfg.out_dim])
+        fusion = fusion_vectors(model, batcher, validation.candidates)
         linear, fitted = fit_maps(model, batcher, split.val_vectors, split.train_rows, (kind,), seed, max_landmarks,
                                   validation, blend=(fusion, share))[kind]
         alpha, record["blend_alpha"] = fitted["alpha"], {k: fitted[k] for k in ("alpha", "alpha_by", "alphas")}
@@ -160,10 +160,7 @@ def _choose_residual(fits: list[KernelRidgeFit], batcher: Batcher, skip: torch.T
     x = pooled_features(batcher, validation.candidates, skip)
 
     def vectors(f: KernelRidgeFit) -> np.ndarray:
-        if blend is None:
-            return f.predict(x)
-        fusion, share = blend
-        return np.hstack([fusion * np.sqrt(1 - share), normalise_rows(f.predict(x)) * np.sqrt(share)])
+        return f.predict(x) if blend is None else blend_vectors(blend[0], normalise_rows(f.predict(x)), blend[1])
     scores = [monitor_figure(vectors(f), validation, monitor) for f in fits]
     best = int(np.argmax(scores))
     return fits[best], {"alpha_by": f"validation {monitor}" + (" of the blend" if blend is not None else ""),

@@ -70,19 +70,30 @@ def map_vectors(maps: dict, batcher, rows: np.ndarray, batch_size: int = 512) ->
     return out
 
 
+def fusion_vectors(model, batcher, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), out_dim) unit fusion vectors of the cache's `rows`: the model's output without its map."""
+    from anchor_embed.model.batcher import embed_rows
+
+    return normalise_rows(embed_rows(model, batcher, rows)[:, :model.cfg.out_dim])
+
+
+def blend(fusion: np.ndarray, map_vectors: np.ndarray, share: float) -> np.ndarray:
+    """Unit fusion vectors and unit map vectors side by side, weighted as the saved model's output weighs them
+    (model/linear_map.py)."""
+    return np.hstack([fusion * np.sqrt(1 - share), map_vectors * np.sqrt(share)])
+
+
 def blended_figures(model, batcher, validation: NeighbourRecall, maps: dict[str, np.ndarray], share: float,
                     monitor: str) -> tuple[dict[str, float], str]:
     """The figures of the model's fusion vectors blended with each map's (`map_vectors` of the candidates) at
     `share`, as the saved model blends them; those of the map `choose_map` keeps by their per-query `monitor`
     figures, with every map's `monitor` figure beside them; and that map's kind."""
-    from anchor_embed.model.batcher import embed_rows
-
-    fusion = normalise_rows(embed_rows(model, batcher, validation.candidates)[:, :model.cfg.out_dim])
+    fusion = fusion_vectors(model, batcher, validation.candidates)
     spread = _uniformity(fusion)
     per_query = {}
     for kind, v in maps.items():
-        blend = np.hstack([fusion * np.sqrt(1 - share), v * np.sqrt(share)])
-        per_query[kind] = validation.mixed_per_query(blend), validation.new_per_query(blend)
+        both = blend(fusion, v, share)
+        per_query[kind] = validation.mixed_per_query(both), validation.new_per_query(both)
     scored = {kind: {**_recalls(*q), "uniformity": spread} for kind, q in per_query.items()}
     best = choose_map({kind: monitor_per_query(*q, monitor) for kind, q in per_query.items()})
     return {**scored[best], **{f"{kind}_map_{monitor}": f[monitor] for kind, f in scored.items()}}, best

@@ -134,7 +134,7 @@ class TransferTask(Task):
         atomic.write_json(out / "run.json", info)
         if "blend_alpha" in record:
             say(f"[bold]transfer[/]: the residual map's alpha chosen again beside the trained model: "
-                f"{record['blend_alpha']['alpha']:g} (validation {self.monitor} of the blend)")
+                f"{record['blend_alpha']['alpha']:g} (by {record['blend_alpha']['alpha_by']})")
         if "refit" in record:
             say(f"[bold]transfer[/]: the kept {kind} map fitted again on {record['refit']['fitted_on']} training "
                 "and validation streamers (the validation figures are of the map before)")

@@ -160,7 +160,10 @@ def test_cli_transfer_linear_share(sample, pretrained, tmp_path, capsys):
     assert run_cli(*args, "--out", tmp_path / "feat", "--method", "feature") == 0
     assert run_cli(*args, "--out", tmp_path / "half", "--linear-share", "0.3", "--map", "linear") == 0
     assert run_cli(*args, "--out", tmp_path / "kern", "--map", "kernel", "--map-landmarks", "25") == 0
+    capsys.readouterr()
     assert run_cli(*args, "--out", tmp_path / "resid", "--map", "residual") == 0
+    said = " ".join(capsys.readouterr().err.split())          # the progress line names the figure that chose
+    assert "chosen again beside the trained model" in said and "by validation mean_recall_at_10 of the blend" in said
     assert run_cli(*args, "--out", tmp_path / "kept", "--no-map-refit") == 0
     assert run_cli(*args, "--out", tmp_path / "bad", "--linear-share", "1") == 2
     assert run_cli(*args, "--out", tmp_path / "bad", "--map", "rbf") == 2

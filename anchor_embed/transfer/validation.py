@@ -79,7 +79,7 @@ def fusion_vectors(model, batcher, rows: np.ndarray) -> np.ndarray:
 
 def blend(fusion: np.ndarray, map_vectors: np.ndarray, share: float) -> np.ndarray:
     """Unit fusion vectors and unit map vectors side by side, weighted as the saved model's output weighs them
-    (model/linear_map.py)."""
+    (FusionModel.forward, model/fusion.py)."""
     return np.hstack([fusion * np.sqrt(1 - share), map_vectors * np.sqrt(share)])
 
 

@@ -1,45 +1,42 @@
 """Downstream tasks for `probe` and `adapt` benchmarks, built from the shared datasets (labels CSVs).
 
-None leaks from the inputs: not the tags (they are inputs) nor a title's year. twitch-streamers: a risk flag
-(meta.mature_content), partnership (meta.partnered), log career followers (meta.total_followers);
-movielens-100k: mean rating and log popularity (number of ratings), both from interactions.csv.
+None leaks from the inputs: not the tags, not a title's year, and not a record's meta fields, which the bench
+reads as tags (`features --meta-tags`, benchmarks/quality.py META_TAGS: twitch's followers, views, partnership
+and mature flag are inputs there, so predicting them would measure how well a vector keeps an input). Every
+label comes from interactions.csv, the behaviour the content vectors never see: movielens-100k mean rating and
+log popularity (distinct raters), twitch-streamers log popularity (distinct viewers in the matrix).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
 TASKS = {  # dataset -> [(target, kind)]
-    "twitch-streamers": [("mature_content", "classify"), ("partnered", "classify"), ("log_followers", "regress")],
+    "twitch-streamers": [("log_popularity", "regress")],
     "movielens-100k": [("mean_rating", "regress"), ("log_popularity", "regress")],
 }
+
+
+def interaction_labels(dataset: Path) -> dict[str, dict[str, float]]:
+    """Per item of DATASET/interactions.csv: its mean weight and log(1 + distinct users)."""
+    weights: dict[str, list[float]] = defaultdict(list)
+    users: dict[str, set] = defaultdict(set)
+    with (dataset / "interactions.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            weights[row["item_id"]].append(float(row["weight"]))
+            users[row["item_id"]].add(row["user_id"])
+    return {item: {"mean_rating": round(sum(w) / len(w), 5), "log_popularity": round(math.log1p(len(users[item])), 5)}
+            for item, w in weights.items()}
 
 
 def build_labels(dataset: Path, out: Path) -> Path | None:
     """Write OUT/labels.csv (anchor_id + one column per task of this dataset); None for other datasets."""
     if dataset.name not in TASKS:
         return None
-    rows: dict[str, dict] = {}
-    if dataset.name == "twitch-streamers":
-        for line in (dataset / "streamers.jsonl").read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
-            m = r.get("meta", {})
-            if m.get("total_followers") is None:
-                continue
-            rows[r["anchor_id"]] = {"mature_content": str(bool(m.get("mature_content"))).lower(),
-                                    "partnered": str(bool(m.get("partnered"))).lower(),
-                                    "log_followers": round(math.log1p(float(m["total_followers"])), 5)}
-    else:
-        ratings: dict[str, list[float]] = defaultdict(list)
-        with (dataset / "interactions.csv").open(encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                ratings[row["item_id"]].append(float(row["weight"]))
-        for item, rs in ratings.items():
-            rows[item] = {"mean_rating": round(sum(rs) / len(rs), 5), "log_popularity": round(math.log1p(len(rs)), 5)}
+    rows = interaction_labels(dataset)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "labels.csv"
     cols = [t for t, _ in TASKS[dataset.name]]

@@ -1,10 +1,11 @@
 """`anchor-embed adapt`: teach a trained model a new task by a small patch, the base left as it is.
 
 The task is a label (a class or a number per streamer, from a CSV or Parquet keyed by anchor_id) learned
-by a head on the streamer vector. Three modes share the loop, the data and the selection: `adapter`
-(low-rank deltas on the fusion transformer plus the head; only they train and only they are saved),
-`full` (every weight, a whole new model) and `head` (the head alone on frozen vectors). A validation share
-picks the epoch; with --holdout-frac a test share is scored once at the end (outcome.json, test.json).
+by a head on the streamer vector. Two modes share the training loop, the data and the selection: `adapter`
+(low-rank deltas on the fusion transformer plus the head; only they train and only they are saved) and
+`full` (every weight, a whole new model); a validation share picks the epoch. `head` (the head alone on
+frozen vectors, a linear model) is fitted in closed form on the same data, its regularisation picked on the
+same validation share. With --holdout-frac a test share is scored once at the end (outcome.json, test.json).
 """
 
 from __future__ import annotations
@@ -157,7 +158,10 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
             "labels": str(labels), "base_hash": model_hash(pretrained), "classes": classes, "target_mean": mean,
             "target_sd": sd}
     with training_run(out, cfg, resume, info, "adapt run") as ckpt:
-        fit(task, out, cfg, ckpt)
+        if cfg.mode == "head":
+            fit_head(task, out)
+        else:
+            fit(task, out, cfg, ckpt)
         restore_best(task, out)
         test = task.score("test") if len(rows["test"]) >= 2 else None
         size = sum((out / f).stat().st_size for f in (PATCH, HEAD, "model.safetensors") if (out / f).is_file())
@@ -173,6 +177,77 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
         f"({summary['trainable_share']:.2%} of {total}), {size} bytes saved"
         + (f"; test {summary['test_metric']} {summary['test_score']}" if test else ""))
     return summary
+
+
+# regularisation grids of a head fitted in closed form (`fit_head`): ridge alpha, logistic C
+HEAD_ALPHAS = tuple(10.0 ** np.arange(-3, 4))
+HEAD_CS = tuple(10.0 ** np.arange(-3, 4))
+
+
+def fit_head(task: AdaptTask, out: Path) -> None:
+    """`--mode head`: the head alone on the frozen vectors is a linear model, so it is fitted in closed form
+    (ridge regression or logistic regression on standardised vectors, the scaler folded into the saved head),
+    its regularisation chosen on the validation share, instead of by SGD, which at an adapter's learning rate
+    and epochs stays far below a linear probe of the same vectors (docs/tuning.md, eighteenth round)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    from anchor_embed.training.card import write_card
+
+    task.model.eval()
+    x = {p: _vectors(task, p) for p in ("train", "val")}
+    scaler = StandardScaler().fit(x["train"])
+    xs = scaler.transform(x["train"])
+    classify = task.cfg.kind == "classify"
+    present = np.unique(task.y["train"]) if classify else None
+    if classify and len(present) < 2:
+        raise AnchorEmbedError(f"{task.cfg.target}: one class among the training streamers; a head needs two")
+    grid = HEAD_CS if classify else HEAD_ALPHAS
+    best = None
+    for c in grid:
+        m = (LogisticRegression(C=c, max_iter=2000) if classify else Ridge(alpha=c)).fit(xs, task.y["train"])
+        _install(task, m, scaler, present)
+        figure = task.score("val")["score"] if len(task.rows["val"]) >= 2 else 0.0
+        if best is None or figure > best[0]:
+            best = (figure, c, m)
+    figure, c, m = best
+    _install(task, m, scaler, present)
+    task.save_best(out)
+    say(f"[bold]adapt[/]: head fitted in closed form ({'logistic C' if classify else 'ridge alpha'} {c:g} by "
+        f"validation score {figure:.4f})")
+    atomic.write_json(out / "outcome.json", {"complete": True, "epochs_run": 0, "stopped_by": "closed form",
+                                             "best_epoch": None, "monitor": task.monitor, "best": figure,
+                                             "regularisation": c})
+    write_card(out)
+
+
+@torch.no_grad()
+def _vectors(task: AdaptTask, part: str) -> np.ndarray:
+    """The frozen model's vectors of a split's streamers."""
+    rows = task.rows[part]
+    out = [task.model(task.batcher.make(rows[s:s + 512].tolist())).float().cpu().numpy()
+           for s in range(0, len(rows), 512)]
+    return np.concatenate(out) if out else np.zeros((0, task.model.dim), np.float32)
+
+
+def _install(task: AdaptTask, m, scaler, present: np.ndarray | None) -> None:
+    """Copy a fitted sklearn linear model into the head, the scaler folded in: w / s, b - (w / s) . mean. A
+    binary logistic model scores class 1 against a zero row; classes absent from the training share get a
+    score that never wins."""
+    coef, intercept = np.atleast_2d(m.coef_), np.atleast_1d(m.intercept_)
+    w, b = coef / scaler.scale_, intercept - (coef / scaler.scale_) @ scaler.mean_
+    weight = torch.zeros_like(task.head.weight)
+    bias = torch.zeros_like(task.head.bias)
+    if present is None:
+        weight[:], bias[:] = torch.from_numpy(w).float(), torch.from_numpy(b).float()
+    else:
+        bias[:] = -1e4
+        if len(present) == 2:
+            w, b = np.vstack([np.zeros_like(w), w]), np.concatenate([[0.0], b])
+        weight[present], bias[present] = torch.from_numpy(w).float(), torch.from_numpy(b).float()
+    with torch.no_grad():
+        task.head.weight.copy_(weight)
+        task.head.bias.copy_(bias)
 
 
 def restore_best(task: AdaptTask, out: Path) -> None:

@@ -79,3 +79,47 @@ def test_cli_adapt_modes(sample, sample_cache, pretrained, labels, tmp_path, mod
         assert info["trainable_params"] == 6 * 17                           # a 16-d vector -> 6 classes
     assert run_cli("adapt", "--pretrained", pretrained, "--labels", labels, "--target", "n_tags", "--kind",
                    "regress", "--out", tmp_path / "r", "--mode", mode, "--epochs", "2", "--batch-size", "16") == 0
+
+
+@pytest.mark.parametrize("kind,target", [("classify", "kind"), ("regress", "n_tags"), ("classify", "two")])
+def test_head_is_the_closed_form_fit_of_the_frozen_vectors(sample, sample_cache, pretrained, labels, tmp_path, kind,
+                                                           target):
+    """`--mode head` saves a head whose outputs are scikit-learn's scaler + ridge / logistic model's at the
+    regularisation validation chose (classes absent from the training share never win)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    from anchor_embed.training.adapt import _splits, adapt
+
+    if target == "two":   # two classes only: the binary logistic model as a two-row head
+        path = tmp_path / "two.csv"
+        rows = list(csv.DictReader(labels.open()))
+        path.write_text("anchor_id,two\n" + "".join(f"{r['anchor_id']},{int(r['n_tags']) > 2}\n" for r in rows))
+        labels = path
+    out = tmp_path / "h"
+    summary = adapt(pretrained, labels, out, target=target, kind=kind, mode="head", holdout_frac=0.2, seed=0)
+    info = json.loads((out / "outcome.json").read_text())
+    assert info["stopped_by"] == "closed form" and summary["trainable_params"] == load_model(pretrained)[0].dim * \
+        (1 if kind == "regress" else len(summary["classes"])) + (1 if kind == "regress" else len(summary["classes"]))
+    cache = open_cache(sample_cache)
+    model, _ = load_model(pretrained)
+    vec = embed_all(model, Batcher.for_model(model, cache))
+    pos = cache.key_index()
+    y_of = {r["anchor_id"]: r[target] for r in csv.DictReader(labels.open())}
+    keys = sorted(k for k in y_of if k in pos)
+    train, _, test = _splits(keys, 0.2, 0.15, 0)
+    x_tr, x_te = vec[[pos[k] for k in train]], vec[[pos[k] for k in test]]
+    scaler = StandardScaler().fit(x_tr)
+    head = load_file(str(out / "head.safetensors"))
+    got = x_te @ head["weight"].numpy().T + head["bias"].numpy()
+    c = info["regularisation"]
+    if kind == "regress":
+        v = np.array([float(y_of[k]) for k in keys])
+        y = (np.array([float(y_of[k]) for k in train]) - v.mean()) / v.std()
+        want = Ridge(alpha=c).fit(scaler.transform(x_tr), y).predict(scaler.transform(x_te))
+        np.testing.assert_allclose(got[:, 0], want, atol=1e-3)
+    else:
+        classes = summary["classes"]
+        y = np.array([classes.index(y_of[k]) for k in train])
+        m = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x_tr), y)
+        np.testing.assert_array_equal(got.argmax(1), m.classes_[m.predict_proba(scaler.transform(x_te)).argmax(1)])

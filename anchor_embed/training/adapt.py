@@ -3,9 +3,9 @@
 The task is a label (a class or a number per streamer, from a CSV or Parquet keyed by anchor_id) learned
 by a head on the streamer vector. Two modes share the training loop, the data and the selection: `adapter`
 (low-rank deltas on the fusion transformer plus the head; only they train and only they are saved) and
-`full` (every weight, a whole new model); a validation share picks the epoch. `head` (the head alone on
-frozen vectors, a linear model) is fitted in closed form on the same data, its regularisation picked on the
-same validation share. With --holdout-frac a test share is scored once at the end (outcome.json, test.json).
+`full` (every weight, a whole new model), both starting from the closed-form head; a validation share picks
+the epoch. `head` (the head alone on frozen vectors, a linear model) is that closed-form fit itself: ridge or
+logistic regression, its regularisation picked on the same validation share. With --holdout-frac a test share is scored once at the end (outcome.json, test.json).
 """
 
 from __future__ import annotations
@@ -161,6 +161,8 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
         if cfg.mode == "head":
             fit_head(task, out)
         else:
+            if ckpt is None:
+                closed_form_head(task)      # the loop starts from the best head of the vectors as they are
             fit(task, out, cfg, ckpt)
         restore_best(task, out)
         test = task.score("test") if len(rows["test"]) >= 2 else None
@@ -186,25 +188,38 @@ HEAD_CS = tuple(10.0 ** np.arange(-3, 4))
 
 def fit_head(task: AdaptTask, out: Path) -> None:
     """`--mode head`: the head alone on the frozen vectors is a linear model, so it is fitted in closed form
-    (ridge regression or logistic regression on standardised vectors, the scaler folded into the saved head),
-    its regularisation chosen on the validation share, instead of by SGD, which at an adapter's learning rate
-    and epochs stays far below a linear probe of the same vectors (docs/tuning.md, eighteenth round)."""
+    (`closed_form_head`) instead of by SGD, which at an adapter's learning rate and epochs stays far below a
+    linear probe of the same vectors (docs/tuning.md, eighteenth round)."""
+    from anchor_embed.training.card import write_card
+
+    figure, c = closed_form_head(task)
+    task.save_best(out)
+    say(f"[bold]adapt[/]: head fitted in closed form ({'logistic C' if task.cfg.kind == 'classify' else 'ridge alpha'}"
+        f" {c:g} by validation score {figure:.4f})")
+    atomic.write_json(out / "outcome.json", {"complete": True, "epochs_run": 0, "stopped_by": "closed form",
+                                             "best_epoch": None, "monitor": task.monitor, "best": figure,
+                                             "regularisation": c})
+    write_card(out)
+
+
+def closed_form_head(task: AdaptTask) -> tuple[float, float]:
+    """Install in the head the ridge (numbers) or logistic (classes) fit of the model's current vectors of the
+    training streamers, standardised, the scaler folded in; its regularisation (HEAD_ALPHAS / HEAD_CS) the one
+    scoring best on the validation share. Returns (that validation score, the regularisation)."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.preprocessing import StandardScaler
 
-    from anchor_embed.training.card import write_card
-
+    was = task.model.training
     task.model.eval()
-    x = {p: _vectors(task, p) for p in ("train", "val")}
-    scaler = StandardScaler().fit(x["train"])
-    xs = scaler.transform(x["train"])
+    x = _vectors(task, "train")
+    scaler = StandardScaler().fit(x)
+    xs = scaler.transform(x)
     classify = task.cfg.kind == "classify"
     present = np.unique(task.y["train"]) if classify else None
     if classify and len(present) < 2:
         raise AnchorEmbedError(f"{task.cfg.target}: one class among the training streamers; a head needs two")
-    grid = HEAD_CS if classify else HEAD_ALPHAS
     best = None
-    for c in grid:
+    for c in HEAD_CS if classify else HEAD_ALPHAS:
         m = (LogisticRegression(C=c, max_iter=2000) if classify else Ridge(alpha=c)).fit(xs, task.y["train"])
         _install(task, m, scaler, present)
         figure = task.score("val")["score"] if len(task.rows["val"]) >= 2 else 0.0
@@ -212,13 +227,8 @@ def fit_head(task: AdaptTask, out: Path) -> None:
             best = (figure, c, m)
     figure, c, m = best
     _install(task, m, scaler, present)
-    task.save_best(out)
-    say(f"[bold]adapt[/]: head fitted in closed form ({'logistic C' if classify else 'ridge alpha'} {c:g} by "
-        f"validation score {figure:.4f})")
-    atomic.write_json(out / "outcome.json", {"complete": True, "epochs_run": 0, "stopped_by": "closed form",
-                                             "best_epoch": None, "monitor": task.monitor, "best": figure,
-                                             "regularisation": c})
-    write_card(out)
+    task.model.train(was)
+    return figure, c
 
 
 @torch.no_grad()

@@ -123,3 +123,18 @@ def test_head_is_the_closed_form_fit_of_the_frozen_vectors(sample, sample_cache,
         y = np.array([classes.index(y_of[k]) for k in train])
         m = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x_tr), y)
         np.testing.assert_array_equal(got.argmax(1), m.classes_[m.predict_proba(scaler.transform(x_te)).argmax(1)])
+
+
+def test_adapter_and_full_start_from_the_closed_form_head(sample, pretrained, labels, tmp_path):
+    """With a learning rate too small to move anything, one epoch of `adapter` or `full` keeps the head it
+    started from: the closed-form head of the vectors as they are, which `--mode head` saves."""
+    from anchor_embed.training.adapt import adapt
+
+    common = {"target": "n_tags", "kind": "regress", "holdout_frac": 0.2, "seed": 0}
+    adapt(pretrained, labels, tmp_path / "head", mode="head", **common)
+    want = load_file(str(tmp_path / "head" / "head.safetensors"))
+    for mode in ("adapter", "full"):
+        adapt(pretrained, labels, tmp_path / mode, mode=mode, epochs=1, lr=1e-12, rank=2, **common)
+        got = load_file(str(tmp_path / mode / "head.safetensors"))
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=1e-4)

@@ -5,7 +5,8 @@ by a head on the streamer vector. Two modes share the training loop, the data an
 (low-rank deltas on the fusion transformer plus the head; only they train and only they are saved) and
 `full` (every weight, a whole new model), both starting from the closed-form head; a validation share picks
 the epoch. `head` (the head alone on frozen vectors, a linear model) is that closed-form fit itself: ridge or
-logistic regression, its regularisation picked on the same validation share. With --holdout-frac a test share is scored once at the end (outcome.json, test.json).
+logistic regression, its regularisation picked on the same validation share. With --holdout-frac a test
+share is scored once at the end (outcome.json, test.json).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.cache import open_cache
 from anchor_embed.model.adapter import add_patch, load_patch, patch_tensors
-from anchor_embed.model.batcher import Batcher
+from anchor_embed.model.batcher import Batcher, embed_rows
 from anchor_embed.model.store import load_model, model_hash
 from anchor_embed.progress import say
 from anchor_embed.training.config import AdaptConfig
@@ -54,8 +55,6 @@ class AdaptTask(Task):
         out = len(classes) if cfg.kind == "classify" else 1
         self.head = nn.Linear(model.dim, out)
         self.deltas = add_patch(model, cfg.rank, cfg.alpha) if cfg.mode == "adapter" else {}
-        if cfg.mode == "head":
-            model.requires_grad_(False)
         self.patch = nn.ModuleDict({p.replace(".", "__"): d for p, d in self.deltas.items()})
 
     def modules(self) -> dict:
@@ -76,7 +75,7 @@ class AdaptTask(Task):
         return self.cfg.batch_size
 
     def start_epoch(self, epoch: int) -> None:
-        self.model.train(self.cfg.mode != "head")   # a frozen base under a lone head gives its plain vectors
+        self.model.train()          # `head` never reaches the loop: it is fitted in closed form (fit_head)
 
     def _logits(self, rows: np.ndarray) -> torch.Tensor:
         return self.head((self.net or self.model)(self.batcher.make(rows.tolist())))
@@ -209,9 +208,7 @@ def closed_form_head(task: AdaptTask) -> tuple[float, float]:
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.preprocessing import StandardScaler
 
-    was = task.model.training
-    task.model.eval()
-    x = _vectors(task, "train")
+    x = embed_rows(task.model, task.batcher, task.rows["train"])
     scaler = StandardScaler().fit(x)
     xs = scaler.transform(x)
     classify = task.cfg.kind == "classify"
@@ -227,17 +224,7 @@ def closed_form_head(task: AdaptTask) -> tuple[float, float]:
             best = (figure, c, m)
     figure, c, m = best
     _install(task, m, scaler, present)
-    task.model.train(was)
     return figure, c
-
-
-@torch.no_grad()
-def _vectors(task: AdaptTask, part: str) -> np.ndarray:
-    """The frozen model's vectors of a split's streamers."""
-    rows = task.rows[part]
-    out = [task.model(task.batcher.make(rows[s:s + 512].tolist())).float().cpu().numpy()
-           for s in range(0, len(rows), 512)]
-    return np.concatenate(out) if out else np.zeros((0, task.model.dim), np.float32)
 
 
 def _install(task: AdaptTask, m, scaler, present: np.ndarray | None) -> None:

@@ -160,9 +160,12 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
         if cfg.mode == "head":
             fit_head(task, out)
         else:
-            if ckpt is None:
-                closed_form_head(task)      # the loop starts from the best head of the vectors as they are
-            fit(task, out, cfg, ckpt)
+            start = None
+            if ckpt is None:                # the loop starts from the best head of the vectors as they are,
+                closed_form_head(task)      # which stays the run's (epoch 0) unless an epoch beats it
+                start = (task.validate() or {}).get(task.monitor)
+                task.save_best(out)
+            fit(task, out, cfg, ckpt, start_figure=start)
         restore_best(task, out)
         test = task.score("test") if len(rows["test"]) >= 2 else None
         size = sum((out / f).stat().st_size for f in (PATCH, HEAD, "model.safetensors") if (out / f).is_file())

@@ -269,14 +269,17 @@ def _attach(task: Task, cfg: TrainingConfig, dist) -> torch.device:
     return device
 
 
-def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, dist=None) -> list[dict]:
+def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, dist=None,
+        start_figure: float | None = None) -> list[dict]:
     """Train `task` for at most `cfg.epochs` epochs into RUN `out` (resuming from `ckpt`); returns the metrics rows.
 
     Each epoch ends with validation, a `metrics.jsonl` row and a checkpoint (what `--resume` continues). The
     run's model (model.safetensors) is the epoch with the best validation figure; training stops when it has
     not improved for `cfg.patience` epochs, and with one clear error when the model collapses. RUN/outcome.json,
     written last, says which epoch was kept and why training ended: a run without it did not finish. With
-    several processes (`dist`), rank 0 validates and writes; the others follow its verdicts.
+    several processes (`dist`), rank 0 validates and writes; the others follow its verdicts. `start_figure` is
+    the validation figure of the model as it starts, already saved as the run's by the caller (a warm start):
+    it is epoch 0 of the selection, so training keeps it unless an epoch beats it.
     """
     from anchor_embed.training.device import autocast, resolve_precision
     from anchor_embed.training.distributed import Dist
@@ -297,6 +300,8 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
         start = state["epoch"]
         history = checkpoints.history_until(out, start)
         say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}")
+    if state is None and start_figure is not None:
+        state = {"best": start_figure, "best_epoch": 0}
     selection = Selection(task, cfg.patience, state)
     steps = task.steps_per_epoch()
     total, warmup = cfg.epochs * steps, int(round(cfg.warmup * cfg.epochs * steps))
@@ -370,13 +375,15 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
                 checkpoints.save(out, epoch + 1, tensors, {"epoch": epoch + 1, **ckpt_state, **selection.state()})
             dist.barrier()
     if stopped == "patience":
+        kept = "the model it started from (epoch 0)" if selection.best_epoch == 0 else f"epoch {selection.best_epoch}"
         say(f"[bold]{task.label}[/]: no better {task.monitor} for {cfg.patience} epochs; "
-            f"stopped after epoch {len(history)}, keeping epoch {selection.best_epoch}")
+            f"stopped after epoch {len(history)}, keeping {kept}")
     if dist.is_main:
         task.finish(out)
         atomic.write_json(out / "outcome.json", {
             "complete": True, "epochs_run": len(history), "stopped_by": stopped, "best_epoch": selection.best_epoch,
-            "monitor": task.monitor, "best": selection.best})
+            "monitor": task.monitor, "best": selection.best,
+            **({"start_figure": start_figure} if start_figure is not None else {})})
         from anchor_embed.training.card import write_card
 
         write_card(out)

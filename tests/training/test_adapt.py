@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from anchor_embed.features.cache import open_cache
 from anchor_embed.model.adapter import add_patch, target_weights
@@ -66,6 +66,11 @@ def test_cli_adapt_modes(sample, sample_cache, pretrained, labels, tmp_path, mod
         patch = load_file(str(out / "patch.safetensors"))
         assert all(k.endswith((".A", ".B")) for k in patch) and not (out / "model.safetensors").exists()
         assert info["trainable_share"] < 0.10 and info["patch_bytes"] < (pretrained / "model.safetensors").stat().st_size / 5
+        # training may keep the warm start (a zero patch) on 75 streamers: give the saved patch weights of its
+        # own, so the check below is that `embed --adapter` applies whatever patch the run holds
+        gen = torch.Generator().manual_seed(0)
+        save_file({k: v + 0.1 * torch.randn(v.shape, generator=gen) for k, v in patch.items()},
+                  str(out / "patch.safetensors"))
         adapted, _ = load_adapted(out)
         vec = tmp_path / "vec"
         assert run_cli("embed", "--model", pretrained, "--adapter", out, "--streamers", sample / "streamers.jsonl",
@@ -138,3 +143,30 @@ def test_adapter_and_full_start_from_the_closed_form_head(sample, pretrained, la
         got = load_file(str(tmp_path / mode / "head.safetensors"))
         for k in want:
             torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=1e-4)
+
+
+def test_training_that_does_not_beat_the_warm_start_keeps_it(sample, pretrained, labels, tmp_path):
+    """The closed-form head is epoch 0 of the selection: a learning rate that wrecks every epoch leaves the run
+    with the head `--mode head` saves (and, for `full`, the base model's weights), not the best wrecked epoch."""
+    from anchor_embed.training.adapt import adapt
+
+    common = {"target": "n_tags", "kind": "regress", "holdout_frac": 0.2, "seed": 0}
+    adapt(pretrained, labels, tmp_path / "head", mode="head", **common)
+    want = load_file(str(tmp_path / "head" / "head.safetensors"))
+    head_figure = json.loads((tmp_path / "head" / "outcome.json").read_text())["best"]
+    base = load_model(pretrained)[0].state_dict()
+    for mode in ("adapter", "full"):
+        summary = adapt(pretrained, labels, tmp_path / mode, mode=mode, epochs=2, patience=5, lr=50.0, rank=2,
+                        weight_decay=0.0, **common)
+        outcome = json.loads((tmp_path / mode / "outcome.json").read_text())
+        rows = [json.loads(line) for line in (tmp_path / mode / "metrics.jsonl").read_text().splitlines()]
+        assert outcome["best_epoch"] == 0 and outcome["epochs_run"] == 2
+        assert all(r["validation"]["score"] < outcome["start_figure"] for r in rows)
+        assert outcome["best"] == pytest.approx(head_figure, abs=1e-4)
+        got = load_file(str(tmp_path / mode / "head.safetensors"))
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=1e-4)
+        if mode == "full":
+            for k, v in load_model(tmp_path / mode)[0].state_dict().items():
+                torch.testing.assert_close(v, base[k])
+        assert summary["test_score"] is not None

@@ -77,14 +77,17 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
                         + ", ".join(f"{m['validation']:.4f}" for m in done if m.get("validation") is not None) + ")."
                         if outcome.get("best") is not None else "."))
     elif outcome:
-        lines.append(f"- {outcome['epochs_run']} epochs ran (stopped by {outcome['stopped_by']}); the model is epoch "
-                     f"{outcome['best_epoch']}" + (f", best validation {outcome['monitor']} {outcome['best']:.4f}."
+        lines.append(f"- {outcome['epochs_run']} epochs ran (stopped by {outcome['stopped_by']}); the model is "
+                     + ("the one training started from (epoch 0: no epoch beat it)" if outcome["best_epoch"] == 0
+                        and outcome.get("start_figure") is not None else f"epoch {outcome['best_epoch']}") + (f", best validation {outcome['monitor']} {outcome['best']:.4f}."
                                                    if outcome.get("best") is not None else "."))
     else:
         lines.append("- **Unfinished**: no outcome.json; the model is the best epoch so far.")
     if metrics:
-        last, best = metrics[-1], next((m for m in metrics if m["epoch"] == outcome.get("best_epoch")), metrics[-1])
-        shown = [best] if best is last else [best, last]
+        last = metrics[-1]
+        kept = outcome.get("best_epoch") if outcome else last["epoch"]
+        best = next((m for m in metrics if m["epoch"] == kept), None)   # None: epoch 0, the start, kept
+        shown = [last] if best is None or best is last else [best, last]
         lines += ["", "| epoch | loss | validation |", "|---|---|---|"] + [
             f"| {m['epoch']}{' (kept)' if m is best else ' (last)'} | {m['loss']:.4f} | "
             + ", ".join(f"{k} {v:.4f}" for k, v in m.get("validation", {}).items()) + " |" for m in shown]

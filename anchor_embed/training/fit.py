@@ -221,6 +221,7 @@ class Selection:
         self.task, self.patience = task, patience
         state = state or {}
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch", 0)
+        self.start_figure = state.get("start_figure")   # a warm start's figure: epoch 0 of the selection
 
     def update(self, epoch: int, validation: dict[str, float] | None) -> bool:
         """Record an epoch's validation; True when it is the best so far (every epoch is, without validation)."""
@@ -236,8 +237,13 @@ class Selection:
     def should_stop(self, epoch: int) -> bool:
         return self.patience > 0 and self.task.monitor is not None and epoch - self.best_epoch >= self.patience
 
+    def kept(self) -> str:
+        """Which model is the run's, in words."""
+        return "the model it started from (epoch 0)" if self.best_epoch == 0 else f"epoch {self.best_epoch}"
+
     def state(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch,
+                **({"start_figure": self.start_figure} if self.start_figure is not None else {})}
 
 
 def _sum_gradients(state, bucket):
@@ -301,7 +307,7 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
         history = checkpoints.history_until(out, start)
         say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}")
     if state is None and start_figure is not None:
-        state = {"best": start_figure, "best_epoch": 0}
+        state = {"best": start_figure, "best_epoch": 0, "start_figure": start_figure}
     selection = Selection(task, cfg.patience, state)
     steps = task.steps_per_epoch()
     total, warmup = cfg.epochs * steps, int(round(cfg.warmup * cfg.epochs * steps))
@@ -361,8 +367,8 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
                 atomic.write_jsonl(out / "metrics.jsonl", history)
                 say(_line(row))
             if collapsed:
-                kept = f"the model of epoch {selection.best_epoch} stays in {out}" if selection.best_epoch \
-                    else "no model was saved"
+                kept = f"{selection.kept()} stays in {out}" \
+                    if selection.best_epoch or selection.start_figure is not None else "no model was saved"
                 reason = reason or "rank 0 saw it collapse"
                 say(f"[yellow]{task.label}[/]: epoch {epoch + 1} looks collapsed: {reason}")
                 raise TrainingCollapsed(f"{out}: training collapsed at epoch {epoch + 1} ({reason}); {kept}. "
@@ -375,15 +381,13 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
                 checkpoints.save(out, epoch + 1, tensors, {"epoch": epoch + 1, **ckpt_state, **selection.state()})
             dist.barrier()
     if stopped == "patience":
-        kept = "the model it started from (epoch 0)" if selection.best_epoch == 0 else f"epoch {selection.best_epoch}"
         say(f"[bold]{task.label}[/]: no better {task.monitor} for {cfg.patience} epochs; "
-            f"stopped after epoch {len(history)}, keeping {kept}")
+            f"stopped after epoch {len(history)}, keeping {selection.kept()}")
     if dist.is_main:
         task.finish(out)
         atomic.write_json(out / "outcome.json", {
-            "complete": True, "epochs_run": len(history), "stopped_by": stopped, "best_epoch": selection.best_epoch,
-            "monitor": task.monitor, "best": selection.best,
-            **({"start_figure": start_figure} if start_figure is not None else {})})
+            "complete": True, "epochs_run": len(history), "stopped_by": stopped,
+            **selection.state(), "monitor": task.monitor})
         from anchor_embed.training.card import write_card
 
         write_card(out)

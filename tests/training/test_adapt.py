@@ -163,6 +163,8 @@ def test_training_that_does_not_beat_the_warm_start_keeps_it(sample, pretrained,
         assert outcome["best_epoch"] == 0 and outcome["epochs_run"] == 2
         assert all(r["validation"]["score"] < outcome["start_figure"] for r in rows)
         assert outcome["best"] == pytest.approx(head_figure, abs=1e-4)
+        card = (tmp_path / mode / "README.md").read_text()
+        assert "the model is the one training started from (epoch 0" in card and "(kept)" not in card
         got = load_file(str(tmp_path / mode / "head.safetensors"))
         for k in want:
             torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=1e-4)

@@ -36,6 +36,21 @@ def test_lookups_batches_and_metrics(client, sample_index):
     assert client.get("/docs").status_code == 200 and "/similar" in client.get("/openapi.json").text
 
 
+def test_the_readme_names_the_routes_the_server_has(sample_index, tmp_path):
+    """Every `METHOD /path` the README's serve row names is a route of the app (it once named a
+    `GET /similar?id=` that answered 405)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `anchor-embed serve"))
+    named = set(re.findall(r"`(GET|POST) (/[^`?\s]*)", row))
+    assert {("GET", "/similar/{anchor_id}"), ("POST", "/similar"), ("POST", "/embed")} <= named
+    app = create_app(sample_index / "idx", review_log=tmp_path / "reviews.jsonl", poll=0)
+    routes = {(m, r.path) for r in app.routes for m in getattr(r, "methods", ()) or ()}
+    assert named <= routes, named - routes
+
+
 @pytest.mark.slow
 def test_embed_matches_the_indexed_vectors(client, sample_index, sample):
     rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()[:3]]

@@ -155,3 +155,47 @@ def test_transfer_can_start_from_a_transfer_run(sample, pretrained, tmp_path):
     assert run_cli("transfer", "--pretrained", first, "--out", second, *base) == 0
     assert json.loads((second / "run.json").read_text())["pretrained"] == str(first)
     assert (second / "model.safetensors").is_file()
+
+
+def test_every_flag_the_readme_names_is_an_option_of_its_command():
+    """Each `--flag` in the README's command table is an option of the command its span names (`embed
+    --adapter`, `dedup --reviewed`; of one of its subcommands for a group), or else of the row's own command:
+    the table cannot drift from the CLI."""
+    import re
+    from pathlib import Path
+
+    import click
+    import typer
+
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    options: dict[str, set[str]] = {}
+
+    def walk(cmd, path):
+        if hasattr(cmd, "list_commands"):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), [*path, name])
+        options.setdefault(" ".join(path), set()).update(o for p in cmd.params for o in p.opts)
+    walk(root, [])
+
+    def command_of(words: list[str]) -> str | None:
+        """The longest command path the words start with."""
+        for n in range(min(3, len(words)), 0, -1):
+            if " ".join(words[:n]) in options:
+                return " ".join(words[:n])
+        return None
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `anchor-embed ")]
+    assert len(rows) >= 15
+    wrong = []
+    for row in rows:
+        own_words = row.split("`")[1].split()[1:]
+        own = command_of([w for w in own_words if not w.isupper() and not w.startswith(("-", "["))])
+        assert own, row[:60]
+        for span in re.findall(r"`([^`]*)`", row):
+            words = span.removeprefix("anchor-embed ").split()
+            cmd = command_of(words) or own
+            pool = options[cmd].union(*(o for c, o in options.items() if c.startswith(f"{cmd} ")))  # a group: any
+            wrong += [f"{cmd} {f}" for f in re.findall(r"--[a-z][a-z0-9-]*", span) if f not in pool]
+    assert not wrong, wrong

@@ -77,16 +77,18 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
                         + ", ".join(f"{m['validation']:.4f}" for m in done if m.get("validation") is not None) + ")."
                         if outcome.get("best") is not None else "."))
     elif outcome:
-        lines.append(f"- {outcome['epochs_run']} epochs ran (stopped by {outcome['stopped_by']}); the model is "
-                     + ("the one training started from (epoch 0: no epoch beat it)" if outcome["best_epoch"] == 0
-                        and outcome.get("start_figure") is not None else f"epoch {outcome['best_epoch']}") + (f", best validation {outcome['monitor']} {outcome['best']:.4f}."
-                                                   if outcome.get("best") is not None else "."))
+        kept = ("the one training started from (epoch 0: no epoch beat it)"
+                if outcome["best_epoch"] == 0 and outcome.get("start_figure") is not None
+                else f"epoch {outcome['best_epoch']}")
+        lines.append(f"- {outcome['epochs_run']} epochs ran (stopped by {outcome['stopped_by']}); the model is {kept}"
+                     + (f", best validation {outcome['monitor']} {outcome['best']:.4f}."
+                        if outcome.get("best") is not None else "."))
     else:
         lines.append("- **Unfinished**: no outcome.json; the model is the best epoch so far.")
     if metrics:
         last = metrics[-1]
-        kept = outcome.get("best_epoch") if outcome else last["epoch"]
-        best = next((m for m in metrics if m["epoch"] == kept), None)   # None: epoch 0, the start, kept
+        kept_epoch = outcome.get("best_epoch") if outcome else last["epoch"]
+        best = next((m for m in metrics if m["epoch"] == kept_epoch), None)   # None: epoch 0, the start, kept
         shown = [last] if best is None or best is last else [best, last]
         lines += ["", "| epoch | loss | validation |", "|---|---|---|"] + [
             f"| {m['epoch']}{' (kept)' if m is best else ' (last)'} | {m['loss']:.4f} | "

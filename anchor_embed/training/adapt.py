@@ -161,9 +161,9 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
             fit_head(task, out)
         else:
             start = None
-            if ckpt is None:                # the loop starts from the best head of the vectors as they are,
-                closed_form_head(task)      # which stays the run's (epoch 0) unless an epoch beats it
-                start = (task.validate() or {}).get(task.monitor)
+            if ckpt is None:    # the loop starts from the best head of the vectors as they are, which stays
+                figure, _ = closed_form_head(task)      # the run's (epoch 0) unless an epoch beats it
+                start = figure if len(rows["val"]) >= 2 else None     # what `task.validate()` scores
                 task.save_best(out)
             fit(task, out, cfg, ckpt, start_figure=start)
         restore_best(task, out)

@@ -145,7 +145,7 @@ def probe(
 
 
 @config_flags(AdaptConfig, "target", "kind", "mode", "rank", "alpha", "epochs", "batch_size", "lr", "patience",
-              "val_frac", "holdout_frac", "seed", "threads", "device", "precision")
+              "val_frac", "holdout_frac", "head_refit", "seed", "threads", "device", "precision")
 def adapt(
     pretrained: Annotated[Path, typer.Option(help="The trained run to adapt (pretrain or transfer).")],
     labels: Annotated[Path, typer.Option(help="CSV or Parquet with anchor_id and the --target column.")],

@@ -112,8 +112,11 @@ class AdaptTask(Task):
     def validate(self) -> dict[str, float] | None:
         return {"score": self.score("val")["score"]} if len(self.rows["val"]) >= 2 else None
 
-    def save_best(self, out: Path) -> None:
+    def save_head(self, out: Path) -> None:
         save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD))
+
+    def save_best(self, out: Path) -> None:
+        self.save_head(out)
         if self.cfg.mode == "adapter":
             save_file(patch_tensors(self.deltas), str(out / PATCH))
         elif self.cfg.mode == "full":
@@ -167,6 +170,8 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
                 task.save_best(out)
             fit(task, out, cfg, ckpt, start_figure=start)
         restore_best(task, out)
+        if cfg.mode != "head":
+            refit_kept_warm_start(task, out)
         test = task.score("test") if len(rows["test"]) >= 2 else None
         size = sum((out / f).stat().st_size for f in (PATCH, HEAD, "model.safetensors") if (out / f).is_file())
         summary = {"mode": cfg.mode, "rank": cfg.rank if cfg.mode == "adapter" else None, "base": str(pretrained.resolve()),
@@ -195,12 +200,37 @@ def fit_head(task: AdaptTask, out: Path) -> None:
     from anchor_embed.training.card import write_card
 
     figure, c = closed_form_head(task)
+    refit = task.cfg.head_refit and len(task.rows["val"]) > 0
+    if refit:
+        refit_head(task, c)
     task.save_best(out)
     say(f"[bold]adapt[/]: head fitted in closed form ({'logistic C' if task.cfg.kind == 'classify' else 'ridge alpha'}"
-        f" {c:g} by validation score {figure:.4f})")
+        f" {c:g} by validation score {figure:.4f}" + (", then again on training + validation streamers)" if refit
+                                                       else ")"))
     atomic.write_json(out / "outcome.json", {"complete": True, "epochs_run": 0, "stopped_by": "closed form",
                                              "best_epoch": None, "monitor": task.monitor, "best": figure,
-                                             "regularisation": c})
+                                             "regularisation": c, "head_refit": refit})
+    write_card(out)
+
+
+def refit_kept_warm_start(task: AdaptTask, out: Path) -> None:
+    """When an adapter/full run keeps its warm start (epoch 0: no epoch beat it on validation), fit that
+    closed-form head again on the training and validation streamers, as `--mode head` does (`refit_head`); a
+    kept trained epoch keeps the head it trained. The warm start's regularisation is chosen again: the vectors
+    are the base model's, so it is the one chosen before training. Recorded in outcome.json (`head_refit`)."""
+    outcome = json.loads((out / "outcome.json").read_text())
+    if outcome.get("head_refit") is not None:
+        return                                   # already done (a finished run given --resume)
+    refit = task.cfg.head_refit and outcome.get("best_epoch") == 0 and len(task.rows["val"]) > 0
+    if refit:
+        _, c = closed_form_head(task)
+        refit_head(task, c)
+        task.save_head(out)
+        say(f"[bold]adapt[/]: the kept warm start's head fitted again on training + validation streamers "
+            f"({'logistic C' if task.cfg.kind == 'classify' else 'ridge alpha'} {c:g})")
+    atomic.write_json(out / "outcome.json", {**outcome, "head_refit": refit})
+    from anchor_embed.training.card import write_card
+
     write_card(out)
 
 
@@ -208,26 +238,38 @@ def closed_form_head(task: AdaptTask) -> tuple[float, float]:
     """Install in the head the ridge (numbers) or logistic (classes) fit of the model's current vectors of the
     training streamers, standardised, the scaler folded in; its regularisation (HEAD_ALPHAS / HEAD_CS) the one
     scoring best on the validation share. Returns (that validation score, the regularisation)."""
+    x = embed_rows(task.model, task.batcher, task.rows["train"])
+    if task.cfg.kind == "classify" and len(np.unique(task.y["train"])) < 2:
+        raise AnchorEmbedError(f"{task.cfg.target}: one class among the training streamers; a head needs two")
+    best = None
+    for c in HEAD_CS if task.cfg.kind == "classify" else HEAD_ALPHAS:
+        _fit_install(task, x, task.y["train"], c)
+        figure = task.score("val")["score"] if len(task.rows["val"]) >= 2 else 0.0
+        if best is None or figure > best[0]:
+            best = (figure, c)
+    figure, c = best
+    _fit_install(task, x, task.y["train"], c)
+    return figure, c
+
+
+def refit_head(task: AdaptTask, c: float) -> None:
+    """Fit the closed-form head again at regularisation `c` on the training and validation streamers, once
+    validation has chosen `c` (as `--map-refit` does for a transfer's map): the saved head then learns from every
+    labelled streamer outside the test share."""
+    rows = np.concatenate([task.rows["train"], task.rows["val"]])
+    _fit_install(task, embed_rows(task.model, task.batcher, rows), np.concatenate([task.y["train"], task.y["val"]]), c)
+
+
+def _fit_install(task: AdaptTask, x: np.ndarray, y: np.ndarray, c: float) -> None:
+    """Fit scikit-learn's ridge (alpha `c`) or logistic regression (C `c`) on the standardised `x` and install it
+    in the head (`_install`)."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.preprocessing import StandardScaler
 
-    x = embed_rows(task.model, task.batcher, task.rows["train"])
     scaler = StandardScaler().fit(x)
-    xs = scaler.transform(x)
     classify = task.cfg.kind == "classify"
-    present = np.unique(task.y["train"]) if classify else None
-    if classify and len(present) < 2:
-        raise AnchorEmbedError(f"{task.cfg.target}: one class among the training streamers; a head needs two")
-    best = None
-    for c in HEAD_CS if classify else HEAD_ALPHAS:
-        m = (LogisticRegression(C=c, max_iter=2000) if classify else Ridge(alpha=c)).fit(xs, task.y["train"])
-        _install(task, m, scaler, present)
-        figure = task.score("val")["score"] if len(task.rows["val"]) >= 2 else 0.0
-        if best is None or figure > best[0]:
-            best = (figure, c, m)
-    figure, c, m = best
-    _install(task, m, scaler, present)
-    return figure, c
+    m = (LogisticRegression(C=c, max_iter=2000) if classify else Ridge(alpha=c)).fit(scaler.transform(x), y)
+    _install(task, m, scaler, np.unique(y) if classify else None)
 
 
 def _install(task: AdaptTask, m, scaler, present: np.ndarray | None) -> None:

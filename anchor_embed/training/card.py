@@ -85,6 +85,9 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
                         if outcome.get("best") is not None else "."))
     else:
         lines.append("- **Unfinished**: no outcome.json; the model is the best epoch so far.")
+    if outcome and outcome.get("head_refit"):
+        lines.append("- Its closed-form head was fitted again on the training and validation streamers at the "
+                     "regularisation validation chose (`--no-head-refit` keeps it as validated).")
     if metrics:
         last = metrics[-1]
         kept_epoch = outcome.get("best_epoch") if outcome else last["epoch"]

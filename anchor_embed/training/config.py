@@ -80,3 +80,5 @@ class AdaptConfig(TrainingConfig):
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     val_frac: float = Field(0.15, ge=0, lt=1, description="Share of the labelled streamers for validation")
     holdout_frac: float = Field(0.0, ge=0, lt=1, description="Share kept aside and scored once at the end")
+    head_refit: bool = Field(True, description="Fit a closed-form head (--mode head, or the warm start a run keeps) "
+                             "again on the training and validation streamers at the regularisation validation chose")

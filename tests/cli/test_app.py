@@ -175,7 +175,7 @@ def test_every_flag_the_readme_names_is_an_option_of_its_command():
         if hasattr(cmd, "list_commands"):
             for name in cmd.list_commands(ctx):
                 walk(cmd.get_command(ctx, name), [*path, name])
-        options.setdefault(" ".join(path), set()).update(o for p in cmd.params for o in p.opts)
+        options.setdefault(" ".join(path), set()).update(o for p in cmd.params for o in [*p.opts, *p.secondary_opts])
     walk(root, [])
 
     def command_of(words: list[str]) -> str | None:

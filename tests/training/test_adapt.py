@@ -86,11 +86,13 @@ def test_cli_adapt_modes(sample, sample_cache, pretrained, labels, tmp_path, mod
                    "regress", "--out", tmp_path / "r", "--mode", mode, "--epochs", "2", "--batch-size", "16") == 0
 
 
+@pytest.mark.parametrize("refit", [True, False])
 @pytest.mark.parametrize("kind,target", [("classify", "kind"), ("regress", "n_tags"), ("classify", "two")])
 def test_head_is_the_closed_form_fit_of_the_frozen_vectors(sample, sample_cache, pretrained, labels, tmp_path, kind,
-                                                           target):
+                                                           target, refit):
     """`--mode head` saves a head whose outputs are scikit-learn's scaler + ridge / logistic model's at the
-    regularisation validation chose (classes absent from the training share never win)."""
+    regularisation validation chose (classes absent from the fitted share never win), fitted on the training and
+    validation streamers (the default), or on the training ones alone with `--no-head-refit`."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.preprocessing import StandardScaler
 
@@ -102,8 +104,10 @@ def test_head_is_the_closed_form_fit_of_the_frozen_vectors(sample, sample_cache,
         path.write_text("anchor_id,two\n" + "".join(f"{r['anchor_id']},{int(r['n_tags']) > 2}\n" for r in rows))
         labels = path
     out = tmp_path / "h"
-    summary = adapt(pretrained, labels, out, target=target, kind=kind, mode="head", holdout_frac=0.2, seed=0)
+    summary = adapt(pretrained, labels, out, target=target, kind=kind, mode="head", holdout_frac=0.2, seed=0,
+                    head_refit=refit)
     info = json.loads((out / "outcome.json").read_text())
+    assert info["head_refit"] is refit
     assert info["stopped_by"] == "closed form" and summary["trainable_params"] == load_model(pretrained)[0].dim * \
         (1 if kind == "regress" else len(summary["classes"])) + (1 if kind == "regress" else len(summary["classes"]))
     cache = open_cache(sample_cache)
@@ -112,7 +116,9 @@ def test_head_is_the_closed_form_fit_of_the_frozen_vectors(sample, sample_cache,
     pos = cache.key_index()
     y_of = {r["anchor_id"]: r[target] for r in csv.DictReader(labels.open())}
     keys = sorted(k for k in y_of if k in pos)
-    train, _, test = _splits(keys, 0.2, 0.15, 0)
+    train, val, test = _splits(keys, 0.2, 0.15, 0)
+    assert len(val) >= 2
+    train = train + val if refit else train
     x_tr, x_te = vec[[pos[k] for k in train]], vec[[pos[k] for k in test]]
     scaler = StandardScaler().fit(x_tr)
     head = load_file(str(out / "head.safetensors"))
@@ -135,7 +141,7 @@ def test_adapter_and_full_start_from_the_closed_form_head(sample, pretrained, la
     started from: the closed-form head of the vectors as they are, which `--mode head` saves."""
     from anchor_embed.training.adapt import adapt
 
-    common = {"target": "n_tags", "kind": "regress", "holdout_frac": 0.2, "seed": 0}
+    common = {"target": "n_tags", "kind": "regress", "holdout_frac": 0.2, "seed": 0, "head_refit": False}
     adapt(pretrained, labels, tmp_path / "head", mode="head", **common)
     want = load_file(str(tmp_path / "head" / "head.safetensors"))
     for mode in ("adapter", "full"):
@@ -147,7 +153,8 @@ def test_adapter_and_full_start_from_the_closed_form_head(sample, pretrained, la
 
 def test_training_that_does_not_beat_the_warm_start_keeps_it(sample, pretrained, labels, tmp_path):
     """The closed-form head is epoch 0 of the selection: a learning rate that wrecks every epoch leaves the run
-    with the head `--mode head` saves (and, for `full`, the base model's weights), not the best wrecked epoch."""
+    with the head `--mode head` saves (and, for `full`, the base model's weights), not the best wrecked epoch;
+    that kept head is fitted again on the training and validation streamers, as `--mode head` fits it."""
     from anchor_embed.training.adapt import adapt
 
     common = {"target": "n_tags", "kind": "regress", "holdout_frac": 0.2, "seed": 0}
@@ -165,6 +172,7 @@ def test_training_that_does_not_beat_the_warm_start_keeps_it(sample, pretrained,
         assert outcome["best"] == pytest.approx(head_figure, abs=1e-4)
         card = (tmp_path / mode / "README.md").read_text()
         assert "the model is the one training started from (epoch 0" in card and "(kept)" not in card
+        assert outcome["head_refit"] is True and "fitted again on the training and validation streamers" in card
         got = load_file(str(tmp_path / mode / "head.safetensors"))
         for k in want:
             torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=1e-4)

@@ -182,6 +182,9 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
                    "test_score": None if test is None else round(test["score"], 4),
                    "test_metric": None if test is None else ("macro_f1" if cfg.kind == "classify" else "r2")}
         atomic.write_json(out / ADAPTER, summary)
+        from anchor_embed.training.card import write_card
+
+        write_card(out)                          # with the test score
     say(f"[bold]adapt[/]: {cfg.mode}: {summary['trainable_params']} trainable parameters "
         f"({summary['trainable_share']:.2%} of {total}), {size} bytes saved"
         + (f"; test {summary['test_metric']} {summary['test_score']}" if test else ""))

@@ -45,9 +45,12 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
     evaluation = evaluation if evaluation is not None else _read(run, "evaluation.json").get("rows")
     fmeta = info.get("feature_meta") or {}
     stage = info.get("stage", "run")
-    lines = [f"# Model card: {run.name}", "",
-             f"A {stage} run of anchor-embed: one unit vector of "
-             f"{_width(_read(run, 'model_config.json'))}, from what it shows.", "",
+    intro = (f"An adapt run of anchor-embed: `--mode {cfg.get('mode', '?')}` for the label `{cfg.get('target', '?')}` "
+             f"({'classes' if cfg.get('kind') == 'classify' else 'numbers'}) on the run `{info.get('pretrained', '?')}`, "
+             "whose vectors it reads (`embed --adapter RUN` serves the adapted model)." if stage == "adapt" else
+             f"A {stage} run of anchor-embed: one unit vector of {_width(_read(run, 'model_config.json'))}, from what "
+             "it shows.")
+    lines = [f"# Model card: {run.name}", "", intro, "",
              "## Data it saw", "",
              f"- Feature cache: `{info.get('features', '?')}` ({_cache_size(info.get('features'))})"
              + (f"; meta fields read as tags: `{fmeta['meta_tags']}`." if fmeta.get("meta_tags") else ".")]
@@ -60,10 +63,16 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
                   f"- Started from `{info.get('pretrained', '?')}`.",
                   f"- Mined {mining.get('mined', '?')} behavioural pairs, kept {mining.get('kept', '?')} by filter "
                   f"'{mining.get('filter', '?')}' (quantile {mining.get('quantile')}, threshold {mining.get('threshold')})."]
+    elif stage == "adapt":
+        lines += [f"- Labels: `{info.get('labels', '?')}`, column `{cfg.get('target', '?')}`; a seeded "
+                  f"{cfg.get('val_frac', '?')} of the labelled streamers validates, {cfg.get('holdout_frac', '?')} is "
+                  "the test share, scored once at the end (`adapter.json`)."]
     else:
         lines += ["- No ID embeddings: self-supervised on the content alone."]
+    method = (f"adapt --mode {cfg.get('mode')}" + (f" (rank {cfg.get('rank')})" if cfg.get("mode") == "adapter" else "")
+              if stage == "adapt" else cfg.get("method", "masked-modality contrast (pretraining)"))
     lines += ["", "## Training and selection", "",
-              f"- Method: {cfg.get('method', 'masked-modality contrast (pretraining)')}; settings in `config.json`"
+              f"- Method: {method}; settings in `config.json`"
               + (f"; method params {json.dumps(cfg.get('params'))}" if cfg.get("params") else "") + ".",
               f"- At most {cfg.get('epochs', '?')} epochs, learning rate {cfg.get('lr', '?')} "
               f"({cfg.get('schedule', '?')} after {cfg.get('warmup', '?')} warmup), batch {cfg.get('batch_size', '?')}, "
@@ -76,6 +85,9 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
                      + (f"; validation {outcome['monitor']} {outcome['best']:.4f} (members: "
                         + ", ".join(f"{m['validation']:.4f}" for m in done if m.get("validation") is not None) + ")."
                         if outcome.get("best") is not None else "."))
+    elif outcome and outcome.get("stopped_by") == "closed form":    # adapt --mode head: no epochs
+        lines[-1] = (f"- The head is fitted in closed form (no epochs): regularisation {outcome.get('regularisation')} "
+                     f"chosen on validation, {outcome['monitor']} {outcome['best']:.4f}.")
     elif outcome:
         kept = ("the one training started from (epoch 0: no epoch beat it)"
                 if outcome["best_epoch"] == 0 and outcome.get("start_figure") is not None
@@ -86,7 +98,7 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
     else:
         lines.append("- **Unfinished**: no outcome.json; the model is the best epoch so far.")
     if outcome and outcome.get("head_refit"):
-        lines.append("- Its closed-form head was fitted again on the training and validation streamers at the "
+        lines.append("- The closed-form head was fitted again on the training and validation streamers at the "
                      "regularisation validation chose (`--no-head-refit` keeps it as validated).")
     if metrics:
         last = metrics[-1]
@@ -102,14 +114,20 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
 
         lines += markdown_table(evaluation, ["model", "recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10",
                                              "queries"]).splitlines()
-    lines += ["", "## Intended use and limits", "",
-              "- For similar-streamer lookups, cold-start candidates, dedup and feed scattering by content. "
-              "The vectors carry what the content and the behaviour it was taught with have in common; they "
-              "do not know a streamer's popularity or anything it does not show.",
-              "- Taught by ID embeddings, it inherits their biases (popularity, the audience that clicks). "
-              "Judge it on your own hold-out with `anchor-embed evaluate` before relying on it; a model must "
-              "not be evaluated on streamers it saw (`seen_ids.txt`; evaluate refuses).",
-              "", "## Backbones", ""]
+    if stage == "adapt":
+        summary = _read(run, "adapter.json")
+        scored = (f": test {summary.get('test_metric')} {summary['test_score']} on the test share (`adapter.json`)"
+                  if summary.get("test_score") is not None else "")
+        use = [f"- Predicts `{cfg.get('target')}` from the base run's vectors{scored}. The base run's own card says "
+               "what those vectors carry and what they are for; the base model itself is unchanged."]
+    else:
+        use = ["- For similar-streamer lookups, cold-start candidates, dedup and feed scattering by content. "
+               "The vectors carry what the content and the behaviour it was taught with have in common; they "
+               "do not know a streamer's popularity or anything it does not show.",
+               "- Taught by ID embeddings, it inherits their biases (popularity, the audience that clicks). "
+               "Judge it on your own hold-out with `anchor-embed evaluate` before relying on it; a model must "
+               "not be evaluated on streamers it saw (`seen_ids.txt`; evaluate refuses)."]
+    lines += ["", "## Intended use and limits", "", *use, "", "## Backbones", ""]
     for spec in (fmeta.get("text_backbone"), fmeta.get("image_backbone")):
         if spec:
             lines.append(f"- `{spec}`: {LICENCES.get(spec, 'see the model provider for its licence')}")

@@ -62,6 +62,9 @@ def test_cli_adapt_modes(sample, sample_cache, pretrained, labels, tmp_path, mod
     assert info["mode"] == mode and info["test_metric"] == "macro_f1" and 0 <= info["test_score"] <= 1
     after = load_file(str(pretrained / "model.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before)            # the base is left as it is
+    card = (out / "README.md").read_text()                                  # the card says what the run is
+    assert f"`--mode {mode}` for the label `kind` (classes)" in card and f"Method: adapt --mode {mode}" in card
+    assert f"test macro_f1 {info['test_score']}" in card and "self-supervised" not in card and "None" not in card
     if mode == "adapter":
         patch = load_file(str(out / "patch.safetensors"))
         assert all(k.endswith((".A", ".B")) for k in patch) and not (out / "model.safetensors").exists()

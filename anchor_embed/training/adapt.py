@@ -277,7 +277,7 @@ def _fit_install(task: AdaptTask, x: np.ndarray, y: np.ndarray, c: float) -> Non
 
 def _install(task: AdaptTask, m, scaler, present: np.ndarray | None) -> None:
     """Copy a fitted sklearn linear model into the head, the scaler folded in: w / s, b - (w / s) . mean. A
-    binary logistic model scores class 1 against a zero row; classes absent from the training share get a
+    binary logistic model scores class 1 against a zero row; classes absent from the rows it was fitted on get a
     score that never wins."""
     coef, intercept = np.atleast_2d(m.coef_), np.atleast_1d(m.intercept_)
     w, b = coef / scaler.scale_, intercept - (coef / scaler.scale_) @ scaler.mean_

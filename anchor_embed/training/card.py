@@ -46,8 +46,8 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
     fmeta = info.get("feature_meta") or {}
     stage = info.get("stage", "run")
     intro = (f"An adapt run of anchor-embed: `--mode {cfg.get('mode', '?')}` for the label `{cfg.get('target', '?')}` "
-             f"({'classes' if cfg.get('kind') == 'classify' else 'numbers'}) on the run `{info.get('pretrained', '?')}`, "
-             "whose vectors it reads (`embed --adapter RUN` serves the adapted model)." if stage == "adapt" else
+             f"({'classes' if cfg.get('kind') == 'classify' else 'numbers'}) on the run `{info.get('pretrained', '?')}` "
+             "(its base, left unchanged; `embed --adapter RUN` serves the adapted model)." if stage == "adapt" else
              f"A {stage} run of anchor-embed: one unit vector of {_width(_read(run, 'model_config.json'))}, from what "
              "it shows.")
     lines = [f"# Model card: {run.name}", "", intro, "",
@@ -118,8 +118,8 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
         summary = _read(run, "adapter.json")
         scored = (f": test {summary.get('test_metric')} {summary['test_score']} on the test share (`adapter.json`)"
                   if summary.get("test_score") is not None else "")
-        use = [f"- Predicts `{cfg.get('target')}` from the base run's vectors{scored}. The base run's own card says "
-               "what those vectors carry and what they are for; the base model itself is unchanged."]
+        use = [f"- Predicts `{cfg.get('target')}`{scored}. The base run's own card says what its vectors carry "
+               "and what they are for."]
     else:
         use = ["- For similar-streamer lookups, cold-start candidates, dedup and feed scattering by content. "
                "The vectors carry what the content and the behaviour it was taught with have in common; they "

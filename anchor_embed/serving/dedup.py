@@ -26,10 +26,12 @@ from anchor_embed.serving.vectors import open_vectors
 EXACT_MEMBERS = 3000      # pairwise minimum computed exactly up to this group size
 SAMPLED_PAIRS = 200_000   # pairs sampled for larger groups
 CHUNK = 65_536            # rows converted to float32 at a time when streaming from a memory map
+ROUNDING = 1e-6           # a float32 cosine of identical unit vectors can be 0.99999994: counted as 1
 
 
 def edges_above(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) with inner product >= threshold (faiss range search is strict: asked just below)."""
+    """All pairs (i < j) with inner product >= threshold, up to float32 rounding (`ROUNDING`: identical vectors
+    meet a threshold of 1); faiss range search is strict, so it is asked just below."""
     import faiss
 
     x = np.ascontiguousarray(x, np.float32)
@@ -37,9 +39,10 @@ def edges_above(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
-    lims, sims, idx = index.range_search(x, float(np.nextafter(np.float32(threshold), np.float32(-np.inf))))
+    cut = np.float32(threshold) - np.float32(ROUNDING)
+    lims, sims, idx = index.range_search(x, float(np.nextafter(cut, np.float32(-np.inf))))
     src = np.repeat(np.arange(len(x)), np.diff(lims.astype(np.int64)))
-    keep = (src < idx) & (sims >= np.float32(threshold))
+    keep = (src < idx) & (sims >= cut)
     return src[keep], idx[keep].astype(np.int64), sims[keep]
 
 
@@ -72,7 +75,7 @@ def complete_groups(x: np.ndarray, members: np.ndarray, threshold: float,
             if a in at and b in at:
                 sims[at[a], at[b]] = sims[at[b], at[a]] = v
     dist = squareform(1.0 - sims, checks=False)
-    labels = fcluster(linkage(dist, method="complete"), t=(1.0 - threshold) + 1e-7, criterion="distance")
+    labels = fcluster(linkage(dist, method="complete"), t=(1.0 - threshold) + ROUNDING, criterion="distance")
     return [np.sort(members[labels == c]) for c in np.unique(labels) if np.sum(labels == c) > 1]
 
 

@@ -77,6 +77,19 @@ def test_threshold_is_inclusive_and_degenerate_inputs_are_fine():
     assert sum(len(g["members"]) for g in dedup_vectors(same, 0.9, max_group_size=4)) >= 8
 
 
+def test_identical_vectors_meet_a_threshold_of_one_despite_float32_rounding():
+    """A float32 cosine of a unit vector with itself is often 0.99999994: exact duplicates must still be found at
+    --threshold 1, under both linkages, and nothing else joins them."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 320)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert (np.einsum("ij,ij->i", x, x) < 1).any()               # the rounding this is about
+    twins = np.concatenate([x, x[:30]])                           # rows 60-89 repeat rows 0-29
+    for linkage in ("single", "complete"):
+        got = sorted(g["members"] for g in dedup_vectors(twins, 1.0, linkage=linkage))
+        assert got == [[i, 60 + i] for i in range(30)], linkage
+
+
 def test_reviewed_pairs_win_over_the_vectors():
     x = np.array([[1, 0], [0.999, 0.0447], [0, 1], [0.0447, 0.999]], np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)

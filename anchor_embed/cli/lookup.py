@@ -24,7 +24,7 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
     if ids_file:
         if not Path(ids_file).is_file():
             raise AnchorEmbedError(f"{ids_file}: no such file")
-        ids += [x.strip() for x in Path(ids_file).read_text(encoding="utf-8").split("\n") if x.strip()]
+        ids += [x.strip() for x in Path(ids_file).read_text(encoding="utf-8-sig").split("\n") if x.strip()]
     if not ids and not record:
         raise AnchorEmbedError("give anchor ids, --ids-file or --record")
     if not 1 <= k <= 100_000:

@@ -24,10 +24,11 @@ def bad_id_reason(key: str) -> str | None:
 
 
 def read_keys(path: str | Path) -> list[str]:
-    """One key a line, split on "\\n" only (a trailing "\\r" is dropped); not UTF-8 is one clear error."""
+    """One key a line, split on "\\n" only (a trailing "\\r" and a leading byte-order mark are dropped); not
+    UTF-8 is one clear error."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")        # a byte-order mark (spreadsheet exports) is not a key
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[:exc.start].count(b"\n") + 1
         raise AnchorEmbedError(f"{path}: line {line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x})") from None

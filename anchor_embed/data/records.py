@@ -112,6 +112,10 @@ def _parquet_rows(path: Path, columns: dict[str, str], shard: tuple[int, int], n
         id_col = columns.get("anchor_id", "anchor_id")
         if id_col not in names:
             raise AnchorEmbedError(f"{f}: no '{id_col}' column (pass --id-column NAME); columns: {names}")
+        missing = {field: col for field, col in columns.items() if field != "anchor_id" and col not in names}
+        if missing:         # a misspelt mapping would leave that field empty on every row without a word
+            raise AnchorEmbedError(f"{f}: no column {', '.join(repr(c) for c in missing.values())} (--columns "
+                                   + ", ".join(f"{k}={v}" for k, v in missing.items()) + f"); columns: {names}")
         extra = sorted(set(names) - set(wanted))
         if extra and not notes:
             notes.append(f"{f}: columns not read: {', '.join(extra)}")
@@ -139,7 +143,7 @@ def _jsonl_rows(path: Path, shard: tuple[int, int]) -> Iterator[tuple[str, Any]]
             if (j - 1) % n != i:
                 continue
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")   # a byte-order mark opens some exports
             except UnicodeDecodeError as exc:
                 yield f"line {number}", ValueError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
                 continue

@@ -33,7 +33,7 @@ def read_labels(path: str | Path, target: str, kind: Literal["classify", "regres
         rows = pq.read_table(path).to_pylist()
         where = [f"row {i}" for i in range(1, len(rows) + 1)]
     else:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
         where = [f"line {i}" for i in range(2, len(rows) + 2)]
     if rows and ("anchor_id" not in rows[0] or target not in rows[0]):

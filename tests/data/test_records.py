@@ -100,6 +100,26 @@ def test_warehouse_parquet_folder_with_its_own_column_names(tmp_path, capsys):
     assert sorted(r.anchor_id for s in shards for r in s) == ["1001", "1002", "1003"] and all(shards)
     with pytest.raises(AnchorEmbedError, match="no 'anchor_id' column"):
         read_streamers(parts)
+    with pytest.raises(AnchorEmbedError, match=r"no column 'biography' \(--columns profile=biography\)"):
+        read_streamers(parts, columns={**cols, "profile": "biography"})     # misspelt: not an empty field
+
+
+def test_a_byte_order_mark_loses_no_row_key_or_column(tmp_path):
+    """Spreadsheet and Windows exports start with a UTF-8 byte-order mark: the first record, key, id and label
+    column are read as if it were not there."""
+    from anchor_embed.data.key_file import read_keys
+    from anchor_embed.evaluation.probe import read_labels
+
+    bom = "\ufeff"
+    path = tmp_path / "s.jsonl"
+    path.write_text(bom + json.dumps({"anchor_id": "a", "profile": "x"}) + "\n" + json.dumps({"anchor_id": "b"})
+                    + "\n", encoding="utf-8")
+    records, report = read_streamers(path, strict=True)
+    assert [r.anchor_id for r in records] == ["a", "b"] and report.kept == 2
+    (tmp_path / "k.txt").write_text(bom + "a\nb\n", encoding="utf-8")
+    assert read_keys(tmp_path / "k.txt") == ["a", "b"]
+    (tmp_path / "l.csv").write_text(bom + "anchor_id,y\na,1\nb,2\n", encoding="utf-8")
+    assert read_labels(tmp_path / "l.csv", "y", "regress")[0] == {"a": 1.0, "b": 2.0}
 
 
 @pytest.mark.parametrize("bad_id, why", [("a\nb", "U+000A"), ("a\u2028b", "U+2028"), ("a\x85b", "U+0085"),

@@ -82,6 +82,21 @@ def _root(
     console.quiet = quiet  # set on every call: an in-process caller may run several commands
 
 
+def path_error(exc: OSError) -> str | None:
+    """One line for an output or input path of the wrong kind (a file where a folder goes, a folder where a file
+    goes, no permission), naming the path the user gave; None when the error names no path."""
+    if isinstance(exc, IsADirectoryError):          # os.replace(tmp, path) names the target second
+        path = exc.filename2 or exc.filename
+        return None if path is None else f"{path}: is a folder; give a file path here (or remove the folder)"
+    if exc.filename is None:
+        return None
+    if isinstance(exc, FileExistsError):
+        return f"{exc.filename}: exists and is not a folder; give a folder path here (or remove the file)"
+    if isinstance(exc, NotADirectoryError):
+        return f"{exc.filename}: part of this path is a file, not a folder"
+    return f"{exc.filename}: permission denied"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: an AnchorEmbedError is printed as one line with exit code 2."""
     try:
@@ -90,6 +105,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
     except AnchorEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        said = path_error(exc)
+        if said is None:
+            raise
+        print(f"error: {said}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

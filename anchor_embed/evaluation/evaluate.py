@@ -99,6 +99,9 @@ def evaluate(
     held = holdout_split(ids.keys, holdout_frac, seed)
     if not held:
         raise AnchorEmbedError(f"--holdout-frac {holdout_frac}: holds out no streamer of {id_emb}")
+    if len(held) == len(ids.keys):
+        raise AnchorEmbedError(f"--holdout-frac {holdout_frac}: holds out every streamer of {id_emb}, leaving none "
+                               "to search among or fit the references on; give a share below 1")
     refuse_seen(models, held, holdout_frac, seed)
     pos = cache.key_index()
     rows_in_cache = np.array([pos[k] for k in ids.keys])

@@ -296,6 +296,10 @@ def build_features(
     """
     out = Path(out)
     media = Path(media_root) if media_root else Path(streamers).parent
+    for name, value, least in (("max_texts", max_texts, 0), ("max_frames", max_frames, 0), ("max_tags", max_tags, 0),
+                               ("max_text_chars", max_text_chars, 1), ("video_frames", video_frames, 1)):
+        if value < least:       # a negative count would slice texts and frames from the end without a word
+            raise AnchorEmbedError(f"--{name.replace('_', '-')} {value}: must be at least {least}")
     image_kind(image_backbone)  # an unknown kind fails before any record is read
     meta_fields = parse_meta_tags(meta_tags)
     records, read_report = read_streamers(streamers, strict=strict, columns=columns, shard=shard)

@@ -210,6 +210,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     old = out / "meta.json"
     if old.is_file():
         have = json.loads(old.read_text())
+        if "kind" not in have:          # a vectors folder (its own or another): building here would overwrite it
+            raise AnchorEmbedError(f"{out}: holds vectors, not an index; give --out a folder of its own")
         if have["model_hash"] != vmeta["model_hash"] or have["dim"] != vmeta["dim"]:
             raise AnchorEmbedError(f"{out}: holds an index of model {have['model_hash']} ({have['dim']}-d); "
                                    f"these vectors are of {vmeta['model_hash']} ({vmeta['dim']}-d): use another --out")

@@ -14,7 +14,7 @@ from anchor_embed.errors import AnchorEmbedError
 def open_vectors(vec_dir: str | Path, need: int = 0) -> tuple[np.ndarray, list[str], dict]:
     """Memory-mapped vectors, their keys and meta of a finished vectors folder (at least `need` of them)."""
     vec_dir = Path(vec_dir)
-    if not (vec_dir / "meta.json").is_file():
+    if not all((vec_dir / f).is_file() for f in ("meta.json", "keys.txt", "vectors.npy")):
         raise AnchorEmbedError(f"{vec_dir}: not a vectors folder (run `anchor-embed embed`; all shards done?)")
     meta = json.loads((vec_dir / "meta.json").read_text())
     keys = read_keys(vec_dir / "keys.txt")

@@ -126,7 +126,21 @@ CASES = [
      "unknown key 'params.temprature'"),
     ("pretrained without a model", lambda w, t: ["transfer", "--pretrained", t, "--id-emb", w["sample"] / "ids.npy",
                                                  "--out", t / "t", "--features", w["cache"]], 2, "no model here"),
+    # outputs of the wrong kind
+    ("features --out is a file", lambda w, t: ["features", "--streamers", w["sample"] / "streamers.jsonl", "--out",
+                                               _write(t / "afile", "")], 2, "afile: exists and is not a folder"),
+    ("export --out is a folder", lambda w, t: ["export", w["vec"], "--out", t], 2, ": is a folder; give a file path"),
+    ("index over its own vectors", lambda w, t: ["index", "build", _vec_copy(w, t), "--out", t / "v"], 2,
+     "holds vectors, not an index"),
+    ("index of a feature cache", lambda w, t: ["index", "build", w["cache"], "--out", t / "i"], 2,
+     "not a vectors folder"),
+    ("negative text count", lambda w, t: ["features", "--streamers", w["sample"] / "streamers.jsonl", "--out",
+                                          t / "c", "--max-texts", "-1"], 2, "--max-texts"),
+    ("texts cut to nothing", lambda w, t: ["features", "--streamers", w["sample"] / "streamers.jsonl", "--out",
+                                           t / "c", "--max-text-chars", "0"], 2, "--max-text-chars"),
     # evaluate
+    ("hold-out of one", lambda w, t: ["evaluate", "--features", w["cache"], "--id-emb", w["sample"] / "ids.npy",
+                                      "--holdout-frac", "1"], 2, "holds out every streamer"),
     ("hold-out of zero", lambda w, t: ["evaluate", "--features", w["cache"], "--id-emb", w["sample"] / "ids.npy",
                                        "--holdout-frac", "0"], 2, "holds out no streamer"),
     # embed

@@ -37,11 +37,15 @@ def read_labels(path: str | Path, target: str, kind: Literal["classify", "regres
             rows = list(csv.DictReader(f))
         where = [f"line {i}" for i in range(2, len(rows) + 2)]
     if rows and ("anchor_id" not in rows[0] or target not in rows[0]):
-        raise AnchorEmbedError(f"{path}: needs columns 'anchor_id' and '{target}'; has {sorted(rows[0])}")
+        raise AnchorEmbedError(f"{path}: needs columns 'anchor_id' and '{target}'; has "
+                               f"{sorted(str(k) for k in rows[0] if k is not None)}")
     report = InputReport(source=str(path), strict=strict)
     out: dict[str, object] = {}
     for w, row in zip(where, rows, strict=True):
         key, value = str(row.get("anchor_id") or "").strip(), row.get(target)
+        if row.get(None):           # csv.DictReader files the fields beyond the header under None
+            report.bad(w, "more fields than the header", f"{len(row[None])} field(s) beyond the header")
+            continue
         if not key:
             report.bad(w, "missing anchor_id", "missing anchor_id")
             continue
@@ -156,6 +160,9 @@ def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Lite
         raise AnchorEmbedError(f"only {len(common)} streamers have a label and a vector in every set; "
                                f"{folds}-fold CV needs at least {2 * folds}")
     y = np.array([y_of[k] for k in common])
+    if kind == "classify" and len(np.unique(y)) < 2:
+        raise AnchorEmbedError(f"{labels}: '{target}' has one class ({y[0]!r}) among the {len(common)} streamers "
+                               "with a label and a vector; a probe needs two")
     if kind == "classify" and np.unique(y, return_counts=True)[1].min() < folds:
         raise AnchorEmbedError(f"'{target}': a class has fewer than {folds} streamers; too few for {folds}-fold CV")
     rows = []

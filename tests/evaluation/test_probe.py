@@ -25,6 +25,18 @@ def test_labels_with_bad_rows(tmp_path):
     assert any("line 6" in p and "duplicate" in p for p in report.problems)
     with pytest.raises(AnchorEmbedError, match="needs columns 'anchor_id' and 'z'"):
         read_labels(f, "z", "regress")
+    ragged = tmp_path / "r.csv"                  # a row with more fields than the header: a bad row, named
+    ragged.write_text("anchor_id,y\na,1\nb,2,3\n")
+    got, report = read_labels(ragged, "y", "regress")
+    assert got == {"a": 1.0} and any("line 3" in p and "beyond the header" in p for p in report.problems)
+    with pytest.raises(AnchorEmbedError, match="needs columns 'anchor_id' and 'y'"):
+        read_labels(_write(tmp_path / "j.csv", '{"anchor_id": "a"}\n{"anchor_id": "b", "y": 2}\n'), "y",
+                    "regress")                    # a JSONL given as labels: one line, not a TypeError
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
 
 
 def test_cv_probe_equals_the_formula_on_the_same_folds():
@@ -68,3 +80,8 @@ def test_cli_probe_table_over_vector_sets(sample, sample_cache, pretrained, tmp_
     assert [r["vectors"] for r in out] == ["frozen", "pretrained", "ids"]
     assert len({r["streamers"] for r in out}) == 1                 # every set on the same streamers
     assert out[0]["macro_f1"] > 0.5                                # content shows the kind
+    one = _write(tmp_path / "one.csv", "anchor_id,kind\n" + "".join(f"{r['anchor_id']},same\n" for r in rows))
+    with pytest.raises(AnchorEmbedError, match="has one class"):
+        from anchor_embed.evaluation.probe import probe
+
+        probe([f"pretrained={vec}"], one, "kind", folds=3)

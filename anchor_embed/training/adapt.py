@@ -12,6 +12,7 @@ share is scored once at the end (outcome.json, test.json).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,11 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     if len(keys) < 10:
         raise AnchorEmbedError(f"{labels}: only {len(keys)} labelled streamers are in the feature cache {features}")
     classes = sorted({str(y_of[k]) for k in keys}) if cfg.kind == "classify" else []
+    lone = sum(1 for n in Counter(str(y_of[k]) for k in keys).values() if n == 1) if classes else 0
+    if lone > len(classes) / 2:
+        raise AnchorEmbedError(f"{labels}: '{cfg.target}' has {len(classes)} classes among {len(keys)} labelled "
+                               f"streamers, {lone} of them with a single streamer: nothing a head can learn "
+                               "(an id column? or pass --kind regress for numbers)")
     values = np.array([y_of[k] for k in keys], np.float64) if cfg.kind == "regress" else None
     mean, sd = (float(values.mean()), float(values.std() or 1.0)) if values is not None else (0.0, 1.0)
     parts = dict(zip(("train", "val", "test"), _splits(keys, cfg.holdout_frac, cfg.val_frac, cfg.seed), strict=True))
@@ -208,7 +214,8 @@ def fit_head(task: AdaptTask, out: Path) -> None:
         refit_head(task, c)
     task.save_best(out)
     say(f"[bold]adapt[/]: head fitted in closed form ({'logistic C' if task.cfg.kind == 'classify' else 'ridge alpha'}"
-        f" {c:g} by validation score {figure:.4f}" + (", then again on training + validation streamers)" if refit
+        f" {c:g} by {'validation' if len(task.rows['val']) >= 2 else 'cross-validation'} score {figure:.4f}"
+        + (", then again on training + validation streamers)" if refit
                                                        else ")"))
     atomic.write_json(out / "outcome.json", {"complete": True, "epochs_run": 0, "stopped_by": "closed form",
                                              "best_epoch": None, "monitor": task.monitor, "best": figure,
@@ -244,15 +251,42 @@ def closed_form_head(task: AdaptTask) -> tuple[float, float]:
     x = embed_rows(task.model, task.batcher, task.rows["train"])
     if task.cfg.kind == "classify" and len(np.unique(task.y["train"])) < 2:
         raise AnchorEmbedError(f"{task.cfg.target}: one class among the training streamers; a head needs two")
-    best = None
-    for c in HEAD_CS if task.cfg.kind == "classify" else HEAD_ALPHAS:
-        _fit_install(task, x, task.y["train"], c)
-        figure = task.score("val")["score"] if len(task.rows["val"]) >= 2 else 0.0
-        if best is None or figure > best[0]:
-            best = (figure, c)
-    figure, c = best
+    grid = HEAD_CS if task.cfg.kind == "classify" else HEAD_ALPHAS
+    if len(task.rows["val"]) < 2:               # no validation share (--val-frac 0): choose by CV on the training one
+        figure, c = max(((_cv_figure(task, x, c), c) for c in grid), key=lambda t: t[0])   # the first of equals
+        say(f"[bold]adapt[/]: no validation share; the head's regularisation chosen by {HEAD_FOLDS}-fold "
+            f"cross-validation on the training streamers ({figure:.4f})")
+    else:
+        best = None
+        for c in grid:
+            _fit_install(task, x, task.y["train"], c)
+            figure = task.score("val")["score"]
+            if best is None or figure > best[0]:
+                best = (figure, c)
+        figure, c = best
     _fit_install(task, x, task.y["train"], c)
     return figure, c
+
+
+HEAD_FOLDS = 5
+
+
+def _cv_figure(task: AdaptTask, x: np.ndarray, c: float) -> float:
+    """Mean held-out score (macro-F1 or R², as `AdaptTask.score`) of the closed-form head at regularisation `c`
+    over (stratified) folds of the training streamers: the choice when there is no validation share."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = task.y["train"]
+    classify = task.cfg.kind == "classify"
+    folds = min(HEAD_FOLDS, int(np.unique(y, return_counts=True)[1].min()) if classify else len(y))
+    if folds < 2:
+        return 0.0                              # a class of one streamer: no fold can score it; keep the grid order
+    split = (StratifiedKFold if classify else KFold)(folds, shuffle=True, random_state=task.cfg.seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000) if classify else Ridge(alpha=c))
+    return float(np.mean(cross_val_score(model, x, y, cv=split, scoring="f1_macro" if classify else "r2")))
 
 
 def refit_head(task: AdaptTask, c: float) -> None:

@@ -183,3 +183,46 @@ def test_training_that_does_not_beat_the_warm_start_keeps_it(sample, pretrained,
             for k, v in load_model(tmp_path / mode)[0].state_dict().items():
                 torch.testing.assert_close(v, base[k])
         assert summary["test_score"] is not None
+
+
+def test_without_a_validation_share_the_head_is_chosen_by_cross_validation(sample, sample_cache, pretrained, labels,
+                                                                           tmp_path):
+    """`--val-frac 0` leaves nothing to score the head's regularisation on: it is chosen by 5-fold CV on the
+    training streamers, as scikit-learn's GridSearchCV chooses it (not the first of equal zeros)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from anchor_embed.training.adapt import HEAD_ALPHAS, _splits, adapt
+
+    adapt(pretrained, labels, tmp_path / "h", target="n_tags", kind="regress", mode="head", holdout_frac=0.2,
+          val_frac=0.0, seed=0)
+    info = json.loads((tmp_path / "h" / "outcome.json").read_text())
+    cache = open_cache(sample_cache)
+    model, _ = load_model(pretrained)
+    vec = embed_all(model, Batcher.for_model(model, cache))
+    pos = cache.key_index()
+    y_of = {r["anchor_id"]: float(r["n_tags"]) for r in csv.DictReader(labels.open())}
+    keys = sorted(k for k in y_of if k in pos)
+    train, val, _ = _splits(keys, 0.2, 0.0, 0)
+    v = np.array([y_of[k] for k in keys])
+    y = (np.array([y_of[k] for k in train]) - v.mean()) / v.std()
+    search = GridSearchCV(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": list(HEAD_ALPHAS)},
+                          cv=KFold(5, shuffle=True, random_state=0), scoring="r2").fit(vec[[pos[k] for k in train]], y)
+    assert not val and info["head_refit"] is False
+    assert info["regularisation"] == search.best_params_["ridge__alpha"]
+    assert info["best"] == pytest.approx(search.best_score_, abs=1e-4)
+
+
+def test_a_class_per_streamer_is_refused(sample, pretrained, tmp_path):
+    """A classify target where most classes hold one streamer (an id column, or numbers without --kind regress)
+    is one clear error, not a head of 75 classes."""
+    from anchor_embed.errors import AnchorEmbedError
+    from anchor_embed.training.adapt import adapt
+
+    ids = [json.loads(line)["anchor_id"] for line in (sample / "streamers.jsonl").read_text().splitlines()]
+    path = tmp_path / "ids.csv"
+    path.write_text("anchor_id,who\n" + "".join(f"{k},{k}\n" for k in ids))
+    with pytest.raises(AnchorEmbedError, match="a single streamer: nothing a head can learn"):
+        adapt(pretrained, path, tmp_path / "a", target="who", mode="head")

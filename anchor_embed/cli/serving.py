@@ -58,7 +58,8 @@ def serve(
 def export(
     vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
     out: Annotated[Path, typer.Option(help="Output file: .parquet, or .npy (keys beside it as .keys.txt).")],
-    format: Annotated[Literal["parquet", "npy"], typer.Option(help="File format.")] = "parquet",
+    format: Annotated[Literal["parquet", "npy"] | None, typer.Option(
+        help="File format (default: --out's suffix; must agree with it).")] = None,
 ) -> None:
     """Vectors with their ids as one file for warehouses and notebooks."""
     from anchor_embed.serving.export import export as run

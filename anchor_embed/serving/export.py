@@ -13,11 +13,22 @@ from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 from anchor_embed.serving.vectors import open_vectors
 
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 
-def export(vectors: str | Path, out: str | Path, format: Literal["parquet", "npy"] = "parquet") -> Path:
-    """Parquet: `anchor_id`, `vector` (list<float>), `model_hash`; npy: OUT.npy + OUT.keys.txt beside it."""
-    x, keys, meta = open_vectors(vectors)
+
+def export(vectors: str | Path, out: str | Path, format: Literal["parquet", "npy"] | None = None) -> Path:
+    """Parquet: `anchor_id`, `vector` (list<float>), `model_hash`; npy: OUT.npy + OUT.keys.txt beside it. The
+    format is OUT's suffix's (a `format` given must agree with it), so a file never holds another format than
+    its name says."""
     out = Path(out)
+    named = SUFFIXES.get(out.suffix.lower())
+    if named is None:
+        raise AnchorEmbedError(f"--out {out}: name it .parquet (or .pq) or .npy; the suffix says the format")
+    if format is not None and format != named:
+        raise AnchorEmbedError(f"--out {out}: a {out.suffix} name for --format {format}; name it "
+                               f"{'.npy' if format == 'npy' else '.parquet'} or drop --format")
+    format = named
+    x, keys, meta = open_vectors(vectors)
     if format == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -30,8 +41,6 @@ def export(vectors: str | Path, out: str | Path, format: Literal["parquet", "npy
         with atomic.atomic_path(out) as tmp:
             pq.write_table(table, tmp)
     elif format == "npy":
-        if out.suffix != ".npy":
-            raise AnchorEmbedError(f"--out {out}: an .npy path (its keys go beside it as .keys.txt)")
         atomic.write_npy(out, np.asarray(x))
         write_keys(out.with_suffix(".keys.txt"), keys)
     else:

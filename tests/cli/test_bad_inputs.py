@@ -129,7 +129,8 @@ CASES = [
     # outputs of the wrong kind
     ("features --out is a file", lambda w, t: ["features", "--streamers", w["sample"] / "streamers.jsonl", "--out",
                                                _write(t / "afile", "")], 2, "afile: exists and is not a folder"),
-    ("export --out is a folder", lambda w, t: ["export", w["vec"], "--out", t], 2, ": is a folder; give a file path"),
+    ("export --out is a folder", lambda w, t: ["export", w["vec"], "--out", _dir(t / "d.parquet")], 2,
+     "d.parquet: is a folder; give a file path"),
     ("index over its own vectors", lambda w, t: ["index", "build", _vec_copy(w, t), "--out", t / "v"], 2,
      "holds vectors, not an index"),
     ("index of a feature cache", lambda w, t: ["index", "build", w["cache"], "--out", t / "i"], 2,
@@ -179,6 +180,11 @@ CASES = [
                                               _write(t / "c.jsonl", '{"anchor_id": "s0001"}\n')], 2,
      "c.jsonl: line 1: not a cluster row"),
 ]
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def _write(path: Path, text: str) -> Path:

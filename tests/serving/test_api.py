@@ -111,6 +111,11 @@ def test_export_parquet_and_npy(sample_index, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), want)
     assert (tmp_path / "v.keys.txt").read_text().split() == keys
     assert run_cli("export", vec, "--out", tmp_path / "v.bin", "--format", "npy") == 2
+    assert run_cli("export", vec, "--out", tmp_path / "w.npy") == 0             # the suffix says the format
+    np.testing.assert_array_equal(np.load(tmp_path / "w.npy"), want)
+    for name, fmt in (("x.npy", "parquet"), ("x.csv", None), ("x.parquet", "npy")):   # never Parquet in an .npy
+        assert run_cli("export", vec, "--out", tmp_path / name, *(["--format", fmt] if fmt else [])) == 2
+        assert not (tmp_path / name).exists()
 
 
 def test_model_card_written_and_updated_by_evaluate(sample, sample_cache, pretrained, tmp_path):

@@ -150,7 +150,7 @@ def align_to_streamers(ids: IdEmbeddings, streamer_keys: list[str], report: Inpu
     if unknown:
         sample = ", ".join(repr(k) for k in unknown[:3])
         report.bad(f"{len(unknown)} keys", "unknown id",
-                   f"{len(unknown)} anchor_id(s) not among the streamers, e.g. {sample}")
+                   f"{len(unknown)} anchor_id(s) not among the streamers, e.g. {sample}", rows=len(unknown))
         report.kept -= len(unknown)
     keep = [k for k in ids.keys if k in known]
     if not keep:

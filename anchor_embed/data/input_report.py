@@ -19,17 +19,19 @@ class InputReport:
     kinds: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)   # things worth a line that are not errors (columns not read)
 
-    def bad(self, where: str, kind: str, message: str) -> None:
-        """Record one bad row (`where` is 'line 7' or 'key x'); raise at once when strict."""
+    def bad(self, where: str, kind: str, message: str, rows: int = 1) -> None:
+        """Record a bad row (`where` is 'line 7' or 'key x'), or `rows` of them under one message; raise at once
+        when strict."""
         line = f"{self.source}: {where}: {message}"
         if self.strict:
             raise AnchorEmbedError(f"{line} (--strict stops at the first bad row)")
         self.problems.append(line)
-        self.kinds[kind] += 1
+        self.kinds[kind] += rows
 
     @property
     def skipped(self) -> int:
-        return len(self.problems)
+        """Rows skipped (a message may stand for several)."""
+        return sum(self.kinds.values())
 
     def summary(self) -> str:
         """One line: how many kept, how many skipped, by kind."""

@@ -156,6 +156,10 @@ def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Lite
     for _, keys, _ in sets:
         common &= set(keys)
     common = sorted(common)
+    if len(common) < len(y_of):
+        absent = sorted(set(y_of) - set(common))
+        say(f"[yellow]probe[/]: {len(absent)} labelled id(s) lack a vector in some set, left out (e.g. "
+            + ", ".join(repr(k) for k in absent[:3]) + f"); {len(common)} labelled streamers used")
     if len(common) < 2 * folds:
         raise AnchorEmbedError(f"only {len(common)} streamers have a label and a vector in every set; "
                                f"{folds}-fold CV needs at least {2 * folds}")

@@ -144,6 +144,10 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     say(f"[bold]adapt[/]: {report.summary()}")
     pos = cache.key_index()
     keys = sorted(k for k in y_of if k in pos)
+    if len(keys) < len(y_of):
+        absent = sorted(set(y_of) - set(keys))
+        say(f"[yellow]adapt[/]: {len(absent)} labelled id(s) are not in the feature cache, left out (e.g. "
+            + ", ".join(repr(k) for k in absent[:3]) + f"); {len(keys)} labelled streamers used")
     if len(keys) < 10:
         raise AnchorEmbedError(f"{labels}: only {len(keys)} labelled streamers are in the feature cache {features}")
     classes = sorted({str(y_of[k]) for k in keys}) if cfg.kind == "classify" else []

@@ -67,6 +67,9 @@ def test_unknown_ids_counted(tmp_path):
     aligned = align_to_streamers(ids, ["a", "b", "c"], report)
     assert aligned.keys == ["a", "b"] and report.kinds["unknown id"] == 1
     assert "1 anchor_id(s) not among the streamers, e.g. 'zz'" in report.problems[0]
+    ids, report = read_id_embeddings(_npy(tmp_path, np.eye(5), ["a", "x1", "x2", "x3", "b"]))
+    align_to_streamers(ids, ["a", "b"], report)      # three rows dropped are three skipped, under one message
+    assert report.kinds["unknown id"] == 3 and "2 kept, 3 skipped (3 unknown id)" in report.summary()
 
 
 def test_warehouse_id_embeddings(tmp_path):

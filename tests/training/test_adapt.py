@@ -226,3 +226,16 @@ def test_a_class_per_streamer_is_refused(sample, pretrained, tmp_path):
     path.write_text("anchor_id,who\n" + "".join(f"{k},{k}\n" for k in ids))
     with pytest.raises(AnchorEmbedError, match="a single streamer: nothing a head can learn"):
         adapt(pretrained, path, tmp_path / "a", target="who", mode="head")
+
+
+def test_labels_without_a_streamer_are_counted_and_named(pretrained, labels, tmp_path, capsys):
+    """Labelled ids missing from the feature cache are left out with a line naming them, not silently."""
+    from anchor_embed.training.adapt import adapt
+
+    path = tmp_path / "more.csv"
+    path.write_text(labels.read_text() + "ghost1,x,3\nghost2,y,4\n")
+    capsys.readouterr()
+    adapt(pretrained, path, tmp_path / "h", target="n_tags", kind="regress", mode="head")
+    seen = capsys.readouterr()
+    said = " ".join((seen.err + seen.out).split())
+    assert "2 labelled id(s) are not in the feature cache" in said and "'ghost1'" in said

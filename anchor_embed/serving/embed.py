@@ -80,6 +80,9 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     from anchor_embed.model.store import load_model
     from anchor_embed.training.fit import run_info, warn_if_unfinished
 
+    if features is not None:
+        open_cache(features)        # a donor that is not a cache would be ignored and everything encoded again
+
     model, out, streamers = Path(model), Path(out), Path(streamers)
     if dtype not in ("float32", "float16"):
         raise AnchorEmbedError(f"--dtype {dtype!r}: choose float32 or float16")

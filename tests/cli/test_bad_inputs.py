@@ -145,6 +145,9 @@ CASES = [
     ("hold-out of zero", lambda w, t: ["evaluate", "--features", w["cache"], "--id-emb", w["sample"] / "ids.npy",
                                        "--holdout-frac", "0"], 2, "holds out no streamer"),
     # embed
+    ("embed --features not a cache", lambda w, t: ["embed", "--model", w["pre"], "--streamers",
+                                                   w["sample"] / "streamers.jsonl", "--out", t / "v", "--features", t],
+     2, "not a feature cache"),
     ("shard out of range", lambda w, t: ["embed", "--model", w["pre"], "--streamers", w["sample"] / "streamers.jsonl",
                                          "--out", t / "v", "--shard", "3/2"], 2, "need 0 <= i < n"),
     ("shard not i/n", lambda w, t: ["embed", "--model", w["pre"], "--streamers", w["sample"] / "streamers.jsonl",

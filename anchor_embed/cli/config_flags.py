@@ -18,8 +18,10 @@ from pydantic import BaseModel
 
 def _help(field) -> str:
     """The field's description with its default, e.g. 'Epochs to train (default 20).'."""
-    default = "none" if field.default is None else field.default
     text = (field.description or "").rstrip(".")
+    if field.is_required():                     # no default to show (pydantic's sentinel is no help)
+        return f"{text} (required)." if text else "(required)."
+    default = "none" if field.default is None else field.default
     return f"{text} (default {default})." if text else f"(default {default})."
 
 

@@ -107,7 +107,7 @@ def pretrain(
 def evaluate(
     features: Annotated[Path, typer.Option(help="Feature cache of the streamers.")],
     id_emb: IdEmb,
-    model: Annotated[list[Path] | None, typer.Option(help="A run folder to score; repeat for several (default: none, references only).")] = None,
+    model: Annotated[list[Path] | None, typer.Option(help="A run folder to score; repeat for several (default: none, references only). Its model card (README.md) and evaluation.json get this table.")] = None,
     id_keys: IdKeys = None,
     out: Annotated[Path | None, typer.Option(help="Folder for evaluation.json and evaluation.md (default: print only).")] = None,
     holdout_frac: Annotated[float, typer.Option(help="Share of the streamers with ID embeddings held out as queries.")] = 0.2,

@@ -115,7 +115,8 @@ def test_version_quiet_and_every_option_shows_its_default(sample_cache, tmp_path
         for p in cmd.params:
             if getattr(p, "param_type_name", "") != "option" or p.name == "help" or p.required:
                 continue
-            if not ((p.show_default is not False and p.default is not None) or "default" in (p.help or "").lower()):
+            if not ((p.show_default is not False and p.default is not None) or "default" in (p.help or "").lower()
+                    or "(required)" in (p.help or "")):
                 missing.append(f"{' '.join(path)} {p.opts[0]}")
     walk(root, [])
     assert not missing, missing

@@ -48,11 +48,14 @@ def serve(
     token: Annotated[str | None, typer.Option(envvar="ANCHOR_EMBED_TOKEN", help="Require this bearer token (default: none).")] = None,
     media_root: Annotated[Path | None, typer.Option(help="Frames served to the page only from under here (default: the embed's media root).")] = None,
     review_log: Annotated[Path | None, typer.Option(help="Review marks appended here (default: INDEX/reviews.jsonl).")] = None,
+    max_ids: Annotated[int, typer.Option(min=1, help="Most ids one POST /similar takes (more: HTTP 413).")] = 1000,
+    max_records: Annotated[int, typer.Option(min=1, help="Most records one POST /embed takes (more: HTTP 413).")] = 1000,
 ) -> None:
     """HTTP server: /similar, /embed, /healthz, /metrics, /docs, and a review page at /."""
     from anchor_embed.serving.server import serve as run
 
-    run(index=index, model=model, host=host, port=port, token=token, media_root=media_root, review_log=review_log)
+    run(index=index, model=model, host=host, port=port, token=token, media_root=media_root, review_log=review_log,
+        max_ids=max_ids, max_records=max_records)
 
 
 def export(

@@ -10,11 +10,14 @@ import json
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from anchor_embed.errors import AnchorEmbedError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def _as_dicts(records: Any) -> list[dict]:
@@ -31,22 +34,50 @@ def _as_dicts(records: Any) -> list[dict]:
                            f"{type(records).__name__}")
 
 
+def feature_settings(run: Path) -> tuple[Path | None, dict]:
+    """(the run's feature cache, its settings), read without torch, so a server can refuse a folder that is no
+    model at startup rather than at its first request; a one-line error when either is missing."""
+    if not ((run / "model_config.json").is_file() and (run / "model.safetensors").is_file()):
+        raise AnchorEmbedError(f"{run}: no model here (expected model_config.json and model.safetensors)")
+    try:
+        info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+        cache = Path(info["features"]) if info.get("features") else None
+        meta = info.get("feature_meta") or (
+            json.loads((cache / "meta.json").read_text()) if cache and (cache / "meta.json").is_file() else {})
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        raise AnchorEmbedError(f"{run}: run.json or its feature cache's meta.json is not a JSON object") from None
+    if not meta:
+        where = f"its feature cache {cache} has no meta.json" if cache else "run.json names no feature cache"
+        raise AnchorEmbedError(f"{run}: {where}; cannot tell which backbones to use")
+    return cache, meta
+
+
+def _invalid(i: int, err: ValidationError) -> str:
+    """Every problem of records[i] as 'records[i].field: message' on one line (pydantic's own message)."""
+    said = []
+    for e in err.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
+        said.append(f"records[{i}]{loc}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(said)
+
+
+def _some(ids: list[str], shown: int = 5) -> str:
+    """A few anchor_ids for a message, and how many more."""
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(repr(a) for a in ids[:shown]) + more
+
+
 class Model:
     """A loaded run: its fusion model, its feature settings and the cache it was trained on."""
 
     def __init__(self, run: str | Path) -> None:
         from anchor_embed.model.store import load_model
-        from anchor_embed.training.fit import run_info, warn_if_unfinished
+        from anchor_embed.training.fit import warn_if_unfinished
 
         self.run = Path(run)
+        self.cache, self.feature_meta = feature_settings(self.run)
         self.net, self.config = load_model(self.run)
         warn_if_unfinished(self.run)
-        info = run_info(self.run)
-        self.cache = Path(info["features"]) if info.get("features") else None
-        self.feature_meta = info.get("feature_meta") or (
-            json.loads((self.cache / "meta.json").read_text()) if self.cache else {})
-        if not self.feature_meta:
-            raise AnchorEmbedError(f"{self.run}: run.json names no feature cache; cannot tell which backbones to use")
 
     @property
     def dim(self) -> int:
@@ -55,6 +86,8 @@ class Model:
     def encode(self, records: Any, media_root: str | Path | None = None, batch_size: int = 512) -> np.ndarray:
         """(n, dim) float32 unit vectors in the order of `records` (dicts, a DataFrame, a pyarrow Table, or a
         JSONL/Parquet path); every record needs a unique anchor_id, and a bad record is an error."""
+        from pydantic import ValidationError
+
         from anchor_embed.data.records import StreamerRecord, read_streamers
         from anchor_embed.features.build import build_features
         from anchor_embed.features.cache import open_cache
@@ -70,8 +103,8 @@ class Model:
                 for i, raw in enumerate(_as_dicts(records)):
                     try:
                         rows.append(StreamerRecord.model_validate(raw))
-                    except Exception as exc:
-                        raise AnchorEmbedError(f"records[{i}]: {str(exc).splitlines()[-1].strip()}") from None
+                    except ValidationError as exc:
+                        raise AnchorEmbedError(_invalid(i, exc)) from None
                 media = Path(media_root) if media_root else Path.cwd()
             ids = [r.anchor_id for r in rows]
             if len(set(ids)) != len(ids):
@@ -81,10 +114,18 @@ class Model:
             src = tmp / "records.jsonl"
             src.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
             m = self.feature_meta
-            build_features(src, tmp / "features", media_root=media, text_backbone=m["text_backbone"],
-                           image_backbone=m["image_backbone"], video_frames=m["video_frames"], strict=True,
-                           max_text_chars=m.get("max_text_chars", 2000), reuse=self.cache,
-                           meta_tags=m.get("meta_tags"))
+            try:
+                build_features(src, tmp / "features", media_root=media, text_backbone=m["text_backbone"],
+                               image_backbone=m["image_backbone"], video_frames=m["video_frames"], strict=True,
+                               max_text_chars=m.get("max_text_chars", 2000), reuse=self.cache,
+                               meta_tags=m.get("meta_tags"))
+            except AnchorEmbedError as exc:         # name the caller's records, not this temporary file
+                said = str(exc)
+                if said == f"{src}: no text or tags to encode":
+                    raise AnchorEmbedError(f"records {_some(ids)}: no text or tags to encode (a record needs a "
+                                           "nickname, profile, texts or tags)") from None
+                given = str(records) if isinstance(records, (str, Path)) else "records"
+                raise AnchorEmbedError(said.replace(str(src), given)) from None
             cache = open_cache(tmp / "features")
             return embed_all(self.net, Batcher.for_model(self.net, cache), batch_size=batch_size)
 

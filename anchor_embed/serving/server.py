@@ -18,6 +18,10 @@ from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.serving.similar import Lookup
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Most ids a `POST /similar` and records a `POST /embed` take in one request: 20,000 ids at k=1000 once ran for
+# minutes in 6 GB and held off SIGTERM; larger batches are refused with 413 (split them).
+MAX_IDS = 1000
+MAX_RECORDS = 1000
 
 
 class ServedIndex:
@@ -115,18 +119,45 @@ def default_media_root(index: Path) -> Path | None:
         return None
 
 
+def check_review_log(log: Path) -> None:
+    """Refuse a review log path no mark can be appended to (a folder, or under a file), before serving."""
+    if log.is_dir():
+        raise AnchorEmbedError(f"review log {log}: is a folder; give a file path (marks are appended to it)")
+    parent = next((p for p in log.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise AnchorEmbedError(f"review log {log}: {parent} is a file, not a folder")
+
+
+def too_many(what: str, count: int, limit: int) -> None:
+    """HTTP 413 naming the limit and the count when a batch is over it (a request's time and memory grow
+    with it)."""
+    if count > limit:
+        from fastapi import HTTPException
+
+        raise HTTPException(413, f"{count} {what} in one request: at most {limit}; split the batch")
+
+
 def create_app(index: str | Path, model: str | Path | None = None, token: str | None = None,
-               media_root: str | Path | None = None, review_log: str | Path | None = None, poll: float = 1.0):
-    """The FastAPI app: /similar, /embed, /healthz, /metrics, the review page at /, /media, /search, /review."""
+               media_root: str | Path | None = None, review_log: str | Path | None = None, poll: float = 1.0,
+               max_ids: int = MAX_IDS, max_records: int = MAX_RECORDS):
+    """The FastAPI app: /similar, /embed, /healthz, /metrics, the review page at /, /media, /search, /review.
+
+    A `model` that is no run folder and a `review_log` that cannot be a file are refused here, with one line,
+    not at the first request that needs them."""
     from fastapi import Body, FastAPI, HTTPException, Query, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 
     from anchor_embed.serving.review import append_review, page_html, search_streamers
 
+    reviews = Path(review_log) if review_log else Path(index) / "reviews.jsonl"
+    check_review_log(reviews)
+    if model is not None:
+        from anchor_embed.serving.encoder import feature_settings
+
+        feature_settings(Path(model))          # no torch yet: the model itself loads at the first /embed
     served = ServedIndex(index, poll)
     metrics = Metrics()
     media = Path(media_root) if media_root else default_media_root(Path(index))
-    reviews = Path(review_log) if review_log else Path(index) / "reviews.jsonl"
     encoder: dict[str, Any] = {}
     app = FastAPI(title="anchor-embed", version=__import__("anchor_embed").__version__,
                   description="Similar live-streamers by content vectors.")
@@ -166,6 +197,7 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     @app.post("/similar")
     def similar_many(ids: list[str] = Body(..., embed=True), k: int = Body(20, ge=1, le=1000),
                      explain: bool = Body(False)) -> dict:
+        too_many("ids", len(ids), max_ids)
         look = served.lookup
         return {"results": [a.to_dict() for a in look.similar(ids, k, explain=explain and look.modalities is not None)]}
 
@@ -173,6 +205,7 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     def embed_records(records: list[dict] = Body(..., embed=True)) -> dict:
         if model is None:
             raise HTTPException(404, "no --model given to this server: /embed is off")
+        too_many("records", len(records), max_records)
         if "model" not in encoder:
             from anchor_embed.serving.encoder import Model
 
@@ -218,13 +251,14 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
 
 
 def serve(index: str | Path, model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
-          token: str | None = None, media_root: str | Path | None = None, review_log: str | Path | None = None) -> None:
+          token: str | None = None, media_root: str | Path | None = None, review_log: str | Path | None = None,
+          max_ids: int = MAX_IDS, max_records: int = MAX_RECORDS) -> None:
     """Run the server (uvicorn) until interrupted; loopback unless another --host is given."""
     import uvicorn
 
     from anchor_embed.progress import say
 
-    app = create_app(index, model, token, media_root, review_log)
+    app = create_app(index, model, token, media_root, review_log, max_ids=max_ids, max_records=max_records)
     say(f"[bold]serve[/]: {app.state.served.lookup.index.ntotal} vectors from {index} on http://{host}:{port} "
         f"(docs at /docs, review page at /){'; bearer token required' if token else ''}")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -122,3 +122,63 @@ def test_a_new_build_is_swapped_in_without_dropping_requests(sample_index, tmp_p
         assert app.state.served.swaps == 1 and app.state.served.lookup.meta["kind"] == "hnsw"
         assert c.get("/similar/s0003", params={"k": 5}).status_code == 200
     assert not errors and after >= 5 and answered[0] >= after + 5
+
+
+@pytest.mark.slow
+def test_batches_over_the_limit_are_refused_with_413(client, sample_index, tmp_path):
+    """20,000 ids at k=1000 once ran for minutes in 6 GB: a batch over the limit is refused at once, naming the
+    limit and the count; one at the limit is answered."""
+    from anchor_embed.serving.server import MAX_IDS, MAX_RECORDS
+
+    over = client.post("/similar", json={"ids": ["s0000"] * (MAX_IDS + 1), "k": 1})
+    assert over.status_code == 413
+    assert over.json()["detail"] == f"{MAX_IDS + 1} ids in one request: at most {MAX_IDS}; split the batch"
+    full = client.post("/similar", json={"ids": ["s0001"] * MAX_IDS, "k": 1})
+    assert full.status_code == 200 and len(full.json()["results"]) == MAX_IDS
+    records = [{"anchor_id": f"x{i}"} for i in range(MAX_RECORDS + 1)]
+    over = client.post("/embed", json={"records": records})
+    assert over.status_code == 413
+    assert over.json()["detail"] == f"{MAX_RECORDS + 1} records in one request: at most {MAX_RECORDS}; split the batch"
+    app = create_app(sample_index / "idx", review_log=tmp_path / "r.jsonl", poll=0, max_ids=2)
+    with TestClient(app) as c:
+        assert c.post("/similar", json={"ids": ["s0000", "s0001"]}).status_code == 200
+        assert "at most 2" in c.post("/similar", json={"ids": ["s0000"] * 3}).json()["detail"]
+
+
+def test_startup_refuses_a_folder_that_is_no_model_and_a_review_log_that_is_no_file(sample_index, tmp_path):
+    """Both were found only by the first request, which got HTTP 500 and a traceback in the log."""
+    import subprocess
+    import sys
+
+    from anchor_embed.errors import AnchorEmbedError
+
+    idx = sample_index / "idx"
+    with pytest.raises(AnchorEmbedError, match=f"^{tmp_path}: no model here"):
+        create_app(idx, model=tmp_path, review_log=tmp_path / "r.jsonl", poll=0)
+    with pytest.raises(AnchorEmbedError, match=f"^review log {tmp_path}: is a folder"):
+        create_app(idx, review_log=tmp_path, poll=0)
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(AnchorEmbedError, match="plain is a file, not a folder"):
+        create_app(idx, review_log=tmp_path / "plain" / "r.jsonl", poll=0)
+    cmd = [sys.executable, "-m", "anchor_embed.cli", "serve", "--index", str(idx), "--model", str(tmp_path),
+           "--port", "8799"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)   # the old code served until killed
+    assert p.returncode == 2 and p.stderr.strip() == f"error: {tmp_path}: no model here (expected " \
+                                                     "model_config.json and model.safetensors)"
+
+
+@pytest.mark.slow
+def test_embed_errors_keep_the_reason_and_name_the_records(client):
+    """A bad record is answered with pydantic's message and its field; a batch with nothing to encode names
+    its records, not a temporary file of the server."""
+    import tempfile
+
+    missing = client.post("/embed", json={"records": [{"nickname": "no id"}]})
+    assert missing.status_code == 422 and missing.json()["detail"] == "records[0].anchor_id: Field required"
+    wrong = client.post("/embed", json={"records": [{"anchor_id": "a", "nickname": "A"},
+                                                    {"anchor_id": "b", "tags": "not a list"}]}).json()["detail"]
+    assert wrong.startswith("records[1].tags: ") and "list" in wrong and "errors.pydantic.dev" not in wrong
+    empty = client.post("/embed", json={"records": [{"anchor_id": "a"}, {"anchor_id": "b", "tags": []}]})
+    detail = empty.json()["detail"]
+    assert empty.status_code == 422 and detail.startswith("records 'a', 'b': no text or tags to encode")
+    assert tempfile.gettempdir() not in detail and "records.jsonl" not in detail

@@ -104,6 +104,16 @@ def test_warehouse_parquet_folder_with_its_own_column_names(tmp_path, capsys):
         read_streamers(parts, columns={**cols, "profile": "biography"})     # misspelt: not an empty field
 
 
+def test_a_folder_or_glob_of_jsonl_parts_is_named_as_such(tmp_path):
+    """Part files are read as Parquet: JSONL parts get a line saying so, not 'no Parquet files' or a bad magic."""
+    parts = tmp_path / "jdir"
+    parts.mkdir()
+    write_jsonl(parts / "part-0.jsonl", [{"anchor_id": "a"}])
+    for given in (parts, parts / "*.jsonl"):
+        with pytest.raises(AnchorEmbedError, match="part-0.jsonl is JSONL; give one JSONL file"):
+            read_streamers(given)
+
+
 def test_a_byte_order_mark_loses_no_row_key_or_column(tmp_path):
     """Spreadsheet and Windows exports start with a UTF-8 byte-order mark: the first record, key, id and label
     column are read as if it were not there."""

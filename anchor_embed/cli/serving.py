@@ -75,7 +75,7 @@ def index_build(
     out: Annotated[Path, typer.Option(help="Index folder.")],
     memory_budget: Annotated[str, typer.Option(help="e.g. 512MB, 2GB: picks exact, IVF-Flat or IVF-PQ.")] = "2GB",
     kind: Annotated[IndexKind | None, typer.Option(help="Force an index kind (default: picked by size and --memory-budget).")] = None,
-    min_recall: Annotated[float, typer.Option(help="Recall@10 the search setting is tuned to reach.")] = 0.95,
+    min_recall: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recall@10 the search setting is tuned to reach.")] = 0.95,
     model: Annotated[Path | None, typer.Option(help="Refuse vectors not made by this run folder (default: no check).")] = None,
 ) -> None:
     """Build an index; records Recall@10 against exact search."""

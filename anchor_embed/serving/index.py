@@ -29,10 +29,13 @@ def parse_bytes(text: str) -> int:
     for u, m in units.items():
         if t.endswith(u):
             try:
-                return int(float(t[: -len(u)]) * m)
+                size = float(t[: -len(u)]) * m
             except ValueError:
                 break
-    raise AnchorEmbedError(f"--memory-budget {text!r}: expected a size like 512MB or 2GB")
+            if not size > 0 or size == float("inf"):        # nan, zero, negative or endless
+                break
+            return int(size)
+    raise AnchorEmbedError(f"--memory-budget {text!r}: expected a positive size like 512MB or 2GB")
 
 
 KINDS = ("flat", "flat_fp16", "ivf_flat", "hnsw", "ivf_pq")

@@ -160,7 +160,11 @@ CASES = [
     ("vectors and keys disagree", lambda w, t: ["index", "build", _vec_copy(w, t, break_keys=True), "--out", t / "i"],
      2, "rows but keys.txt 2 keys; the folder is damaged"),
     ("memory budget", lambda w, t: ["index", "build", w["vec"], "--out", t / "i", "--memory-budget", "lots"], 2,
-     "expected a size like 512MB"),
+     "expected a positive size like 512MB"),
+    ("negative memory budget", lambda w, t: ["index", "build", w["vec"], "--out", t / "i", "--memory-budget=-1GB"],
+     2, "expected a positive size"),
+    ("recall target above 1", lambda w, t: ["index", "build", w["vec"], "--out", t / "i", "--min-recall", "1.5"], 2,
+     "--min-recall"),
     ("index of another model", lambda w, t: ["index", "build", _vec_copy(w, t), "--out", w["idx"], "--model",
                                              t], 2, "no model here"),
     # similar

@@ -92,6 +92,8 @@ def evaluate(
     from anchor_embed.model.store import load_model
 
     models = list(models or [])
+    if not (models or frozen or ridge or knn_average):
+        raise AnchorEmbedError("nothing to score: give --model RUN, --ridge or --knn-average, or keep the frozen rows")
     cache = open_cache(features)
     ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
     ids = align_to_streamers(ids, cache.keys, report)

@@ -142,6 +142,8 @@ CASES = [
     # evaluate
     ("hold-out of one", lambda w, t: ["evaluate", "--features", w["cache"], "--id-emb", w["sample"] / "ids.npy",
                                       "--holdout-frac", "1"], 2, "holds out every streamer"),
+    ("nothing to score", lambda w, t: ["evaluate", "--features", w["cache"], "--id-emb", w["sample"] / "ids.npy",
+                                       "--no-frozen"], 2, "nothing to score"),
     ("hold-out of zero", lambda w, t: ["evaluate", "--features", w["cache"], "--id-emb", w["sample"] / "ids.npy",
                                        "--holdout-frac", "0"], 2, "holds out no streamer"),
     # embed

@@ -14,9 +14,12 @@ LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def bad_id_reason(key: str) -> str | None:
-    """Why a string cannot be an anchor_id (blank, a line break, a control character), or None."""
+    """Why a string cannot be an anchor_id (blank, surrounding whitespace, a line break, a control character), or
+    None."""
     if not key.strip():
         return "anchor_id is blank"
+    if key != key.strip():      # ' x' would be another streamer than 'x' everywhere it is looked up
+        return f"anchor_id {key[:40]!r} starts or ends with whitespace"
     for ch in key:
         if ch in LINE_BREAKS or unicodedata.category(ch) == "Cc":
             return f"anchor_id {key[:40]!r} holds a line break or control character (U+{ord(ch):04X})"

@@ -320,6 +320,10 @@ def build_features(
             say(f"  skipped {line}")
         for line in read_report.notes:
             say(f"  note: {line}")
+        absent = [f.name for f in meta_fields if not any(f.name in (r.meta or {}) for r in records)]
+        if absent:              # a misspelt field would add no tag to any streamer without a word
+            say(f"[yellow]features[/]: --meta-tags field(s) {', '.join(map(repr, absent))} in no record's meta "
+                "(misspelt?); they add no tags")
         donor = _compatible(reuse, wanted, max_text_chars)
         from anchor_embed.training.device import resolve_device
 

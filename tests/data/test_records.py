@@ -133,7 +133,8 @@ def test_a_byte_order_mark_loses_no_row_key_or_column(tmp_path):
 
 
 @pytest.mark.parametrize("bad_id, why", [("a\nb", "U+000A"), ("a\u2028b", "U+2028"), ("a\x85b", "U+0085"),
-                                         ("a\tb", "U+0009"), ("   ", "blank")])
+                                         ("a\tb", "U+0009"), ("   ", "blank"),
+                                         (" x ", "whitespace")])
 def test_ids_that_would_break_key_files_are_refused(tmp_path, bad_id, why):
     path = write_jsonl(tmp_path / "s.jsonl", [GOOD, {**GOOD, "anchor_id": bad_id}])
     records, report = read_streamers(path)

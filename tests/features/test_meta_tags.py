@@ -97,3 +97,13 @@ def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, sa
     # without its meta the same streamer is another input: the tags above are not decoration
     bare = [{**rows[i], "meta": {}} for i in pick]
     assert np.abs(anchor_embed.load(run).encode(bare, media_root=sample) - want[pick]).max() > 1e-3
+
+
+def test_a_meta_field_no_record_has_is_named(sample, tmp_path, capsys):
+    """A misspelt --meta-tags field would add no tag anywhere: the run says so, naming it."""
+    capsys.readouterr()
+    assert run_cli("features", "--streamers", sample / "streamers.jsonl", "--out", tmp_path / "c", "--media-root",
+                   sample, "--meta-tags", "kind,knid") == 0
+    seen = capsys.readouterr()
+    said = " ".join((seen.err + seen.out).split())
+    assert "field(s) 'knid' in no record's meta" in said          # 'kind', which records have, is not named

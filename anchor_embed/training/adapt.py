@@ -151,6 +151,9 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     if len(keys) < 10:
         raise AnchorEmbedError(f"{labels}: only {len(keys)} labelled streamers are in the feature cache {features}")
     classes = sorted({str(y_of[k]) for k in keys}) if cfg.kind == "classify" else []
+    if len(classes) > NUMBER_CLASSES and all(_is_number(c) for c in classes):
+        say(f"[yellow]adapt[/]: '{cfg.target}' gives {len(classes)} classes, every one a number; if they are "
+            "quantities, --kind regress fits them as numbers")
     lone = sum(1 for n in Counter(str(y_of[k]) for k in keys).values() if n == 1) if classes else 0
     if lone > len(classes) / 2:
         raise AnchorEmbedError(f"{labels}: '{cfg.target}' has {len(classes)} classes among {len(keys)} labelled "
@@ -199,6 +202,17 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
         f"({summary['trainable_share']:.2%} of {total}), {size} bytes saved"
         + (f"; test {summary['test_metric']} {summary['test_score']}" if test else ""))
     return summary
+
+
+NUMBER_CLASSES = 20     # more classes than this, all numbers: likely quantities given without --kind regress
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # regularisation grids of a head fitted in closed form (`fit_head`): ridge alpha, logistic C

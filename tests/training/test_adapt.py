@@ -239,3 +239,16 @@ def test_labels_without_a_streamer_are_counted_and_named(pretrained, labels, tmp
     seen = capsys.readouterr()
     said = " ".join((seen.err + seen.out).split())
     assert "2 labelled id(s) are not in the feature cache" in said and "'ghost1'" in said
+
+
+def test_many_number_classes_suggest_regress(sample, pretrained, tmp_path, capsys):
+    """A numeric column read as classes (the default --kind) gets a line suggesting --kind regress."""
+    from anchor_embed.training.adapt import adapt
+
+    ids = [json.loads(line)["anchor_id"] for line in (sample / "streamers.jsonl").read_text().splitlines()]
+    path = tmp_path / "n.csv"
+    path.write_text("anchor_id,score\n" + "".join(f"{k},{i // 3 * 0.5}\n" for i, k in enumerate(ids)))
+    capsys.readouterr()
+    adapt(pretrained, path, tmp_path / "a", target="score", mode="head")
+    seen = capsys.readouterr()
+    assert "every one a number; if they are quantities, --kind regress" in " ".join((seen.err + seen.out).split())

@@ -78,7 +78,8 @@ class AdaptConfig(TrainingConfig):
     epochs: int = Field(30, ge=1, description="Most epochs (validation keeps the best)")
     batch_size: int = Field(128, ge=2, description="Streamers a step")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
-    val_frac: float = Field(0.15, ge=0, lt=1, description="Share of the labelled streamers for validation")
+    val_frac: float = Field(0.15, ge=0, lt=1, description="Share of the labelled streamers for validation (0: the "
+                            "head's regularisation is chosen by 5-fold CV on the training streamers)")
     holdout_frac: float = Field(0.0, ge=0, lt=1, description="Share kept aside and scored once at the end")
     head_refit: bool = Field(True, description="Fit a closed-form head (--mode head, or the warm start a run keeps) "
                              "again on the training and validation streamers at the regularisation validation chose")

@@ -99,8 +99,8 @@ def _parquet_rows(path: Path, columns: dict[str, str], shard: tuple[int, int], n
     import pyarrow.parquet as pq
 
     files = parquet_files(path)
-    jsonl = [f for f in (files or (sorted(path.rglob("*.json*")) if path.is_dir() else []))
-             if f.suffix.lower() in {".jsonl", ".json"}]
+    named = files or (sorted(path.rglob("*")) if path.is_dir() else [])
+    jsonl = [f for f in named if f.suffix.lower() in {".jsonl", ".json"}]
     if jsonl:                   # part files are read as Parquet; JSONL comes as one file
         raise AnchorEmbedError(f"{path}: a folder or glob of part files is read as Parquet, and {jsonl[0].name} is "
                                "JSONL; give one JSONL file (concatenate the parts) or Parquet parts")

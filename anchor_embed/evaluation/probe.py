@@ -21,6 +21,14 @@ from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 
 
+def say_left_out(stage: str, labelled, used, why: str) -> None:
+    """One line naming the labelled ids a stage leaves out (`why`: what they lack), when it leaves any."""
+    absent = sorted(set(labelled) - set(used))
+    if absent:
+        say(f"[yellow]{stage}[/]: {len(absent)} labelled id(s) {why}, left out (e.g. "
+            + ", ".join(repr(k) for k in absent[:3]) + f"); {len(used)} labelled streamers used")
+
+
 def read_labels(path: str | Path, target: str, kind: Literal["classify", "regress"], strict: bool = False
                 ) -> tuple[dict[str, object], InputReport]:
     """anchor_id -> label from a CSV or Parquet file with an `anchor_id` column; bad rows counted and skipped."""
@@ -156,10 +164,7 @@ def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Lite
     for _, keys, _ in sets:
         common &= set(keys)
     common = sorted(common)
-    if len(common) < len(y_of):
-        absent = sorted(set(y_of) - set(common))
-        say(f"[yellow]probe[/]: {len(absent)} labelled id(s) lack a vector in some set, left out (e.g. "
-            + ", ".join(repr(k) for k in absent[:3]) + f"); {len(common)} labelled streamers used")
+    say_left_out("probe", y_of, common, "lack a vector in some set")
     if len(common) < 2 * folds:
         raise AnchorEmbedError(f"only {len(common)} streamers have a label and a vector in every set; "
                                f"{folds}-fold CV needs at least {2 * folds}")

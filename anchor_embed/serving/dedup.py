@@ -86,7 +86,7 @@ def fit_size(x: np.ndarray, members: np.ndarray, threshold: float, max_size: int
         return [members]
     parts = complete_groups(x, members, threshold)
     if len(parts) == 1 and len(parts[0]) == len(members):       # one clique at this threshold: cut tighter
-        if threshold > 1.0 - 1e-6:                              # identical vectors: no cut separates them
+        if threshold > 1.0 - ROUNDING:                          # identical vectors: no cut separates them
             return [members[i:i + max_size] for i in range(0, len(members) - 1, max_size)
                     if len(members[i:i + max_size]) > 1]
         return fit_size(x, members, threshold + (1.0 - threshold) / 2, max_size)

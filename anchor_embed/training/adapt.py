@@ -130,7 +130,7 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
           config: str | Path | None = None, resume: bool = False, **overrides) -> dict:
     """Train RUN `out` on a label task from the run `pretrained`; returns outcome with sizes and test scores."""
     from anchor_embed.config import resolve
-    from anchor_embed.evaluation.probe import read_labels
+    from anchor_embed.evaluation.probe import read_labels, say_left_out
 
     cfg = resolve(AdaptConfig, config, overrides)
     pretrained, out = Path(pretrained), Path(out)
@@ -144,17 +144,15 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     say(f"[bold]adapt[/]: {report.summary()}")
     pos = cache.key_index()
     keys = sorted(k for k in y_of if k in pos)
-    if len(keys) < len(y_of):
-        absent = sorted(set(y_of) - set(keys))
-        say(f"[yellow]adapt[/]: {len(absent)} labelled id(s) are not in the feature cache, left out (e.g. "
-            + ", ".join(repr(k) for k in absent[:3]) + f"); {len(keys)} labelled streamers used")
+    say_left_out("adapt", y_of, keys, "are not in the feature cache")
     if len(keys) < 10:
         raise AnchorEmbedError(f"{labels}: only {len(keys)} labelled streamers are in the feature cache {features}")
-    classes = sorted({str(y_of[k]) for k in keys}) if cfg.kind == "classify" else []
+    counts = Counter(str(y_of[k]) for k in keys) if cfg.kind == "classify" else Counter()
+    classes = sorted(counts)
     if len(classes) > NUMBER_CLASSES and all(_is_number(c) for c in classes):
         say(f"[yellow]adapt[/]: '{cfg.target}' gives {len(classes)} classes, every one a number; if they are "
             "quantities, --kind regress fits them as numbers")
-    lone = sum(1 for n in Counter(str(y_of[k]) for k in keys).values() if n == 1) if classes else 0
+    lone = sum(1 for n in counts.values() if n == 1)
     if lone > len(classes) / 2:
         raise AnchorEmbedError(f"{labels}: '{cfg.target}' has {len(classes)} classes among {len(keys)} labelled "
                                f"streamers, {lone} of them with a single streamer: nothing a head can learn "
@@ -227,17 +225,17 @@ def fit_head(task: AdaptTask, out: Path) -> None:
     from anchor_embed.training.card import write_card
 
     figure, c = closed_form_head(task)
+    chosen_by = "validation" if len(task.rows["val"]) >= 2 else "cross-validation"    # as closed_form_head chose
     refit = task.cfg.head_refit and len(task.rows["val"]) > 0
     if refit:
         refit_head(task, c)
     task.save_best(out)
     say(f"[bold]adapt[/]: head fitted in closed form ({'logistic C' if task.cfg.kind == 'classify' else 'ridge alpha'}"
-        f" {c:g} by {'validation' if len(task.rows['val']) >= 2 else 'cross-validation'} score {figure:.4f}"
-        + (", then again on training + validation streamers)" if refit
+        f" {c:g} by {chosen_by} score {figure:.4f}" + (", then again on training + validation streamers)" if refit
                                                        else ")"))
     atomic.write_json(out / "outcome.json", {"complete": True, "epochs_run": 0, "stopped_by": "closed form",
                                              "best_epoch": None, "monitor": task.monitor, "best": figure,
-                                             "regularisation": c, "head_refit": refit})
+                                             "regularisation": c, "chosen_by": chosen_by, "head_refit": refit})
     write_card(out)
 
 
@@ -247,8 +245,6 @@ def refit_kept_warm_start(task: AdaptTask, out: Path) -> None:
     kept trained epoch keeps the head it trained. The warm start's regularisation is chosen again: the vectors
     are the base model's, so it is the one chosen before training. Recorded in outcome.json (`head_refit`)."""
     outcome = json.loads((out / "outcome.json").read_text())
-    if outcome.get("head_refit") is not None:
-        return                                   # already done (a finished run given --resume)
     refit = task.cfg.head_refit and outcome.get("best_epoch") == 0 and len(task.rows["val"]) > 0
     if refit:
         _, c = closed_form_head(task)
@@ -292,7 +288,6 @@ HEAD_FOLDS = 5
 def _cv_figure(task: AdaptTask, x: np.ndarray, c: float) -> float:
     """Mean held-out score (macro-F1 or R², as `AdaptTask.score`) of the closed-form head at regularisation `c`
     over (stratified) folds of the training streamers: the choice when there is no validation share."""
-    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -303,7 +298,7 @@ def _cv_figure(task: AdaptTask, x: np.ndarray, c: float) -> float:
     if folds < 2:
         return 0.0                              # a class of one streamer: no fold can score it; keep the grid order
     split = (StratifiedKFold if classify else KFold)(folds, shuffle=True, random_state=task.cfg.seed)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000) if classify else Ridge(alpha=c))
+    model = make_pipeline(StandardScaler(), _linear_model(task, c))
     return float(np.mean(cross_val_score(model, x, y, cv=split, scoring="f1_macro" if classify else "r2")))
 
 
@@ -318,13 +313,19 @@ def refit_head(task: AdaptTask, c: float) -> None:
 def _fit_install(task: AdaptTask, x: np.ndarray, y: np.ndarray, c: float) -> None:
     """Fit scikit-learn's ridge (alpha `c`) or logistic regression (C `c`) on the standardised `x` and install it
     in the head (`_install`)."""
-    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(x)
-    classify = task.cfg.kind == "classify"
-    m = (LogisticRegression(C=c, max_iter=2000) if classify else Ridge(alpha=c)).fit(scaler.transform(x), y)
-    _install(task, m, scaler, np.unique(y) if classify else None)
+    m = _linear_model(task, c).fit(scaler.transform(x), y)
+    _install(task, m, scaler, np.unique(y) if task.cfg.kind == "classify" else None)
+
+
+def _linear_model(task: AdaptTask, c: float):
+    """An unfitted scikit-learn logistic regression (classes, C `c`) or ridge (numbers, alpha `c`): the head's
+    closed form, one definition for the fit and for cross-validation."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    return LogisticRegression(C=c, max_iter=2000) if task.cfg.kind == "classify" else Ridge(alpha=c)
 
 
 def _install(task: AdaptTask, m, scaler, present: np.ndarray | None) -> None:

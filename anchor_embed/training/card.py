@@ -87,7 +87,7 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
                         if outcome.get("best") is not None else "."))
     elif outcome and outcome.get("stopped_by") == "closed form":    # adapt --mode head: no epochs
         lines[-1] = (f"- The head is fitted in closed form (no epochs): regularisation {outcome.get('regularisation')} "
-                     f"chosen on validation, {outcome['monitor']} {outcome['best']:.4f}.")
+                     f"chosen by {outcome.get('chosen_by', 'validation')}, {outcome['monitor']} {outcome['best']:.4f}.")
     elif outcome:
         kept = ("the one training started from (epoch 0: no epoch beat it)"
                 if outcome["best_epoch"] == 0 and outcome.get("start_figure") is not None

@@ -210,7 +210,8 @@ def test_without_a_validation_share_the_head_is_chosen_by_cross_validation(sampl
     y = (np.array([y_of[k] for k in train]) - v.mean()) / v.std()
     search = GridSearchCV(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": list(HEAD_ALPHAS)},
                           cv=KFold(5, shuffle=True, random_state=0), scoring="r2").fit(vec[[pos[k] for k in train]], y)
-    assert not val and info["head_refit"] is False
+    assert not val and info["head_refit"] is False and info["chosen_by"] == "cross-validation"
+    assert "chosen by cross-validation" in (tmp_path / "h" / "README.md").read_text()
     assert info["regularisation"] == search.best_params_["ridge__alpha"]
     assert info["best"] == pytest.approx(search.best_score_, abs=1e-4)
 

@@ -33,6 +33,26 @@ class InputReport:
         """Rows skipped (a message may stand for several)."""
         return sum(self.kinds.values())
 
+    def lines(self, limit: int = 5) -> list[str]:
+        """The summary, then the first `limit` problems by file and line (or key), then the notes: what a
+        command prints, so a skipped row is named, not only counted."""
+        out = [self.summary()] + [f"  skipped {p}" for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            out.append(f"  ... and {len(self.problems) - limit} more (--strict stops at the first)")
+        return out + [f"  note: {n}" for n in self.notes]
+
+    def say(self, stage: str, limit: int = 5) -> None:
+        """Print `lines()` on the status console, the first under the stage's name."""
+        from rich.markup import escape
+
+        from anchor_embed.progress import console
+
+        # escaped: a path or message may hold [brackets]; soft-wrapped: a log keeps each skipped row on one line
+        first, *rest = self.lines(limit)
+        console.print(f"[bold]{stage}[/]: {escape(first)}", highlight=False, soft_wrap=True)
+        for line in rest:
+            console.print(escape(line), highlight=False, soft_wrap=True)
+
     def summary(self) -> str:
         """One line: how many kept, how many skipped, by kind."""
         text = f"{self.source}: {self.kept} kept, {self.skipped} skipped"

@@ -97,7 +97,7 @@ def evaluate(
     cache = open_cache(features)
     ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
     ids = align_to_streamers(ids, cache.keys, report)
-    say(f"[bold]evaluate[/]: {report.summary()}")
+    report.say("evaluate")
     held = holdout_split(ids.keys, holdout_frac, seed)
     if not held:
         raise AnchorEmbedError(f"--holdout-frac {holdout_frac}: holds out no streamer of {id_emb}")

@@ -156,7 +156,7 @@ def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Lite
     if kind not in ("classify", "regress"):
         raise AnchorEmbedError(f"--kind {kind!r}: classify or regress")
     y_of, report = read_labels(labels, target, kind, strict)
-    say(f"[bold]probe[/]: {report.summary()}")
+    report.say("probe")
     sets = [read_vector_set(v) for v in vectors]
     if not sets:
         raise AnchorEmbedError("give at least one --vectors")

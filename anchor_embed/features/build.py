@@ -315,11 +315,7 @@ def build_features(
         media_report = MediaReport()
         atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags, media_report,
                               max_text_chars, meta_fields)
-        say(f"[bold]features[/]: {read_report.summary()}")
-        for line in read_report.problems[:5]:
-            say(f"  skipped {line}")
-        for line in read_report.notes:
-            say(f"  note: {line}")
+        read_report.say("features")
         absent = [f.name for f in meta_fields if not any(f.name in (r.meta or {}) for r in records)]
         if absent:              # a misspelt field would add no tag to any streamer without a word
             say(f"[yellow]features[/]: --meta-tags field(s) {', '.join(map(repr, absent))} in no record's meta "

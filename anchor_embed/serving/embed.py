@@ -138,7 +138,7 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
                                                         "tags": r.tags[:16], "profile": r.profile[:400],
                                                         "frames": r.frames[:4]} for r in records))
             atomic.write_json(done, {"fingerprint": made["fingerprint"], "count": len(records)})
-        say(f"[bold]embed[/]: shard {shard}: {len(records)} streamers ({report.summary()})")
+        report.say(f"embed shard {shard}")
     shards = [out / "shards" / f"{j:05d}-of-{n:05d}" for j in range(n)]
     finished = [s for s in shards if (s / "done").is_file()
                 and json.loads((s / "done").read_text()).get("fingerprint") == made["fingerprint"]]

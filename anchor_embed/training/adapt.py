@@ -141,7 +141,7 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     torch.set_num_threads(max(1, cfg.threads))
     cache = open_cache(features)
     y_of, report = read_labels(labels, cfg.target, cfg.kind)
-    say(f"[bold]adapt[/]: {report.summary()}")
+    report.say("adapt")
     pos = cache.key_index()
     keys = sorted(k for k in y_of if k in pos)
     say_left_out("adapt", y_of, keys, "are not in the feature cache")

@@ -221,7 +221,7 @@ def transfer(
     model.train()
     batcher = Batcher.for_model(model, cache)
     split, report = read_split(cache, cfg, id_emb, id_keys, id_column)
-    say(f"[bold]transfer[/]: {report.summary()}")
+    report.say("transfer")
     id_vectors, train_rows, held = split.id_vectors, split.train_rows, split.held_out
     if len(train_rows) < 2:
         raise AnchorEmbedError(f"{id_emb}: {len(train_rows)} streamer(s) left to train on after the hold-out "

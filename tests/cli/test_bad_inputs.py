@@ -229,3 +229,37 @@ def test_bad_input(world, tmp_path, capsys, name, argv, code, needle):
 
 def test_there_are_enough_cases():
     assert len(CASES) >= 30
+
+
+@pytest.mark.slow
+def test_skipped_rows_are_named(world, tmp_path, capsys):
+    """A run that skips rows names them (file, line or key), not only counts them: an ID embedding with a NaN
+    row and a duplicate key under `evaluate`, a malformed line under `embed`."""
+    sample_ids = world["sample"] / "ids.npy"
+    keys = [k.strip() for k in Path(str(sample_ids).replace(".npy", ".keys.txt")).read_text().splitlines()]
+    vecs = np.load(sample_ids).astype(np.float32)
+    vecs[1] = np.nan
+    ids = _ids(tmp_path, np.concatenate([vecs, vecs[:1]]), [*keys, keys[0]])
+    capsys.readouterr()
+    assert run_cli("evaluate", "--features", world["cache"], "--id-emb", ids, "--out", tmp_path / "e") == 0
+    err = capsys.readouterr().err
+    assert f"skipped {ids}: key '{keys[1]}': vector has NaN or inf" in err, err
+    assert f"key '{keys[0]}': duplicate key '{keys[0]}'" in err, err
+    bad = _records(tmp_path, ['{"anchor_id": "x",'])
+    assert run_cli("embed", "--model", world["pre"], "--streamers", bad, "--out", tmp_path / "v") == 0
+    err = capsys.readouterr().err
+    assert f"skipped {bad}: line 2: malformed JSON" in err, err
+
+
+def test_report_lines_name_the_first_problems():
+    from anchor_embed.data.input_report import InputReport
+
+    report = InputReport("f.jsonl", kept=3)
+    for i in range(7):
+        report.bad(f"line {i + 2}", "malformed JSON", "malformed JSON")
+    report.notes.append("column 'x' not read")
+    lines = report.lines(limit=5)
+    assert lines[0] == "f.jsonl: 3 kept, 7 skipped (7 malformed JSON)"
+    assert lines[1:6] == [f"  skipped f.jsonl: line {i + 2}: malformed JSON" for i in range(5)]
+    assert lines[6] == "  ... and 2 more (--strict stops at the first)" and lines[7] == "  note: column 'x' not read"
+    assert InputReport("g", kept=1).lines() == ["g: 1 kept, 0 skipped"]

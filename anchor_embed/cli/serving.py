@@ -63,11 +63,12 @@ def export(
     out: Annotated[Path, typer.Option(help="Output file: .parquet, or .npy (keys beside it as .keys.txt).")],
     format: Annotated[Literal["parquet", "npy"] | None, typer.Option(
         help="File format (default: --out's suffix; must agree with it).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file (and its .keys.txt).")] = False,
 ) -> None:
     """Vectors with their ids as one file for warehouses and notebooks."""
     from anchor_embed.serving.export import export as run
 
-    run(vectors=vectors, out=out, format=format)
+    run(vectors=vectors, out=out, format=format, overwrite=overwrite)
 
 
 def index_build(

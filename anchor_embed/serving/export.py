@@ -16,10 +16,11 @@ from anchor_embed.serving.vectors import open_vectors
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 
 
-def export(vectors: str | Path, out: str | Path, format: Literal["parquet", "npy"] | None = None) -> Path:
+def export(vectors: str | Path, out: str | Path, format: Literal["parquet", "npy"] | None = None,
+           overwrite: bool = False) -> Path:
     """Parquet: `anchor_id`, `vector` (list<float>), `model_hash`; npy: OUT.npy + OUT.keys.txt beside it. The
     format is OUT's suffix's (a `format` given must agree with it), so a file never holds another format than
-    its name says."""
+    its name says. An existing file is replaced only with `overwrite` (it may be a user's ID embeddings)."""
     out = Path(out)
     named = SUFFIXES.get(out.suffix.lower())
     if named is None:
@@ -29,6 +30,10 @@ def export(vectors: str | Path, out: str | Path, format: Literal["parquet", "npy
                                f"{'.npy' if format == 'npy' else '.parquet'} or drop --format")
     format = named
     x, keys, meta = open_vectors(vectors)
+    written = [out, out.with_suffix(".keys.txt")] if format == "npy" else [out]
+    there = [p for p in written if p.is_file()]
+    if there and not overwrite:
+        raise AnchorEmbedError(f"{there[0]}: exists; pass --overwrite to replace it")
     if format == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -131,6 +131,10 @@ CASES = [
                                                _write(t / "afile", "")], 2, "afile: exists and is not a folder"),
     ("export --out is a folder", lambda w, t: ["export", w["vec"], "--out", _dir(t / "d.parquet")], 2,
      "d.parquet: is a folder; give a file path"),
+    ("export over a file", lambda w, t: ["export", w["vec"], "--out", _write(t / "ids.npy", "mine")], 2,
+     "ids.npy: exists; pass --overwrite to replace it"),
+    ("export over an npy's keys", lambda w, t: ["export", w["vec"], "--out", _write(t / "e.keys.txt", "mine")
+                                                .with_name("e.npy")], 2, "e.keys.txt: exists; pass --overwrite"),
     ("index over its own vectors", lambda w, t: ["index", "build", _vec_copy(w, t), "--out", t / "v"], 2,
      "holds vectors, not an index"),
     ("index of a feature cache", lambda w, t: ["index", "build", w["cache"], "--out", t / "i"], 2,
@@ -263,3 +267,12 @@ def test_report_lines_name_the_first_problems():
     assert lines[1:6] == [f"  skipped f.jsonl: line {i + 2}: malformed JSON" for i in range(5)]
     assert lines[6] == "  ... and 2 more (--strict stops at the first)" and lines[7] == "  note: column 'x' not read"
     assert InputReport("g", kept=1).lines() == ["g: 1 kept, 0 skipped"]
+
+
+def test_export_replaces_a_file_only_when_told(world, tmp_path):
+    out = _write(tmp_path / "v.parquet", "an older export")
+    assert run_cli("export", world["vec"], "--out", out) == 2 and out.read_text() == "an older export"
+    assert run_cli("export", world["vec"], "--out", out, "--overwrite") == 0
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == len((world["vec"] / "keys.txt").read_text().split())

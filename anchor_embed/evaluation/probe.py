@@ -121,11 +121,19 @@ def _scores(kind: str, y_true, pred, proba) -> dict[str, float]:
     return out
 
 
+def _macro_f1(y_true, y_pred, pos_label=None) -> float:
+    """Macro-F1 for LogisticRegressionCV's scorer: it passes a binary problem's `pos_label`, which a macro
+    average (symmetric in the classes) ignores; f1_score itself would warn on every fold."""
+    from sklearn.metrics import f1_score
+
+    return f1_score(y_true, y_pred, average="macro")
+
+
 def cv_probe(x: np.ndarray, y: np.ndarray, kind: Literal["classify", "regress"], folds: int = 5, seed: int = 0
              ) -> dict[str, list[float]]:
     """Per-fold scores of a linear probe, its regularisation chosen inside each training fold."""
     from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-    from sklearn.metrics import f1_score, make_scorer
+    from sklearn.metrics import make_scorer
     from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -134,7 +142,7 @@ def cv_probe(x: np.ndarray, y: np.ndarray, kind: Literal["classify", "regress"],
     per: dict[str, list[float]] = {}
     for tr, te in split.split(x, y):
         if kind == "classify":
-            model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=8, cv=3, max_iter=2000, scoring=make_scorer(f1_score, average="macro")))
+            model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=8, cv=3, max_iter=2000, scoring=make_scorer(_macro_f1)))
             with warnings.catch_warnings():  # scikit-learn 1.9 announces default changes we do not rely on
                 warnings.simplefilter("ignore", FutureWarning)
                 model.fit(x[tr], y[tr])
@@ -160,6 +168,11 @@ def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Lite
     sets = [read_vector_set(v) for v in vectors]
     if not sets:
         raise AnchorEmbedError("give at least one --vectors")
+    names = [name for name, _, _ in sets]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:                       # two rows of one name could not be told apart in the table
+        raise AnchorEmbedError(f"--vectors: the name(s) {', '.join(map(repr, twice))} given twice; "
+                               "name each set NAME=PATH")
     common = set(y_of)
     for _, keys, _ in sets:
         common &= set(keys)

@@ -66,6 +66,26 @@ def test_cv_probe_equals_the_formula_on_the_same_folds():
     assert np.mean(auc) > 0.9                                     # the signal is there and found
 
 
+def test_cv_probe_on_two_named_classes_warns_nothing():
+    """scikit-learn's LogisticRegressionCV hands a binary scorer `pos_label`; a plain macro-F1 scorer then
+    warned on every fold (120 lines a probe); the choice of C is the same either way."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 4))
+    y = np.array(["no", "yes"])[(x[:, 0] + 0.5 * rng.normal(size=90) > 0).astype(int)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        per = cv_probe(x, y, "classify", folds=3)
+    f1 = []
+    for tr, te in StratifiedKFold(3, shuffle=True, random_state=0).split(x, y):
+        m = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=8, cv=3, max_iter=2000, scoring=make_scorer(f1_score, average="macro")))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit(x[tr], y[tr])
+        f1.append(f1_score(y[te], m.predict(x[te]), average="macro"))
+    np.testing.assert_allclose(per["macro_f1"], f1)
+
+
 @pytest.mark.slow
 def test_cli_probe_table_over_vector_sets(sample, sample_cache, pretrained, tmp_path):
     labels = tmp_path / "kind.csv"
@@ -85,3 +105,5 @@ def test_cli_probe_table_over_vector_sets(sample, sample_cache, pretrained, tmp_
         from anchor_embed.evaluation.probe import probe
 
         probe([f"pretrained={vec}"], one, "kind", folds=3)
+    with pytest.raises(AnchorEmbedError, match="the name\\(s\\) 'v' given twice"):
+        probe([f"v={vec}", f"v={sample_cache}"], labels, "kind", folds=3)

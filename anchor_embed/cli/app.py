@@ -55,7 +55,31 @@ class LazyCommands(TyperGroup):
             obj = single
         command = typer.main.get_command(obj)
         command.name = name
+        _take_quiet(command)
         return command
+
+
+def _quiet(value: bool) -> None:
+    if value:
+        from anchor_embed.progress import console
+
+        console.quiet = True
+
+
+def _quiet_flag(quiet: bool = typer.Option(False, "--quiet", "-q", callback=_quiet, expose_value=False,
+                                           help="No progress bars or status lines; errors still show.")) -> None:
+    """Only its option is used: typer builds it in its own click (a typer command's params must be typer's)."""
+
+
+def _take_quiet(command) -> None:
+    """Every command (and subcommand) takes the root's `--quiet/-q` too, so it works after the command name."""
+    if hasattr(command, "commands"):
+        for sub in command.commands.values():
+            _take_quiet(sub)
+    elif not any(p.name == "quiet" for p in command.params):
+        one = typer.Typer(add_completion=False)
+        one.command()(_quiet_flag)
+        command.params.append(typer.main.get_command(one).params[0])
 
 
 app = typer.Typer(cls=LazyCommands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

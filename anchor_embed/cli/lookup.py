@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, record: Path | None,
-                media_root: Path | None, as_json: bool, explain: bool) -> int:
+                media_root: Path | None, as_json: bool, explain: bool, strict: bool = False) -> int:
     """Answer and print; returns the exit code (1 when some ids are not in the index)."""
     from anchor_embed.errors import AnchorEmbedError
     from anchor_embed.serving.similar import Lookup
@@ -34,7 +34,7 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
     if record:
         from anchor_embed.serving.similar import similar_to_records
 
-        answered = similar_to_records(record, look, k, media_root=media_root)
+        answered = similar_to_records(record, look, k, media_root=media_root, strict=strict)
     by_record = {r["anchor_id"] for r in answered}
     ids = [x for x in ids if x not in by_record]  # an id also given as a record is answered from the record
     rows = [n.to_dict() for n in look.similar(ids, k, explain=explain)] if ids else []
@@ -84,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--media-root", type=Path)
     p.add_argument("--json", dest="as_json", action="store_true")
     p.add_argument("--explain", action="store_true")
+    p.add_argument("--strict", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true")     # the root's flag, also taken after the command
     return p
 
 
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         return full(argv)
     from anchor_embed.errors import AnchorEmbedError
 
+    if args.pop("quiet"):
+        from anchor_embed.progress import console
+
+        console.quiet = True
     try:
         code = run_similar(args.pop("anchor_ids"), **args)
     except AnchorEmbedError as exc:

@@ -95,12 +95,13 @@ def similar(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
     explain: Annotated[bool, typer.Option(help="Per neighbour: cosine of text-only, frames-only, tags-only vectors "
                                           "and the shared tags.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad --record row (default: skip and name it).")] = False,
 ) -> None:
     """Top-k similar streamers. A lookup by id never imports torch. Unknown ids are listed with close ones
     to try (exit code 1); the known ones are still answered."""
     from anchor_embed.cli.lookup import run_similar
 
-    code = run_similar(list(anchor_ids or []), k, index, ids_file, record, media_root, as_json, explain)
+    code = run_similar(list(anchor_ids or []), k, index, ids_file, record, media_root, as_json, explain, strict)
     if code:
         raise typer.Exit(code)
 

@@ -152,9 +152,10 @@ def similar(anchor_ids: list[str], index: str | Path | Lookup, k: int = 20) -> l
 
 
 def similar_to_records(records: str | Path, index: str | Path | Lookup, k: int = 20,
-                       media_root: str | Path | None = None, model=None) -> list[dict]:
+                       media_root: str | Path | None = None, model=None, strict: bool = False) -> list[dict]:
     """Neighbours of streamers not in the index, given as records: embedded with the index's model (loaded
-    once, or the `model` given; atoms its feature cache holds are not re-encoded)."""
+    once, or the `model` given; atoms its feature cache holds are not re-encoded). Bad rows are skipped and
+    named, as every reader does; `strict` stops at the first."""
     from anchor_embed.data.records import read_streamers
     from anchor_embed.model.store import model_hash
     from anchor_embed.serving.encoder import Model
@@ -166,8 +167,10 @@ def similar_to_records(records: str | Path, index: str | Path | Lookup, k: int =
             raise AnchorEmbedError(f"{look.dir}: the model that built it ({model_dir}) is gone or changed; "
                                    "cannot embed records")
         model = Model(model_dir)
-    rows, _ = read_streamers(records)
-    vecs = model.encode(records, media_root=media_root)
+    rows, report = read_streamers(records, strict=strict)
+    if report.skipped:
+        report.say("similar")
+    vecs = model.encode([r.model_dump() for r in rows], media_root=media_root or Path(records).parent)
     hits = look.search(vecs, k, [None] * len(rows))
     return [look.neighbours(r.anchor_id, h).to_dict() for r, h in zip(rows, hits, strict=True)]
 

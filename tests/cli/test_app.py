@@ -124,6 +124,12 @@ def test_version_quiet_and_every_option_shows_its_default(sample_cache, tmp_path
     assert run_cli("--quiet", "pretrain", "--features", sample_cache, "--out", tmp_path / "q", "--epochs", "1",
                    "--batch-size", "16", "--d-model", "16", "--out-dim", "8", "--layers", "1") == 0
     assert capsys.readouterr().err == ""
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "q2", "--epochs", "1", "--batch-size",
+                   "16", "--d-model", "16", "--out-dim", "8", "--layers", "1", "-q") == 0   # after the command too
+    assert capsys.readouterr().err == ""
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "q3", "--epochs", "1", "--batch-size",
+                   "16", "--d-model", "16", "--out-dim", "8", "--layers", "1") == 0         # and only when given
+    assert "pretrain" in capsys.readouterr().err
 
 
 def test_outputs_follow_the_umask_and_toml_configs_work(sample_cache, tmp_path):

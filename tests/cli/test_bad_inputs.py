@@ -177,6 +177,8 @@ CASES = [
     ("unknown id", lambda w, t: ["similar", "s000", "--index", w["idx"]], 1, "did you mean"),
     ("k of zero", lambda w, t: ["similar", "s0001", "-k", "0", "--index", w["idx"]], 2, "-k"),
     ("no ids at all", lambda w, t: ["similar", "--index", w["idx"]], 2, "give anchor ids, --ids-file or --record"),
+    ("bad record row, strict", lambda w, t: ["similar", "--index", w["idx"], "--record", _records(
+        t, ['{"anchor_id": "x",']), "--strict"], 2, "bad.jsonl: line 2: malformed JSON"),
     ("ids file missing", lambda w, t: ["similar", "--ids-file", t / "ids.txt", "--index", w["idx"]], 2,
      "ids.txt: no such file"),
     ("no index", lambda w, t: ["similar", "s0001", "--index", t], 2, "no index here"),
@@ -276,3 +278,15 @@ def test_export_replaces_a_file_only_when_told(world, tmp_path):
     import pyarrow.parquet as pq
 
     assert pq.read_table(out).num_rows == len((world["vec"] / "keys.txt").read_text().split())
+
+
+@pytest.mark.slow
+def test_similar_record_skips_and_names_a_bad_row(world, tmp_path, capsys):
+    recs = _records(tmp_path, ['{"anchor_id": "x",'])
+    capsys.readouterr()
+    assert run_cli("similar", "--index", world["idx"], "--record", recs, "-k", "3", "--json", "-q") == 0
+    got = capsys.readouterr()
+    assert [json.loads(x)["anchor_id"] for x in got.out.splitlines()] == ["g1"]     # the good row answered
+    assert got.err == ""                                                           # -q after the command
+    assert run_cli("similar", "--index", world["idx"], "--record", recs, "-k", "3", "--json") == 0
+    assert f"skipped {recs}: line 2: malformed JSON" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import anchor_embed.cli.lookup as lookup
 ARGVS = [
     ["s1"], ["s1", "s2", "-k", "5"], ["--index", "/x/idx", "s1", "--json"], ["s1", "--explain", "--json", "-k", "3"],
     ["--ids-file", "ids.txt", "--index", "i"], ["--record", "r.jsonl", "--media-root", "m", "-k", "7"],
+    ["s1", "--quiet"], ["--record", "r.jsonl", "--strict", "-q"],
 ]
 
 
@@ -23,8 +24,9 @@ def test_argparse_and_typer_read_the_same_arguments(argv, monkeypatch):
     main(["similar", *argv])                                   # the typer command
     fast = lookup.parse(argv)
     assert fast is not None
-    typer_args = dict(zip(["anchor_ids", "k", "index", "ids_file", "record", "media_root", "as_json", "explain"],
-                          seen[0], strict=True))
+    typer_args = dict(zip(["anchor_ids", "k", "index", "ids_file", "record", "media_root", "as_json", "explain",
+                           "strict"], seen[0], strict=True))
+    assert fast.pop("quiet") == ("--quiet" in argv or "-q" in argv)    # the root's flag, not run_similar's
     norm = {k: (Path(v) if isinstance(v, str) and k in ("index", "ids_file", "record", "media_root") else v)
             for k, v in typer_args.items()}
     assert {**norm, "anchor_ids": list(norm["anchor_ids"])} == fast

@@ -25,5 +25,5 @@ def make_progress() -> Progress:
 
 
 def say(message: str) -> None:
-    """A status line on stderr."""
-    console.print(message, highlight=False)
+    """A status line on stderr, never wrapped by rich: a log keeps one message a line (a terminal wraps it)."""
+    console.print(message, highlight=False, soft_wrap=True)

@@ -45,13 +45,12 @@ class InputReport:
         """Print `lines()` on the status console, the first under the stage's name."""
         from rich.markup import escape
 
-        from anchor_embed.progress import console
+        from anchor_embed.progress import say
 
-        # escaped: a path or message may hold [brackets]; soft-wrapped: a log keeps each skipped row on one line
-        first, *rest = self.lines(limit)
-        console.print(f"[bold]{stage}[/]: {escape(first)}", highlight=False, soft_wrap=True)
+        first, *rest = self.lines(limit)            # escaped: a path or message may hold [brackets]
+        say(f"[bold]{stage}[/]: {escape(first)}")
         for line in rest:
-            console.print(escape(line), highlight=False, soft_wrap=True)
+            say(escape(line))
 
     def summary(self) -> str:
         """One line: how many kept, how many skipped, by kind."""

@@ -54,11 +54,17 @@ def rerank_file(list_file: str | Path, clusters_file: str | Path, window: int = 
     if window < 1:
         raise AnchorEmbedError(f"--window {window}: at least 1")
     import json
+    from collections import Counter
 
     list_file = Path(list_file)
     if not list_file.is_file():
         raise AnchorEmbedError(f"{list_file}: no such file")
-    ranked = [x.strip() for x in list_file.read_text(encoding="utf-8").splitlines() if x.strip()]
+    given = [x.strip() for x in list_file.read_text(encoding="utf-8-sig").splitlines() if x.strip()]
+    ranked = list(dict.fromkeys(given))         # a streamer shown twice in one feed is no feed: first place kept
+    if len(ranked) < len(given):
+        twice = sorted(a for a, n in Counter(given).items() if n > 1)
+        say(f"[yellow]rerank[/]: {len(given) - len(ranked)} repeated id(s) in {list_file} dropped, each kept at its "
+            "first place (e.g. " + ", ".join(map(repr, twice[:3])) + ")")
     cluster_of = {}
     if not Path(clusters_file).is_file():
         raise AnchorEmbedError(f"{clusters_file}: no such file")

@@ -290,3 +290,22 @@ def test_similar_record_skips_and_names_a_bad_row(world, tmp_path, capsys):
     assert got.err == ""                                                           # -q after the command
     assert run_cli("similar", "--index", world["idx"], "--record", recs, "-k", "3", "--json") == 0
     assert f"skipped {recs}: line 2: malformed JSON" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rerank_repeats_and_reviews_of_unknown_ids_are_said(world, tmp_path, capsys):
+    """A feed listing a streamer twice keeps it once, at its first place, and says so; a review log naming ids
+    the vectors lack says its pairs are not applied (both were silent)."""
+    ids = (world["vec"] / "keys.txt").read_text().split()[:4]
+    feed = _write(tmp_path / "feed.txt", "\n".join([ids[0], ids[1], ids[0], ids[2], ids[1], ids[3]]) + "\n")
+    capsys.readouterr()
+    assert run_cli("scatter", "rerank", feed, "--clusters", world["vec"] / "clusters.jsonl") == 0
+    got = capsys.readouterr()
+    assert sorted(got.out.split()) == sorted(ids)
+    assert f"2 repeated id(s) in {feed} dropped" in got.err and repr(ids[0]) in got.err
+    log = tmp_path / "reviews.jsonl"
+    log.write_text("".join(json.dumps({"a": a, "b": b, "verdict": v}) + "\n" for a, b, v in
+                           [(ids[0], ids[1], "same_owner"), (ids[0], "ghost", "not_related")]))
+    assert run_cli("dedup", world["vec"], "--threshold", "0.99", "--reviewed", log, "--out", tmp_path / "d.jsonl") == 0
+    err = capsys.readouterr().err
+    assert "1 confirmed and 0 rejected pairs" in err and "1 reviewed pair(s) name ids not in" in err and "'ghost'" in err

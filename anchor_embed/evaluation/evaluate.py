@@ -105,6 +105,9 @@ def evaluate(
         raise AnchorEmbedError(f"--holdout-frac {holdout_frac}: holds out every streamer of {id_emb}, leaving none "
                                "to search among or fit the references on; give a share below 1")
     refuse_seen(models, held, holdout_frac, seed)
+    if len(held) < 50:      # a mean of n values in [0, 1] has a standard error up to 0.5 / sqrt(n)
+        say(f"[yellow]evaluate[/]: only {len(held)} hold-out queries: each row's Recall@10 may be off by chance "
+            f"by up to {0.5 / np.sqrt(len(held)):.2f} (one standard error); raise --holdout-frac to tell rows apart")
     pos = cache.key_index()
     rows_in_cache = np.array([pos[k] for k in ids.keys])
     queries = np.array([i for i, k in enumerate(ids.keys) if k in held])

@@ -176,6 +176,9 @@ CASES = [
     # similar
     ("unknown id", lambda w, t: ["similar", "s000", "--index", w["idx"]], 1, "did you mean"),
     ("k of zero", lambda w, t: ["similar", "s0001", "-k", "0", "--index", w["idx"]], 2, "-k"),
+    ("a hold-out of three", lambda w, t: ["evaluate", "--features", w["cache"], "--id-emb", w["sample"] / "ids.npy",
+                                          "--holdout-frac", "0.04", "--out", t / "e"], 0,
+     "only 3 hold-out queries: each row's Recall@10 may be off by chance by up to 0.29"),
     ("no ids at all", lambda w, t: ["similar", "--index", w["idx"]], 2, "give anchor ids, --ids-file or --record"),
     ("bad record row, strict", lambda w, t: ["similar", "--index", w["idx"], "--record", _records(
         t, ['{"anchor_id": "x",']), "--strict"], 2, "bad.jsonl: line 2: malformed JSON"),

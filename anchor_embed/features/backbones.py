@@ -13,6 +13,7 @@ import contextlib
 import functools
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +90,38 @@ def _sentence_transformer(spec: str, threads: int, device: str = "cpu", name: st
     """Any sentence-transformers model by hub name or local folder (a local folder never touches the hub)."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(spec, device=device, local_files_only=Path(spec).exists())
+    local = Path(spec).exists()
+    if not local:
+        try:                                # a hub name downloaded before: the Hugging Face cache, no network
+            model = SentenceTransformer(spec, device=device, local_files_only=True)
+            return SentenceTransformerText(name or spec, model, int(model.get_embedding_dimension()))
+        except Exception:
+            if not _hub_reachable():        # the hub's client would retry for over a minute, warning each time
+                raise OSError(f"not a local folder, not in the Hugging Face cache, and {_hub_host()} is unreachable "
+                              "(offline)") from None
+    model = SentenceTransformer(spec, device=device, local_files_only=local)
     return SentenceTransformerText(name or spec, model, int(model.get_embedding_dimension()))
+
+
+def _hub_host() -> str:
+    """The host the Hugging Face client would ask (HF_ENDPOINT, a mirror, if set)."""
+    from urllib.parse import urlparse
+
+    return urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub answers at all: offline mode set, no name resolution or no connection within `timeout`
+    mean no."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((_hub_host(), 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 @functools.lru_cache(maxsize=4)

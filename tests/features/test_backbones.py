@@ -26,6 +26,16 @@ def test_unknown_text_backbone_is_clear():
         load_text_backbone("/no/such/model")
 
 
+def test_a_hub_name_offline_fails_at_once(monkeypatch, capsys):
+    """A hub name neither local nor cached, with the hub unreachable: one error saying so, not a minute of the
+    hub client's retries and warnings (HF_ENDPOINT at a port nothing listens on stands for no network)."""
+    monkeypatch.setenv("HF_ENDPOINT", "https://localhost.invalid")
+    with pytest.raises(AnchorEmbedError, match="text backbone 'nosuchmodel': cannot load .*localhost.invalid is "
+                                               "unreachable"):
+        load_text_backbone("nosuchmodel")
+    assert "Retrying" not in capsys.readouterr().err
+
+
 def test_efficientnet_lite0():
     m = load_image_backbone("efficientnet-lite0")
     e = m.encode([Image.new("RGB", (90, 120), "red"), Image.new("RGB", (64, 64), "blue")])

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,41 @@ def too_many(what: str, count: int, limit: int) -> None:
         raise HTTPException(413, f"{count} {what} in one request: at most {limit}; split the batch")
 
 
+JSON_KINDS = {list: "a JSON array", str: "a JSON string", int: "a JSON number", float: "a JSON number",
+              bool: "a JSON boolean", type(None): "JSON null"}
+
+
+class NotInIndex(Exception):
+    """An id the index lacks: answered 404 with a flat body, one `detail` line and the close ids to try."""
+
+    def __init__(self, anchor_id: str, suggestions: Iterable[str]) -> None:
+        super().__init__(f"anchor_id {anchor_id!r} is not in the index")
+        self.suggestions = list(suggestions)
+
+
+def body_problem(route: str, fields: list[str], content_type: str | None, raw: bytes) -> tuple[int, str] | None:
+    """(status, one line) when a POST body is no JSON object sent as JSON, instead of a "Field required" per
+    field; None when it is one (its fields' own errors then stand)."""
+    want = f"{route} takes a JSON object ({', '.join(fields)})"
+    media = (content_type or "").split(";")[0].strip().lower()
+    if raw.strip() and not (media == "application/json" or media.endswith("+json")):
+        # not read as JSON on purpose: another site's page may POST a form or text/plain with no CORS preflight
+        sent = f"as {media}" if media else "with no Content-Type"
+        return 415, f"body sent {sent}: {want}; send Content-Type: application/json (curl --json or " \
+                    "-H 'Content-Type: application/json')"
+    if not raw.strip():
+        return 422, f"body: empty; {want}"
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return 422, f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {want}"
+    except ValueError:                                            # bytes that are no UTF-8/16/32 text
+        return 422, f"body: not valid JSON (not UTF-8 text); {want}"
+    if not isinstance(body, dict):
+        return 422, f"body: {JSON_KINDS.get(type(body), 'no object')}, not an object; {want}"
+    return None
+
+
 def create_app(index: str | Path, model: str | Path | None = None, token: str | None = None,
                media_root: str | Path | None = None, review_log: str | Path | None = None, poll: float = 1.0,
                max_ids: int = MAX_IDS, max_records: int = MAX_RECORDS):
@@ -145,7 +181,9 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     A `model` that is no run folder and a `review_log` that cannot be a file are refused here, with one line,
     not at the first request that needs them."""
     from fastapi import Body, FastAPI, HTTPException, Query, Request
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+    from fastapi.exception_handlers import request_validation_exception_handler
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 
     from anchor_embed.serving.review import append_review, page_html, search_streamers
 
@@ -176,6 +214,22 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
         metrics.observe(getattr(route, "path", request.url.path), response.status_code, time.perf_counter() - t0)
         return response
 
+    @app.exception_handler(NotInIndex)
+    async def not_in_index(request: Request, exc: NotInIndex) -> Response:
+        return JSONResponse({"detail": str(exc), "suggestions": exc.suggestions}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def body_errors(request: Request, exc: RequestValidationError) -> Response:
+        """A body that is no JSON object (an array, form encoding, bad JSON) gets one line, not one per field."""
+        route = request.scope.get("route")
+        fields = [f.alias for f in getattr(getattr(route, "dependant", None), "body_params", [])]
+        if fields and any(e.get("loc", ())[:1] == ("body",) for e in exc.errors()):
+            found = body_problem(f"{request.method} {route.path}", fields, request.headers.get("content-type"),
+                                 await request.body())            # the body the route read, cached on the request
+            if found is not None:
+                return JSONResponse({"detail": found[1]}, status_code=found[0])
+        return await request_validation_exception_handler(request, exc)
+
     @app.get("/healthz")
     def healthz() -> dict:
         look = served.lookup
@@ -190,8 +244,7 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     def similar_one(anchor_id: str, k: int = Query(20, ge=1, le=1000), explain: bool = False) -> dict:
         answer = served.lookup.similar([anchor_id], k, explain=explain and served.lookup.modalities is not None)[0]
         if not answer.found:
-            raise HTTPException(404, {"detail": f"anchor_id {anchor_id!r} is not in the index",
-                                      "suggestions": list(answer.suggestions)})
+            raise NotInIndex(anchor_id, answer.suggestions)
         return answer.to_dict()
 
     @app.post("/similar")
@@ -224,7 +277,7 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     def streamer(anchor_id: str) -> dict:
         look = served.lookup
         if look.keys.row(anchor_id) is None:
-            raise HTTPException(404, f"anchor_id {anchor_id!r} is not in the index")
+            raise NotInIndex(anchor_id, look.keys.close_to(anchor_id))
         return {"anchor_id": anchor_id, **look.label(anchor_id)}
 
     @app.get("/media/{path:path}")

@@ -1,5 +1,5 @@
 """The review page in a real headless browser (Debian's chromium driven by playwright): search, see the
-neighbours, mark a pair, and find the mark in the review log."""
+neighbours, mark a pair, find the mark in the review log, and an unknown id told with the close ids."""
 
 import json
 import shutil
@@ -55,6 +55,9 @@ def test_review_page_search_neighbours_and_mark(sample, sample_index, tmp_path):
             cards[0].query_selector("button.same").click()
             page.wait_for_selector(".card .done:has-text('marked: same owner')")
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            page.evaluate("show('S0000')")                          # an unknown id: one line and the close ids
+            page.wait_for_selector("#msg:has-text('is not in the index')")
+            unknown = page.inner_text("#msg")
             browser.close()
     finally:
         server.should_exit = True
@@ -62,3 +65,4 @@ def test_review_page_search_neighbours_and_mark(sample, sample_index, tmp_path):
     line = json.loads(log.read_text().splitlines()[-1])
     assert (line["a"], line["b"], line["verdict"], line["reviewer"]) == ("s0000", first, "same_owner", "tester")
     assert (tmp_path / "page.png").stat().st_size > 10_000
+    assert unknown.startswith("anchor_id 'S0000' is not in the index; close: s0000"), unknown

@@ -25,7 +25,7 @@ def test_lookups_batches_and_metrics(client, sample_index):
     one = client.get("/similar/s0000", params={"k": 5, "explain": True}).json()
     assert one["anchor_id"] == "s0000" and len(one["neighbours"]) == 5 and "explain" in one["neighbours"][0]
     missing = client.get("/similar/S0000")
-    assert missing.status_code == 404 and missing.json()["detail"]["suggestions"][0] == "s0000"
+    assert missing.status_code == 404 and missing.json()["suggestions"][0] == "s0000"
     batch = client.post("/similar", json={"ids": ["s0001", "nope", "s0002"], "k": 3}).json()["results"]
     assert [r["anchor_id"] for r in batch] == ["s0001", "nope", "s0002"]
     assert batch[1]["found"] is False and len(batch[0]["neighbours"]) == 3 == len(batch[2]["neighbours"])
@@ -182,3 +182,58 @@ def test_embed_errors_keep_the_reason_and_name_the_records(client):
     detail = empty.json()["detail"]
     assert empty.status_code == 422 and detail.startswith("records 'a', 'b': no text or tags to encode")
     assert tempfile.gettempdir() not in detail and "records.jsonl" not in detail
+
+
+@pytest.fixture()
+def lookup_client(sample_index, tmp_path):
+    """A server with no --model (lookups and reviews), its review log in tmp_path."""
+    app = create_app(sample_index / "idx", review_log=tmp_path / "reviews.jsonl", poll=0)
+    with TestClient(app) as c:
+        yield c
+
+
+def test_an_unknown_id_is_answered_with_a_flat_body(lookup_client):
+    """It once nested the body, {"detail": {"detail": ..., "suggestions": [...]}}: now `detail` is one line
+    naming the id, beside the close ids to try, for a lookup and for a streamer's page alike."""
+    for path in ("/similar/S0000", "/streamer/S0000"):
+        r = lookup_client.get(path)
+        body = r.json()
+        assert r.status_code == 404 and set(body) == {"detail", "suggestions"}, (path, body)
+        assert body["detail"] == "anchor_id 'S0000' is not in the index" and body["suggestions"][0] == "s0000"
+
+
+def test_a_body_that_is_no_json_object_is_refused_with_one_line(lookup_client):
+    """An array (or any non-object) once got a "Field required" for every field, even `k` and `explain` which
+    have defaults; now one line says what the body was and what the route takes."""
+    want = "POST /similar takes a JSON object (ids, k, explain)"
+    for body, kind in ((b'["s0000"]', "a JSON array"), (b'"s0000"', "a JSON string"), (b"3", "a JSON number"),
+                       (b"null", "JSON null")):
+        r = lookup_client.post("/similar", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json() == {"detail": f"body: {kind}, not an object; {want}"}, body
+    r = lookup_client.post("/similar", content=b'{"ids": [', headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"] == f"body: not valid JSON (Expecting value at line 1 column 10); {want}"
+    r = lookup_client.post("/review", json=[["s0000", "dup00", "same_owner"]])
+    assert r.json()["detail"] == "body: a JSON array, not an object; POST /review takes a JSON object " \
+                                 "(a, b, verdict, reviewer)"
+    assert lookup_client.post("/similar").json()["detail"] == f"body: empty; {want}"
+    fields = lookup_client.post("/similar", json={"ids": "s0000", "k": 0})        # an object: its fields' errors
+    assert fields.status_code == 422 and [e["loc"] for e in fields.json()["detail"]] == [["body", "ids"], ["body", "k"]]
+
+
+def test_a_body_not_sent_as_json_is_refused_with_one_line(lookup_client, tmp_path):
+    """`curl -d '{"ids": ["a"]}'` sends form encoding and was told `ids` is missing; now one line says to send
+    Content-Type: application/json. Such a body is not read as JSON: a form or text/plain POST from another
+    site's page needs no CORS preflight, and must not append marks to the review log."""
+    for headers, sent in (({"Content-Type": "application/x-www-form-urlencoded"}, "as application/x-www-form-urlencoded"),
+                          ({"Content-Type": "text/plain; charset=utf-8"}, "as text/plain"), ({}, "with no Content-Type")):
+        r = lookup_client.post("/similar", content=b'{"ids": ["s0000"]}', headers=headers)
+        assert r.status_code == 415 and r.json() == {
+            "detail": f"body sent {sent}: POST /similar takes a JSON object (ids, k, explain); send Content-Type: "
+                      "application/json (curl --json or -H 'Content-Type: application/json')"}, headers
+    mark = json.dumps({"a": "s0000", "b": "dup00", "verdict": "same_owner"})
+    assert lookup_client.post("/review", content=mark, headers={"Content-Type": "text/plain"}).status_code == 415
+    assert not (tmp_path / "reviews.jsonl").exists()
+    ok = lookup_client.post("/similar", content=b'{"ids": ["s0000"]}',
+                            headers={"Content-Type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200 and ok.json()["results"][0]["neighbours"]

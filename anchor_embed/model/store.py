@@ -24,16 +24,21 @@ def save_model(run_dir: Path, model: FusionModel, extra: dict | None = None) -> 
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
 
 
+def require_model(run_dir: str | Path) -> None:
+    """Refuse, in one line, a folder that holds no model (before anything else is asked of it)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model_config.json").is_file() or not (run_dir / "model.safetensors").is_file():
+        raise AnchorEmbedError(f"{run_dir}: no model here (expected model_config.json and model.safetensors)")
+
+
 def load_model(run_dir: str | Path) -> tuple[FusionModel, dict]:
     """Load a run's model in eval mode, with its saved config; refuses a folder without one."""
     run_dir = Path(run_dir)
-    cfg_path, weights = run_dir / "model_config.json", run_dir / "model.safetensors"
-    if not cfg_path.is_file() or not weights.is_file():
-        raise AnchorEmbedError(f"{run_dir}: no model here (expected model_config.json and model.safetensors)")
-    raw = json.loads(cfg_path.read_text())
+    require_model(run_dir)
+    raw = json.loads((run_dir / "model_config.json").read_text())
     fields = set(FusionConfig.__dataclass_fields__)
     model = FusionModel(FusionConfig(**{k: v for k, v in raw.items() if k in fields}))
-    model.load_state_dict(load_file(str(weights)))
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
     return model.eval(), raw
 
 

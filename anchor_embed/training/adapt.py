@@ -26,7 +26,7 @@ from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.cache import open_cache
 from anchor_embed.model.adapter import add_patch, load_patch, patch_tensors
 from anchor_embed.model.batcher import Batcher, embed_rows
-from anchor_embed.model.store import load_model, model_hash
+from anchor_embed.model.store import load_model, model_hash, require_model
 from anchor_embed.progress import say
 from anchor_embed.training.config import AdaptConfig
 from anchor_embed.training.fit import Task, fit, run_info, training_run
@@ -134,6 +134,7 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
 
     cfg = resolve(AdaptConfig, config, overrides)
     pretrained, out = Path(pretrained), Path(out)
+    require_model(pretrained)             # not a run: said so, not 'pass --features'
     features = features or run_info(pretrained).get("features")
     if features is None:
         raise AnchorEmbedError(f"{pretrained}: no run.json naming its feature cache; pass --features")

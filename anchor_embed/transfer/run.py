@@ -21,7 +21,7 @@ from anchor_embed.features.cache import FeatureCache, open_cache
 from anchor_embed.losses import info_nce
 from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
-from anchor_embed.model.store import load_model
+from anchor_embed.model.store import load_model, require_model
 from anchor_embed.model.views import ViewConfig
 from anchor_embed.progress import say
 from anchor_embed.training.fit import Task, fit, run_info, saved_config, start_seed, training_run
@@ -208,6 +208,7 @@ def transfer(
         return soup(pretrained, id_emb, out, id_keys=id_keys, features=features, config=config, resume=resume,
                     id_column=id_column, **overrides)
     pretrained, out = Path(pretrained), Path(out)
+    require_model(pretrained)             # not a run: said so, not 'pass --features'
     if features is None:
         features = run_info(pretrained).get("features")
         if features is None:

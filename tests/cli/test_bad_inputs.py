@@ -109,6 +109,10 @@ CASES = [
     ("run exists, no --resume", lambda w, t: ["pretrain", "--features", w["cache"], "--out", w["pre"]], 2,
      "holds a run already"),
     # transfer
+    ("transfer from no run", lambda w, t: ["transfer", "--pretrained", t, "--id-emb", w["sample"] / "ids.npy",
+                                           "--out", t / "t"], 2, "no model here (expected model_config.json"),
+    ("adapt from no run", lambda w, t: ["adapt", "--pretrained", t, "--labels", _write(t / "l.csv", "anchor_id,y\n"),
+                                        "--target", "y", "--out", t / "a"], 2, "no model here"),
     ("ID file missing", lambda w, t: ["transfer", "--pretrained", w["pre"], "--id-emb", t / "x.npy", "--out",
                                       t / "t"], 2, "x.npy: no such file"),
     ("ID keys count", lambda w, t: ["transfer", "--pretrained", w["pre"], "--id-emb", _ids(t, np.eye(3), ["s0000"]),

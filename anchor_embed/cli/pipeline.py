@@ -56,7 +56,7 @@ def features(
     max_text_chars: Annotated[int, typer.Option(help="Texts are cut to this many characters before encoding.")] = 2000,
     id_column: IdColumn = None,
     columns: Columns = None,
-    strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad row or missing frame instead of skipping it.")] = False,
     threads: Annotated[int, typer.Option(help="CPU threads of the backbones.")] = 2,
     device: Device = "auto",
     meta_tags: Annotated[str | None, typer.Option(
@@ -70,7 +70,7 @@ def features(
                    image_backbone=image_backbone, video_frames=video_frames, max_texts=max_texts,
                    max_frames=max_frames, max_tags=max_tags, strict=strict, threads=threads,
                    max_text_chars=max_text_chars, columns=parse_columns(columns, id_column), device=device,
-                   meta_tags=meta_tags)
+                   meta_tags=meta_tags, strict_frames=strict)
 
 
 def demo(

@@ -29,7 +29,7 @@ def embed(
     overwrite: Annotated[bool, typer.Option(help="Replace vectors in --out made from other inputs.")] = False,
     adapter: Annotated[Path | None, typer.Option(help="An `adapt` run: the model with its patch (default: none).")] = None,
     device: Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(help="Where to compute (auto: CUDA when present).")] = "auto",
-    strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad row or missing frame instead of skipping it.")] = False,
 ) -> None:
     """Vectors for every streamer, in resumable shards with done markers."""
     from anchor_embed.cli.pipeline import parse_columns

@@ -18,6 +18,8 @@ class InputReport:
     problems: list[str] = field(default_factory=list)
     kinds: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)   # things worth a line that are not errors (columns not read)
+    # where each kept row was read, if the reader says: (its place in the whole input, 'line 7' / 'row 3')
+    kept_at: list[tuple[int, str]] = field(default_factory=list)
 
     def bad(self, where: str, kind: str, message: str, rows: int = 1) -> None:
         """Record a bad row (`where` is 'line 7' or 'key x'), or `rows` of them under one message; raise at once

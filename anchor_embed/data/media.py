@@ -31,6 +31,11 @@ class MediaReport:
         if len(self.examples) < 5:
             self.examples.append(f"{path}: {why}")
 
+    def lines(self) -> list[str]:
+        """The frames that could not be used, by path and why (the first five), for the status lines."""
+        left = self.missing + self.corrupt + self.outside - len(self.examples)
+        return [f"  frame not read: {e}" for e in self.examples] + ([f"  ... and {left} more"] if left > 0 else [])
+
     def to_dict(self) -> dict:
         return {"frames_ok": self.frames_ok, "frames_missing": self.missing, "frames_corrupt": self.corrupt,
                 "frames_outside_root": self.outside, "examples": self.examples}
@@ -102,6 +107,19 @@ def inside_root(rel_path: str, media_root: Path) -> Path | None:
     except (OSError, RuntimeError):  # a symlink loop
         return None
     return p if p.is_relative_to(root) else None
+
+
+def frame_problem(rel_path: str, media_root: Path) -> str | None:
+    """Why a frame path cannot be read ('not found under ROOT', 'leads outside the media root ROOT'), or None
+    when it names a file under the root (whether that file decodes shows only when it is read)."""
+    p = inside_root(rel_path, media_root)
+    if p is None:
+        return f"leads outside the media root {media_root}"
+    try:
+        found = p.is_file()
+    except OSError:
+        found = False
+    return None if found else f"not found under {media_root}"
 
 
 def frame_keys(rel_path: str, media_root: Path, video_frames: int, report: MediaReport | None = None) -> list[str]:

@@ -94,8 +94,9 @@ def is_parquet(path: Path) -> bool:
 
 
 def _parquet_rows(path: Path, columns: dict[str, str], shard: tuple[int, int], notes: list[str]
-                  ) -> Iterator[tuple[str, Any]]:
-    """Rows of every row group of the input's Parquet files (row group g belongs to shard g % n)."""
+                  ) -> Iterator[tuple[str, Any, int]]:
+    """Rows of every row group of the input's Parquet files (row group g belongs to shard g % n), each with its
+    row number over all the files."""
     import pyarrow.parquet as pq
 
     files = parquet_files(path)
@@ -107,7 +108,7 @@ def _parquet_rows(path: Path, columns: dict[str, str], shard: tuple[int, int], n
     if not files:
         raise AnchorEmbedError(f"{path}: no Parquet files here")
     wanted = column_fields(columns)
-    group, (i, n) = 0, shard
+    group, (i, n), base = 0, shard, 0
     for f in files:
         try:
             pf = pq.ParquetFile(f)
@@ -132,12 +133,14 @@ def _parquet_rows(path: Path, columns: dict[str, str], shard: tuple[int, int], n
                 table = pf.read_row_group(g, columns=read)
                 for r, row in enumerate(table.to_pylist(), start=offset + 1):
                     where = f"{f.name} row {r}" if len(files) > 1 else f"row {r}"
-                    yield where, {wanted[k]: v for k, v in row.items()}
+                    yield where, {wanted[k]: v for k, v in row.items()}, base + r
             group, offset = group + 1, offset + rows
+        base += offset
 
 
-def _jsonl_rows(path: Path, shard: tuple[int, int]) -> Iterator[tuple[str, Any]]:
-    """Rows of a JSONL file (non-empty line j belongs to shard j % n); a line that is not UTF-8 is a bad row."""
+def _jsonl_rows(path: Path, shard: tuple[int, int]) -> Iterator[tuple[str, Any, int]]:
+    """Rows of a JSONL file (non-empty line j belongs to shard j % n) with their line numbers; a line that is not
+    UTF-8 is a bad row."""
     i, n = shard
     j = 0
     with open(path, "rb") as f:
@@ -150,9 +153,10 @@ def _jsonl_rows(path: Path, shard: tuple[int, int]) -> Iterator[tuple[str, Any]]
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")   # a byte-order mark opens some exports
             except UnicodeDecodeError as exc:
-                yield f"line {number}", ValueError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+                yield (f"line {number}", ValueError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                                                    f"{exc.start + 1})"), number)
                 continue
-            yield f"line {number}", parse_line(line)
+            yield f"line {number}", parse_line(line), number
 
 
 def parse_line(line: str) -> Any:
@@ -190,6 +194,8 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
 
     `columns` maps record fields to a table's own column names ({"anchor_id": "uid", "profile": "bio"});
     `shard` (i, n) reads only the rows of shard i of n (Parquet: whole row groups; JSONL: every n-th line).
+    The report's `kept_at` says where each record was read: its place in the whole input (a line number, or a
+    row number over all part files) and that place in words.
     """
     path = Path(path)
     if not is_parquet(path) and not path.is_file():
@@ -202,7 +208,7 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
     rows = _parquet_rows(path, columns or {}, shard, notes) if is_parquet(path) else _jsonl_rows(path, shard)
     records: list[StreamerRecord] = []
     seen: dict[str, str] = {}
-    for where, raw in rows:
+    for where, raw, order in rows:
         rec = parse_row(raw)
         if isinstance(rec, tuple):
             report.bad(where, *rec)
@@ -213,6 +219,7 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
             continue
         seen[rec.anchor_id] = where
         records.append(rec)
+        report.kept_at.append((order, where))
     report.kept = len(records)
     report.notes = notes
     if not records and shard == (0, 1):

@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from anchor_embed import atomic
+from anchor_embed.data.input_report import InputReport
 from anchor_embed.data.media import (
     MediaReport,
     frame_keys,
+    frame_problem,
     inside_root,
     is_video,
     load_image,
@@ -258,6 +261,17 @@ def write_streamer_index(out: Path, records: list[StreamerRecord], atoms: Atoms)
             "streamers_with": {kind: int(np.sum(np.diff(ptr[kind]) > 0)) for kind in KINDS}}
 
 
+def stop_at_bad_frame(records: list[StreamerRecord], media: Path, source: str, where: list[str]) -> None:
+    """`--strict` for frames: raise at the first frame a record names that is not a file under the media root
+    (or leads outside it), naming the records file, the row (`where[i]` of record i) and the path, in
+    InputReport's words. Every frame a record names is checked, those past --max-frames too."""
+    for n, r in enumerate(records):
+        for rel in r.frames:
+            why = frame_problem(rel, media)
+            if why:
+                InputReport(source, strict=True).bad(where[n], "missing frame", f"frame {rel!r} {why}")
+
+
 def _compatible(reuse: str | Path | None, wanted: dict, max_text_chars: int) -> Path | None:
     """The cache to copy features from, if it was made by the same backbones and text cut (else None)."""
     if reuse is None or not (Path(reuse) / "meta.json").is_file():
@@ -287,12 +301,15 @@ def build_features(
     shard: tuple[int, int] = (0, 1),
     device: str = "auto",
     meta_tags: str | None = None,
+    strict_frames: bool = False,
 ) -> dict:
     """Run the frozen backbones over what is new in `streamers` and (re)write the cache at `out`.
 
     `reuse` names another cache whose already-encoded atoms are copied instead of encoded (when it was made
     by the same backbones); `shard` (i, n) reads only that shard's rows of the records; `meta_tags` turns
-    record `meta` fields into tags (`features.meta_tags`).
+    record `meta` fields into tags (`features.meta_tags`). `strict_frames` stops at the first frame that is
+    not a file under the media root, before anything is written (without it such frames are counted and the
+    first few named); `strict` alone stops only at bad rows, as `Model.encode` relies on.
     """
     out = Path(out)
     media = Path(media_root) if media_root else Path(streamers).parent
@@ -303,6 +320,8 @@ def build_features(
     image_kind(image_backbone)  # an unknown kind fails before any record is read
     meta_fields = parse_meta_tags(meta_tags)
     records, read_report = read_streamers(streamers, strict=strict, columns=columns, shard=shard)
+    if strict_frames:
+        stop_at_bad_frame(records, media, str(streamers), [where for _, where in read_report.kept_at])
     wanted = {"text_backbone": text_backbone, "text_identity": backbone_identity(text_backbone),
               "image_backbone": image_backbone, "image_identity": backbone_identity(image_backbone),
               "video_frames": video_frames}
@@ -353,4 +372,7 @@ def build_features(
             f"{cut}"
             f"{f'meta values not numbers (left untagged): {atoms.meta_not_numeric}; ' if atoms.meta_not_numeric else ''}"
             f"throughput {rates or 'nothing new'}")
+        for line in media_report.lines():
+            say(escape(line))                       # a path may hold [brackets]
     return report
+

@@ -1,8 +1,9 @@
 """`anchor-embed embed`: vectors for every streamer of a records file, in resumable shards.
 
-VEC_DIR/shards/NNNNN-of-MMMMM/ holds one shard's vectors, keys, labels and a `done` marker, so any scheduler
-can run shards in parallel and a crash reruns only unfinished ones; when every shard is done they are merged
-into VEC_DIR/vectors.npy, keys.txt, labels.jsonl and meta.json.
+VEC_DIR/shards/NNNNN-of-MMMMM/ holds one shard's vectors, keys, labels, each row's place in the input and a
+`done` marker, so any scheduler can run shards in parallel and a crash reruns only unfinished ones; when every
+shard is done they are merged into VEC_DIR/vectors.npy, keys.txt, labels.jsonl and meta.json, in input order
+and with an anchor_id's later copies dropped: what one shard (0/1) writes.
 """
 
 from __future__ import annotations
@@ -63,6 +64,52 @@ def _claim(out: Path, made: dict, overwrite: bool) -> None:
     atomic.write_json(f, made)
 
 
+def _finished(sdir: Path, made: dict) -> bool:
+    """A shard done for these inputs, with each row's place in the input (a shard written before places were
+    kept is done again)."""
+    done = sdir / "done"
+    return (done.is_file() and json.loads(done.read_text()).get("fingerprint") == made["fingerprint"]
+            and (sdir / "input_rows.npy").is_file())
+
+
+def _merge_plan(finished: list[Path], streamers: Path, columns: dict | None, strict: bool
+                ) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    """Which shard rows the merged folder keeps and where: per shard its keys, then over all shard rows in shard
+    order a keep mask and each kept row's place in the merge. Rows go in input order; of an anchor_id in more
+    than one shard only the first row is kept (what one shard keeps), and the rest are named, or refused
+    under `strict` in the words a one-shard --strict read would use."""
+    from rich.markup import escape
+
+    keys = [read_keys(s / "keys.txt") for s in finished]
+    rows = np.concatenate([np.load(s / "input_rows.npy") for s in finished] + [np.zeros(0, np.int64)])
+    flat = [k for ks in keys for k in ks]
+    order = np.argsort(rows, kind="stable")
+    keep = np.zeros(len(flat), bool)
+    seen: set[str] = set()
+    dropped: list[str] = []
+    for t in order:
+        if flat[t] in seen:
+            dropped.append(flat[t])
+        else:
+            seen.add(flat[t])
+            keep[t] = True
+    if dropped and strict:
+        from anchor_embed.data.records import read_streamers
+
+        read_streamers(streamers, strict=True, columns=columns)     # raises at the first repeated row
+        raise AnchorEmbedError(f"{streamers}: anchor_id {dropped[0]!r} in two shards (--strict stops at the "
+                               "first bad row)")
+    if dropped:
+        ids, more = len(set(dropped)), f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+        say(f"[bold]embed[/]: {ids} anchor_id{'s' * (ids > 1)} in more than one shard: kept the first row of each "
+            f"in input order, as one shard does; dropped {len(dropped)} later row{'s' * (len(dropped) > 1)}: "
+            f"{escape(', '.join(repr(k) for k in dropped[:5]))}{more}")
+    kept = order[keep[order]]                                      # flat row numbers, in input order
+    dest = np.full(len(flat), -1, np.int64)
+    dest[kept] = np.arange(len(kept))
+    return keys, keep, dest
+
+
 def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root: str | Path | None = None,
           dtype: str = "float32", shard: str = "0/1", strict: bool = False, batch_size: int = 512,
           columns: dict[str, str] | None = None, features: str | Path | None = None, overwrite: bool = False,
@@ -101,21 +148,27 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     warn_if_unfinished(model)
     media = Path(media_root) if media_root else (streamers if streamers.is_dir() else streamers.parent)
     made = _fingerprint(model, streamers, media, dtype, n, columns, Path(adapter) if adapter else None)
+    sdir = out / "shards" / f"{i:05d}-of-{n:05d}"
+    done = sdir / "done"
+    finished_before = _finished(sdir, made)
+    if not finished_before:     # read (and, --strict, check every frame) before the folder is claimed or cleared
+        from anchor_embed.data.records import read_streamers
+        from anchor_embed.features.build import stop_at_bad_frame
+
+        records, report = read_streamers(streamers, strict=strict, columns=columns, shard=(i, n))
+        if strict:
+            stop_at_bad_frame(records, media, str(streamers), [where for _, where in report.kept_at])
+        rows = np.asarray([order for order, _ in report.kept_at], np.int64)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "embed"):
         _claim(out, made, overwrite)
-    sdir = out / "shards" / f"{i:05d}-of-{n:05d}"
-    done = sdir / "done"
-    if done.is_file() and json.loads(done.read_text()).get("fingerprint") == made["fingerprint"]:
+    if finished_before:
         say(f"[bold]embed[/]: shard {shard} already done")
     else:
         with exclusive(sdir, f"embed shard {shard}"):
-            from anchor_embed.data.records import read_streamers
-
             info = run_info(model)
             fmeta = info.get("feature_meta") or json.loads((Path(info["features"]) / "meta.json").read_text())
             donor = Path(features) if features else (Path(info["features"]) if info.get("features") else None)
-            records, report = read_streamers(streamers, strict=strict, columns=columns, shard=(i, n))
             if records:
                 part = sdir / "records.jsonl"
                 atomic.write_lines(part, (r.model_dump_json() for r in records))
@@ -134,31 +187,39 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
             atomic.write_npy(sdir / "vectors.npy", vecs)
             atomic.write_npy(sdir / "modalities.npy", parts)
             write_keys(sdir / "keys.txt", keys)
+            atomic.write_npy(sdir / "input_rows.npy", rows)
             atomic.write_jsonl(sdir / "labels.jsonl", ({"anchor_id": r.anchor_id, "nickname": r.nickname,
                                                         "tags": r.tags[:16], "profile": r.profile[:400],
                                                         "frames": r.frames[:4]} for r in records))
             atomic.write_json(done, {"fingerprint": made["fingerprint"], "count": len(records)})
         report.say(f"embed shard {shard}")
     shards = [out / "shards" / f"{j:05d}-of-{n:05d}" for j in range(n)]
-    finished = [s for s in shards if (s / "done").is_file()
-                and json.loads((s / "done").read_text()).get("fingerprint") == made["fingerprint"]]
+    finished = [s for s in shards if _finished(s, made)]
     if len(finished) < n:
         say(f"[bold]embed[/]: {len(finished)}/{n} shards done; merge waits for the rest")
         return {"shards_done": len(finished), "shards": n}
     with exclusive(out, "embed merge"):
-        vecs = np.concatenate([np.load(s / "vectors.npy") for s in finished])
-        keys = [k for s in finished for k in read_keys(s / "keys.txt")]
-        if len(set(keys)) != len(keys):
-            from collections import Counter
-
-            dup = next(k for k, c in Counter(keys).items() if c > 1)
-            raise AnchorEmbedError(f"{streamers}: anchor_id {dup!r} appears in two shards; the merged vectors "
-                                   "would mix them (dedupe the input)")
+        shard_keys, keep, dest = _merge_plan(finished, streamers, columns, strict)
+        count = int(keep.sum())
+        vecs = np.empty((count, net.dim), dtype)
+        mods = np.empty((count, 3, net.dim), np.float16)
+        labels: list[str] = [""] * count
+        keys = [""] * count
+        start = 0
+        for s, ks in zip(finished, shard_keys, strict=True):      # each shard's kept rows to their places
+            at = slice(start, start + len(ks))
+            take, to = keep[at], dest[at][keep[at]]
+            vecs[to] = np.load(s / "vectors.npy")[take]
+            mods[to] = np.load(s / "modalities.npy")[take]
+            lines = (s / "labels.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
+            for t, k, line in zip(dest[at], ks, lines, strict=True):
+                if t >= 0:
+                    keys[t], labels[t] = k, line + "\n"
+            start += len(ks)
         atomic.write_npy(out / "vectors.npy", vecs)
-        atomic.write_npy(out / "modalities.npy", np.concatenate([np.load(s / "modalities.npy") for s in finished]))
+        atomic.write_npy(out / "modalities.npy", mods)
         write_keys(out / "keys.txt", keys)
-        atomic.write_text(out / "labels.jsonl", "".join((s / "labels.jsonl").read_text(encoding="utf-8")
-                                                        for s in finished))
+        atomic.write_text(out / "labels.jsonl", "".join(labels))
         meta = {"model_dir": str(model.resolve()), "model_hash": made["model_hash"], "dim": int(vecs.shape[1]),
                 "dtype": dtype, "count": len(keys), "normalized": True,
                 "feature_cache": str(donor) if (donor := run_info(model).get("features")) else None,

@@ -97,3 +97,108 @@ def test_a_replaced_image_of_the_same_size_is_encoded_again(sample, sample_cache
     assert report["encoded_this_run"]["frame"] == 1
     second = np.asarray(open_cache(out).feats["frame"][open_cache(out).rows("frame", 0)], np.float32)
     assert not np.allclose(first, second, atol=1e-3)
+
+
+def _err_lines(capsys) -> list[str]:
+    return [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+
+
+@pytest.mark.slow
+def test_two_shards_equal_one_shard_when_an_anchor_id_repeats_across_shards(sample, pretrained, tmp_path, capsys):
+    """JSONL shards are every n-th non-empty line, not line ranges or id hashes, so the copies of a repeated
+    anchor_id can land in different shards; the merge keeps the first in input order, as one shard does."""
+    a, b, c, d, e = _records(sample, 5)
+    rows = [b,                                                          # line 1: shard 0
+            a,                                                          # line 2: shard 1, first 's0000'
+            {**a, "profile": "a second copy about cooking noodles"},   # line 3: shard 0, dropped
+            c,                                                          # line 4: shard 1
+            e,                                                          # line 5: shard 0, first 's0004'
+            {**e, "tags": ["chess"], "texts": ["chess all night"]},    # line 6: shard 1, dropped
+            d]                                                          # line 7: shard 0
+    recs = write_jsonl(tmp_path / "dups.jsonl", rows)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", one, "--media-root", sample) == 0
+    assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", two, "--media-root", sample,
+                   "--shard", "0/2") == 0
+    capsys.readouterr()
+    # --strict: the merge refuses as one --strict shard would (at line 3), and writes nothing
+    assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", two, "--media-root", sample,
+                   "--shard", "1/2", "--strict") == 2
+    assert _err_lines(capsys) == [f"error: {recs}: line 3: duplicate anchor_id 's0000' (first at line 2) "
+                                  "(--strict stops at the first bad row)"]
+    assert not (two / "vectors.npy").exists() and not (two / "keys.txt").exists()
+    shard_keys = [(two / "shards" / f"0000{i}-of-00002" / "keys.txt").read_text().split() for i in (0, 1)]
+    assert "s0000" in shard_keys[0] and "s0000" in shard_keys[1]    # the copies did land in different shards
+    assert "s0004" in shard_keys[0] and "s0004" in shard_keys[1]
+    assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", two, "--media-root", sample,
+                   "--shard", "1/2") == 0                           # the done shard is kept; now it merges
+    err = capsys.readouterr().err
+    assert "2 anchor_ids in more than one shard" in err and "'s0000'" in err and "'s0004'" in err
+
+    keys = (one / "keys.txt").read_text().split()
+    assert keys == [r["anchor_id"] for r in (b, a, c, e, d)]
+    assert (two / "keys.txt").read_text().split() == keys
+    np.testing.assert_allclose(np.load(two / "vectors.npy"), np.load(one / "vectors.npy"), atol=1e-6)
+    np.testing.assert_allclose(np.load(two / "modalities.npy").astype(np.float32),
+                               np.load(one / "modalities.npy").astype(np.float32), atol=1e-3)
+    assert (two / "labels.jsonl").read_text() == (one / "labels.jsonl").read_text()
+    assert json.loads((two / "meta.json").read_text())["count"] == json.loads((one / "meta.json").read_text())["count"] == 5
+    merged = (two / "vectors.npy").read_bytes()
+    for f in [*two.glob("shards/*/input_rows.npy"), two / "vectors.npy", two / "keys.txt"]:
+        f.unlink()                       # shards written before they kept their input rows: done again
+    assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", two, "--media-root", sample,
+                   "--shard", "1/2") == 0
+    assert not (two / "vectors.npy").exists()                       # shard 0 is not done for the merge either
+    assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", two, "--media-root", sample,
+                   "--shard", "0/2") == 0
+    assert (two / "keys.txt").read_text().split() == keys and (two / "vectors.npy").read_bytes() == merged
+
+
+@pytest.mark.slow
+def test_strict_embed_stops_at_a_missing_frame_and_keeps_what_was_written(sample, pretrained, tmp_path, capsys):
+    rows = _records(sample, 3)                      # line 2 (s0001) names media/missing.png, which is not there
+    good = write_jsonl(tmp_path / "good.jsonl", [rows[0], rows[2]])
+    bad = write_jsonl(tmp_path / "bad.jsonl", rows)
+    vec = tmp_path / "vec"
+    assert run_cli("embed", "--model", pretrained, "--streamers", good, "--out", vec, "--media-root", sample) == 0
+    before = {p.relative_to(vec): p.read_bytes() for p in vec.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert run_cli("embed", "--model", pretrained, "--streamers", bad, "--out", vec, "--media-root", sample,
+                   "--overwrite", "--strict") == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: {bad}: line 2: frame 'media/missing.png' not found under {sample} "
+                                        "(--strict stops at the first bad row)"]
+    assert {p.relative_to(vec): p.read_bytes() for p in vec.rglob("*") if p.is_file()} == before   # nothing lost
+    assert run_cli("embed", "--model", pretrained, "--streamers", bad, "--out", tmp_path / "new", "--media-root",
+                   sample, "--strict", "--shard", "1/2") == 2     # a shard names the line of the input, not its own
+    assert _err_lines(capsys) == [f"error: {bad}: line 2: frame 'media/missing.png' not found under {sample} "
+                                  "(--strict stops at the first bad row)"]
+    assert not (tmp_path / "new").exists()                          # refused before anything was written
+    # without --strict: counted, as before, and the missing file named
+    assert run_cli("embed", "--model", pretrained, "--streamers", bad, "--out", tmp_path / "lax", "--media-root",
+                   sample) == 0
+    err = capsys.readouterr().err
+    assert "missing frames 1" in err and "missing.png: no such file" in err
+
+
+@pytest.mark.slow
+def test_two_shards_equal_one_shard_on_parquet_parts_with_a_repeated_id(sample, pretrained, tmp_path):
+    """Parquet shards are every n-th row group over all part files; the merge orders rows over the whole input."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a, b, c, d, e = _records(sample, 5)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    # row groups: [b c] shard 0, [a] shard 1 | [d a'] shard 0, [e] shard 1: the first 's0000' is in shard 1
+    pq.write_table(pa.Table.from_pylist([b, c, a]), parts / "part-0.parquet", row_group_size=2)
+    pq.write_table(pa.Table.from_pylist([d, {**a, "profile": "another copy about cooking noodles"}, e]),
+                   parts / "part-1.parquet", row_group_size=2)
+    one, two = tmp_path / "one", tmp_path / "two"
+    embed(pretrained, parts, one, media_root=sample)
+    for i in range(2):
+        embed(pretrained, parts, two, media_root=sample, shard=f"{i}/2")
+    keys = (one / "keys.txt").read_text().split()
+    assert keys == [r["anchor_id"] for r in (b, c, a, d, e)] and (two / "keys.txt").read_text().split() == keys
+    np.testing.assert_allclose(np.load(two / "vectors.npy"), np.load(one / "vectors.npy"), atol=1e-6)
+    assert (two / "labels.jsonl").read_text() == (one / "labels.jsonl").read_text()

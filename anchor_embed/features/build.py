@@ -272,6 +272,13 @@ def stop_at_bad_frame(records: list[StreamerRecord], media: Path, source: str, w
                 InputReport(source, strict=True).bad(where[n], "missing frame", f"frame {rel!r} {why}")
 
 
+def encoding_limits(meta: dict) -> dict:
+    """The per-streamer limits a cache was built with (its meta.json), as `build_features` keywords: a model's
+    new streamers must be cut as its training streamers were, or their vectors differ."""
+    return {"max_texts": meta.get("max_texts", 16), "max_frames": meta.get("max_frames", 8),
+            "max_tags": meta.get("max_tags", 16), "max_text_chars": meta.get("max_text_chars", 2000)}
+
+
 def _compatible(reuse: str | Path | None, wanted: dict, max_text_chars: int) -> Path | None:
     """The cache to copy features from, if it was made by the same backbones and text cut (else None)."""
     if reuse is None or not (Path(reuse) / "meta.json").is_file():

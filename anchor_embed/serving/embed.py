@@ -120,7 +120,7 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     from it, not re-encoded. The folder records what made it: another model, other records or settings are
     refused unless `overwrite`.
     """
-    from anchor_embed.features.build import build_features
+    from anchor_embed.features.build import build_features, encoding_limits
     from anchor_embed.features.cache import open_cache
     from anchor_embed.locks import exclusive
     from anchor_embed.model.batcher import Batcher, embed_all, embed_modalities
@@ -174,8 +174,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
                 atomic.write_lines(part, (r.model_dump_json() for r in records))
                 build_features(part, sdir / "features", media_root=media, text_backbone=fmeta["text_backbone"],
                                image_backbone=fmeta["image_backbone"], video_frames=fmeta["video_frames"],
-                               strict=strict, max_text_chars=fmeta.get("max_text_chars", 2000), reuse=donor,
-                               device=device, meta_tags=fmeta.get("meta_tags"))
+                               strict=strict, reuse=donor, device=device, meta_tags=fmeta.get("meta_tags"),
+                               **encoding_limits(fmeta))
                 cache = open_cache(sdir / "features")
                 batcher = Batcher.for_model(net, cache)
                 vecs = embed_all(net, batcher, batch_size=batch_size).astype(dtype)

@@ -89,7 +89,7 @@ class Model:
         from pydantic import ValidationError
 
         from anchor_embed.data.records import StreamerRecord, read_streamers
-        from anchor_embed.features.build import build_features
+        from anchor_embed.features.build import build_features, encoding_limits
         from anchor_embed.features.cache import open_cache
         from anchor_embed.model.batcher import Batcher, embed_all
 
@@ -117,8 +117,7 @@ class Model:
             try:
                 build_features(src, tmp / "features", media_root=media, text_backbone=m["text_backbone"],
                                image_backbone=m["image_backbone"], video_frames=m["video_frames"], strict=True,
-                               max_text_chars=m.get("max_text_chars", 2000), reuse=self.cache,
-                               meta_tags=m.get("meta_tags"))
+                               reuse=self.cache, meta_tags=m.get("meta_tags"), **encoding_limits(m))
             except AnchorEmbedError as exc:         # name the caller's records, not this temporary file
                 said = str(exc)
                 if said == f"{src}: no text or tags to encode":

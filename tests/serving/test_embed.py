@@ -202,3 +202,32 @@ def test_two_shards_equal_one_shard_on_parquet_parts_with_a_repeated_id(sample, 
     assert keys == [r["anchor_id"] for r in (b, c, a, d, e)] and (two / "keys.txt").read_text().split() == keys
     np.testing.assert_allclose(np.load(two / "vectors.npy"), np.load(one / "vectors.npy"), atol=1e-6)
     assert (two / "labels.jsonl").read_text() == (one / "labels.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_embed_cuts_streamers_as_the_models_cache_did(sample, tmp_path):
+    """A model trained on a cache built with --max-texts 1 --max-tags 2 --max-frames 1: `embed` and
+    Model.encode cut new streamers the same way, so a training streamer embedded again gets the vector the model
+    gives it from its own cache (they used the defaults, 16/16/8, and differed)."""
+    from anchor_embed.features.cache import open_cache
+    from anchor_embed.model.batcher import Batcher, embed_all
+    from anchor_embed.model.store import load_model
+    from anchor_embed.serving.encoder import Model
+    from tests.conftest import SMALL
+
+    cut = tmp_path / "cut"
+    assert run_cli("features", "--streamers", sample / "streamers.jsonl", "--out", cut, "--max-texts", "1",
+                   "--max-tags", "2", "--max-frames", "1") == 0
+    run = tmp_path / "run"
+    assert run_cli("pretrain", "--features", cut, "--out", run, *SMALL) == 0
+    net, _ = load_model(run)
+    cache = open_cache(cut)
+    want = dict(zip(cache.keys, embed_all(net, Batcher.for_model(net, cache)), strict=True))
+    rows = _records(sample, 6)
+    assert any(len(r["tags"]) > 2 for r in rows)                   # the cut matters for these streamers
+    recs = write_jsonl(tmp_path / "six.jsonl", rows)
+    assert run_cli("embed", "--model", run, "--streamers", recs, "--out", tmp_path / "v", "--media-root", sample) == 0
+    got = np.load(tmp_path / "v" / "vectors.npy")
+    keys = (tmp_path / "v" / "keys.txt").read_text().split()
+    np.testing.assert_allclose(got, np.stack([want[k] for k in keys]), atol=1e-5)
+    np.testing.assert_allclose(Model(run).encode(rows, media_root=sample), got, atol=1e-5)

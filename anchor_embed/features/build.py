@@ -309,6 +309,7 @@ def build_features(
     device: str = "auto",
     meta_tags: str | None = None,
     strict_frames: bool = False,
+    say_reading: bool = True,
 ) -> dict:
     """Run the frozen backbones over what is new in `streamers` and (re)write the cache at `out`.
 
@@ -316,7 +317,8 @@ def build_features(
     by the same backbones); `shard` (i, n) reads only that shard's rows of the records; `meta_tags` turns
     record `meta` fields into tags (`features.meta_tags`). `strict_frames` stops at the first frame that is
     not a file under the media root, before anything is written (without it such frames are counted and the
-    first few named); `strict` alone stops only at bad rows, as `Model.encode` relies on.
+    first few named); `strict` alone stops only at bad rows, as `Model.encode` relies on. `say_reading` False
+    leaves out the line on reading `streamers`, for a caller that read and reported the user's records itself.
     """
     out = Path(out)
     media = Path(media_root) if media_root else Path(streamers).parent
@@ -341,7 +343,8 @@ def build_features(
         media_report = MediaReport()
         atoms = collect_atoms(records, media, video_frames, max_texts, max_frames, max_tags, media_report,
                               max_text_chars, meta_fields)
-        read_report.say("features")
+        if say_reading:         # not for records embed or Model.encode wrote to a file of their own
+            read_report.say("features")
         absent = [f.name for f in meta_fields if not any(f.name in (r.meta or {}) for r in records)]
         if absent:              # a misspelt field would add no tag to any streamer without a word
             say(f"[yellow]features[/]: --meta-tags field(s) {', '.join(map(repr, absent))} in no record's meta "

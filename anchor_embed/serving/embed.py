@@ -175,7 +175,7 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
                 build_features(part, sdir / "features", media_root=media, text_backbone=fmeta["text_backbone"],
                                image_backbone=fmeta["image_backbone"], video_frames=fmeta["video_frames"],
                                strict=strict, reuse=donor, device=device, meta_tags=fmeta.get("meta_tags"),
-                               **encoding_limits(fmeta))
+                               **encoding_limits(fmeta), say_reading=False)
                 cache = open_cache(sdir / "features")
                 batcher = Batcher.for_model(net, cache)
                 vecs = embed_all(net, batcher, batch_size=batch_size).astype(dtype)

@@ -117,7 +117,7 @@ class Model:
             try:
                 build_features(src, tmp / "features", media_root=media, text_backbone=m["text_backbone"],
                                image_backbone=m["image_backbone"], video_frames=m["video_frames"], strict=True,
-                               reuse=self.cache, meta_tags=m.get("meta_tags"), **encoding_limits(m))
+                               reuse=self.cache, meta_tags=m.get("meta_tags"), **encoding_limits(m), say_reading=False)
             except AnchorEmbedError as exc:         # name the caller's records, not this temporary file
                 said = str(exc)
                 if said == f"{src}: no text or tags to encode":

@@ -262,6 +262,7 @@ def test_skipped_rows_are_named(world, tmp_path, capsys):
     assert run_cli("embed", "--model", world["pre"], "--streamers", bad, "--out", tmp_path / "v") == 0
     err = capsys.readouterr().err
     assert f"skipped {bad}: line 2: malformed JSON" in err, err
+    assert "records.jsonl" not in err, err               # the reading of its own shard file is not reported
 
 
 def test_report_lines_name_the_first_problems():
@@ -296,7 +297,9 @@ def test_similar_record_skips_and_names_a_bad_row(world, tmp_path, capsys):
     assert [json.loads(x)["anchor_id"] for x in got.out.splitlines()] == ["g1"]     # the good row answered
     assert got.err == ""                                                           # -q after the command
     assert run_cli("similar", "--index", world["idx"], "--record", recs, "-k", "3", "--json") == 0
-    assert f"skipped {recs}: line 2: malformed JSON" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"skipped {recs}: line 2: malformed JSON" in err
+    assert "records.jsonl" not in err                    # no temporary file of Model.encode named
 
 
 @pytest.mark.slow

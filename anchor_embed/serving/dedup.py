@@ -228,14 +228,20 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
         confirmed = {tuple(sorted(pos[k] for k in p)) for p in yes if all(k in pos for k in p)}
         rejected = {tuple(sorted(pos[k] for k in p)) for p in no if all(k in pos for k in p)}
         say(f"[bold]dedup[/]: {len(confirmed)} confirmed and {len(rejected)} rejected pairs from {reviewed}")
-        absent = sorted({k for p in [*yes, *no] for k in p if k not in pos})
-        if absent:              # a review log of another catalogue (or a typo) would otherwise apply nothing silently
-            said = sum(1 for p in [*yes, *no] if not all(k in pos for k in p))
-            say(f"[yellow]dedup[/]: {said} reviewed pair(s) name ids not in {vectors}, not applied (e.g. "
-                + ", ".join(map(repr, absent[:3])) + ")")
+        say_unapplied("dedup", vectors, [*yes, *no], set(pos))
     groups = dedup_vectors(x, threshold, clusters, assign=assign, linkage=linkage,
                            max_group_size=max_group_size, confirmed=confirmed, rejected=rejected)
     return write_groups(groups, keys, threshold, linkage, Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl")
+
+
+def say_unapplied(stage: str, vectors, pairs: list, known: set[str]) -> None:
+    """One line for reviewed pairs naming ids the vectors lack: a review log of another catalogue (or a typo)
+    would otherwise apply nothing without a word."""
+    absent = sorted({k for p in pairs for k in p if k not in known})
+    if absent:
+        said = sum(1 for p in pairs if not all(k in known for k in p))
+        say(f"[yellow]{stage}[/]: {said} reviewed pair(s) name ids not in {vectors}, not applied (e.g. "
+            + ", ".join(map(repr, absent[:3])) + ")")
 
 
 def write_groups(groups: list[dict], keys: list[str], threshold: float, linkage: str, out: Path) -> list[dict]:

@@ -244,7 +244,7 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
     groups of the (small) edge table on the driver by the same code as `dedup`."""
     from pyspark.sql import functions as F
 
-    from anchor_embed.serving.dedup import check_flags, groups_from_edges, write_groups
+    from anchor_embed.serving.dedup import check_flags, groups_from_edges, say_unapplied, write_groups
 
     check_flags(threshold, clusters, assign, max_group_size)
     df, n = _read_vectors(spark, vectors)
@@ -262,6 +262,11 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
         from anchor_embed.serving.review import read_reviews
 
         yes, no = read_reviews(reviewed)
+        named = sorted({a for p in [*yes, *no] for a in p})
+        if named:                               # which of them the vectors hold: a join of a small table
+            asked = spark.createDataFrame([(a,) for a in named], "anchor_id string")
+            found = set(df.join(F.broadcast(asked), "anchor_id").select("anchor_id").toPandas()["anchor_id"])
+            say_unapplied("spark dedup", vectors, [*yes, *no], found)
     nodes = sorted({a for p in pairs for a in p} | {a for p in yes for a in p})
     if nodes:
         wanted = spark.createDataFrame([(a,) for a in nodes], "anchor_id string")

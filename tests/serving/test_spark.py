@@ -124,3 +124,25 @@ def test_spark_embed_reports_bad_rows_and_strict_stops(movielens_run, capsys):
     # vectors made from other inputs are never written over silently
     assert run_cli("spark", "embed", "--model", root / "run", "--streamers", movielens_run["records"],
                    "--media-root", data, "--out", root / "bad-vectors", "--master", MASTER) == 2
+
+
+def test_spark_dedup_honours_a_review_log_as_dedup_does(movielens_run, capsys):
+    """A review log joins a pair the vectors keep apart and splits none here; a pair naming an id the vectors
+    lack is said, by both paths, not applied silently."""
+    root = movielens_run["root"]
+    keys = (root / "vectors" / "keys.txt").read_text().split()
+    log = root / "reviews.jsonl"
+    log.write_text("".join(json.dumps({"a": a, "b": b, "verdict": v}) + "\n" for a, b, v in
+                           [(keys[0], keys[1], "same_owner"), (keys[2], "ghost", "not_related")]))
+    threshold = _threshold(root)
+    capsys.readouterr()
+    assert run_cli("dedup", root / "vectors", "--threshold", threshold, "--out", root / "r1.jsonl", "--reviewed",
+                   log) == 0
+    one = capsys.readouterr().err
+    assert run_cli("spark", "dedup", root / "spark-vectors", "--threshold", threshold, "--out", root / "r2.jsonl",
+                   "--master", MASTER, "--reviewed", log) == 0
+    two = capsys.readouterr().err
+    expected = _groups(root / "r1.jsonl")
+    assert any({keys[0], keys[1]} <= g for g in expected) and _groups(root / "r2.jsonl") == expected
+    for err in (one, two):
+        assert "1 reviewed pair(s) name ids not in" in err and "'ghost'" in err, err

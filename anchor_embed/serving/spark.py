@@ -56,15 +56,13 @@ def _model(run: str):
 
 
 def _read_records(spark, streamers: str, columns: dict[str, str] | None):
-    """The streamers table: Parquet (file, folder, glob) as columns, or JSONL as one `value` text column."""
+    """The streamers table: Parquet (file, folder, glob) as columns, its id column checked, or JSONL as one
+    `value` text column."""
     path = str(streamers)
     if path.endswith((".jsonl", ".json", ".ndjson")):
         if not Path(path).is_file() and "://" not in path:
             raise AnchorEmbedError(f"{path}: no such file")
-        df = spark.read.text(path)
-        from pyspark.sql import functions as F
-
-        return df, F.get_json_object("value", "$.anchor_id")
+        return spark.read.text(path)
     try:
         df = spark.read.parquet(path)
     except Exception as exc:
@@ -72,12 +70,13 @@ def _read_records(spark, streamers: str, columns: dict[str, str] | None):
     id_col = (columns or {}).get("anchor_id", "anchor_id")
     if id_col not in df.columns:
         raise AnchorEmbedError(f"{path}: no '{id_col}' column (pass --id-column NAME); columns: {df.columns}")
-    return df, df[id_col]
+    return df
 
 
 def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_size: int
               ) -> Callable[[Iterator], Iterator]:
-    """The executor side of embed: Arrow batches of records in, (anchor_id, vector, model_id, error) out."""
+    """The executor side of embed: Arrow batches of records in (each with its place in the input: `_file`,
+    `_order`), (anchor_id, vector, model_id, error, _file, _order) out."""
     def fn(batches: Iterator) -> Iterator:
         import pyarrow as pa
 
@@ -88,27 +87,37 @@ def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_s
         mid = model_hash(Path(run))
         wanted = column_fields(columns)
         for batch in batches:
-            good, ids, errors = [], [], []
+            good, ids, errors, order, bad_order = [], [], [], [], []
             for raw in batch.to_pylist():
+                at = (raw.pop("_file"), raw.pop("_order"))
                 line = raw["value"] if "value" in raw and len(raw) == 1 else None   # a JSONL line
                 row = parse_line(line) if line is not None else {wanted[k]: v for k, v in raw.items() if k in wanted}
                 rec = parse_row(row)
                 if isinstance(rec, tuple):                   # (kind, message), as read_streamers reports it
                     who = row.get("anchor_id") if isinstance(row, dict) else None
                     errors.append((str(who if who not in (None, "") else line or raw)[:60], rec[1]))
+                    bad_order.append(at)
                     continue
                 good.append(rec.model_dump())
                 ids.append(rec.anchor_id)
-            vecs = model.encode(good, media_root=media_root, batch_size=batch_size) if good else \
-                np.zeros((0, model.dim), np.float32)
+                order.append(at)
+            # a repeat within the batch is encoded once, its later rows carry that vector (the driver drops them)
+            first = {a: i for i, a in reversed(list(enumerate(ids)))}
+            unique = sorted(first.values())
+            vecs = model.encode([good[i] for i in unique], media_root=media_root, batch_size=batch_size) if good \
+                else np.zeros((0, model.dim), np.float32)
+            at_row = {i: n for n, i in enumerate(unique)}
             n_err = len(errors)
             yield pa.RecordBatch.from_pydict({
                 "anchor_id": ids + [a for a, _ in errors],
-                "vector": [v.tolist() for v in vecs] + [None] * n_err,
+                "vector": [vecs[at_row[first[a]]].tolist() for a in ids] + [None] * n_err,
                 "model_id": [mid] * (len(ids) + n_err),
                 "error": [None] * len(ids) + [e for _, e in errors],
+                "_file": [f for f, _ in order + bad_order],
+                "_order": [o for _, o in order + bad_order],
             }, schema=pa.schema([("anchor_id", pa.string()), ("vector", pa.list_(pa.float32())),
-                                 ("model_id", pa.string()), ("error", pa.string())]))
+                                 ("model_id", pa.string()), ("error", pa.string()), ("_file", pa.string()),
+                                 ("_order", pa.int64())]))
     return fn
 
 
@@ -116,6 +125,7 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
           columns: dict[str, str] | None = None, strict: bool = False, buckets: int = 16, batch_size: int = 512,
           overwrite: bool = False) -> dict:
     """Vectors of every streamer of a table, computed in the executors, written as bucketed Parquet."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from anchor_embed.fingerprint import fingerprint
@@ -131,32 +141,41 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
             "media_root": media, "columns": columns or {}}
     made["fingerprint"] = fingerprint(**made)
     _claim(out, made, overwrite)
-    df, id_col = _read_records(spark, str(streamers), columns)
-    dup = (df.select(id_col.alias("anchor_id")).where(F.col("anchor_id").isNotNull()).groupBy("anchor_id").count()
-           .where("count > 1").limit(1).collect())
-    if dup:
-        raise AnchorEmbedError(f"{streamers}: anchor_id {dup[0]['anchor_id']!r} appears {dup[0]['count']} times; "
-                               "the vectors would mix them (dedupe the input)")
-    schema = "anchor_id string, vector array<float>, model_id string, error string"
+    # a row's place in the input, as one process reads it: its file (part files in name order), then its row
+    df = (_read_records(spark, str(streamers), columns).withColumn("_file", F.input_file_name())
+          .withColumn("_order", F.monotonically_increasing_id()))
+    schema = "anchor_id string, vector array<float>, model_id string, error string, _file string, _order long"
     done = df.mapInArrow(_embed_fn(str(model), media, columns, batch_size), schema).cache()
     bad = done.where(F.col("error").isNotNull())
     n_bad = bad.count()
     if n_bad and strict:
-        first = bad.first()
+        first = bad.orderBy("_file", "_order").first()
         raise AnchorEmbedError(f"{streamers}: record {first['anchor_id']!r}: {first['error']}")
     if n_bad:
-        first = bad.first()
+        first = bad.orderBy("_file", "_order").first()
         say(f"[yellow]spark embed[/]: {n_bad} bad record(s) skipped; first {first['anchor_id']!r}: {first['error']}")
-    vectors = (done.where(F.col("error").isNull()).drop("error")
+    # an anchor_id's first valid row is kept and later ones are skipped, as `embed` (one process) keeps them
+    ranked = done.where(F.col("error").isNull()).withColumn(
+        "_rank", F.row_number().over(Window.partitionBy("anchor_id").orderBy("_file", "_order")))
+    again = ranked.where("_rank > 1")
+    n_again = again.count()
+    if n_again:
+        first = again.orderBy("_file", "_order").limit(5).collect()
+        if strict:
+            raise AnchorEmbedError(f"{streamers}: duplicate anchor_id {first[0]['anchor_id']!r} (--strict stops at "
+                                   "the first bad row)")
+        say(f"[yellow]spark embed[/]: {n_again} later row(s) of a repeated anchor_id skipped, the first of each kept "
+            "(e.g. " + ", ".join(repr(r["anchor_id"]) for r in first) + ")")
+    vectors = (ranked.where("_rank = 1").drop("error", "_file", "_order", "_rank")
                .withColumn("bucket", F.pmod(F.xxhash64("anchor_id"), F.lit(buckets)).cast("int")))
     vectors.repartition(buckets, "bucket").write.mode("overwrite").partitionBy("bucket").parquet(str(out))
     count = spark.read.parquet(str(out)).count()
     done.unpersist()
     if count == 0:
         raise AnchorEmbedError(f"{streamers}: no valid streamer records ({n_bad} bad)")
-    meta = {**made, "count": count, "skipped": n_bad, "buckets": buckets, "normalized": True}
+    meta = {**made, "count": count, "skipped": n_bad + n_again, "buckets": buckets, "normalized": True}
     atomic.write_json(out / META, meta)
-    say(f"[bold]spark embed[/]: {count} vectors written to {out} ({n_bad} bad records skipped)")
+    say(f"[bold]spark embed[/]: {count} vectors written to {out} ({n_bad} bad records, {n_again} repeats skipped)")
     return meta
 
 

@@ -146,3 +146,31 @@ def test_spark_dedup_honours_a_review_log_as_dedup_does(movielens_run, capsys):
     assert any({keys[0], keys[1]} <= g for g in expected) and _groups(root / "r2.jsonl") == expected
     for err in (one, two):
         assert "1 reviewed pair(s) name ids not in" in err and "'ghost'" in err, err
+
+
+def test_spark_embed_keeps_an_anchor_ids_first_valid_row_as_embed_does(movielens_run, capsys):
+    """Repeated anchor_ids: both paths keep the first valid row of each (a bad first row does not count) and
+    skip the rest, so the vectors agree; --strict stops at the repeat (Spark refused every repeat before)."""
+    root, data = movielens_run["root"], movielens_run["data"]
+    rows = [json.loads(x) for x in movielens_run["records"].read_text(encoding="utf-8").splitlines()[:4]]
+    a, b, c, d = rows
+    recs = write_jsonl(root / "repeats.jsonl", [a, b, {**a, "profile": "another copy, another story"},
+                                                {"anchor_id": c["anchor_id"], "tags": 7}, c, d,
+                                                {**d, "tags": ["only this"]}])
+    assert run_cli("embed", "--model", root / "run", "--streamers", recs, "--media-root", data,
+                   "--out", root / "rep-one") == 0
+    capsys.readouterr()
+    assert run_cli("spark", "embed", "--model", root / "run", "--streamers", recs, "--media-root", data,
+                   "--out", root / "rep-spark", "--master", MASTER) == 0
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "2 later row(s) of a repeated anchor_id skipped" in err and "1 bad record(s) skipped" in err
+    from anchor_embed.serving.vectors import open_vectors
+
+    x, keys, _ = open_vectors(root / "rep-one")
+    t = _table(root / "rep-spark").set_index("anchor_id")
+    assert sorted(t.index) == sorted(keys) == sorted(r["anchor_id"] for r in rows)
+    np.testing.assert_allclose(np.stack(t.loc[keys, "vector"].to_numpy()), x, atol=1e-5)
+    twice = write_jsonl(root / "twice.jsonl", [a, b, {**a, "profile": "another copy, another story"}])
+    assert run_cli("spark", "embed", "--model", root / "run", "--streamers", twice, "--media-root", data,
+                   "--out", root / "rep-strict", "--master", MASTER, "--strict") == 2
+    assert f"duplicate anchor_id {a['anchor_id']!r} (--strict stops" in capsys.readouterr().err

@@ -385,4 +385,3 @@ def build_features(
         for line in media_report.lines():
             say(escape(line))                       # a path may hold [brackets]
     return report
-

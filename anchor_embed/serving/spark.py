@@ -36,11 +36,27 @@ def session(master: str | None = None, app: str = "anchor-embed"):
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     if master or not under_submit:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)   # local workers run this interpreter
-        builder = builder.master(master or "local[*]").config("spark.ui.showConsoleProgress", "false")
+        # a session of its own: no progress bars, and Spark's log lines only when asked (ANCHOR_EMBED_SPARK_LOG=WARN):
+        # a failed read otherwise prints pages of Java stack before the one line that says what went wrong
+        builder = (builder.master(master or "local[*]").config("spark.ui.showConsoleProgress", "false")
+                   .config("spark.log.level", os.environ.get("ANCHOR_EMBED_SPARK_LOG", "OFF")))
     try:
         return builder.getOrCreate()
     except Exception as exc:  # no Java, bad master URL: one line
-        raise AnchorEmbedError(f"Spark did not start ({str(exc).splitlines()[0][:200]}); Spark needs Java 17+") from None
+        raise AnchorEmbedError(f"Spark did not start ({java_reason(exc)}); Spark needs Java 17+") from None
+
+
+def java_reason(exc: Exception) -> str:
+    """What a Spark failure says went wrong, in one line: the innermost Java cause, else Spark's own error
+    class and message, else the first line (py4j's is only 'An error occurred while calling o30.parquet.')."""
+    import re
+
+    text = str(exc)
+    causes = re.findall(r"Caused by: [\w.$]+: ([^\n]+)", text)
+    if causes:
+        return causes[-1].strip()[:200]
+    named = re.search(r"\[[A-Z_.]+\][^\n]+", text)
+    return (named.group(0) if named else text.strip().splitlines()[0] if text.strip() else type(exc).__name__)[:200]
 
 
 def _model(run: str):
@@ -66,7 +82,7 @@ def _read_records(spark, streamers: str, columns: dict[str, str] | None):
     try:
         df = spark.read.parquet(path)
     except Exception as exc:
-        raise AnchorEmbedError(f"{path}: not a readable Parquet table ({str(exc).splitlines()[0][:160]})") from None
+        raise AnchorEmbedError(f"{path}: not a readable Parquet table ({java_reason(exc)})") from None
     id_col = (columns or {}).get("anchor_id", "anchor_id")
     if id_col not in df.columns:
         raise AnchorEmbedError(f"{path}: no '{id_col}' column (pass --id-column NAME); columns: {df.columns}")
@@ -195,7 +211,7 @@ def _read_vectors(spark, vectors: str | Path):
     try:
         df = spark.read.parquet(str(vectors))
     except Exception as exc:
-        raise AnchorEmbedError(f"{vectors}: not a readable Parquet table ({str(exc).splitlines()[0][:160]})") from None
+        raise AnchorEmbedError(f"{vectors}: not a readable Parquet table ({java_reason(exc)})") from None
     missing = {"anchor_id", "vector"} - set(df.columns)
     if missing:
         raise AnchorEmbedError(f"{vectors}: no {', '.join(sorted(missing))} column(s); columns: {df.columns}")

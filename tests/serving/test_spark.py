@@ -174,3 +174,13 @@ def test_spark_embed_keeps_an_anchor_ids_first_valid_row_as_embed_does(movielens
     assert run_cli("spark", "embed", "--model", root / "run", "--streamers", twice, "--media-root", data,
                    "--out", root / "rep-strict", "--master", MASTER, "--strict") == 2
     assert f"duplicate anchor_id {a['anchor_id']!r} (--strict stops" in capsys.readouterr().err
+
+
+def test_a_file_that_is_no_parquet_is_named_with_sparks_reason(movielens_run, capsys):
+    root = movielens_run["root"]
+    (root / "garbage.parquet").write_bytes(b"PAR1 no")
+    capsys.readouterr()
+    assert run_cli("spark", "dedup", root / "garbage.parquet", "--threshold", "0.9", "--master", MASTER) == 2
+    err = capsys.readouterr().err
+    assert "garbage.parquet: not a readable Parquet table (" in err and "is not a Parquet file" in err, err
+    assert "An error occurred while calling" not in err

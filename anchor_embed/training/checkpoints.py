@@ -57,6 +57,11 @@ def existing_run(out: Path, resume: bool) -> Path | None:
     ckpt = latest(out) if out.exists() else None
     if ckpt is not None and not resume:
         raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    if ckpt is None and out.is_dir() and ((out / "model.safetensors").is_file()
+                                          or any((out / "checkpoints").glob("epoch-*"))):
+        # a run whose checkpoints (or their latest.json) were removed: neither overwritten nor restarted silently
+        raise AnchorEmbedError(f"{out}: holds a run without checkpoints/latest.json to resume from; choose another "
+                               "--out (or remove the folder to start over)")
     return ckpt
 
 

@@ -110,3 +110,23 @@ def test_embed_killed_in_a_shard_and_in_the_merge(sample, pretrained, tmp_path):
     assert sorted(keys) == sorted(full_keys) and len(keys) == len(set(keys))
     np.testing.assert_allclose(np.load(vec / "vectors.npy")[order],
                                np.load(tmp_path / "full" / "vectors.npy")[np.argsort(full_keys)], atol=1e-6)
+
+
+def test_a_run_without_its_checkpoints_is_neither_overwritten_nor_restarted(pretrained, sample_cache, tmp_path):
+    """Deleting checkpoints/ (to save disk) or its latest.json left a finished run open to a silent overwrite, and
+    --resume restarted from epoch 1 over the old checkpoints."""
+    import shutil
+
+    from tests.conftest import SMALL, run_cli
+
+    run = tmp_path / "run"
+    shutil.copytree(pretrained, run)
+    shutil.rmtree(run / "checkpoints")
+    before = (run / "model.safetensors").read_bytes()
+    for extra in ([], ["--resume"]):
+        assert run_cli("pretrain", "--features", sample_cache, "--out", run, *SMALL, *extra) == 2
+    assert (run / "model.safetensors").read_bytes() == before
+    other = tmp_path / "other"
+    shutil.copytree(pretrained, other)
+    (other / "checkpoints" / "latest.json").unlink()
+    assert run_cli("pretrain", "--features", sample_cache, "--out", other, *SMALL, "--resume") == 2

@@ -8,6 +8,7 @@ complete however it is reached: the `anchor-embed` script, `python -m anchor_emb
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
@@ -77,9 +78,15 @@ def _take_quiet(command) -> None:
         for sub in command.commands.values():
             _take_quiet(sub)
     elif not any(p.name == "quiet" for p in command.params):
-        one = typer.Typer(add_completion=False)
-        one.command()(_quiet_flag)
-        command.params.append(typer.main.get_command(one).params[0])
+        command.params.append(_quiet_option())
+
+
+@functools.cache
+def _quiet_option():
+    """The `--quiet/-q` option as typer builds it, built once a process (a click option holds no per-call state)."""
+    one = typer.Typer(add_completion=False)
+    one.command()(_quiet_flag)
+    return typer.main.get_command(one).params[0]
 
 
 app = typer.Typer(cls=LazyCommands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

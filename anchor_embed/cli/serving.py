@@ -159,7 +159,7 @@ def scatter_assign(
 
 def scatter_rerank(
     list_file: Annotated[Path, typer.Argument(help="Ranked streamer ids, one a line.")],
-    clusters_file: Annotated[Path, typer.Option("--clusters", help="clusters.jsonl from `scatter assign`.")],
+    clusters_file: Annotated[Path, typer.Option("--clusters", help="clusters.jsonl from `scatter assign`, or a `spark scatter` output folder.")],
     window: Annotated[int, typer.Option(min=1, help="No two within this many positions share a cluster.")] = 3,
 ) -> None:
     """Reorder a ranked list so that near items differ in cluster, keeping the order otherwise."""

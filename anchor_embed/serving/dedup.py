@@ -108,21 +108,29 @@ def pairwise_range(x: np.ndarray, members: np.ndarray, seed: int = 0) -> tuple[f
 
 def dedup_vectors(x: np.ndarray, threshold: float, clusters: int = 0, seed: int = 0, assign: int = 2,
                   linkage: Literal["single", "complete"] = "single", max_group_size: int = 0,
-                  confirmed: set[tuple[int, int]] | None = None, rejected: set[tuple[int, int]] | None = None
-                  ) -> list[dict]:
+                  confirmed: set[tuple[int, int]] | None = None, rejected: set[tuple[int, int]] | None = None,
+                  keys: list[str] | None = None) -> list[dict]:
     """Groups over rows of `x` with members (row ids), representative, and min/max pairwise similarity.
 
     With clusters, each row joins its `assign` nearest clusters, so a duplicate pair split across a
     cluster border is still searched together (SemDeDup with one cluster per row misses those). Reviewed
     pairs (row ids) win over the vectors: `confirmed` ones always share a group, `rejected` ones never do.
+    With `keys` (the rows' anchor_ids), rows are taken in key order, not file order: members are listed, a
+    representative is chosen among equals and the k-means rows are fitted in that order, as `spark dedup`
+    (which has no file order) does, so both give the same groups of the same vectors.
     """
-    src, dst, _ = candidate_edges(x, threshold, clusters, seed, assign)
+    src, dst, _ = candidate_edges(x, threshold, clusters, seed, assign, keys)
     confirmed, rejected = confirmed or set(), rejected or set()
     # only the rows on an edge are read into memory (as float32), so `x` may be a larger-than-RAM memory map
-    nodes = np.unique(np.concatenate([src, dst, np.array(sorted(confirmed), np.int64).ravel()]))
+    rows = np.unique(np.concatenate([src, dst, np.array(sorted(confirmed), np.int64).ravel()]))
+    order = _key_order(rows, keys)
+    rank = np.empty(len(rows), np.int64)
+    rank[order] = np.arange(len(rows))
+    nodes = rows[order]
     at = {int(r): i for i, r in enumerate(nodes)}
-    groups = groups_from_edges(np.asarray(x[nodes], np.float32), np.searchsorted(nodes, src),
-                               np.searchsorted(nodes, dst), threshold, linkage, max_group_size,
+    groups = groups_from_edges(np.asarray(x[rows], np.float32)[order],
+                               rank[np.searchsorted(rows, src)],
+                               rank[np.searchsorted(rows, dst)], threshold, linkage, max_group_size,
                                {(at[a], at[b]) for a, b in confirmed},
                                {(at[a], at[b]) for a, b in rejected if a in at and b in at}, seed)
     for g in groups:
@@ -165,9 +173,17 @@ def groups_from_edges(x: np.ndarray, src: np.ndarray, dst: np.ndarray, threshold
     return out
 
 
-def candidate_edges(x: np.ndarray, threshold: float, clusters: int, seed: int, assign: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs at or above the threshold: all of them, or those within shared k-means clusters."""
+def _key_order(rows: np.ndarray, keys: list[str] | None) -> np.ndarray:
+    """The order of `rows` by their keys (stable), or as they are without keys."""
+    if keys is None or not len(rows):
+        return np.arange(len(rows))
+    return np.argsort(np.array([keys[int(r)] for r in rows], dtype=object), kind="stable")
+
+
+def candidate_edges(x: np.ndarray, threshold: float, clusters: int, seed: int, assign: int,
+                    keys: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs at or above the threshold: all of them, or those within shared k-means clusters (fitted on the
+    rows in key order when `keys` are given)."""
     if clusters <= 1:
         return edges_above(x, threshold)
     from anchor_embed.vectorspace import centroid_index
@@ -175,6 +191,7 @@ def candidate_edges(x: np.ndarray, threshold: float, clusters: int, seed: int, a
     per = 256                                      # rows per centroid faiss trains on (its own cap too)
     fit = np.arange(len(x)) if len(x) <= per * clusters else \
         np.sort(np.random.default_rng(seed).choice(len(x), size=per * clusters, replace=False))
+    fit = fit[_key_order(fit, keys)]
     cindex = centroid_index(np.asarray(x[fit], np.float32), clusters, seed, max_points_per_centroid=per)
     a = max(1, min(assign, cindex.ntotal))
     labels = np.concatenate([cindex.search(np.asarray(x[i:i + CHUNK], np.float32), a)[1]
@@ -230,7 +247,7 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
         say(f"[bold]dedup[/]: {len(confirmed)} confirmed and {len(rejected)} rejected pairs from {reviewed}")
         say_unapplied("dedup", vectors, [*yes, *no], set(pos))
     groups = dedup_vectors(x, threshold, clusters, assign=assign, linkage=linkage,
-                           max_group_size=max_group_size, confirmed=confirmed, rejected=rejected)
+                           max_group_size=max_group_size, confirmed=confirmed, rejected=rejected, keys=keys)
     return write_groups(groups, keys, threshold, linkage, Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl")
 
 

@@ -10,7 +10,7 @@ from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 from anchor_embed.serving.vectors import open_vectors
-from anchor_embed.vectorspace import spherical_kmeans
+from anchor_embed.vectorspace import centroid_index
 
 
 def rerank(ranked: list[str], cluster_of: dict[str, int], window: int = 3) -> list[str]:
@@ -38,22 +38,58 @@ def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None =
     x, keys, _ = open_vectors(vectors, need=1)
     if clusters > len(keys):
         say(f"[yellow]scatter[/]: --clusters {clusters} > {len(keys)} streamers: {len(keys)} clusters instead")
-    labels, dist = spherical_kmeans(np.asarray(x, np.float32), clusters, seed)
+    # fitted on the rows in key order: the clusters depend on which streamers there are, not on the file's
+    # order, and equal `spark scatter`'s (which has no file order) for the same vectors and seed
+    x = np.asarray(x, np.float32)
+    index = centroid_index(x[np.argsort(np.array(keys, dtype=object), kind="stable")], clusters, seed)
+    sims, found = index.search(x, 1)
+    labels, dist = found[:, 0].astype(np.int64), 1.0 - sims[:, 0]
     rows = [{"anchor_id": k, "cluster": int(c), "distance": round(float(d), 5)}
             for k, c, d in zip(keys, labels, dist, strict=True)]
     out = Path(out) if out else Path(vectors) / "clusters.jsonl"
     atomic.write_jsonl(out, rows)
     sizes = np.bincount(labels)
+    sizes = sizes[sizes > 0]
     say(f"[bold]scatter[/]: {len(sizes)} clusters over {len(keys)} streamers; sizes min {sizes.min()}, "
         f"median {int(np.median(sizes))}, max {sizes.max()}; written to {out}")
+    if len(sizes) < index.ntotal:
+        say(f"[yellow]scatter[/]: {index.ntotal - len(sizes)} of the {index.ntotal} centroids k-means fitted won no "
+            "streamer (near-identical centroids); ask fewer --clusters")
     return rows
 
 
+def read_clusters(clusters_file: str | Path) -> dict[str, int]:
+    """anchor_id -> cluster from `scatter`'s clusters.jsonl or `spark scatter`'s Parquet folder."""
+    import json
+
+    path = Path(clusters_file)
+    if path.is_dir():
+        import pyarrow.dataset as ds
+
+        try:                                   # Spark's _SUCCESS and record files are skipped ('_' prefix)
+            table = ds.dataset(path, format="parquet").to_table(columns=["anchor_id", "cluster"])
+        except Exception as exc:  # no Parquet here, or no such columns: one line
+            raise AnchorEmbedError(f"{path}: not a clusters file or spark scatter folder ({exc})") from None
+        return dict(zip(table.column("anchor_id").to_pylist(), table.column("cluster").to_pylist(), strict=True))
+    if not path.is_file():
+        raise AnchorEmbedError(f"{path}: no such file")
+    cluster_of = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            cluster_of[row["anchor_id"]] = int(row["cluster"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise AnchorEmbedError(f"{path}: line {n}: not a cluster row") from None
+    return cluster_of
+
+
 def rerank_file(list_file: str | Path, clusters_file: str | Path, window: int = 3) -> list[str]:
-    """`rerank` of a file of ranked ids by the clusters of a clusters.jsonl; reports what moved."""
+    """`rerank` of a file of ranked ids by the clusters of a clusters.jsonl (or a spark scatter folder);
+    reports what moved."""
     if window < 1:
         raise AnchorEmbedError(f"--window {window}: at least 1")
-    import json
     from collections import Counter
 
     list_file = Path(list_file)
@@ -65,17 +101,7 @@ def rerank_file(list_file: str | Path, clusters_file: str | Path, window: int = 
         twice = sorted(a for a, n in Counter(given).items() if n > 1)
         say(f"[yellow]rerank[/]: {len(given) - len(ranked)} repeated id(s) in {list_file} dropped, each kept at its "
             "first place (e.g. " + ", ".join(map(repr, twice[:3])) + ")")
-    cluster_of = {}
-    if not Path(clusters_file).is_file():
-        raise AnchorEmbedError(f"{clusters_file}: no such file")
-    for n, line in enumerate(Path(clusters_file).read_text(encoding="utf-8").split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            cluster_of[row["anchor_id"]] = int(row["cluster"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise AnchorEmbedError(f"{clusters_file}: line {n}: not a cluster row") from None
+    cluster_of = read_clusters(clusters_file)
     out = rerank(ranked, cluster_of, window)
     unknown = sum(a not in cluster_of for a in ranked)
     say(f"[bold]rerank[/]: {sum(a != b for a, b in zip(ranked, out, strict=True))} of {len(ranked)} positions changed; "

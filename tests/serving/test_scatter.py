@@ -28,3 +28,28 @@ def test_spherical_kmeans_labels_every_row():
     centroids = np.stack([x[labels == c].mean(0) for c in range(8)])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     assert (np.argmax(x @ centroids.T, 1) == labels).mean() > 0.95   # each row sits with its nearest centroid
+
+
+def test_scatter_clusters_do_not_depend_on_the_files_order(tmp_path):
+    """The same streamers in another row order get the same clusters (k-means was fitted in file order)."""
+    import json
+
+    from anchor_embed.data.key_file import write_keys
+    from anchor_embed.serving.scatter import assign_clusters
+
+    def write_vectors(vec, x, keys):
+        vec.mkdir()
+        np.save(vec / "vectors.npy", x)
+        write_keys(vec / "keys.txt", keys)
+        (vec / "meta.json").write_text(json.dumps({"model_hash": "m", "dim": 16, "count": len(x)}))
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    keys = [f"s{i:03d}" for i in range(400)]
+    perm = rng.permutation(400)
+    write_vectors(tmp_path / "a", x, keys)
+    write_vectors(tmp_path / "b", x[perm], [keys[p] for p in perm])
+    got = [{r["anchor_id"]: r["cluster"] for r in assign_clusters(tmp_path / v, 7)} for v in ("a", "b")]
+    assert got[0] == got[1] and len(set(got[0].values())) == 7
+    assert json.loads((tmp_path / "a" / "clusters.jsonl").read_text().splitlines()[0])["anchor_id"] == "s000"

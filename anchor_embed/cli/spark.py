@@ -14,7 +14,7 @@ from anchor_embed.cli.serving import Assign, Clusters, Linkage, MaxGroupSize, Re
 Master = Annotated[str | None, typer.Option(help="Spark master URL (default: local[*], or spark-submit's).")]
 Sample = Annotated[int, typer.Option(min=1, help="Vectors sampled to the driver to fit the k-means centroids.")]
 
-app = typer.Typer(no_args_is_help=True, help="Batch jobs on Spark (pip install 'anchor-embed[spark]').")
+app = typer.Typer(no_args_is_help=True, help="Batch jobs on Spark (pip install 'anchor-embed\\[spark]').")
 
 
 @app.command("embed")
@@ -28,7 +28,7 @@ def embed(
     columns: Annotated[str | None, typer.Option(help="Record fields from other column names: field=column,... (default: the field names).")] = None,
     buckets: Annotated[int, typer.Option(min=1, help="Hash buckets of anchor_id the output is partitioned by.")] = 16,
     overwrite: Annotated[bool, typer.Option(help="Replace vectors in --out made from other inputs.")] = False,
-    strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad row (or missing frame) instead of skipping it.")] = False,
     master: Master = None,
 ) -> None:
     """Vectors for every streamer, computed in the executors (model loaded once per worker)."""
@@ -44,7 +44,7 @@ def embed(
 def dedup(
     vectors: Annotated[str, typer.Argument(help="Vectors table (Parquet: anchor_id, vector).")],
     threshold: Threshold = 0.95,
-    out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/_dedup-T.jsonl).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/_dedup-T.jsonl; beside a vectors file: STEM_dedup-T.jsonl).")] = None,
     clusters: Clusters = 0,
     sample: Sample = 200_000,
     assign: Assign = 2,
@@ -65,7 +65,7 @@ def dedup(
 def scatter(
     vectors: Annotated[str, typer.Argument(help="Vectors table (Parquet: anchor_id, vector).")],
     clusters: Annotated[int, typer.Option(min=1, help="Number of clusters.")] = 100,
-    out: Annotated[Path | None, typer.Option(help="Output Parquet folder (default VECTORS/_clusters).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output Parquet folder (default VECTORS/_clusters; beside a vectors file: STEM_clusters).")] = None,
     sample: Sample = 200_000,
     seed: int = 0,
     master: Master = None,

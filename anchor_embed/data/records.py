@@ -172,6 +172,13 @@ def column_fields(columns: dict[str, str] | None) -> dict[str, str]:
     return {(columns or {}).get(f, f): f for f in FIELDS}
 
 
+def check_fields(columns: dict[str, str] | None) -> None:
+    """Refuse a `--columns` mapping to a field records do not have (a misspelt field would be dropped)."""
+    unknown = set(columns or {}) - set(FIELDS)
+    if unknown:
+        raise AnchorEmbedError(f"--columns: unknown record field(s) {sorted(unknown)}; fields are {', '.join(FIELDS)}")
+
+
 def parse_row(raw: Any) -> StreamerRecord | tuple[str, str]:
     """A raw row (a JSON value, a table row renamed to record fields, or the error reading it raised) as a
     record, or (kind, message) saying why it is bad: the one check of every input path."""
@@ -200,9 +207,7 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
     path = Path(path)
     if not is_parquet(path) and not path.is_file():
         raise AnchorEmbedError(f"{path}: no such file")
-    unknown = set(columns or {}) - set(FIELDS)
-    if unknown:
-        raise AnchorEmbedError(f"--columns: unknown record field(s) {sorted(unknown)}; fields are {', '.join(FIELDS)}")
+    check_fields(columns)
     report = InputReport(source=str(path), strict=strict)
     notes: list[str] = []
     rows = _parquet_rows(path, columns or {}, shard, notes) if is_parquet(path) else _jsonl_rows(path, shard)

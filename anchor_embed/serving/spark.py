@@ -9,8 +9,8 @@ re-read of a slice touches few files; `_anchor_embed.json` beside them records w
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,11 +18,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 
-META = "_anchor_embed.json"      # Spark readers skip files starting with "_"
+# the master URLs Spark takes (SparkContext's own check, done before a JVM starts so the reason is said)
+MASTER = re.compile(r"local(\[(\*|\d+)(,\s*\d+)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]|spark://\S+|yarn|"
+                    r"k8s://\S+|mesos://\S+")
 _MODELS: dict[str, Any] = {}     # run path -> loaded Model, one per executor Python worker
 
 
@@ -40,17 +41,22 @@ def session(master: str | None = None, app: str = "anchor-embed"):
         # a failed read otherwise prints pages of Java stack before the one line that says what went wrong
         builder = (builder.master(master or "local[*]").config("spark.ui.showConsoleProgress", "false")
                    .config("spark.log.level", os.environ.get("ANCHOR_EMBED_SPARK_LOG", "OFF")))
+    if master and not MASTER.fullmatch(master):
+        raise AnchorEmbedError(f"--master {master!r}: not a Spark master URL (local, local[N], local[*], "
+                               "spark://HOST:PORT, yarn, k8s://URL)")
     try:
         return builder.getOrCreate()
-    except Exception as exc:  # no Java, bad master URL: one line
-        raise AnchorEmbedError(f"Spark did not start ({java_reason(exc)}); Spark needs Java 17+") from None
+    except Exception as exc:  # no Java, a master that does not answer: one line
+        import shutil
+
+        hint = "; Spark needs Java 17+ (no `java` on PATH)" if not shutil.which("java") and \
+            not os.environ.get("JAVA_HOME") else ""
+        raise AnchorEmbedError(f"Spark did not start ({java_reason(exc)}){hint}") from None
 
 
 def java_reason(exc: Exception) -> str:
     """What a Spark failure says went wrong, in one line: the innermost Java cause, else Spark's own error
     class and message, else the first line (py4j's is only 'An error occurred while calling o30.parquet.')."""
-    import re
-
     text = str(exc)
     causes = re.findall(r"Caused by: [\w.$]+: ([^\n]+)", text)
     if causes:
@@ -86,16 +92,36 @@ def _read_records(spark, streamers: str, columns: dict[str, str] | None):
     id_col = (columns or {}).get("anchor_id", "anchor_id")
     if id_col not in df.columns:
         raise AnchorEmbedError(f"{path}: no '{id_col}' column (pass --id-column NAME); columns: {df.columns}")
+    missing = {f: c for f, c in (columns or {}).items() if f != "anchor_id" and c not in df.columns}
+    if missing:         # a misspelt mapping would leave that field empty on every row without a word
+        raise AnchorEmbedError(f"{path}: no column {', '.join(repr(c) for c in missing.values())} (--columns "
+                               + ", ".join(f"{k}={v}" for k, v in missing.items()) + f"); columns: {df.columns}")
     return df
 
 
-def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_size: int
+def _input_listing(spark, df) -> str:
+    """A digest of the files a table reads: each one's path, length and modification time from its file
+    system (local, HDFS, S3 alike), so a changed input is noticed without reading terabytes on the driver."""
+    import hashlib
+
+    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
+    h = hashlib.blake2b(digest_size=16)
+    for f in sorted(df.inputFiles()):
+        path = jvm.org.apache.hadoop.fs.Path(f)
+        st = path.getFileSystem(conf).getFileStatus(path)
+        h.update(f"{f}:{st.getLen()}:{st.getModificationTime()}\n".encode())
+    return h.hexdigest()
+
+
+def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_size: int, strict: bool
               ) -> Callable[[Iterator], Iterator]:
     """The executor side of embed: Arrow batches of records in (each with its place in the input: `_file`,
-    `_order`), (anchor_id, vector, model_id, error, _file, _order) out."""
+    `_order`), (anchor_id, vector, model_id, kind, error, _file, _order) out; a blank JSONL line is no record
+    (as `embed` reads it), and under `strict` a frame that is not under the media root is a bad row."""
     def fn(batches: Iterator) -> Iterator:
         import pyarrow as pa
 
+        from anchor_embed.data.media import frame_problem
         from anchor_embed.data.records import column_fields, parse_line, parse_row
         from anchor_embed.model.store import model_hash
 
@@ -103,15 +129,25 @@ def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_s
         mid = model_hash(Path(run))
         wanted = column_fields(columns)
         for batch in batches:
-            good, ids, errors, order, bad_order = [], [], [], [], []
+            good, ids, order = [], [], []
+            errors: list[tuple[str, str, str]] = []
+            bad_order = []
             for raw in batch.to_pylist():
                 at = (raw.pop("_file"), raw.pop("_order"))
                 line = raw["value"] if "value" in raw and len(raw) == 1 else None   # a JSONL line
+                if line is not None and not line.strip():
+                    continue
+                if line is not None and line.startswith("\ufeff"):   # a byte-order mark opens some exports
+                    line = line[1:]
                 row = parse_line(line) if line is not None else {wanted[k]: v for k, v in raw.items() if k in wanted}
                 rec = parse_row(row)
+                if not isinstance(rec, tuple) and strict:
+                    why = next(((f, w) for f in rec.frames if (w := frame_problem(f, Path(media_root)))), None)
+                    if why:
+                        rec = ("missing frame", f"frame {why[0]!r} {why[1]}")
                 if isinstance(rec, tuple):                   # (kind, message), as read_streamers reports it
                     who = row.get("anchor_id") if isinstance(row, dict) else None
-                    errors.append((str(who if who not in (None, "") else line or raw)[:60], rec[1]))
+                    errors.append((str(who if who not in (None, "") else "")[:60], *rec))
                     bad_order.append(at)
                     continue
                 good.append(rec.model_dump())
@@ -125,51 +161,91 @@ def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_s
             at_row = {i: n for n, i in enumerate(unique)}
             n_err = len(errors)
             yield pa.RecordBatch.from_pydict({
-                "anchor_id": ids + [a for a, _ in errors],
+                "anchor_id": ids + [a for a, _, _ in errors],
                 "vector": [vecs[at_row[first[a]]].tolist() for a in ids] + [None] * n_err,
                 "model_id": [mid] * (len(ids) + n_err),
-                "error": [None] * len(ids) + [e for _, e in errors],
+                "kind": [None] * len(ids) + [k for _, k, _ in errors],
+                "error": [None] * len(ids) + [e for _, _, e in errors],
                 "_file": [f for f, _ in order + bad_order],
                 "_order": [o for _, o in order + bad_order],
             }, schema=pa.schema([("anchor_id", pa.string()), ("vector", pa.list_(pa.float32())),
-                                 ("model_id", pa.string()), ("error", pa.string()), ("_file", pa.string()),
-                                 ("_order", pa.int64())]))
+                                 ("model_id", pa.string()), ("kind", pa.string()), ("error", pa.string()),
+                                 ("_file", pa.string()), ("_order", pa.int64())]))
     return fn
+
+
+def _places(df, rows: list, jsonl: bool) -> list[str]:
+    """Where each of a few rows (with `_file`, `_order`) sits in its input, in `embed`'s words ('line 7',
+    'part-1.parquet row 3'): one pass counting the rows before each in its file (Spark's row ids are
+    increasing within a file, not consecutive)."""
+    from pyspark.sql import functions as F
+
+    if not rows:
+        return []
+    counts = df.select("_file", "_order").agg(*[
+        F.sum(F.when((F.col("_file") == r["_file"]) & (F.col("_order") < r["_order"]), 1).otherwise(0))
+        for r in rows]).first()
+    several = len({r["_file"] for r in rows}) > 1 or len(df.inputFiles()) > 1
+    word = "line" if jsonl else "row"
+    return [(f"{Path(r['_file']).name} " if several else "") + f"{word} {int(n or 0) + 1}"
+            for r, n in zip(rows, counts, strict=True)]
+
+
+def _report_bad(df, bad, n_bad: int, streamers, jsonl: bool, strict: bool, limit: int = 5) -> None:
+    """Bad rows as `embed` reports them: the first stops a --strict run; otherwise a count by kind and the
+    first `limit` by file and line."""
+    from pyspark.sql import functions as F
+    from rich.markup import escape
+
+    first = bad.orderBy("_file", "_order").limit(1 if strict else limit).collect()
+    where = _places(df, first, jsonl)
+    if strict:
+        raise AnchorEmbedError(f"{streamers}: {where[0]}: {first[0]['error']} (--strict stops at the first bad row)")
+    kinds = bad.groupBy("kind").agg(F.count("*").alias("n")).orderBy(F.desc("n"), "kind").collect()
+    say(f"[yellow]spark embed[/]: {escape(str(streamers))}: {n_bad} bad record(s) skipped ("
+        + ", ".join(f"{r['n']} {r['kind']}" for r in kinds) + ")")
+    for w, r in zip(where, first, strict=True):
+        say(escape(f"  skipped {streamers}: {w}: {r['error']}"))
+    if n_bad > limit:
+        say(f"  ... and {n_bad - limit} more (--strict stops at the first)")
 
 
 def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, media_root: str | Path | None = None,
           columns: dict[str, str] | None = None, strict: bool = False, buckets: int = 16, batch_size: int = 512,
           overwrite: bool = False) -> dict:
-    """Vectors of every streamer of a table, computed in the executors, written as bucketed Parquet."""
+    """Vectors of every streamer of a table, computed in the executors, written as bucketed Parquet; `out`
+    is replaced only when the job succeeded."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    from anchor_embed.data.records import check_fields
     from anchor_embed.fingerprint import fingerprint
     from anchor_embed.model.store import model_hash
+    from anchor_embed.serving.spark_out import Folder, claim, write_whole
 
-    model, out = Path(model).resolve(), Path(out)
+    model = Path(model).resolve()
     if not (model / "model.safetensors").is_file():
         raise AnchorEmbedError(f"{model}: not a run folder (no model.safetensors)")
     if buckets < 1:
         raise AnchorEmbedError(f"--buckets {buckets}: at least 1")
+    check_fields(columns)
     media = str(Path(media_root).resolve() if media_root else Path(streamers).resolve().parent)
+    read = _read_records(spark, str(streamers), columns)
+    jsonl = "value" in read.columns and len(read.columns) == 1
     made = {"model_dir": str(model), "model_hash": model_hash(model), "streamers": str(streamers),
-            "media_root": media, "columns": columns or {}}
+            "inputs": _input_listing(spark, read), "media_root": media, "columns": columns or {}}
     made["fingerprint"] = fingerprint(**made)
-    _claim(out, made, overwrite)
+    where = Folder(spark, str(out))
+    claim(where, "embed", made, overwrite, [Folder(spark, str(streamers)), Folder(spark, str(model))])
     # a row's place in the input, as one process reads it: its file (part files in name order), then its row
-    df = (_read_records(spark, str(streamers), columns).withColumn("_file", F.input_file_name())
-          .withColumn("_order", F.monotonically_increasing_id()))
-    schema = "anchor_id string, vector array<float>, model_id string, error string, _file string, _order long"
-    done = df.mapInArrow(_embed_fn(str(model), media, columns, batch_size), schema).cache()
+    df = read.withColumn("_file", F.input_file_name()).withColumn("_order", F.monotonically_increasing_id())
+    schema = ("anchor_id string, vector array<float>, model_id string, kind string, error string, _file string, "
+              "_order long")
+    done = df.mapInArrow(_embed_fn(str(model), media, columns, batch_size, strict), schema).cache()
     bad = done.where(F.col("error").isNotNull())
     n_bad = bad.count()
-    if n_bad and strict:
-        first = bad.orderBy("_file", "_order").first()
-        raise AnchorEmbedError(f"{streamers}: record {first['anchor_id']!r}: {first['error']}")
     if n_bad:
-        first = bad.orderBy("_file", "_order").first()
-        say(f"[yellow]spark embed[/]: {n_bad} bad record(s) skipped; first {first['anchor_id']!r}: {first['error']}")
+        _report_bad(df, bad, n_bad, streamers, jsonl, strict)
     # an anchor_id's first valid row is kept and later ones are skipped, as `embed` (one process) keeps them
     ranked = done.where(F.col("error").isNull()).withColumn(
         "_rank", F.row_number().over(Window.partitionBy("anchor_id").orderBy("_file", "_order")))
@@ -178,36 +254,30 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
     if n_again:
         first = again.orderBy("_file", "_order").limit(5).collect()
         if strict:
-            raise AnchorEmbedError(f"{streamers}: duplicate anchor_id {first[0]['anchor_id']!r} (--strict stops at "
-                                   "the first bad row)")
+            where = _places(df, first[:1], jsonl)[0]
+            raise AnchorEmbedError(f"{streamers}: {where}: duplicate anchor_id '{first[0]['anchor_id']}' (--strict "
+                                   "stops at the first bad row)")
         say(f"[yellow]spark embed[/]: {n_again} later row(s) of a repeated anchor_id skipped, the first of each kept "
             "(e.g. " + ", ".join(repr(r["anchor_id"]) for r in first) + ")")
-    vectors = (ranked.where("_rank = 1").drop("error", "_file", "_order", "_rank")
+    vectors = (ranked.where("_rank = 1").drop("kind", "error", "_file", "_order", "_rank")
                .withColumn("bucket", F.pmod(F.xxhash64("anchor_id"), F.lit(buckets)).cast("int")))
-    vectors.repartition(buckets, "bucket").write.mode("overwrite").partitionBy("bucket").parquet(str(out))
-    count = spark.read.parquet(str(out)).count()
-    done.unpersist()
+    count = vectors.count()
     if count == 0:
-        raise AnchorEmbedError(f"{streamers}: no valid streamer records ({n_bad} bad)")
+        done.unpersist()
+        raise AnchorEmbedError(f"{streamers}: no valid streamer records ({n_bad} bad); {out} left as it was")
     meta = {**made, "count": count, "skipped": n_bad + n_again, "buckets": buckets, "normalized": True}
-    atomic.write_json(out / META, meta)
+    write_whole(where, "embed", lambda path: vectors.repartition(buckets, "bucket").write.partitionBy("bucket")
+                .parquet(path), meta)
+    done.unpersist()
     say(f"[bold]spark embed[/]: {count} vectors written to {out} ({n_bad} bad records, {n_again} repeats skipped)")
-    return meta
-
-
-def _claim(out: Path, made: dict, overwrite: bool) -> None:
-    """Refuse to write over vectors made from other inputs unless `overwrite`."""
-    f = out / META
-    if f.is_file() and not overwrite:
-        from anchor_embed.fingerprint import refuse_other_origin
-
-        refuse_other_origin(out, json.loads(f.read_text()), made)
-    elif out.exists() and not f.is_file() and any(out.iterdir()) and not overwrite:
-        raise AnchorEmbedError(f"{out}: not empty and not made by spark embed; pass --overwrite or choose another --out")
+    return {"job": "embed", **meta}
 
 
 def _read_vectors(spark, vectors: str | Path):
     """A vectors table (spark embed's output, or `export --format parquet`) with its row count."""
+    if (Path(vectors) / "vectors.npy").is_file():
+        raise AnchorEmbedError(f"{vectors}: a vectors folder of `embed`, not a Parquet table: run the one-box "
+                               "command, or `anchor-embed export` it with --format parquet first")
     try:
         df = spark.read.parquet(str(vectors))
     except Exception as exc:
@@ -222,8 +292,9 @@ def _read_vectors(spark, vectors: str | Path):
     return df, n
 
 
-def _centroids(df, n: int, clusters: int, sample: int, seed: int) -> np.ndarray:
-    """Spherical k-means centroids fitted on the driver, on a seeded sample ordered by anchor_id."""
+def _centroids(df, n: int, clusters: int, sample: int, seed: int) -> tuple[np.ndarray, int]:
+    """Spherical k-means centroids fitted on the driver, on a seeded sample ordered by anchor_id (at most one
+    per sampled vector), and the sample's size."""
     from anchor_embed.vectorspace import centroid_index
 
     frac = min(1.0, sample / n)
@@ -231,7 +302,7 @@ def _centroids(df, n: int, clusters: int, sample: int, seed: int) -> np.ndarray:
     rows = part.orderBy("anchor_id").toPandas()
     x = np.stack(rows["vector"].to_numpy()).astype(np.float32)
     index = centroid_index(x, clusters, seed)
-    return index.reconstruct_n(0, index.ntotal)
+    return index.reconstruct_n(0, index.ntotal), len(x)
 
 
 def _assign_fn(centroids: Any, assign: int, with_vector: bool) -> Callable[[Iterator], Iterator]:
@@ -282,9 +353,13 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
     from anchor_embed.serving.dedup import check_flags, groups_from_edges, say_unapplied, write_groups
 
     check_flags(threshold, clusters, assign, max_group_size)
+    out = Path(out) if out else _local(_beside(spark, vectors, f"dedup-{threshold}.jsonl"))
+    if out.is_dir() or (out.parent.exists() and not out.parent.is_dir()):
+        raise AnchorEmbedError(f"--out {out}: {'is a folder' if out.is_dir() else 'its parent is not a folder'}; "
+                               "give a file path")
     df, n = _read_vectors(spark, vectors)
     if clusters > 1:
-        cent = spark.sparkContext.broadcast(_centroids(df, n, clusters, sample, seed))
+        cent = spark.sparkContext.broadcast(_centroids(df, n, clusters, sample, seed)[0])
         keyed = df.mapInArrow(_assign_fn(cent, assign, True),
                               "cluster int, anchor_id string, distance float, vector array<float>").drop("distance")
     else:                                     # exact: one cluster holds everyone
@@ -316,28 +391,60 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
     confirmed = {tuple(sorted(pos[k] for k in p)) for p in yes if all(k in pos for k in p)}
     rejected = {tuple(sorted(pos[k] for k in p)) for p in no if all(k in pos for k in p)}
     groups = groups_from_edges(x, src, dst, threshold, linkage, max_group_size, confirmed, rejected, seed)
-    out = Path(out) if out else Path(vectors) / f"_dedup-{threshold}.jsonl"
     say(f"[bold]spark dedup[/]: {len(pairs)} pairs at cosine >= {threshold} among {n} streamers"
         + (f" searched within {clusters} clusters (each streamer in {assign})" if clusters > 1 else ""))
     return write_groups(groups, nodes, threshold, linkage, out)
 
 
+def _local(f) -> Path:
+    """A driver-side path for a Folder (dedup's groups are written by the driver, as `dedup` writes them)."""
+    if not f.uri.startswith("file:"):
+        raise AnchorEmbedError(f"{f.given}: not on this machine; give --out (a local file) for the groups")
+    return Path(f.path.toUri().getPath())
+
+
+def _beside(spark, vectors: str | Path, name: str):
+    """Where a job's default output goes: inside a vectors folder as `_NAME` (Spark readers skip it), beside a
+    vectors file (`export`'s .parquet) as `STEM_NAME`."""
+    from anchor_embed.serving.spark_out import Folder
+
+    v = Folder(spark, str(vectors))
+    if v.is_dir() or not v.exists():
+        return v.child(f"_{name}")
+    out = v.sibling(f"{Path(v.path.getName()).stem}_{name}")
+    out.given = str(Path(str(vectors)).parent / f"{Path(str(vectors)).stem}_{name}")
+    return out
+
+
 def scatter(spark, vectors: str | Path, clusters: int = 100, out: str | Path | None = None, seed: int = 0,
             sample: int = 200_000) -> dict:
-    """A cluster id per streamer: centroids on a driver sample, assignment in the executors, Parquet out."""
+    """A cluster id per streamer: centroids on a driver sample, assignment in the executors, Parquet out
+    (replaced whole when the job succeeded; never over its own input or a folder of other files)."""
+    from anchor_embed.serving.spark_out import Folder, claim, write_whole
+
     if clusters < 1:
         raise AnchorEmbedError(f"--clusters {clusters}: at least 1")
+    where = Folder(spark, str(out)) if out else _beside(spark, vectors, "clusters")
+    out = where.given
+    claim(where, "scatter", None, True, [Folder(spark, str(vectors))])
     df, n = _read_vectors(spark, vectors)
-    if clusters > n:
-        say(f"[yellow]spark scatter[/]: --clusters {clusters} > {n} streamers: {n} clusters instead")
-    cent = spark.sparkContext.broadcast(_centroids(df, n, clusters, sample, seed))
+    centroids, fit_on = _centroids(df, n, clusters, sample, seed)
+    if len(centroids) < clusters:
+        say(f"[yellow]spark scatter[/]: --clusters {clusters}: {len(centroids)} fitted, on the "
+            + (f"{n} streamers there are" if fit_on == n else
+               f"{fit_on} vectors sampled of {n} (--sample {sample}; raise it for more)"))
+    cent = spark.sparkContext.broadcast(centroids)
     rows = df.mapInArrow(_assign_fn(cent, 1, False), "cluster int, anchor_id string, distance float")
-    out = Path(out) if out else Path(vectors) / "_clusters"
-    rows.select("anchor_id", "cluster", "distance").write.mode("overwrite").parquet(str(out))
-    sizes = spark.read.parquet(str(out)).groupBy("cluster").count().toPandas()["count"].to_numpy()
+    table = rows.select("anchor_id", "cluster", "distance").cache()
+    sizes = table.groupBy("cluster").count().toPandas()["count"].to_numpy()
+    fitted = len(cent.value)
     meta = {"vectors": str(vectors), "clusters": int(len(sizes)), "count": int(sizes.sum()), "seed": seed,
-            "sample": min(sample, n)}
-    atomic.write_json(out / META, meta)
+            "sample": fit_on}
+    write_whole(where, "scatter", lambda path: table.write.parquet(path), meta)
+    table.unpersist()
     say(f"[bold]spark scatter[/]: {len(sizes)} clusters over {int(sizes.sum())} streamers; sizes min {sizes.min()}, "
         f"median {int(np.median(sizes))}, max {sizes.max()}; written to {out}")
-    return meta
+    if len(sizes) < fitted:
+        say(f"[yellow]spark scatter[/]: {fitted - len(sizes)} of the {fitted} centroids k-means fitted won no "
+            "streamer (near-identical centroids); ask fewer --clusters")
+    return {"job": "scatter", **meta}

@@ -70,6 +70,8 @@ def test_spark_dedup_gives_the_one_box_groups(movielens_run, flags):
                    "--master", MASTER, *flags) == 0
     expected = _groups(root / "one.jsonl")
     assert len(expected) > 1 and _groups(root / "spark.jsonl") == expected
+    # not only the same sets: the same lines (representative among equals, member and group order by id)
+    assert (root / "spark.jsonl").read_text() == (root / "one.jsonl").read_text()
 
 
 def test_spark_clustered_dedup_equals_the_single_process_search(movielens_run):
@@ -108,6 +110,11 @@ def test_spark_scatter_assigns_the_driver_centroids(movielens_run):
     _, labels = centroid_index(x, 5, 0).search(x, 1)
     got = _table(root / "clusters").set_index("anchor_id").loc[t["anchor_id"], "cluster"].to_numpy()
     np.testing.assert_array_equal(got, labels[:, 0])
+    # the one-box command fits on the rows in id order too: the same clusters of the same vectors, whatever
+    # order embed wrote them in (it was the file's order, and 28 cluster pairs where 5 mean the same partition)
+    assert run_cli("scatter", root / "vectors", "--clusters", "5", "--out", root / "one-clusters.jsonl") == 0
+    one = {r["anchor_id"]: r["cluster"] for r in map(json.loads, (root / "one-clusters.jsonl").read_text().splitlines())}
+    np.testing.assert_array_equal([one[a] for a in t["anchor_id"]], labels[:, 0])
 
 
 def test_spark_embed_reports_bad_rows_and_strict_stops(movielens_run, capsys):
@@ -184,3 +191,101 @@ def test_a_file_that_is_no_parquet_is_named_with_sparks_reason(movielens_run, ca
     err = capsys.readouterr().err
     assert "garbage.parquet: not a readable Parquet table (" in err and "is not a Parquet file" in err, err
     assert "An error occurred while calling" not in err
+
+
+def _embed(run, records, out, *flags) -> int:
+    return run_cli("spark", "embed", "--model", run["root"] / "run", "--streamers", records, "--media-root",
+                   run["data"], "--out", out, "--master", MASTER, *flags)
+
+
+def test_a_failed_or_refused_rerun_leaves_the_vectors_there(movielens_run, capsys):
+    """An all-bad input, a changed input file, a folder of the user's own files: refused in one line, and what
+    --out held is still there (the job wrote over it first and deleted the vectors, or replaced them silently)."""
+    root = movielens_run["root"]
+    lines = movielens_run["records"].read_text(encoding="utf-8").splitlines()
+    src = write_jsonl(root / "changing.jsonl", lines[:20])
+    assert _embed(movielens_run, src, root / "kept") == 0
+    before = sorted(_table(root / "kept")["anchor_id"])
+    src.write_text('garbage\n{"nickname": "x"}\n', encoding="utf-8")
+    capsys.readouterr()
+    assert _embed(movielens_run, src, root / "kept", "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "no valid streamer records" in err and "Traceback" not in err, err
+    assert sorted(_table(root / "kept")["anchor_id"]) == before
+    assert _embed(movielens_run, src, root / "never") == 2 and not (root / "never").exists()
+    write_jsonl(src, lines[:15])                     # same path, other rows: noticed by the listing
+    assert _embed(movielens_run, src, root / "kept") == 2
+    assert "holds vectors made from other inputs (inputs" in capsys.readouterr().err
+    assert _embed(movielens_run, src, root / "kept", "--overwrite") == 0
+    assert len(_table(root / "kept")) == 15
+    mine = root / "mine"
+    mine.mkdir()
+    (mine / "important.txt").write_text("keep")
+    assert _embed(movielens_run, src, mine, "--overwrite") == 2
+    assert "holds files spark embed did not write (important.txt)" in capsys.readouterr().err
+    assert (mine / "important.txt").read_text() == "keep"
+    assert not [p for p in root.iterdir() if ".writing-" in p.name or ".old-" in p.name]
+
+
+def test_scatter_never_writes_over_what_it_reads(movielens_run, capsys):
+    root = movielens_run["root"]
+    victim = root / "victim"
+    shutil.copytree(root / "spark-vectors", victim)
+    capsys.readouterr()
+    assert run_cli("spark", "scatter", victim, "--clusters", "4", "--out", victim, "--master", MASTER) == 2
+    assert "the job would delete what it reads" in capsys.readouterr().err
+    assert len(_table(victim)) == 240
+    assert run_cli("spark", "scatter", victim, "--clusters", "4", "--out", root, "--master", MASTER) == 2
+    # an exported file: outputs go beside it (inside a file was a Java stack, after the whole search for dedup)
+    assert run_cli("export", root / "vectors", "--out", root / "vec.parquet") == 0
+    assert run_cli("spark", "scatter", root / "vec.parquet", "--clusters", "4", "--master", MASTER) == 0
+    assert len(_table(root / "vec_clusters")) == 240
+    assert run_cli("spark", "scatter", root / "vec.parquet", "--clusters", "3", "--master", MASTER) == 0  # its own: rerun
+    assert _table(root / "vec_clusters")["cluster"].nunique() == 3
+    capsys.readouterr()
+    assert run_cli("spark", "scatter", root / "vec.parquet", "--clusters", "40", "--sample", "20", "--master",
+                   MASTER) == 0                    # fewer sampled vectors than clusters: said, not silent
+    fitted = _table(root / "vec_clusters")["cluster"].nunique()
+    assert fitted < 40 and "vectors sampled of 240 (--sample 20; raise it for more)" in capsys.readouterr().err
+    assert run_cli("spark", "dedup", root / "vec.parquet", "--threshold", _threshold(root), "--master", MASTER) == 0
+    assert (root / f"vec_dedup-{_threshold(root)}.jsonl").is_file()
+    # a spark scatter folder is what `scatter rerank --clusters` reads, as a clusters.jsonl
+    (root / "feed.txt").write_text("\n".join(sorted(_table(victim)["anchor_id"])[:30]))
+    assert run_cli("scatter", "rerank", root / "feed.txt", "--clusters", root / "vec_clusters") == 0
+    capsys.readouterr()
+    assert run_cli("spark", "dedup", root / "vectors", "--master", MASTER) == 2
+    assert "a vectors folder of `embed`" in capsys.readouterr().err
+
+
+def test_spark_embed_reads_as_embed_reads(movielens_run, capsys, tmp_path):
+    """A misspelt --columns field, a blank line, a missing frame under --strict, bad rows by line: as embed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(x) for x in movielens_run["records"].read_text(encoding="utf-8").splitlines()[:6]]
+    table = tmp_path / "t.parquet"
+    pq.write_table(pa.Table.from_pylist([{"anchor_id": r["anchor_id"], "bio": r.get("profile", "")} for r in rows]),
+                   table)
+    capsys.readouterr()
+    assert _embed(movielens_run, table, tmp_path / "a", "--columns", "profil=bio") == 2
+    assert "unknown record field(s) ['profil']" in capsys.readouterr().err
+    assert _embed(movielens_run, table, tmp_path / "a", "--columns", "profile=biography") == 2
+    assert "no column 'biography' (--columns profile=biography)" in capsys.readouterr().err
+    blank = write_jsonl(tmp_path / "blank.jsonl", [json.dumps(r) for r in rows[:3]] + ["", "{not json",
+                                                                                         json.dumps(rows[3])])
+    assert _embed(movielens_run, blank, tmp_path / "b") == 0
+    err = capsys.readouterr().err
+    assert "1 bad record(s) skipped (1 malformed JSON)" in err and "blank.jsonl: line 5: malformed JSON" in err, err
+    assert len(_table(tmp_path / "b")) == 4
+    assert _embed(movielens_run, blank, tmp_path / "c", "--strict") == 2
+    assert "blank.jsonl: line 5: malformed JSON" in capsys.readouterr().err
+    nope = write_jsonl(tmp_path / "frame.jsonl", [json.dumps(rows[0]), json.dumps({**rows[1], "frames": ["images/nope.jpg"]})])
+    assert _embed(movielens_run, nope, tmp_path / "d", "--strict") == 2
+    assert "frame.jsonl: line 2: frame 'images/nope.jpg' not found under" in capsys.readouterr().err
+    assert _embed(movielens_run, nope, tmp_path / "d") == 0 and len(_table(tmp_path / "d")) == 2
+
+
+def test_a_master_url_spark_does_not_take_is_named(capsys):
+    assert run_cli("spark", "scatter", "nowhere", "--master", "garbage://x") == 2
+    err = capsys.readouterr().err
+    assert "--master 'garbage://x': not a Spark master URL" in err and "Java" not in err

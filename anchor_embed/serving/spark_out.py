@@ -1,0 +1,161 @@
+"""Output folders of the Spark jobs: checked before a job starts, replaced only whole after it succeeded.
+
+A job writes into a hidden staging folder beside `--out` and swaps it in at the end, so a rerun that fails (an
+all-bad input, a lost executor) leaves the old output as it was. Only entries a job writes (Spark's part files
+and buckets, `_SUCCESS`, the record of what made them) are replaced; a folder holding a user's own files is
+refused, and so is an `--out` that is, or holds, the job's own input. Every file operation goes through
+Hadoop's FileSystem of the session, so the same code serves a local folder, HDFS and object stores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.progress import say
+
+META = "_anchor_embed.json"      # Spark readers skip files starting with "_"
+
+
+class Folder:
+    """A path on the session's Hadoop file system (local, hdfs://, s3a://), with the few operations jobs need."""
+
+    def __init__(self, spark, path: str) -> None:
+        self._jvm = spark._jvm
+        p = self._jvm.org.apache.hadoop.fs.Path(str(path))
+        self.fs = p.getFileSystem(spark._jsc.hadoopConfiguration())
+        self.path = self.fs.makeQualified(p)
+        self.given = str(path)
+
+    def child(self, name: str) -> Folder:
+        """The entry `name` inside this folder."""
+        other = object.__new__(Folder)
+        other._jvm, other.fs, other.given = self._jvm, self.fs, f"{self.given.rstrip('/')}/{name}"
+        other.path = self._jvm.org.apache.hadoop.fs.Path(self.path, name)
+        return other
+
+    def sibling(self, name: str) -> Folder:
+        """The entry `name` beside this one."""
+        other = object.__new__(Folder)
+        other._jvm, other.fs, other.given = self._jvm, self.fs, name
+        other.path = self._jvm.org.apache.hadoop.fs.Path(self.path.getParent(), name)
+        return other
+
+    @property
+    def uri(self) -> str:
+        """The fully qualified path (file:/..., hdfs://host/...), as Spark's readers and writers take it."""
+        return self.path.toString()
+
+    def exists(self) -> bool:
+        return bool(self.fs.exists(self.path))
+
+    def is_dir(self) -> bool:
+        return self.exists() and bool(self.fs.getFileStatus(self.path).isDirectory())
+
+    def names(self) -> list[str]:
+        """Names of the entries of a folder (none for a file or a missing path)."""
+        return sorted(s.getPath().getName() for s in self.fs.listStatus(self.path)) if self.is_dir() else []
+
+    def read_text(self) -> str:
+        stream = self.fs.open(self.path)
+        try:
+            reader = self._jvm.java.io.BufferedReader(self._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+            return "\n".join(iter(reader.readLine, None))
+        finally:
+            stream.close()
+
+    def write_text(self, text: str) -> None:
+        stream = self.fs.create(self.path, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def delete(self) -> None:
+        self.fs.delete(self.path, True)
+
+    def rename(self, to: Folder) -> None:
+        if not self.fs.rename(self.path, to.path):
+            raise AnchorEmbedError(f"could not move {self.uri} to {to.uri}")
+
+
+def _own(name: str) -> bool:
+    """Whether a folder entry is one Spark's Parquet writer or a job writes (parts, buckets, their .crc files)."""
+    return name == META or name.lstrip(".").startswith(("part-", "bucket=", "_SUCCESS", META))
+
+
+def _job_of(meta: dict) -> str:
+    """Which job wrote a record (older records carry no `job`: embed's name a model, scatter's do not)."""
+    return meta.get("job") or ("embed" if "model_hash" in meta else "scatter")
+
+
+def read_meta(out: Folder) -> dict | None:
+    """The record of what made `out`, or None when there is none (or it is no JSON object)."""
+    f = out.child(META)
+    try:
+        meta = json.loads(f.read_text()) if f.exists() else None
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def claim(out: Folder, job: str, made: dict | None, overwrite: bool, inputs: list[Folder]) -> None:
+    """Refuse `out` before any work: when it is (or holds) an input, is a file, holds files no Spark job wrote,
+    holds another job's output, or (for `made`, unless `overwrite`) output made from other inputs."""
+    here = out.uri.rstrip("/")
+    for given in inputs:
+        there = given.uri.rstrip("/")
+        if there == here or there.startswith(here + "/"):
+            raise AnchorEmbedError(f"--out {out.given}: is {'the' if there == here else 'a folder holding the'} "
+                                   f"input {given.given}; the job would delete what it reads (choose another --out)")
+    if out.exists() and not out.is_dir():
+        raise AnchorEmbedError(f"--out {out.given}: exists and is not a folder")
+    names = out.names()
+    if not names:
+        return
+    foreign = [n for n in names if not _own(n) and not n.startswith(("_", "."))]
+    if foreign:
+        raise AnchorEmbedError(f"--out {out.given}: holds files spark {job} did not write ({', '.join(foreign[:3])}"
+                               f"{', ...' if len(foreign) > 3 else ''}); choose another --out")
+    have = read_meta(out)
+    if have is not None and _job_of(have) != job:
+        raise AnchorEmbedError(f"--out {out.given}: holds the output of spark {_job_of(have)}; choose another --out")
+    if made is None or overwrite:
+        return
+    if have is None:
+        raise AnchorEmbedError(f"--out {out.given}: not empty and not made by spark {job}; pass --overwrite or "
+                               "choose another --out")
+    from anchor_embed.fingerprint import refuse_other_origin
+
+    refuse_other_origin(out.given, have, made)
+
+
+def write_whole(out: Folder, job: str, write: Callable[[str], None], meta: dict) -> None:
+    """Run `write(uri)` (Spark's writer) into a staging folder, record `meta` there, then swap it in for
+    `out`; `out`'s other entries (a dedup or scatter output kept inside vectors) move over, and are named."""
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    stage = out.sibling(f".{out.path.getName()}.writing-{tag}")
+    try:
+        write(stage.uri)
+        stage.child(META).write_text(json.dumps({"job": job, **meta}, indent=1, sort_keys=True))
+    except BaseException:
+        stage.delete()
+        raise
+    kept: list[str] = []
+    if out.exists():
+        old = out.sibling(f".{out.path.getName()}.old-{tag}")
+        out.rename(old)
+        stage.rename(out)
+        for name in old.names():     # after the swap: a crash here leaves them in the hidden old folder
+            if not _own(name):
+                old.child(name).rename(out.child(name))
+                kept.append(name)
+        old.delete()
+    else:
+        stage.rename(out)
+    if kept:
+        say(f"[yellow]spark {job}[/]: kept {', '.join(kept)} in {out.given} (not written by spark {job}; if made "
+            "from the output replaced, run them again)")

@@ -337,7 +337,8 @@ def build_features(
     if meta_fields:           # absent, not null, without: an untagged cache's meta.json (its digest) is unchanged
         wanted["meta_tags"] = canonical_spec(meta_fields)
     with exclusive(out, "features run"):
-        check_meta(out, wanted)
+        check_meta(out, wanted, {"max_texts": max_texts, "max_frames": max_frames, "max_tags": max_tags,
+                                 "max_text_chars": max_text_chars})
         old_meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}
 
         media_report = MediaReport()

@@ -166,12 +166,20 @@ def merge_parts(folder: Path, kind: str, dim: int) -> None:
         p.unlink(missing_ok=True)
 
 
-def check_meta(out: Path, wanted: dict) -> None:
-    """Refuse to add to a cache made with other backbones (their features would not mix) or other meta tags."""
+def check_meta(out: Path, wanted: dict, caps: dict | None = None) -> None:
+    """Refuse to add to a cache made with other backbones (their features would not mix), other meta tags, or
+    other per-streamer caps (`caps`: max_texts, ...): runs made from the cache read its atom lists, and a
+    rerun with other caps would rewrite them under those runs without a word."""
     meta_path = out / "meta.json"
     if not meta_path.is_file():
         return
     have = json.loads(meta_path.read_text())
+    for key, value in (caps or {}).items():
+        if key in have and have[key] != value:
+            flag = "--" + key.replace("_", "-")
+            raise AnchorEmbedError(
+                f"{out}: this cache cuts streamers at {flag} {have[key]}, not {value}; models made from it read "
+                f"its streamers as they are: use another --out (--reuse {out} copies its encoded features)")
     if have.get("meta_tags") != wanted.get("meta_tags"):
         raise AnchorEmbedError(
             f"{out}: this cache was made with --meta-tags {have.get('meta_tags')!r}, not "

@@ -7,6 +7,7 @@ start, data, budget (`steps_per_epoch` x at most `epochs` batches) and selection
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +270,7 @@ def transfer(
 
     inputs = {"features": cache_digest(features), "id_emb": input_digest(id_emb),
               "pretrained": file_digest(pretrained / "model.safetensors")}
+    say_other_cache(pretrained, features, inputs["features"])
     from anchor_embed.training.distributed import Dist
 
     dist = Dist.from_env()
@@ -289,3 +291,21 @@ def transfer(
                             validation if dist.is_main else None,
                             {kind: m for kind, (m, _) in maps.items()}, share, final)
         return fit(task, out, cfg, ckpt, dist)
+
+
+def say_other_cache(pretrained: Path, features: str | Path, digest: str) -> None:
+    """One line when `features` is not the cache the pretrained run was trained on (its streamers or their atom
+    lists changed since, e.g. a features rerun), naming the settings that differ: legitimate (a larger
+    catalogue), but a user should know the base saw other inputs."""
+    try:
+        info = json.loads((Path(pretrained) / "run.json").read_text())
+    except (OSError, ValueError):
+        return
+    then = (info.get("inputs") or {}).get("features")
+    if then is None or then == digest:
+        return
+    before, now = info.get("feature_meta") or {}, json.loads((Path(features) / "meta.json").read_text())
+    keys = ("max_texts", "max_frames", "max_tags", "max_text_chars", "text_backbone", "image_backbone", "meta_tags")
+    changed = [f"{k} {before.get(k)} -> {now.get(k)}" for k in keys if before.get(k) != now.get(k)]
+    say(f"[yellow]transfer[/]: {features} is not the cache {pretrained} was pretrained on ("
+        + ("; ".join(changed) if changed else "its streamers or their features changed since") + ")")

@@ -8,6 +8,7 @@ from anchor_embed.data.records import read_streamers
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.build import build_features
 from anchor_embed.features.cache import open_cache, text_key
+from anchor_embed.fingerprint import cache_digest
 from tests.conftest import dataset, run_cli
 
 
@@ -44,6 +45,28 @@ def test_refuses_other_backbone(sample, sample_cache, tmp_path):
     shutil.copytree(sample_cache, out)
     with pytest.raises(AnchorEmbedError, match="made with text_backbone='use', not 'minilm'"):
         build_features(sample / "streamers.jsonl", out, media_root=sample, text_backbone="minilm")
+
+
+def test_refuses_other_caps_and_a_transfer_says_its_base_saw_another_cache(sample, sample_cache, pretrained,
+                                                                           tmp_path, capsys):
+    """A rerun into a cache with --max-texts 1 rewrote every streamer's atom lists under the runs made from it
+    without a word; it is refused, and a transfer whose features are not its base's cache says what changed."""
+    from anchor_embed.transfer.run import say_other_cache
+
+    out = tmp_path / "c"
+    shutil.copytree(sample_cache, out)
+    before = (out / "streamers" / "text_idx.npy").read_bytes()
+    with pytest.raises(AnchorEmbedError, match=r"cuts streamers at --max-texts 16, not 1; .*\(--reuse "):
+        build_features(sample / "streamers.jsonl", out, media_root=sample, max_texts=1)
+    assert (out / "streamers" / "text_idx.npy").read_bytes() == before
+    cut = tmp_path / "cut"
+    build_features(sample / "streamers.jsonl", cut, media_root=sample, max_texts=1, reuse=out)
+    capsys.readouterr()
+    say_other_cache(pretrained, sample_cache, cache_digest(sample_cache))
+    assert capsys.readouterr().err == ""                    # the cache it was pretrained on: nothing to say
+    say_other_cache(pretrained, cut, cache_digest(cut))
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert f"{cut} is not the cache {pretrained} was pretrained on (max_texts 16 -> 1)" in err, err
 
 
 @pytest.mark.slow
@@ -120,9 +143,8 @@ def test_hostile_rows_are_cut_to_bounded_size(sample, sample_cache, tmp_path):
     huge = "streaming every day " * 50_000
     rows = [{**first, "anchor_id": "huge", "profile": huge, "tags": ["game"] * 1_000_000 + ["x" * 500]}]
     (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    out = tmp_path / "c"
-    shutil.copytree(sample_cache, out)
-    report = build_features(tmp_path / "s.jsonl", out, media_root=sample, max_text_chars=300)
+    out = tmp_path / "c"                       # another cut is another cache; its features copied from the sample's
+    report = build_features(tmp_path / "s.jsonl", out, media_root=sample, max_text_chars=300, reuse=sample_cache)
     assert report["truncated"]["texts"] == 1 and report["truncated"]["tags"] == 1
     cache = open_cache(out)
     keys = (out / "text.keys.txt").read_text().splitlines()

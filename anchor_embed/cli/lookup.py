@@ -34,11 +34,13 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
     if record:
         from anchor_embed.serving.similar import similar_to_records
 
-        answered = similar_to_records(record, look, k, media_root=media_root, strict=strict)
-    by_record = {r["anchor_id"] for r in answered}
-    ids = [x for x in ids if x not in by_record]  # an id also given as a record is answered from the record
-    rows = [n.to_dict() for n in look.similar(ids, k, explain=explain)] if ids else []
-    rows += answered
+        answered = similar_to_records(record, look, k, media_root=media_root, strict=strict, explain=explain)
+    by_record = {r["anchor_id"]: r for r in answered}
+    looked = [x for x in ids if x not in by_record]  # an id also given as a record is answered from the record
+    found = iter([n.to_dict() for n in look.similar(looked, k, explain=explain)] if looked else [])
+    # in the order asked: the ids as given, then the records no id named
+    rows = [by_record[x] if x in by_record else next(found) for x in ids]
+    rows += [r for r in answered if r["anchor_id"] not in set(ids)]
     unknown = [r for r in rows if r.get("found") is False]
     if as_json:
         sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -83,9 +83,11 @@ class Model:
     def dim(self) -> int:
         return int(self.net.dim)
 
-    def encode(self, records: Any, media_root: str | Path | None = None, batch_size: int = 512) -> np.ndarray:
+    def encode(self, records: Any, media_root: str | Path | None = None, batch_size: int = 512,
+               modalities: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """(n, dim) float32 unit vectors in the order of `records` (dicts, a DataFrame, a pyarrow Table, or a
-        JSONL/Parquet path); every record needs a unique anchor_id, and a bad record is an error."""
+        JSONL/Parquet path); every record needs a unique anchor_id, and a bad record is an error. With
+        `modalities`, also each one's (n, 3, dim) text-only, frames-only and tags-only vectors (`--explain`)."""
         from pydantic import ValidationError
 
         from anchor_embed.data.records import StreamerRecord, read_streamers
@@ -110,7 +112,8 @@ class Model:
             if len(set(ids)) != len(ids):
                 raise AnchorEmbedError("records: anchor_ids must be unique (a vector per streamer)")
             if not rows:
-                return np.zeros((0, self.dim), np.float32)
+                empty = np.zeros((0, self.dim), np.float32)
+                return (empty, np.zeros((0, 3, self.dim), np.float32)) if modalities else empty
             src = tmp / "records.jsonl"
             src.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
             m = self.feature_meta
@@ -126,7 +129,13 @@ class Model:
                 given = str(records) if isinstance(records, (str, Path)) else "records"
                 raise AnchorEmbedError(said.replace(str(src), given)) from None
             cache = open_cache(tmp / "features")
-            return embed_all(self.net, Batcher.for_model(self.net, cache), batch_size=batch_size)
+            batcher = Batcher.for_model(self.net, cache)
+            vecs = embed_all(self.net, batcher, batch_size=batch_size)
+            if not modalities:
+                return vecs
+            from anchor_embed.model.batcher import embed_modalities
+
+            return vecs, embed_modalities(self.net, batcher, batch_size)
 
 
 def load(run: str | Path) -> Model:

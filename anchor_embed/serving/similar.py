@@ -91,19 +91,29 @@ class Lookup:
         """nickname and tags of an indexed streamer ({} when unknown)."""
         return self.keys.label(anchor_id)
 
-    def explain(self, a: str, b: str) -> Explanation:
-        """Per-modality cosines of two indexed streamers, and their shared tags."""
+    def need_parts(self) -> None:
+        """Refuse to explain with an index built without per-modality parts, saying how to get them."""
         if self.modalities is None:
             raise AnchorEmbedError(f"{self.dir}: built from vectors without per-modality parts; re-run `embed` and "
                                    "`index build` to explain matches")
-        va, vb = (np.asarray(self.modalities[self.keys.row(x)], np.float32) for x in (a, b))
+
+    def explain(self, a: str, b: str) -> Explanation:
+        """Per-modality cosines of two indexed streamers, and their shared tags."""
+        self.need_parts()
+        va = np.asarray(self.modalities[self.keys.row(a)], np.float32)
+        return self.explain_parts(va, self.label(a).get("tags", []), b)
+
+    def explain_parts(self, va: np.ndarray, tags: list[str], b: str) -> Explanation:
+        """Per-modality cosines of parts `va` (3, d) with tags `tags` (an indexed streamer's or a record's)
+        against the indexed streamer `b`, and their shared tags."""
+        self.need_parts()
+        vb = np.asarray(self.modalities[self.keys.row(b)], np.float32)
         cos = []
         for m in range(va.shape[0]):
             na, nb = np.linalg.norm(va[m]), np.linalg.norm(vb[m])
             cos.append(float(va[m] @ vb[m] / (na * nb)) if na > 0 and nb > 0 else None)
-        ta, tb = self.label(a).get("tags", []), self.label(b).get("tags", [])
-        shared = tuple(t for t in ta if t.lower() in {x.lower() for x in tb})
-        return Explanation(*cos, shared_tags=shared)
+        tb = {x.lower() for x in self.label(b).get("tags", [])}
+        return Explanation(*cos, shared_tags=tuple(t for t in tags if t.lower() in tb))
 
     def similar(self, anchor_ids: list[str] | str, k: int = 20, explain: bool = False) -> list[Neighbours]:
         """Top-k neighbours of indexed streamers, in the order asked; an unknown id is answered as not found
@@ -118,12 +128,15 @@ class Lookup:
         return [self.neighbours(a, answer[i], explain) if i in answer else
                 Neighbours(a, found=False, suggestions=tuple(self.keys.close_to(a))) for i, a in enumerate(ids)]
 
-    def neighbours(self, anchor_id: str, hits: list[tuple[str, float]], explain: bool = False) -> Neighbours:
-        """Typed neighbours of one indexed query, with their labels (and explanations)."""
+    def neighbours(self, anchor_id: str, hits: list[tuple[str, float]], explain: bool = False,
+                   parts: tuple[np.ndarray, list[str]] | None = None) -> Neighbours:
+        """Typed neighbours of one query, with their labels (and explanations: against the indexed query's
+        parts, or the `parts` and tags of a query given as a record)."""
         out = []
         for key, score in hits:
             lab = self.label(key)
-            why = self.explain(anchor_id, key) if explain else None
+            why = None if not explain else self.explain(anchor_id, key) if parts is None else \
+                self.explain_parts(parts[0], parts[1], key)
             out.append(Neighbour(key, score, lab.get("nickname"), tuple(lab.get("tags", [])), why))
         return Neighbours(anchor_id, tuple(out))
 
@@ -152,10 +165,12 @@ def similar(anchor_ids: list[str], index: str | Path | Lookup, k: int = 20) -> l
 
 
 def similar_to_records(records: str | Path, index: str | Path | Lookup, k: int = 20,
-                       media_root: str | Path | None = None, model=None, strict: bool = False) -> list[dict]:
+                       media_root: str | Path | None = None, model=None, strict: bool = False,
+                       explain: bool = False) -> list[dict]:
     """Neighbours of streamers not in the index, given as records: embedded with the index's model (loaded
     once, or the `model` given; atoms its feature cache holds are not re-encoded). Bad rows are skipped and
-    named, as every reader does; `strict` stops at the first."""
+    named, as every reader does; `strict` stops at the first. A record re-describing an indexed streamer is
+    not its own neighbour (as a lookup by id is not); `explain` adds the per-modality cosines."""
     from anchor_embed.data.records import read_streamers
     from anchor_embed.model.store import model_hash
     from anchor_embed.serving.encoder import Model
@@ -170,9 +185,15 @@ def similar_to_records(records: str | Path, index: str | Path | Lookup, k: int =
     rows, report = read_streamers(records, strict=strict)
     if report.skipped:
         report.say("similar")
-    vecs = model.encode([r.model_dump() for r in rows], media_root=media_root or Path(records).parent)
-    hits = look.search(vecs, k, [None] * len(rows))
-    return [look.neighbours(r.anchor_id, h).to_dict() for r, h in zip(rows, hits, strict=True)]
+    if explain:
+        look.need_parts()                       # before encoding
+    media = media_root or Path(records).parent
+    dumped = [r.model_dump() for r in rows]
+    vecs, parts = model.encode(dumped, media_root=media, modalities=True) if explain else \
+        (model.encode(dumped, media_root=media), None)
+    hits = look.search(vecs, k, [r.anchor_id for r in rows])
+    return [look.neighbours(r.anchor_id, h, explain, (parts[i], list(r.tags)) if explain else None).to_dict()
+            for i, (r, h) in enumerate(zip(rows, hits, strict=True))]
 
 
 def similar_explained(anchor_ids: list[str], index: str | Path | Lookup, k: int = 20) -> list[dict]:

@@ -49,6 +49,24 @@ def test_cli_embed_index_similar_dedup_scatter(sample, sample_cache, pretrained,
                    "--index", idx, "--json") == 0
     got = capsys.readouterr()
     assert [json.loads(x) for x in got.out.splitlines()] == [rows[3]] and "not in the index" not in got.err
+    # --explain for a record: the per-modality cosines an id gets (they were left out), in the order asked
+    assert run_cli("similar", "brand_new", "s0000", "--record", tmp_path / "new.jsonl", "--media-root", sample,
+                   "-k", "5", "--index", idx, "--json", "--explain") == 0
+    new_row, by_id = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert new_row["anchor_id"] == "brand_new" and by_id["anchor_id"] == "s0000"
+    why = {n["anchor_id"]: n["explain"] for n in by_id["neighbours"]}
+    both = [nb for nb in new_row["neighbours"] if nb["anchor_id"] in why]
+    assert len(both) >= 3                       # s0000's content: the same cosines to the same neighbours
+    for nb in both:
+        for m in ("text", "frames", "tags"):
+            got_m, want = nb["explain"][m], why[nb["anchor_id"]][m]
+            assert (got_m is None) == (want is None) and (want is None or abs(got_m - want) < 1e-2), (m, nb)
+        assert nb["explain"]["shared_tags"] == why[nb["anchor_id"]]["shared_tags"]
+    # a record re-describing an indexed streamer is not its own neighbour, as a lookup by id is not
+    (tmp_path / "again.jsonl").write_text(json.dumps({**first, "profile": "cooking every night"}) + "\n")
+    assert run_cli("similar", "--record", tmp_path / "again.jsonl", "--media-root", sample, "-k", "5",
+                   "--index", idx, "--json") == 0
+    assert "s0000" not in {n["anchor_id"] for n in json.loads(capsys.readouterr().out)["neighbours"]}
     assert run_cli("similar", "s0000", "-k", "3", "--index", idx) == 0               # the table view, with nicknames
     assert first["nickname"] in capsys.readouterr().out
     assert run_cli("dedup", vec, "--threshold", "0.99") == 0

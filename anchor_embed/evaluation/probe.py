@@ -183,10 +183,13 @@ def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Lite
                                f"{folds}-fold CV needs at least {2 * folds}")
     y = np.array([y_of[k] for k in common])
     if kind == "classify" and len(np.unique(y)) < 2:
-        raise AnchorEmbedError(f"{labels}: '{target}' has one class ({y[0]!r}) among the {len(common)} streamers "
-                               "with a label and a vector; a probe needs two")
-    if kind == "classify" and np.unique(y, return_counts=True)[1].min() < folds:
-        raise AnchorEmbedError(f"'{target}': a class has fewer than {folds} streamers; too few for {folds}-fold CV")
+        raise AnchorEmbedError(f"{labels}: '{target}' has one class ({str(y[0])!r}) among the {len(common)} "
+                               "streamers with a label and a vector; a probe needs two")
+    classes, counts = np.unique(y, return_counts=True)
+    if kind == "classify" and counts.min() < folds:
+        rare = ", ".join(f"{str(c)!r} ({n})" for c, n in zip(classes, counts, strict=True) if n < folds)
+        raise AnchorEmbedError(f"{labels}: '{target}' class(es) {rare} have fewer than {folds} streamers with a "
+                               f"vector; too few for {folds}-fold CV (drop or merge them)")
     rows = []
     for name, keys, x in sets:
         at = {k: i for i, k in enumerate(keys)}

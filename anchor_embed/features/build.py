@@ -376,7 +376,7 @@ def build_features(
         atomic.write_json(out / "meta.json", meta)
         d = counts["distinct"]
         cut = f"texts cut at {max_text_chars} characters: {atoms.truncated['texts']}; " if atoms.truncated["texts"] else ""
-        say(f"[bold]features[/]: {len(records)} streamers; distinct texts {d['text']}, frames {d['frame']}, tags "
+        say(f"[bold]features[/]: {len(records)} streamer{'s' if len(records) != 1 else ''}; distinct texts {d['text']}, frames {d['frame']}, tags "
             f"{d['tag']}; encoded now: {enc.new}"
             f"{f', copied from {donor}: {enc.copied}' if donor else ''}; missing frames {counts['missing_frames']}"
             f"{f' (+{media_report.outside} outside the media root, refused)' if media_report.outside else ''}; "

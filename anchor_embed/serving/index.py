@@ -265,5 +265,5 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
                 "recall_at_10": round(rec, 4), "target_recall": min_recall, "tuning": curve, "note": note,
                 "build_seconds": round(secs, 2), "vectors_dir": str(vec_dir.resolve())}
         atomic.write_json(out / "meta.json", meta)
-    say(f"[bold]index[/]: {chosen} {params} over {len(keys)} vectors in {secs:.1f}s, Recall@10 vs exact {rec:.4f}")
+    say(f"[bold]index[/]: {chosen}{' ' + str(params) if params else ''} over {len(keys)} vectors in {secs:.1f}s, Recall@10 vs exact {rec:.4f}")
     return meta

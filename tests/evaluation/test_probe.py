@@ -101,9 +101,13 @@ def test_cli_probe_table_over_vector_sets(sample, sample_cache, pretrained, tmp_
     assert len({r["streamers"] for r in out}) == 1                 # every set on the same streamers
     assert out[0]["macro_f1"] > 0.5                                # content shows the kind
     one = _write(tmp_path / "one.csv", "anchor_id,kind\n" + "".join(f"{r['anchor_id']},same\n" for r in rows))
-    with pytest.raises(AnchorEmbedError, match="has one class"):
+    with pytest.raises(AnchorEmbedError, match="has one class \\('same'\\)"):    # not np.str_('same')
         from anchor_embed.evaluation.probe import probe
 
         probe([f"pretrained={vec}"], one, "kind", folds=3)
+    rare = _write(tmp_path / "rare.csv", "anchor_id,kind\n" + "".join(
+        f"{r['anchor_id']},{'odd' if i < 2 else r['meta']['kind']}\n" for i, r in enumerate(rows)))
+    with pytest.raises(AnchorEmbedError, match="rare.csv: 'kind' class\\(es\\) 'odd' \\(2\\) have fewer than 3"):
+        probe([f"pretrained={vec}"], rare, "kind", folds=3)
     with pytest.raises(AnchorEmbedError, match="the name\\(s\\) 'v' given twice"):
         probe([f"v={vec}", f"v={sample_cache}"], labels, "kind", folds=3)

@@ -29,15 +29,20 @@ def embed(
     buckets: Annotated[int, typer.Option(min=1, help="Hash buckets of anchor_id the output is partitioned by.")] = 16,
     overwrite: Annotated[bool, typer.Option(help="Replace vectors in --out made from other inputs.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row (or missing frame) instead of skipping it.")] = False,
+    adapter: Annotated[Path | None, typer.Option(help="An `adapt` run: the model with its patch (default: none).")] = None,
+    features: Annotated[Path | None, typer.Option(help="A feature cache to copy encoded atoms from, readable by every "
+                                                  "executor (default: the model's).")] = None,
     master: Master = None,
 ) -> None:
-    """Vectors for every streamer, computed in the executors (model loaded once per worker)."""
+    """Vectors for every streamer, computed in the executors (model loaded once per worker). Vectors are stored
+    as float32 (Parquet has no half type) and Spark splits the work, so embed's --dtype and --shard have no
+    counterpart."""
     from anchor_embed.cli.pipeline import parse_columns
     from anchor_embed.serving import spark
 
     s = spark.session(master, "anchor-embed embed")
     spark.embed(s, model, streamers, out, media_root=media_root, columns=parse_columns(columns, id_column),
-                strict=strict, buckets=buckets, overwrite=overwrite)
+                strict=strict, buckets=buckets, overwrite=overwrite, adapter=adapter, features=features)
 
 
 @app.command("dedup")

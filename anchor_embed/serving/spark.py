@@ -65,16 +65,24 @@ def java_reason(exc: Exception) -> str:
     return (named.group(0) if named else text.strip().splitlines()[0] if text.strip() else type(exc).__name__)[:200]
 
 
-def _model(run: str):
-    """The run's Model, loaded once in this Python worker."""
-    if run not in _MODELS:
+def _model(run: str, adapter: str | None = None, features: str | None = None):
+    """The run's Model (with an `adapt` run's patch, copying atoms from `features` when given), loaded once in
+    this Python worker."""
+    key = f"{run}|{adapter}|{features}"
+    if key not in _MODELS:
         from anchor_embed.serving.encoder import load
 
         model = load(run)
+        if adapter:
+            from anchor_embed.training.adapt import load_adapted
+
+            model.net = load_adapted(adapter)[0].eval()
+        if features:
+            model.cache = Path(features)
         if model.cache is not None and not model.cache.is_dir():   # a cluster node without the run's cache
             model.cache = None
-        _MODELS[run] = model
-    return _MODELS[run]
+        _MODELS[key] = model
+    return _MODELS[key]
 
 
 def _read_records(spark, streamers: str, columns: dict[str, str] | None):
@@ -113,8 +121,8 @@ def _input_listing(spark, df) -> str:
     return h.hexdigest()
 
 
-def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_size: int, strict: bool
-              ) -> Callable[[Iterator], Iterator]:
+def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_size: int, strict: bool,
+              adapter: str | None = None, features: str | None = None) -> Callable[[Iterator], Iterator]:
     """The executor side of embed: Arrow batches of records in (each with its place in the input: `_file`,
     `_order`), (anchor_id, vector, model_id, kind, error, _file, _order) out; a blank JSONL line is no record
     (as `embed` reads it), and under `strict` a frame that is not under the media root is a bad row."""
@@ -125,7 +133,7 @@ def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_s
         from anchor_embed.data.records import column_fields, parse_line, parse_row
         from anchor_embed.model.store import model_hash
 
-        model = _model(run)
+        model = _model(run, adapter, features)
         mid = model_hash(Path(run))
         wanted = column_fields(columns)
         for batch in batches:
@@ -212,9 +220,10 @@ def _report_bad(df, bad, n_bad: int, streamers, jsonl: bool, strict: bool, limit
 
 def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, media_root: str | Path | None = None,
           columns: dict[str, str] | None = None, strict: bool = False, buckets: int = 16, batch_size: int = 512,
-          overwrite: bool = False) -> dict:
+          overwrite: bool = False, adapter: str | Path | None = None, features: str | Path | None = None) -> dict:
     """Vectors of every streamer of a table, computed in the executors, written as bucketed Parquet; `out`
-    is replaced only when the job succeeded."""
+    is replaced only when the job succeeded. `adapter` (an `adapt` run of `model`) and `features` (a cache
+    to copy encoded atoms from) as `embed` takes them."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -229,11 +238,26 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
     if buckets < 1:
         raise AnchorEmbedError(f"--buckets {buckets}: at least 1")
     check_fields(columns)
+    if features is not None:
+        from anchor_embed.features.cache import open_cache
+
+        open_cache(features)        # a donor that is not a cache would be ignored and everything encoded again
+        features = Path(features).resolve()
+    if adapter is not None:         # the run's model with a patch from `adapt` (its base must be `model`)
+        from anchor_embed.fingerprint import file_digest
+        from anchor_embed.training.adapt import load_adapted
+
+        adapter = Path(adapter).resolve()
+        info = load_adapted(adapter)[1]
+        if info["mode"] != "full" and Path(info["base"]).resolve() != model:
+            raise AnchorEmbedError(f"{adapter}: a patch of {info['base']}, not of --model {model}")
     media = str(Path(media_root).resolve() if media_root else Path(streamers).resolve().parent)
     read = _read_records(spark, str(streamers), columns)
     jsonl = "value" in read.columns and len(read.columns) == 1
     made = {"model_dir": str(model), "model_hash": model_hash(model), "streamers": str(streamers),
             "inputs": _input_listing(spark, read), "media_root": media, "columns": columns or {}}
+    if adapter is not None:
+        made["adapter"] = "+".join(file_digest(f) for f in sorted(adapter.glob("*.safetensors")))
     made["fingerprint"] = fingerprint(**made)
     where = Folder(spark, str(out))
     claim(where, "embed", made, overwrite, [Folder(spark, str(streamers)), Folder(spark, str(model))])
@@ -241,7 +265,9 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
     df = read.withColumn("_file", F.input_file_name()).withColumn("_order", F.monotonically_increasing_id())
     schema = ("anchor_id string, vector array<float>, model_id string, kind string, error string, _file string, "
               "_order long")
-    done = df.mapInArrow(_embed_fn(str(model), media, columns, batch_size, strict), schema).cache()
+    done = df.mapInArrow(_embed_fn(str(model), media, columns, batch_size, strict,
+                                   str(adapter) if adapter else None, str(features) if features else None),
+                         schema).cache()
     bad = done.where(F.col("error").isNotNull())
     n_bad = bad.count()
     if n_bad:

@@ -289,3 +289,36 @@ def test_a_master_url_spark_does_not_take_is_named(capsys):
     assert run_cli("spark", "scatter", "nowhere", "--master", "garbage://x") == 2
     err = capsys.readouterr().err
     assert "--master 'garbage://x': not a Spark master URL" in err and "Java" not in err
+
+
+def test_spark_embed_with_an_adapter_and_a_donor_cache_gives_embeds_vectors(movielens_run, capsys):
+    """--adapter and --features, as embed takes them (spark embed lacked both): the same vectors."""
+    root, data = movielens_run["root"], movielens_run["data"]
+    rows = [json.loads(x) for x in movielens_run["records"].read_text(encoding="utf-8").splitlines()]
+    labels = root / "comedy.csv"
+    labels.write_text("anchor_id,comedy\n" + "".join(f"{r['anchor_id']},{'comedy' in r['tags']}\n" for r in rows))
+    patch = root / "adapted"
+    assert run_cli("adapt", "--pretrained", root / "run", "--labels", labels, "--target", "comedy", "--out", patch,
+                   "--epochs", "2", "--batch-size", "16", "--rank", "2") == 0
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    # training may keep the warm start (a zero patch) here: weights of its own, so the patch shows
+    weights = load_file(str(patch / "patch.safetensors"))
+    gen = torch.Generator().manual_seed(0)
+    save_file({k: v + 0.1 * torch.randn(v.shape, generator=gen) for k, v in weights.items()},
+              str(patch / "patch.safetensors"))
+    few = write_jsonl(root / "few.jsonl", [json.dumps(r) for r in rows[:30]])
+    assert run_cli("embed", "--model", root / "run", "--streamers", few, "--media-root", data, "--out",
+                   root / "ad-one", "--adapter", patch, "--features", root / "features") == 0
+    assert _embed(movielens_run, few, root / "ad-spark", "--adapter", patch, "--features", root / "features") == 0
+    assert _embed(movielens_run, few, root / "plain-spark") == 0
+    from anchor_embed.serving.vectors import open_vectors
+
+    x, keys, _ = open_vectors(root / "ad-one")
+    t = _table(root / "ad-spark").set_index("anchor_id")
+    np.testing.assert_allclose(np.stack(t.loc[keys, "vector"].to_numpy()), x, atol=1e-5)
+    plain = _table(root / "plain-spark").set_index("anchor_id")
+    assert not np.allclose(np.stack(plain.loc[keys, "vector"].to_numpy()), x, atol=1e-4)   # the patch applied
+    meta = json.loads((root / "ad-spark" / "_anchor_embed.json").read_text())
+    assert meta["adapter"] and "adapter" not in json.loads((root / "plain-spark" / "_anchor_embed.json").read_text())

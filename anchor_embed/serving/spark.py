@@ -37,9 +37,11 @@ def session(master: str | None = None, app: str = "anchor-embed"):
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     if master or not under_submit:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)   # local workers run this interpreter
-        # a session of its own: no progress bars, and Spark's log lines only when asked (ANCHOR_EMBED_SPARK_LOG=WARN):
+        # a session of its own: Spark's log lines only when asked (ANCHOR_EMBED_SPARK_LOG=WARN):
         # a failed read otherwise prints pages of Java stack before the one line that says what went wrong
-        builder = (builder.master(master or "local[*]").config("spark.ui.showConsoleProgress", "false")
+        # Spark's own stage progress line on a terminal (the jobs are otherwise silent for as long as they run)
+        builder = (builder.master(master or "local[*]")
+                   .config("spark.ui.showConsoleProgress", "true" if sys.stderr.isatty() else "false")
                    .config("spark.log.level", os.environ.get("ANCHOR_EMBED_SPARK_LOG", "OFF")))
     if master and not MASTER.fullmatch(master):
         raise AnchorEmbedError(f"--master {master!r}: not a Spark master URL (local, local[N], local[*], "

@@ -9,9 +9,6 @@ re-read of a slice touches few files; `_anchor_embed.json` beside them records w
 
 from __future__ import annotations
 
-import os
-import re
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -20,51 +17,9 @@ import numpy as np
 
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
+from anchor_embed.serving.spark_session import java_reason, session  # noqa: F401  (spark.session: the CLI's)
 
-# the master URLs Spark takes (SparkContext's own check, done before a JVM starts so the reason is said)
-MASTER = re.compile(r"local(\[(\*|\d+)(,\s*\d+)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]|spark://\S+|yarn|"
-                    r"k8s://\S+|mesos://\S+")
 _MODELS: dict[str, Any] = {}     # run path -> loaded Model, one per executor Python worker
-
-
-def session(master: str | None = None, app: str = "anchor-embed"):
-    """A SparkSession: `master` when given; the submitter's when run by spark-submit; else local[*]."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise AnchorEmbedError("Spark jobs need pyspark: pip install 'anchor-embed[spark]'") from None
-    builder = SparkSession.builder.appName(app).config("spark.sql.execution.arrow.pyspark.enabled", "true")
-    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
-    if master or not under_submit:
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)   # local workers run this interpreter
-        # a session of its own: Spark's log lines only when asked (ANCHOR_EMBED_SPARK_LOG=WARN):
-        # a failed read otherwise prints pages of Java stack before the one line that says what went wrong
-        # Spark's own stage progress line on a terminal (the jobs are otherwise silent for as long as they run)
-        builder = (builder.master(master or "local[*]")
-                   .config("spark.ui.showConsoleProgress", "true" if sys.stderr.isatty() else "false")
-                   .config("spark.log.level", os.environ.get("ANCHOR_EMBED_SPARK_LOG", "OFF")))
-    if master and not MASTER.fullmatch(master):
-        raise AnchorEmbedError(f"--master {master!r}: not a Spark master URL (local, local[N], local[*], "
-                               "spark://HOST:PORT, yarn, k8s://URL)")
-    try:
-        return builder.getOrCreate()
-    except Exception as exc:  # no Java, a master that does not answer: one line
-        import shutil
-
-        hint = "; Spark needs Java 17+ (no `java` on PATH)" if not shutil.which("java") and \
-            not os.environ.get("JAVA_HOME") else ""
-        raise AnchorEmbedError(f"Spark did not start ({java_reason(exc)}){hint}") from None
-
-
-def java_reason(exc: Exception) -> str:
-    """What a Spark failure says went wrong, in one line: the innermost Java cause, else Spark's own error
-    class and message, else the first line (py4j's is only 'An error occurred while calling o30.parquet.')."""
-    text = str(exc)
-    causes = re.findall(r"Caused by: [\w.$]+: ([^\n]+)", text)
-    if causes:
-        return causes[-1].strip()[:200]
-    named = re.search(r"\[[A-Z_.]+\][^\n]+", text)
-    return (named.group(0) if named else text.strip().splitlines()[0] if text.strip() else type(exc).__name__)[:200]
 
 
 def _model(run: str, adapter: str | None = None, features: str | None = None):

@@ -322,3 +322,25 @@ def test_spark_embed_with_an_adapter_and_a_donor_cache_gives_embeds_vectors(movi
     assert not np.allclose(np.stack(plain.loc[keys, "vector"].to_numpy()), x, atol=1e-4)   # the patch applied
     meta = json.loads((root / "ad-spark" / "_anchor_embed.json").read_text())
     assert meta["adapter"] and "adapter" not in json.loads((root / "plain-spark" / "_anchor_embed.json").read_text())
+
+
+def test_a_job_prints_its_own_lines_not_the_jvms_start_up(movielens_run):
+    """Run as a user runs it (its own process): stderr holds the job's lines, not the JVM's logging set-up and
+    host-name warnings; a JVM that cannot start is named by what it printed (was JAVA_GATEWAY_EXITED only)."""
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "anchor-embed"
+    root = movielens_run["root"]
+    env = {k: v for k, v in os.environ.items() if k != "ANCHOR_EMBED_SPARK_LOG"}
+    done = subprocess.run([exe, "spark", "scatter", root / "spark-vectors", "--clusters", "3", "--out",
+                           root / "quiet", "--master", MASTER], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [x for x in done.stderr.splitlines() if x.strip()]
+    assert lines and all(x.startswith("spark scatter") for x in lines), lines
+    broken = {**env, "JAVA_HOME": str(root / "no-java")}
+    done = subprocess.run([exe, "spark", "scatter", root / "spark-vectors", "--clusters", "3", "--master", MASTER],
+                          capture_output=True, text=True, env=broken, timeout=300)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: Spark did not start ({root / 'no-java'}/bin/java: No such file or directory)"], done.stderr

@@ -168,9 +168,14 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     model.train()
     task = AdaptTask(model, Batcher.for_model(model, cache), cfg, rows, y, classes)
     total = sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in task.head.parameters())
+    from anchor_embed.fingerprint import cache_digest, fingerprint, input_digest
+
+    # what --resume checks by content: another base, labels file or class list would mix runs part-way
+    inputs = {"pretrained": model_hash(pretrained), "labels": input_digest(labels), "features": cache_digest(features),
+              "classes": fingerprint(classes=classes)}
     info = {"stage": "adapt", "features": str(Path(features).resolve()), "pretrained": str(pretrained.resolve()),
             "labels": str(labels), "base_hash": model_hash(pretrained), "classes": classes, "target_mean": mean,
-            "target_sd": sd}
+            "target_sd": sd, "inputs": inputs}
     with training_run(out, cfg, resume, info, "adapt run") as ckpt:
         if cfg.mode == "head":
             fit_head(task, out)

@@ -46,10 +46,34 @@ def latest(run_dir: Path) -> Path | None:
     marker = run_dir / "checkpoints" / "latest.json"
     if not marker.is_file():
         return None
-    path = run_dir / "checkpoints" / json.loads(marker.read_text())["path"]
+    try:
+        path = run_dir / "checkpoints" / json.loads(marker.read_text())["path"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnchorEmbedError(f"{marker}: unreadable ({type(exc).__name__}: {exc}){_other(run_dir, None)}") from None
     if not (path / "state.json").is_file():
-        raise AnchorEmbedError(f"{path}: checkpoint named by latest.json is incomplete")
+        raise AnchorEmbedError(f"{path}: checkpoint named by latest.json is incomplete{_other(run_dir, path)}")
     return path
+
+
+def _other(run_dir: Path, bad: Path | None) -> str:
+    """What to do when a checkpoint cannot be read: the newest other one that reads, named with how to use it."""
+    for path in sorted((run_dir / "checkpoints").glob("epoch-*"), reverse=True):
+        if path != bad:
+            try:
+                load(path)
+            except Exception:  # noqa: BLE001 - any damage: not the one to offer
+                continue
+            return (f"; {path.name} reads: to continue from it, write {{\"epoch\": {int(path.name[6:])}, \"path\": "
+                    f"\"{path.name}\"}} to {run_dir / 'checkpoints' / 'latest.json'} and --resume again")
+    return "; no other checkpoint reads: start a new --out"
+
+
+def unreadable(run_dir: Path, path: Path, exc: Exception) -> AnchorEmbedError:
+    """One line for a checkpoint whose files do not load (truncated, deleted, not JSON), naming what to do."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, KeyError):
+        reason = f"no tensor {exc} (a file of it is missing)"
+    return AnchorEmbedError(f"{path}: checkpoint unreadable ({type(exc).__name__}: {reason[:160]}){_other(run_dir, path)}")
 
 
 def existing_run(out: Path, resume: bool) -> Path | None:

@@ -132,11 +132,13 @@ def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path |
     inputs (`info["inputs"]`: content digests); save the config and `info` with the digest of the code that
     trains. Returns the checkpoint to resume from, if any."""
     ckpt = checkpoints.existing_run(out, resume)
+    if ckpt is None and resume:         # scripts pass --resume always; a mistyped --out should still be seen
+        say(f"[yellow]{out}[/]: no run here to resume; starting a new one")
     if ckpt is not None:
         saved = read_saved(type(cfg), out / "config.json")
         old, new = saved.model_dump(exclude=RESUMABLE), cfg.model_dump(exclude=RESUMABLE)
         if old != new:
-            diff = sorted(k for k in new if old.get(k) != new[k])
+            diff = sorted(_differing(old, new))
             raise AnchorEmbedError(f"{out}: --resume with settings that differ from the saved run ({', '.join(diff)});"
                                    f" only {', '.join(sorted(RESUMABLE))} may change")
         had = run_info(out).get("inputs", {})
@@ -156,6 +158,18 @@ def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path |
     atomic.write_json(out / "config.json", cfg.model_dump(mode="json"))
     atomic.write_json(out / "run.json", {**info, "code": code, **({"earlier_code": earlier} if earlier else {})})
     return ckpt
+
+
+def _differing(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The keys whose values differ, a nested dict's by their dotted path ('params.temperature')."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differing(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
 
 
 @contextmanager
@@ -275,8 +289,44 @@ def _attach(task: Task, cfg: TrainingConfig, dist) -> torch.device:
     return device
 
 
+@contextmanager
+def _stop_says_how_to_resume(out: Path, label: str, dist) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (a scheduler's stop) during training: one line saying which epoch's checkpoint stays
+    and how to continue, then the interruption goes on as before (the CLI exits 130)."""
+    import signal
+    import threading
+
+    def term(signum, frame):
+        raise KeyboardInterrupt
+
+    own = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, term) if own else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        if dist is None or dist.is_main:
+            try:
+                ckpt = checkpoints.latest(out)
+            except AnchorEmbedError:
+                ckpt = None
+            say(f"[yellow]{label}[/]: stopped; " + (
+                f"{out} keeps the checkpoint of epoch {int(ckpt.name[6:])}: run the same command with --resume to "
+                "continue from it" if ckpt is not None else "no epoch finished, nothing to resume"))
+        raise
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
 def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, dist=None,
         start_figure: float | None = None) -> list[dict]:
+    """`_fit`, saying how to continue when it is stopped."""
+    with _stop_says_how_to_resume(out, task.label, dist):
+        return _fit(task, out, cfg, ckpt, dist, start_figure)
+
+
+def _fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, dist=None,
+         start_figure: float | None = None) -> list[dict]:
     """Train `task` for at most `cfg.epochs` epochs into RUN `out` (resuming from `ckpt`); returns the metrics rows.
 
     Each epoch ends with validation, a `metrics.jsonl` row and a checkpoint (what `--resume` continues). The
@@ -302,10 +352,16 @@ def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, di
     if dist.is_main:
         (out / "outcome.json").unlink(missing_ok=True)
     if ckpt is not None:
-        state = _restore(task, opt, ckpt, average)
+        from safetensors import SafetensorError
+
+        try:
+            state = _restore(task, opt, ckpt, average)
+        except (SafetensorError, OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:  # truncated, gone
+            raise checkpoints.unreadable(out, ckpt, exc) from None
         start = state["epoch"]
         history = checkpoints.history_until(out, start)
-        say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}")
+        say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}"
+            + (f" (already past --epochs {cfg.epochs}: nothing more to train)" if start > cfg.epochs else ""))
     if state is None and start_figure is not None:
         state = {"best": start_figure, "best_epoch": 0, "start_figure": start_figure}
     selection = Selection(task, cfg.patience, state)

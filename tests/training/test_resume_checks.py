@@ -1,0 +1,119 @@
+"""--resume on what a user leaves behind: damaged checkpoints, other adapt inputs, no run, a stopped run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+TINY = ["--batch-size", "16", "--d-model", "32", "--out-dim", "16", "--layers", "1", "--schedule", "constant",
+        "--patience", "0"]
+
+
+@pytest.fixture(scope="module")
+def two_epochs(sample_cache, tmp_path_factory) -> Path:
+    """A pretrain run stopped after epoch 2 of 4 (its checkpoints of epochs 1 and 2 kept)."""
+    run = tmp_path_factory.mktemp("resume") / "run"
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *TINY, "--epochs", "2") == 0
+    (run / "outcome.json").unlink()
+    return run
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "copy"
+    shutil.copytree(run, out)
+    return out
+
+
+@pytest.mark.parametrize("damage", ["truncated model", "optimizer deleted", "state not JSON", "latest not JSON"])
+def test_a_damaged_checkpoint_is_one_line_naming_the_one_that_reads(two_epochs, sample_cache, tmp_path, capsys,
+                                                                   damage):
+    """Each was a traceback (SafetensorError, KeyError '0.step', JSONDecodeError)."""
+    run = _copy(two_epochs, tmp_path)
+    last = run / "checkpoints" / "epoch-0002"
+    if damage == "truncated model":
+        f = last / "model.safetensors"
+        f.write_bytes(f.read_bytes()[:5])
+    elif damage == "optimizer deleted":
+        (last / "optimizer.safetensors").unlink()
+    elif damage == "state not JSON":
+        (last / "state.json").write_text("{garbage")
+    else:
+        (run / "checkpoints" / "latest.json").write_text("garbage")
+    capsys.readouterr()
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *TINY, "--epochs", "4", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    good = 2 if damage == "latest not JSON" else 1          # the newest checkpoint that still reads
+    assert f'epoch-000{good} reads: to continue from it, write {{"epoch": {good}, "path": "epoch-000{good}"}}' in err
+    if damage != "latest not JSON":
+        assert "epoch-0002: checkpoint unreadable" in err or "epoch-0002: checkpoint named" in err, err
+    # doing what the line says continues the run
+    (run / "checkpoints" / "latest.json").write_text(json.dumps({"epoch": good, "path": f"epoch-000{good}"}))
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *TINY, "--epochs", "4", "--resume") == 0
+    assert json.loads((run / "outcome.json").read_text())["epochs_run"] == 4
+
+
+def test_resume_says_when_there_is_no_run_and_when_it_is_past_the_budget(two_epochs, sample_cache, tmp_path, capsys):
+    capsys.readouterr()
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "typo", *TINY, "--epochs", "1",
+                   "--resume") == 0
+    assert "no run here to resume; starting a new one" in capsys.readouterr().err
+    run = _copy(two_epochs, tmp_path)
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *TINY, "--epochs", "1", "--resume") == 0
+    assert "already past --epochs 1: nothing more to train" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_a_changed_param_is_named_by_its_key(sample, pretrained, tmp_path, capsys):
+    """A method parameter changed under --resume was named only as 'params'."""
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", tmp_path / "t",
+            "--batch-size", "16", "--epochs", "1", "--holdout-frac", "0.2"]
+    assert run_cli(*args, "--param", "temperature=0.1") == 0
+    (tmp_path / "t" / "outcome.json").unlink()
+    capsys.readouterr()
+    assert run_cli(*args, "--param", "temperature=0.2", "--resume") == 2
+    assert "differ from the saved run (params.temperature)" in capsys.readouterr().err
+
+
+def test_adapt_resume_refuses_other_inputs(sample, sample_cache, pretrained, tmp_path, capsys):
+    """Another base, a labels file with other rows, or renamed classes continued silently (transfer refuses)."""
+    rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()]
+    labels = tmp_path / "kind.csv"
+    labels.write_text("anchor_id,kind\n" + "".join(f"{r['anchor_id']},{r['meta']['kind']}\n" for r in rows))
+    args = ["adapt", "--labels", labels, "--target", "kind", "--out", tmp_path / "a", "--epochs", "2",
+            "--batch-size", "16", "--rank", "2"]
+    assert run_cli(*args, "--pretrained", pretrained) == 0
+    (tmp_path / "a" / "outcome.json").unlink()
+    other = tmp_path / "base2"
+    assert run_cli("pretrain", "--features", sample_cache, "--out", other, *TINY, "--epochs", "1", "--seed", "5") == 0
+    capsys.readouterr()
+    assert run_cli(*args, "--pretrained", other, "--resume") == 2
+    assert "--resume with other inputs than the saved run (pretrained changed" in capsys.readouterr().err
+    kinds = sorted({r["meta"]["kind"] for r in rows})
+    labels.write_text("anchor_id,kind\n" + "".join(
+        f"{r['anchor_id']},{'renamed' if r['meta']['kind'] == kinds[0] else r['meta']['kind']}\n" for r in rows))
+    assert run_cli(*args, "--pretrained", pretrained, "--resume") == 2
+    assert "(classes, labels changed" in capsys.readouterr().err
+
+
+def test_a_stopped_run_says_how_to_continue(sample_cache, tmp_path):
+    """SIGTERM (a scheduler's stop) or Ctrl-C printed nothing; now a line names the checkpoint and --resume."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "anchor_embed.cli", "pretrain", "--features", str(sample_cache), "--out", str(run),
+           *TINY, "--epochs", "400"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while p.poll() is None and not (run / "checkpoints" / "latest.json").is_file() and time.time() - t0 < 120:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130, err
+    assert "stopped; " in err and "keeps the checkpoint of epoch" in err and "with --resume to continue" in err, err

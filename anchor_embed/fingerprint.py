@@ -38,6 +38,11 @@ def input_digest(path: str | Path) -> str:
     return "missing"
 
 
+def adapter_digest(adapter: str | Path) -> str:
+    """An `adapt` run's identity as vectors record it: the digests of its weight files."""
+    return "+".join(file_digest(f) for f in sorted(Path(adapter).glob("*.safetensors")))
+
+
 def fingerprint(**parts) -> str:
     """A short digest of the given parts (JSON-able), independent of their order."""
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

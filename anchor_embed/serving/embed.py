@@ -33,13 +33,13 @@ def _fingerprint(model: Path, streamers: Path, media_root: Path, dtype: str, n: 
                  adapter: Path | None = None) -> dict:
     """What the vectors of a folder are made from: the model's weights (and patch), the records' bytes, the
     settings."""
-    from anchor_embed.fingerprint import file_digest, fingerprint, input_digest
+    from anchor_embed.fingerprint import adapter_digest, fingerprint, input_digest
     from anchor_embed.model.store import model_hash
 
     made = {"model_hash": model_hash(model), "streamers": input_digest(streamers),
             "media_root": str(Path(media_root).resolve()), "dtype": dtype, "shards": n, "columns": columns or {}}
     if adapter is not None:
-        made["adapter"] = "+".join(file_digest(f) for f in sorted(Path(adapter).glob("*.safetensors")))
+        made["adapter"] = adapter_digest(adapter)
     return {**made, "fingerprint": fingerprint(**made)}
 
 
@@ -135,11 +135,9 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
         raise AnchorEmbedError(f"--dtype {dtype!r}: choose float32 or float16")
     i, n = parse_shard(shard)
     if adapter is not None:                 # the run's model with a patch from `adapt` (its base must be `model`)
-        from anchor_embed.training.adapt import load_adapted
+        from anchor_embed.training.adapt import load_adapted_of
 
-        net, info = load_adapted(adapter)
-        if info["mode"] != "full" and Path(info["base"]).resolve() != model.resolve():
-            raise AnchorEmbedError(f"{adapter}: a patch of {info['base']}, not of --model {model}")
+        net, _ = load_adapted_of(adapter, model)
     else:
         net, _ = load_model(model)
     from anchor_embed.training.device import resolve_device

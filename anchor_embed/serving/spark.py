@@ -185,7 +185,7 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
     from pyspark.sql import functions as F
 
     from anchor_embed.data.records import check_fields
-    from anchor_embed.fingerprint import fingerprint
+    from anchor_embed.fingerprint import adapter_digest, fingerprint
     from anchor_embed.model.store import model_hash
     from anchor_embed.serving.spark_out import Folder, claim, write_whole
 
@@ -201,20 +201,17 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
         open_cache(features)        # a donor that is not a cache would be ignored and everything encoded again
         features = Path(features).resolve()
     if adapter is not None:         # the run's model with a patch from `adapt` (its base must be `model`)
-        from anchor_embed.fingerprint import file_digest
-        from anchor_embed.training.adapt import load_adapted
+        from anchor_embed.training.adapt import load_adapted_of
 
         adapter = Path(adapter).resolve()
-        info = load_adapted(adapter)[1]
-        if info["mode"] != "full" and Path(info["base"]).resolve() != model:
-            raise AnchorEmbedError(f"{adapter}: a patch of {info['base']}, not of --model {model}")
+        load_adapted_of(adapter, model)
     media = str(Path(media_root).resolve() if media_root else Path(streamers).resolve().parent)
     read = _read_records(spark, str(streamers), columns)
     jsonl = "value" in read.columns and len(read.columns) == 1
     made = {"model_dir": str(model), "model_hash": model_hash(model), "streamers": str(streamers),
             "inputs": _input_listing(spark, read), "media_root": media, "columns": columns or {}}
     if adapter is not None:
-        made["adapter"] = "+".join(file_digest(f) for f in sorted(adapter.glob("*.safetensors")))
+        made["adapter"] = adapter_digest(adapter)
     made["fingerprint"] = fingerprint(**made)
     where = Folder(spark, str(out))
     claim(where, "embed", made, overwrite, [Folder(spark, str(streamers)), Folder(spark, str(model))])

@@ -383,3 +383,11 @@ def load_adapted(patch_dir: str | Path):
     if info["mode"] == "adapter":
         load_patch(model, load_file(str(patch_dir / PATCH)), info["rank"], info["alpha"])
     return model.eval(), info
+
+
+def load_adapted_of(patch_dir: str | Path, model: str | Path):
+    """`load_adapted`, refusing a patch whose base is not the run `model` (a full fine-tune stands alone)."""
+    net, info = load_adapted(patch_dir)
+    if info["mode"] != "full" and Path(info["base"]).resolve() != Path(model).resolve():
+        raise AnchorEmbedError(f"{patch_dir}: a patch of {info['base']}, not of --model {model}")
+    return net, info

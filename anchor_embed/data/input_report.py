@@ -21,14 +21,19 @@ class InputReport:
     # where each kept row was read, if the reader says: (its place in the whole input, 'line 7' / 'row 3')
     kept_at: list[tuple[int, str]] = field(default_factory=list)
 
-    def bad(self, where: str, kind: str, message: str, rows: int = 1) -> None:
+    # the first problem's place in the input (as kept_at counts) and its line, when the reader says where
+    first_at: tuple[int, str] | None = None
+
+    def bad(self, where: str, kind: str, message: str, rows: int = 1, at: int | None = None) -> None:
         """Record a bad row (`where` is 'line 7' or 'key x'), or `rows` of them under one message; raise at once
-        when strict."""
+        when strict. `at` is the row's place in the input, for the first problem by position."""
         line = f"{self.source}: {where}: {message}"
         if self.strict:
             raise AnchorEmbedError(f"{line} (--strict stops at the first bad row)")
         self.problems.append(line)
         self.kinds[kind] += rows
+        if at is not None and (self.first_at is None or at < self.first_at[0]):
+            self.first_at = (at, line)
 
     @property
     def skipped(self) -> int:

@@ -216,11 +216,11 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
     for where, raw, order in rows:
         rec = parse_row(raw)
         if isinstance(rec, tuple):
-            report.bad(where, *rec)
+            report.bad(where, *rec, at=order)
             continue
         if rec.anchor_id in seen:
             report.bad(where, "duplicate anchor_id",
-                       f"duplicate anchor_id '{rec.anchor_id}' (first at {seen[rec.anchor_id]})")
+                       f"duplicate anchor_id '{rec.anchor_id}' (first at {seen[rec.anchor_id]})", at=order)
             continue
         seen[rec.anchor_id] = where
         records.append(rec)

@@ -261,15 +261,30 @@ def write_streamer_index(out: Path, records: list[StreamerRecord], atoms: Atoms)
             "streamers_with": {kind: int(np.sum(np.diff(ptr[kind]) > 0)) for kind in KINDS}}
 
 
-def stop_at_bad_frame(records: list[StreamerRecord], media: Path, source: str, where: list[str]) -> None:
-    """`--strict` for frames: raise at the first frame a record names that is not a file under the media root
-    (or leads outside it), naming the records file, the row (`where[i]` of record i) and the path, in
-    InputReport's words. Every frame a record names is checked, those past --max-frames too."""
-    for n, r in enumerate(records):
-        for rel in r.frames:
-            why = frame_problem(rel, media)
-            if why:
-                InputReport(source, strict=True).bad(where[n], "missing frame", f"frame {rel!r} {why}")
+def read_checked(streamers: str | Path, strict: bool, columns: dict[str, str] | None, shard: tuple[int, int],
+                 media: Path, strict_frames: bool) -> tuple[list[StreamerRecord], InputReport]:
+    """`read_streamers`; with `strict_frames`, every frame a record names must also be a file under the media
+    root (those past --max-frames too). The first problem in the input's order stops the run, a bad row (under
+    `strict`) or a missing frame, as `spark embed` stops (rows used to be checked first, then frames)."""
+    if not strict_frames:
+        return read_streamers(streamers, strict=strict, columns=columns, shard=shard)
+    try:
+        records, report = read_streamers(streamers, strict=False, columns=columns, shard=shard)
+    except AnchorEmbedError:            # no valid record: under strict, the first bad row says why
+        if strict:
+            read_streamers(streamers, strict=True, columns=columns, shard=shard)
+        raise
+    first = report.first_at if strict else None
+    for (at, where), r in zip(report.kept_at, records, strict=True):
+        if first is not None and at > first[0]:
+            break
+        why = next(((rel, w) for rel in r.frames if (w := frame_problem(rel, media))), None)
+        if why:
+            first = (at, f"{streamers}: {where}: frame {why[0]!r} {why[1]}")
+            break
+    if first is not None:
+        raise AnchorEmbedError(f"{first[1]} (--strict stops at the first bad row)")
+    return records, report
 
 
 def encoding_limits(meta: dict) -> dict:
@@ -328,9 +343,7 @@ def build_features(
             raise AnchorEmbedError(f"--{name.replace('_', '-')} {value}: must be at least {least}")
     image_kind(image_backbone)  # an unknown kind fails before any record is read
     meta_fields = parse_meta_tags(meta_tags)
-    records, read_report = read_streamers(streamers, strict=strict, columns=columns, shard=shard)
-    if strict_frames:
-        stop_at_bad_frame(records, media, str(streamers), [where for _, where in read_report.kept_at])
+    records, read_report = read_checked(streamers, strict, columns, shard, media, strict_frames)
     wanted = {"text_backbone": text_backbone, "text_identity": backbone_identity(text_backbone),
               "image_backbone": image_backbone, "image_identity": backbone_identity(image_backbone),
               "video_frames": video_frames}

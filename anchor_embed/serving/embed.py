@@ -150,12 +150,9 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     done = sdir / "done"
     finished_before = _finished(sdir, made)
     if not finished_before:     # read (and, --strict, check every frame) before the folder is claimed or cleared
-        from anchor_embed.data.records import read_streamers
-        from anchor_embed.features.build import stop_at_bad_frame
+        from anchor_embed.features.build import read_checked
 
-        records, report = read_streamers(streamers, strict=strict, columns=columns, shard=(i, n))
-        if strict:
-            stop_at_bad_frame(records, media, str(streamers), [where for _, where in report.kept_at])
+        records, report = read_checked(streamers, strict, columns, (i, n), media, strict_frames=strict)
         rows = np.asarray([order for order, _ in report.kept_at], np.int64)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "embed"):

@@ -25,6 +25,22 @@ def test_strict_frames_stop_at_the_first_missing_frame_before_writing(sample, tm
     assert not out.exists()
 
 
+def test_strict_stops_at_the_first_problem_in_the_files_order(sample, pretrained, tmp_path):
+    """A missing frame on line 2 and a bad row on line 4: line 2 (rows were checked before frames, so line 4
+    was named; `spark embed` named line 2); and the other way round, the bad row."""
+    from anchor_embed.serving.embed import embed
+
+    rows = _rows(sample, 3)                                          # line 2 names media/missing.png
+    recs = write_jsonl(tmp_path / "s.jsonl", [*rows, "{not json"])
+    for run in (lambda: build_features(recs, tmp_path / "c", media_root=sample, strict=True, strict_frames=True),
+                lambda: embed(pretrained, recs, tmp_path / "v", media_root=sample, strict=True)):
+        with pytest.raises(AnchorEmbedError, match=r"s\.jsonl: line 2: frame 'media/missing\.png' not found"):
+            run()
+    first = write_jsonl(tmp_path / "t.jsonl", ["{not json", *rows])
+    with pytest.raises(AnchorEmbedError, match=r"t\.jsonl: line 1: malformed JSON"):
+        build_features(first, tmp_path / "c", media_root=sample, strict=True, strict_frames=True)
+
+
 def test_strict_frames_refuse_a_path_outside_the_media_root(sample, tmp_path):
     rows = _rows(sample, 1)
     rows[0]["frames"] = ["media/s0000_0.png", "../secret.png"]

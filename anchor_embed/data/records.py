@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from anchor_embed.data.input_report import InputReport
@@ -33,8 +36,8 @@ class StreamerRecord(BaseModel):
     @field_validator("anchor_id", mode="before")
     @classmethod
     def _integer_id_is_its_decimal(cls, v: Any) -> Any:
-        """Warehouse tables often key streamers by BIGINT: 12345 is the id '12345'."""
-        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        """Warehouse tables often key streamers by BIGINT: 12345 (or numpy's int64 12345) is the id '12345'."""
+        return str(int(v)) if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) else v
 
     @field_validator("anchor_id")
     @classmethod
@@ -48,7 +51,7 @@ class StreamerRecord(BaseModel):
     @classmethod
     def _meta_from_json_text(cls, v: Any) -> Any:
         """`meta` may come as a JSON string (a warehouse column of text) or a struct."""
-        if v is None:
+        if _missing(v):
             return {}
         if isinstance(v, str):
             try:
@@ -60,12 +63,20 @@ class StreamerRecord(BaseModel):
     @field_validator("nickname", "profile", mode="before")
     @classmethod
     def _none_is_empty(cls, v: Any) -> Any:
-        return "" if v is None else v
+        return "" if _missing(v) else v
 
     @field_validator("texts", "tags", "frames", mode="before")
     @classmethod
     def _none_is_empty_list(cls, v: Any) -> Any:
-        return [] if v is None else v
+        """None or NaN (a DataFrame's missing cell) is no items; a numpy array (pandas' list column) its items."""
+        if _missing(v):
+            return []
+        return v.tolist() if isinstance(v, np.ndarray) else v
+
+
+def _missing(v: Any) -> bool:
+    """None, or the float NaN pandas puts in an empty cell of a DataFrame."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _describe(err: ValidationError) -> str:

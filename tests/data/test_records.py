@@ -147,3 +147,27 @@ def test_bytes_that_are_not_utf8_are_a_bad_row(tmp_path):
     path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"anchor_id": "x\xff"}\n')
     records, report = read_streamers(path)
     assert len(records) == 1 and report.problems == [f"{path}: line 2: not UTF-8 (byte 0xff at column 17)"]
+
+
+def test_a_dataframe_with_missing_cells_numpy_ids_and_list_columns_reads_as_records():
+    """pandas puts NaN in a missing text cell, numpy int64 in an integer id, numpy arrays in a list column read
+    from Parquet: each was a validation error ('Input should be a valid string' / 'a valid list')."""
+    import numpy as np
+    import pandas as pd
+
+    from anchor_embed.data.records import StreamerRecord
+
+    table = pa.Table.from_pylist([{"anchor_id": 7, "nickname": "n", "profile": None, "tags": ["a", "b"]},
+                                  {"anchor_id": 8, "nickname": None, "profile": "p", "tags": None}])
+    df = table.to_pandas()
+    assert isinstance(df["tags"][0], np.ndarray) and isinstance(df["anchor_id"][0], np.integer)
+    rows = [StreamerRecord.model_validate(r) for r in df.to_dict(orient="records")]
+    assert [(r.anchor_id, r.nickname, r.profile, r.tags) for r in rows] == [("7", "n", "", ["a", "b"]),
+                                                                             ("8", "", "p", [])]
+    raw = {"anchor_id": np.int64(12345), "profile": float("nan"), "texts": np.array(["t"]), "meta": float("nan")}
+    rec = StreamerRecord.model_validate(raw)
+    assert (rec.anchor_id, rec.profile, rec.texts, rec.meta) == ("12345", "", ["t"], {})
+    for bad in (np.bool_(True), True, 1.5):                  # not ids: still refused
+        with pytest.raises(ValueError):
+            StreamerRecord.model_validate({"anchor_id": bad})
+    assert pd.isna(df["nickname"][1])

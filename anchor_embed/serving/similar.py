@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,7 +120,7 @@ class Lookup:
         """Top-k neighbours of indexed streamers, in the order asked; an unknown id is answered as not found
         (with close ids to suggest) and the others are still answered. With `explain`, each neighbour says
         how alike the two are in text, frames and tags."""
-        ids = [anchor_ids] if isinstance(anchor_ids, str) else list(anchor_ids)
+        ids = _as_ids(anchor_ids)
         rows = [self.keys.row(a) for a in ids]
         known = [i for i, r in enumerate(rows) if r is not None]
         hits = self.search(np.stack([np.asarray(self.vectors[rows[i]], np.float32) for i in known]), k,
@@ -143,8 +144,8 @@ class Lookup:
     def search(self, vectors: np.ndarray, k: int, exclude: list[str | None]) -> list[list[tuple[str, float]]]:
         """Top-k (key, score) per query vector, leaving out the query's own key where given (k is capped at
         the index size: there are no more neighbours to return)."""
-        if k < 1:
-            raise AnchorEmbedError(f"-k {k}: at least 1")
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            raise AnchorEmbedError(f"-k {k!r}: a whole number, at least 1")
         k = min(k, self.index.ntotal)
         scores, idx = index_search(self.index, np.ascontiguousarray(vectors, np.float32), k + 1, self.vectors,
                                    self.meta.get("params", {}).get("refine", 0))
@@ -153,6 +154,25 @@ class Lookup:
         idx, scores = without_self(idx, scores, own, k)
         return [[(self.keys.key(int(i)), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(idx, scores, strict=True)]
+
+
+def _as_ids(given: Any) -> list[str]:
+    """Anchor ids as strings: one id or an iterable of them; an integer id is its decimal, as records read it."""
+    import numbers
+
+    def one(a: Any) -> str:
+        if isinstance(a, str):
+            return str(a)                       # numpy's str_ too, shown as a plain string
+        if isinstance(a, numbers.Integral) and not isinstance(a, (bool, np.bool_)):
+            return str(int(a))
+        raise AnchorEmbedError(f"anchor ids: expected strings (or integers), got {type(a).__name__} {a!r}")
+
+    if isinstance(given, (str, numbers.Integral)):
+        return [one(given)]
+    try:
+        return [one(a) for a in given]
+    except TypeError:
+        raise AnchorEmbedError(f"anchor ids: expected an id or a list of ids, got {type(given).__name__}") from None
 
 
 def _open(index: str | Path | Lookup) -> Lookup:

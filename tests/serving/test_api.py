@@ -129,3 +129,20 @@ def test_model_card_written_and_updated_by_evaluate(sample, sample_cache, pretra
     assert run_cli("evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy", "--model", run) == 0
     card = (run / "README.md").read_text()
     assert "## Evaluation" in card and "| **t** |" in card and "frozen backbones" in card
+
+
+def test_lookup_takes_ids_as_records_do_and_says_what_it_cannot(sample_index):
+    """An integer id is its decimal (records read it so), numpy's str_ a plain string in the answer; None, a
+    float id or k '5' were TypeErrors from inside."""
+    import numpy as np
+
+    lookup = anchor_embed.Lookup.open(sample_index / "idx")
+    first = lookup.keys.key(0)
+    answer = lookup.similar([np.str_(first)], k=2)[0]
+    assert type(answer.anchor_id) is str and answer.found
+    assert not lookup.similar(5, k=2)[0].found and lookup.similar(5, k=2)[0].anchor_id == "5"
+    for bad, said in ((None, "got NoneType"), ([1.5], "got float 1.5")):
+        with pytest.raises(anchor_embed.AnchorEmbedError, match=said):
+            lookup.similar(bad, k=2)
+    with pytest.raises(anchor_embed.AnchorEmbedError, match="-k '5': a whole number"):
+        lookup.similar(first, k="5")

@@ -53,8 +53,10 @@ def centroid_index(x: np.ndarray, k: int, seed: int = 0, niter: int = 20, max_po
 
     x = np.ascontiguousarray(x, np.float32)
     k = max(1, min(k, len(x)))
+    # min_points_per_centroid only decides when faiss prints "WARNING clustering N points to K centroids" on
+    # stderr (a small catalogue, or many clusters, is a fit the caller chose): 1 keeps that line off
     km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
-                      max_points_per_centroid=max_points_per_centroid)
+                      max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
     km.train(x)
     return km.index
 

@@ -53,3 +53,19 @@ def test_scatter_clusters_do_not_depend_on_the_files_order(tmp_path):
     got = [{r["anchor_id"]: r["cluster"] for r in assign_clusters(tmp_path / v, 7)} for v in ("a", "b")]
     assert got[0] == got[1] and len(set(got[0].values())) == 7
     assert json.loads((tmp_path / "a" / "clusters.jsonl").read_text().splitlines()[0])["anchor_id"] == "s000"
+
+
+def test_small_fits_print_no_faiss_warning(capfd):
+    """faiss printed "WARNING clustering 75 points to 6 centroids: please provide at least 234 training points"
+    under every small scatter, dedup --clusters and `--method cluster`; the labels are the same without it."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels, _ = spherical_kmeans(x, 6)
+    assert "WARNING clustering" not in capfd.readouterr().err
+    import faiss
+
+    km = faiss.Kmeans(8, 6, niter=20, seed=0, spherical=True, verbose=False, max_points_per_centroid=256)
+    km.train(x)
+    assert "WARNING clustering" in capfd.readouterr().err          # faiss's default: the line above
+    np.testing.assert_array_equal(km.index.search(x, 1)[1][:, 0], labels)

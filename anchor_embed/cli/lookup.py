@@ -27,6 +27,12 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
         ids += [x.strip() for x in Path(ids_file).read_text(encoding="utf-8-sig").split("\n") if x.strip()]
     if not ids and not record:
         raise AnchorEmbedError("give anchor ids, --ids-file or --record")
+    once = list(dict.fromkeys(ids))
+    if len(once) < len(ids):                   # a batch file listing an id twice gets one answer for it
+        from anchor_embed.progress import say
+
+        say(f"[yellow]similar[/]: {len(ids) - len(once)} repeated id(s) answered once")
+        ids = once
     if not 1 <= k <= 100_000:
         raise AnchorEmbedError(f"-k {k}: between 1 and 100000")
     look = Lookup.open(index)  # opened once for the lookups and the labels of the table

@@ -34,14 +34,16 @@ def test_cli_embed_index_similar_dedup_scatter(sample, sample_cache, pretrained,
     assert run_cli("similar", "s000", "--index", idx) == 1
     assert "did you mean" in capsys.readouterr().err
     # many ids from a file, and a streamer not in the index given as a record: the same answers as by id
-    (tmp_path / "ids.txt").write_text("s0001\ns0002\n")
+    (tmp_path / "ids.txt").write_text("s0001\ns0002\ns0001\n")     # a repeat is answered once, and said
     first = json.loads(recs.read_text().splitlines()[0])
     (tmp_path / "new.jsonl").write_text(json.dumps({**first, "anchor_id": "brand_new"}) + "\n")
     capsys.readouterr()
     assert run_cli("similar", "s0000", "--ids-file", tmp_path / "ids.txt", "--record", tmp_path / "new.jsonl",
                    "--media-root", sample, "-k", "5", "--index", idx, "--json") == 0
-    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    got = capsys.readouterr()
+    rows = [json.loads(x) for x in got.out.splitlines()]
     assert [r["anchor_id"] for r in rows] == ["s0000", "s0001", "s0002", "brand_new"]
+    assert "1 repeated id(s) answered once" in got.err
     twin = {n["anchor_id"]: n["score"] for n in rows[3]["neighbours"]}
     assert rows[0] == row and twin["s0000"] > 0.999   # the record is s0000's content: found at cosine ~1
     # the record's id named as well, as a user would: answered once, from the record, not "not in the index"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from anchor_embed.errors import AnchorEmbedError
-from anchor_embed.serving.similar import Lookup
+from anchor_embed.serving.similar import Lookup, as_ids
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Most ids a `POST /similar` and records a `POST /embed` take in one request: 20,000 ids at k=1000 once ran for
@@ -181,7 +181,6 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     A `model` that is no run folder and a `review_log` that cannot be a file are refused here, with one line,
     not at the first request that needs them."""
     from fastapi import Body, FastAPI, HTTPException, Query, Request
-    from fastapi.exception_handlers import request_validation_exception_handler
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 
@@ -228,7 +227,10 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
                                  await request.body())            # the body the route read, cached on the request
             if found is not None:
                 return JSONResponse({"detail": found[1]}, status_code=found[0])
-        return await request_validation_exception_handler(request, exc)
+        # every error {"detail": "one line"}, as the page and a client read them ("k: Input should be ...")
+        said = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+                         for e in exc.errors())
+        return JSONResponse({"detail": said or "invalid request"}, status_code=422)
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -248,7 +250,7 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
         return answer.to_dict()
 
     @app.post("/similar")
-    def similar_many(ids: list[str] = Body(..., embed=True), k: int = Body(20, ge=1, le=1000),
+    def similar_many(ids: list[str | int] = Body(..., embed=True), k: int = Body(20, ge=1, le=1000),
                      explain: bool = Body(False)) -> dict:
         too_many("ids", len(ids), max_ids)
         look = served.lookup
@@ -267,7 +269,8 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
             vecs = encoder["model"].encode(records, media_root=media)
         except AnchorEmbedError as exc:
             raise HTTPException(422, str(exc)) from None
-        return {"anchor_ids": [r.get("anchor_id") for r in records], "vectors": vecs.round(6).tolist()}
+        # the ids as records read them (an integer id is its decimal), not as sent
+        return {"anchor_ids": as_ids([r.get("anchor_id") for r in records]), "vectors": vecs.round(6).tolist()}
 
     @app.get("/search")
     def search(q: str = Query(..., min_length=1), limit: int = Query(10, ge=1, le=50)) -> dict:

@@ -120,7 +120,7 @@ class Lookup:
         """Top-k neighbours of indexed streamers, in the order asked; an unknown id is answered as not found
         (with close ids to suggest) and the others are still answered. With `explain`, each neighbour says
         how alike the two are in text, frames and tags."""
-        ids = _as_ids(anchor_ids)
+        ids = as_ids(anchor_ids)
         rows = [self.keys.row(a) for a in ids]
         known = [i for i, r in enumerate(rows) if r is not None]
         hits = self.search(np.stack([np.asarray(self.vectors[rows[i]], np.float32) for i in known]), k,
@@ -156,7 +156,7 @@ class Lookup:
                 for row_i, row_s in zip(idx, scores, strict=True)]
 
 
-def _as_ids(given: Any) -> list[str]:
+def as_ids(given: Any) -> list[str]:
     """Anchor ids as strings: one id or an iterable of them; an integer id is its decimal, as records read it."""
     import numbers
 

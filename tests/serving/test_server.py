@@ -218,7 +218,8 @@ def test_a_body_that_is_no_json_object_is_refused_with_one_line(lookup_client):
                                  "(a, b, verdict, reviewer)"
     assert lookup_client.post("/similar").json()["detail"] == f"body: empty; {want}"
     fields = lookup_client.post("/similar", json={"ids": "s0000", "k": 0})        # an object: its fields' errors
-    assert fields.status_code == 422 and [e["loc"] for e in fields.json()["detail"]] == [["body", "ids"], ["body", "k"]]
+    assert fields.status_code == 422 and fields.json()["detail"] == \
+        "ids: Input should be a valid list; k: Input should be greater than or equal to 1"
 
 
 def test_a_body_not_sent_as_json_is_refused_with_one_line(lookup_client, tmp_path):
@@ -237,3 +238,15 @@ def test_a_body_not_sent_as_json_is_refused_with_one_line(lookup_client, tmp_pat
     ok = lookup_client.post("/similar", content=b'{"ids": ["s0000"]}',
                             headers={"Content-Type": "application/json; charset=utf-8"})
     assert ok.status_code == 200 and ok.json()["results"][0]["neighbours"]
+
+
+def test_field_errors_are_one_line_and_integer_ids_read_as_records_read_them(client):
+    """A bad k was FastAPI's list of error objects, the one error shape left; /similar refused the integer id
+    /embed took, and /embed echoed it as sent (5, not '5')."""
+    r = client.get("/similar/s0000", params={"k": 0})
+    assert r.status_code == 422 and r.json() == {"detail": "k: Input should be greater than or equal to 1"}
+    r = client.post("/similar", json={"ids": ["s0000"], "k": "many"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("k: Input should be a valid integer")
+    assert client.post("/similar", json={"ids": [5], "k": 1}).json()["results"][0]["anchor_id"] == "5"
+    got = client.post("/embed", json={"records": [{"anchor_id": 5, "nickname": "a streamer"}]}).json()
+    assert got["anchor_ids"] == ["5"]

@@ -3,6 +3,7 @@ a key file (one id a line, split on "\\n" only) can never split an id or shift a
 
 from __future__ import annotations
 
+import numbers
 import unicodedata
 from pathlib import Path
 
@@ -23,6 +24,14 @@ def bad_id_reason(key: str) -> str | None:
     for ch in key:
         if ch in LINE_BREAKS or unicodedata.category(ch) == "Cc":
             return f"anchor_id {key[:40]!r} holds a line break or control character (U+{ord(ch):04X})"
+    return None
+
+
+def integer_id(value: object) -> str | None:
+    """The id an integer stands for (warehouse tables key streamers by BIGINT: 12345, numpy's int64 12345 too,
+    is '12345'), or None for anything that is no integer (booleans are not ids)."""
+    if isinstance(value, numbers.Integral) and type(value).__name__ not in ("bool", "bool_"):
+        return str(int(value))
     return None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from anchor_embed.data.input_report import InputReport
-from anchor_embed.data.key_file import bad_id_reason
+from anchor_embed.data.key_file import bad_id_reason, integer_id
 from anchor_embed.errors import AnchorEmbedError
 
 
@@ -37,7 +36,8 @@ class StreamerRecord(BaseModel):
     @classmethod
     def _integer_id_is_its_decimal(cls, v: Any) -> Any:
         """Warehouse tables often key streamers by BIGINT: 12345 (or numpy's int64 12345) is the id '12345'."""
-        return str(int(v)) if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) else v
+        as_text = integer_id(v)
+        return v if as_text is None else as_text
 
     @field_validator("anchor_id")
     @classmethod
@@ -126,13 +126,7 @@ def _parquet_rows(path: Path, columns: dict[str, str], shard: tuple[int, int], n
         except Exception as exc:  # corrupt file: one line, not a traceback
             raise AnchorEmbedError(f"{f}: not a readable Parquet file ({exc})") from None
         names = pf.schema_arrow.names
-        id_col = columns.get("anchor_id", "anchor_id")
-        if id_col not in names:
-            raise AnchorEmbedError(f"{f}: no '{id_col}' column (pass --id-column NAME); columns: {names}")
-        missing = {field: col for field, col in columns.items() if field != "anchor_id" and col not in names}
-        if missing:         # a misspelt mapping would leave that field empty on every row without a word
-            raise AnchorEmbedError(f"{f}: no column {', '.join(repr(c) for c in missing.values())} (--columns "
-                                   + ", ".join(f"{k}={v}" for k, v in missing.items()) + f"); columns: {names}")
+        check_columns(f, names, columns)
         extra = sorted(set(names) - set(wanted))
         if extra and not notes:
             notes.append(f"{f}: columns not read: {', '.join(extra)}")
@@ -181,6 +175,19 @@ def parse_line(line: str) -> Any:
 def column_fields(columns: dict[str, str] | None) -> dict[str, str]:
     """Table column -> record field, from `--columns` (field -> column; a field not named keeps its name)."""
     return {(columns or {}).get(f, f): f for f in FIELDS}
+
+
+def check_columns(source: object, names: list[str], columns: dict[str, str] | None) -> None:
+    """Refuse a table without its id column, or without a column `--columns` maps a field to (a misspelt
+    mapping would leave that field empty on every row without a word), naming the table's columns."""
+    columns = columns or {}
+    id_col = columns.get("anchor_id", "anchor_id")
+    if id_col not in names:
+        raise AnchorEmbedError(f"{source}: no '{id_col}' column (pass --id-column NAME); columns: {names}")
+    missing = {field: col for field, col in columns.items() if field != "anchor_id" and col not in names}
+    if missing:
+        raise AnchorEmbedError(f"{source}: no column {', '.join(repr(c) for c in missing.values())} (--columns "
+                               + ", ".join(f"{k}={v}" for k, v in missing.items()) + f"); columns: {names}")
 
 
 def check_fields(columns: dict[str, str] | None) -> None:

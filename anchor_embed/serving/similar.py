@@ -158,16 +158,16 @@ class Lookup:
 
 def as_ids(given: Any) -> list[str]:
     """Anchor ids as strings: one id or an iterable of them; an integer id is its decimal, as records read it."""
-    import numbers
+    from anchor_embed.data.key_file import integer_id
 
     def one(a: Any) -> str:
         if isinstance(a, str):
             return str(a)                       # numpy's str_ too, shown as a plain string
-        if isinstance(a, numbers.Integral) and not isinstance(a, (bool, np.bool_)):
-            return str(int(a))
+        if integer_id(a) is not None:
+            return integer_id(a)
         raise AnchorEmbedError(f"anchor ids: expected strings (or integers), got {type(a).__name__} {a!r}")
 
-    if isinstance(given, (str, numbers.Integral)):
+    if isinstance(given, str) or integer_id(given) is not None:
         return [one(given)]
     try:
         return [one(a) for a in given]

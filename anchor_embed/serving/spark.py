@@ -54,13 +54,9 @@ def _read_records(spark, streamers: str, columns: dict[str, str] | None):
         df = spark.read.parquet(path)
     except Exception as exc:
         raise AnchorEmbedError(f"{path}: not a readable Parquet table ({java_reason(exc)})") from None
-    id_col = (columns or {}).get("anchor_id", "anchor_id")
-    if id_col not in df.columns:
-        raise AnchorEmbedError(f"{path}: no '{id_col}' column (pass --id-column NAME); columns: {df.columns}")
-    missing = {f: c for f, c in (columns or {}).items() if f != "anchor_id" and c not in df.columns}
-    if missing:         # a misspelt mapping would leave that field empty on every row without a word
-        raise AnchorEmbedError(f"{path}: no column {', '.join(repr(c) for c in missing.values())} (--columns "
-                               + ", ".join(f"{k}={v}" for k, v in missing.items()) + f"); columns: {df.columns}")
+    from anchor_embed.data.records import check_columns
+
+    check_columns(path, df.columns, columns)
     return df
 
 
@@ -391,9 +387,7 @@ def _beside(spark, vectors: str | Path, name: str):
     v = Folder(spark, str(vectors))
     if v.is_dir() or not v.exists():
         return v.child(f"_{name}")
-    out = v.sibling(f"{Path(v.path.getName()).stem}_{name}")
-    out.given = str(Path(str(vectors)).parent / f"{Path(str(vectors)).stem}_{name}")
-    return out
+    return v.sibling(f"{Path(v.path.getName()).stem}_{name}")
 
 
 def scatter(spark, vectors: str | Path, clusters: int = 100, out: str | Path | None = None, seed: int = 0,
@@ -417,7 +411,7 @@ def scatter(spark, vectors: str | Path, clusters: int = 100, out: str | Path | N
     rows = df.mapInArrow(_assign_fn(cent, 1, False), "cluster int, anchor_id string, distance float")
     table = rows.select("anchor_id", "cluster", "distance").cache()
     sizes = table.groupBy("cluster").count().toPandas()["count"].to_numpy()
-    fitted = len(cent.value)
+    fitted = len(centroids)
     meta = {"vectors": str(vectors), "clusters": int(len(sizes)), "count": int(sizes.sum()), "seed": seed,
             "sample": fit_on}
     write_whole(where, "scatter", lambda path: table.write.parquet(path), meta)

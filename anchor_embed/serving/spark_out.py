@@ -30,19 +30,21 @@ class Folder:
         self.path = self.fs.makeQualified(p)
         self.given = str(path)
 
+    def _at(self, parent, name: str, given: str) -> Folder:
+        """The entry `name` of the Hadoop path `parent` on this file system, shown to users as `given`."""
+        other = object.__new__(Folder)
+        other._jvm, other.fs, other.given = self._jvm, self.fs, given
+        other.path = self._jvm.org.apache.hadoop.fs.Path(parent, name)
+        return other
+
     def child(self, name: str) -> Folder:
         """The entry `name` inside this folder."""
-        other = object.__new__(Folder)
-        other._jvm, other.fs, other.given = self._jvm, self.fs, f"{self.given.rstrip('/')}/{name}"
-        other.path = self._jvm.org.apache.hadoop.fs.Path(self.path, name)
-        return other
+        return self._at(self.path, name, f"{self.given.rstrip('/')}/{name}")
 
     def sibling(self, name: str) -> Folder:
         """The entry `name` beside this one."""
-        other = object.__new__(Folder)
-        other._jvm, other.fs, other.given = self._jvm, self.fs, name
-        other.path = self._jvm.org.apache.hadoop.fs.Path(self.path.getParent(), name)
-        return other
+        head = self.given.rstrip("/").rpartition("/")[0]
+        return self._at(self.path.getParent(), name, f"{head}/{name}" if head else name)
 
     @property
     def uri(self) -> str:

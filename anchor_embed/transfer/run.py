@@ -7,7 +7,6 @@ start, data, budget (`steps_per_epoch` x at most `epochs` batches) and selection
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -270,7 +269,7 @@ def transfer(
 
     inputs = {"features": cache_digest(features), "id_emb": input_digest(id_emb),
               "pretrained": file_digest(pretrained / "model.safetensors")}
-    say_other_cache(pretrained, features, inputs["features"])
+    say_other_cache(pretrained, features, inputs["features"], cache.meta)
     from anchor_embed.training.distributed import Dist
 
     dist = Dist.from_env()
@@ -293,18 +292,18 @@ def transfer(
         return fit(task, out, cfg, ckpt, dist)
 
 
-def say_other_cache(pretrained: Path, features: str | Path, digest: str) -> None:
+def say_other_cache(pretrained: Path, features: str | Path, digest: str, meta: dict) -> None:
     """One line when `features` is not the cache the pretrained run was trained on (its streamers or their atom
-    lists changed since, e.g. a features rerun), naming the settings that differ: legitimate (a larger
-    catalogue), but a user should know the base saw other inputs."""
+    lists changed since, e.g. a features rerun; `digest` and `meta` are that cache's), naming the settings that
+    differ: legitimate (a larger catalogue), but a user should know the base saw other inputs."""
     try:
-        info = json.loads((Path(pretrained) / "run.json").read_text())
-    except (OSError, ValueError):
+        info = run_info(pretrained)
+    except ValueError:
         return
     then = (info.get("inputs") or {}).get("features")
     if then is None or then == digest:
         return
-    before, now = info.get("feature_meta") or {}, json.loads((Path(features) / "meta.json").read_text())
+    before, now = info.get("feature_meta") or {}, meta
     keys = ("max_texts", "max_frames", "max_tags", "max_text_chars", "text_backbone", "image_backbone", "meta_tags")
     changed = [f"{k} {before.get(k)} -> {now.get(k)}" for k in keys if before.get(k) != now.get(k)]
     say(f"[yellow]transfer[/]: {features} is not the cache {pretrained} was pretrained on ("

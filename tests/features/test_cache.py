@@ -62,9 +62,9 @@ def test_refuses_other_caps_and_a_transfer_says_its_base_saw_another_cache(sampl
     cut = tmp_path / "cut"
     build_features(sample / "streamers.jsonl", cut, media_root=sample, max_texts=1, reuse=out)
     capsys.readouterr()
-    say_other_cache(pretrained, sample_cache, cache_digest(sample_cache))
+    say_other_cache(pretrained, sample_cache, cache_digest(sample_cache), open_cache(sample_cache).meta)
     assert capsys.readouterr().err == ""                    # the cache it was pretrained on: nothing to say
-    say_other_cache(pretrained, cut, cache_digest(cut))
+    say_other_cache(pretrained, cut, cache_digest(cut), open_cache(cut).meta)
     err = capsys.readouterr().err.replace("\n", " ")
     assert f"{cut} is not the cache {pretrained} was pretrained on (max_texts 16 -> 1)" in err, err
 

@@ -62,15 +62,21 @@ def features(
     meta_tags: Annotated[str | None, typer.Option(
         help="Record meta fields as tags: 'field' (its value), 'field:log' (half-decades of a count), "
         "'field:WIDTH' (buckets), comma-separated, e.g. 'language,total_followers:log,year:5' (default: none).")] = None,
+    reuse: Annotated[Path | None, typer.Option(help="Another cache to copy already-encoded features from, when made "
+                                               "by the same backbones (default: none).")] = None,
 ) -> None:
     """Run the frozen backbones once per distinct text, frame and tag; cache the features."""
     from anchor_embed.features.build import build_features
 
+    if reuse is not None:
+        from anchor_embed.features.cache import open_cache
+
+        open_cache(reuse)           # a donor that is not a cache would be ignored and everything encoded again
     build_features(streamers=streamers, out=out, media_root=media_root, text_backbone=text_backbone,
                    image_backbone=image_backbone, video_frames=video_frames, max_texts=max_texts,
                    max_frames=max_frames, max_tags=max_tags, strict=strict, threads=threads,
                    max_text_chars=max_text_chars, columns=parse_columns(columns, id_column), device=device,
-                   meta_tags=meta_tags, strict_frames=strict)
+                   meta_tags=meta_tags, strict_frames=strict, reuse=reuse)
 
 
 def demo(

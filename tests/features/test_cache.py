@@ -59,8 +59,12 @@ def test_refuses_other_caps_and_a_transfer_says_its_base_saw_another_cache(sampl
     with pytest.raises(AnchorEmbedError, match=r"cuts streamers at --max-texts 16, not 1; .*\(--reuse "):
         build_features(sample / "streamers.jsonl", out, media_root=sample, max_texts=1)
     assert (out / "streamers" / "text_idx.npy").read_bytes() == before
-    cut = tmp_path / "cut"
-    build_features(sample / "streamers.jsonl", cut, media_root=sample, max_texts=1, reuse=out)
+    cut = tmp_path / "cut"                   # what the error says to do, from the CLI: nothing encoded again
+    assert run_cli("features", "--streamers", sample / "streamers.jsonl", "--media-root", sample, "--out", cut,
+                   "--max-texts", "1", "--reuse", out) == 0
+    assert json.loads((cut / "report.json").read_text())["encoded_this_run"] == {"text": 0, "frame": 0, "tag": 0}
+    assert run_cli("features", "--streamers", sample / "streamers.jsonl", "--out", tmp_path / "x", "--reuse",
+                   tmp_path / "nothing") == 2
     capsys.readouterr()
     say_other_cache(pretrained, sample_cache, cache_digest(sample_cache), open_cache(sample_cache).meta)
     assert capsys.readouterr().err == ""                    # the cache it was pretrained on: nothing to say

@@ -128,13 +128,18 @@ def epoch_seed(draws: list[int], epoch: int) -> int:
 
 
 def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path | None:
-    """Prepare RUN `out`: refuse to overwrite a run, or to resume one made with other settings or other
-    inputs (`info["inputs"]`: content digests); save the config and `info` with the digest of the code that
-    trains. Returns the checkpoint to resume from, if any."""
+    """Prepare RUN `out`: refuse to overwrite a run, or to resume one made with other settings, other inputs
+    (`info["inputs"]`: content digests) or already past `cfg.epochs`; save the config and `info` with the digest
+    of the code that trains. Returns the checkpoint to resume from, if any."""
     ckpt = checkpoints.existing_run(out, resume)
     if ckpt is None and resume:         # scripts pass --resume always; a mistyped --out should still be seen
-        say(f"[yellow]{out}[/]: no run here to resume; starting a new one")
+        say(f"[yellow]{out}[/]: " + ("no epoch finished in this run, nothing to resume; starting it over"
+                                     if (out / "config.json").is_file() else "no run here to resume; starting a new one"))
     if ckpt is not None:
+        done = int(ckpt.name[6:])
+        if done > cfg.epochs:           # continuing would write epochs N into config.json beside more epochs run
+            raise AnchorEmbedError(f"{out}: --resume --epochs {cfg.epochs}, but the run is already past it ({done} "
+                                   f"epochs trained); pass --epochs {done} or more to continue it, or leave it as it is")
         saved = read_saved(type(cfg), out / "config.json")
         old, new = saved.model_dump(exclude=RESUMABLE), cfg.model_dump(exclude=RESUMABLE)
         if old != new:
@@ -202,8 +207,11 @@ def _state(task: Task, opt: torch.optim.Optimizer, average: WeightAverage | None
 
 
 def _restore(task: Task, opt: torch.optim.Optimizer, ckpt: Path, average: WeightAverage | None) -> dict:
+    """Load checkpoint `ckpt` into the task, optimizer and weight average; returns its state.json."""
     tensors, state = checkpoints.load(ckpt)
     for name, m in task.modules().items():
+        if name not in tensors:
+            raise checkpoints.Damaged(ckpt / f"{name}.safetensors", "missing")
         m.load_state_dict(tensors[name])
     if average is not None:
         average.load(tensors["weight_average"])
@@ -309,13 +317,23 @@ def _stop_says_how_to_resume(out: Path, label: str, dist) -> Iterator[None]:
                 ckpt = checkpoints.latest(out)
             except AnchorEmbedError:
                 ckpt = None
-            say(f"[yellow]{label}[/]: stopped; " + (
-                f"{out} keeps the checkpoint of epoch {int(ckpt.name[6:])}: run the same command with --resume to "
-                "continue from it" if ckpt is not None else "no epoch finished, nothing to resume"))
+            say(f"[yellow]{label}[/]: stopped; " + _how_to_continue(out, ckpt))
         raise
     finally:
         if own:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
+def _how_to_continue(out: Path, ckpt: Path | None) -> str:
+    """After a stop: the checkpoint that stays and --resume, or, before any, how to start over."""
+    if ckpt is not None:
+        return (f"{out} keeps the checkpoint of epoch {int(ckpt.name[6:])}: run the same command with --resume to "
+                "continue from it")
+    try:
+        checkpoints.existing_run(out, True)
+    except AnchorEmbedError:
+        return f"no epoch checkpoint was saved, nothing to resume; remove {out} to start over"
+    return "no epoch finished, nothing to resume; run the same command to start over"
 
 
 def fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, dist=None,
@@ -349,19 +367,19 @@ def _fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, d
     average = WeightAverage(task.model, cfg.weight_average) if cfg.weight_average > 0 else None
     scored = average.applied if average is not None else nullcontext
     start, history, state = 0, [], None
-    if dist.is_main:
-        (out / "outcome.json").unlink(missing_ok=True)
     if ckpt is not None:
-        from safetensors import SafetensorError
-
         try:
             state = _restore(task, opt, ckpt, average)
-        except (SafetensorError, OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:  # truncated, gone
-            raise checkpoints.unreadable(out, ckpt, exc) from None
-        start = state["epoch"]
+            start = int(state["epoch"])
+        except checkpoints.Damaged as exc:       # truncated, deleted, not JSON
+            raise checkpoints.unreadable(out, exc.file, exc.reason, ckpt) from None
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:      # reads, but not as this run's state
+            reason = f"{type(exc).__name__}: {checkpoints.reason_of(exc)}"
+            raise checkpoints.unreadable(out, ckpt, reason, ckpt) from None
         history = checkpoints.history_until(out, start)
-        say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}"
-            + (f" (already past --epochs {cfg.epochs}: nothing more to train)" if start > cfg.epochs else ""))
+        say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}")
+    if dist.is_main:        # after the checkpoint read: a finished run whose resume fails stays marked finished
+        (out / "outcome.json").unlink(missing_ok=True)
     if state is None and start_figure is not None:
         state = {"best": start_figure, "best_epoch": 0, "start_figure": start_figure}
     selection = Selection(task, cfg.patience, state)

@@ -53,23 +53,74 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_one_that_reads(two_epochs, 
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("error:") == 1, err
     good = 2 if damage == "latest not JSON" else 1          # the newest checkpoint that still reads
-    assert f'epoch-000{good} reads: to continue from it, write {{"epoch": {good}, "path": "epoch-000{good}"}}' in err
-    if damage != "latest not JSON":
-        assert "epoch-0002: checkpoint unreadable" in err or "epoch-0002: checkpoint named" in err, err
+    assert f'epoch-000{good} is intact: to continue from it, write {{"epoch": {good}, "path": "epoch-000{good}"}}' \
+        in err, err
+    named = {"truncated model": "epoch-0002/model.safetensors: unreadable (",      # the file, not only its folder
+             "optimizer deleted": "epoch-0002/optimizer.safetensors: unreadable (missing)",
+             "state not JSON": "epoch-0002/state.json: unreadable (not JSON: ",
+             "latest not JSON": "checkpoints/latest.json: unreadable (not JSON: "}[damage]
+    assert named in err, err
     # doing what the line says continues the run
     (run / "checkpoints" / "latest.json").write_text(json.dumps({"epoch": good, "path": f"epoch-000{good}"}))
     assert run_cli("pretrain", "--features", sample_cache, "--out", run, *TINY, "--epochs", "4", "--resume") == 0
     assert json.loads((run / "outcome.json").read_text())["epochs_run"] == 4
 
 
-def test_resume_says_when_there_is_no_run_and_when_it_is_past_the_budget(two_epochs, sample_cache, tmp_path, capsys):
+def test_a_finished_run_whose_checkpoint_is_damaged_stays_finished(two_epochs, sample_cache, tmp_path, capsys):
+    """A failed --resume of a finished run removed its outcome.json first: the run then read as unfinished."""
+    run = _copy(two_epochs, tmp_path)
+    (run / "outcome.json").write_text('{"complete": true}')
+    (run / "checkpoints" / "epoch-0002" / "state.json").write_text("{garbage")
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *TINY, "--epochs", "2", "--resume") == 2
+    assert (run / "outcome.json").read_text() == '{"complete": true}'
+
+
+def test_a_checkpoint_missing_its_optimizer_is_not_offered(two_epochs, sample_cache, tmp_path, capsys):
+    """The older checkpoint was offered as one that 'reads' though its optimizer file was gone too."""
+    run = _copy(two_epochs, tmp_path)
+    for epoch in (1, 2):
+        (run / "checkpoints" / f"epoch-000{epoch}" / "optimizer.safetensors").unlink()
+    capsys.readouterr()
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *TINY, "--epochs", "4", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "optimizer.safetensors: unreadable (missing); no intact checkpoint to continue from" in err, err
+
+
+def test_resume_says_when_there_is_no_run_and_refuses_one_past_the_budget(two_epochs, sample_cache, tmp_path, capsys):
+    """Past the budget was accepted: config.json then said --epochs 1 beside an outcome of 2 epochs run."""
     capsys.readouterr()
     assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "typo", *TINY, "--epochs", "1",
                    "--resume") == 0
     assert "no run here to resume; starting a new one" in capsys.readouterr().err
     run = _copy(two_epochs, tmp_path)
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, *TINY, "--epochs", "1", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "--resume --epochs 1, but the run is already past it (2 epochs trained); pass --epochs 2 or more" in err
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2 and not (run / "outcome.json").exists()
+
+
+def test_a_run_stopped_before_its_first_epoch_starts_over(two_epochs, sample_cache, tmp_path, capsys):
+    """Stopped in epoch 1 after a warm start saved model.safetensors (adapt --mode full): the stop line said
+    'nothing to resume', then the same command, with or without --resume, was refused as a run without
+    checkpoints. A run whose checkpoints were removed after training stays refused."""
+    def stopped_early(name: str) -> Path:
+        run = _copy(two_epochs, tmp_path / name)
+        shutil.rmtree(run / "checkpoints")
+        (run / "metrics.jsonl").unlink()
+        return run
+
+    capsys.readouterr()
+    run = stopped_early("a")
     assert run_cli("pretrain", "--features", sample_cache, "--out", run, *TINY, "--epochs", "1", "--resume") == 0
-    assert "already past --epochs 1: nothing more to train" in capsys.readouterr().err.replace("\n", " ")
+    assert "no epoch finished in this run, nothing to resume; starting it over" in capsys.readouterr().err
+    assert run_cli("pretrain", "--features", sample_cache, "--out", stopped_early("b"), *TINY, "--epochs", "1") == 0
+    trained = _copy(two_epochs, tmp_path / "c")
+    shutil.rmtree(trained / "checkpoints")
+    assert run_cli("pretrain", "--features", sample_cache, "--out", trained, *TINY, "--epochs", "1", "--resume") == 2
+    from anchor_embed.training.fit import _how_to_continue  # what the stop line says in each case
+
+    assert "run the same command to start over" in _how_to_continue(stopped_early("d"), None)
+    assert f"remove {trained} to start over" in _how_to_continue(trained, None)
 
 
 def test_a_changed_param_is_named_by_its_key(sample, pretrained, tmp_path, capsys):
@@ -102,6 +153,9 @@ def test_adapt_resume_refuses_other_inputs(sample, sample_cache, pretrained, tmp
         f"{r['anchor_id']},{'renamed' if r['meta']['kind'] == kinds[0] else r['meta']['kind']}\n" for r in rows))
     assert run_cli(*args, "--pretrained", pretrained, "--resume") == 2
     assert "(classes, labels changed" in capsys.readouterr().err
+    labels.write_text("anchor_id,kind\n" + "".join(f"{r['anchor_id']},{r['meta']['kind']}\n" for r in rows[5:]))
+    assert run_cli(*args, "--pretrained", pretrained, "--resume") == 2        # fewer rows, the same classes
+    assert "(labels changed by content)" in capsys.readouterr().err
 
 
 def test_a_stopped_run_says_how_to_continue(sample_cache, tmp_path):

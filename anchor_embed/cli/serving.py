@@ -128,12 +128,13 @@ def dedup(
     reviewed: Reviewed = None,
     memory_budget: Annotated[str | None, typer.Option(help="e.g. 4GB: when exact search needs more, search "
                                                       "within k-means clusters (default: no limit).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out that is no dedup output.")] = False,
 ) -> None:
     """Groups of near-duplicate streamers with a representative each."""
     from anchor_embed.serving.dedup import dedup as run
 
     run(vectors=vectors, threshold=threshold, out=out, clusters=clusters, assign=assign, linkage=linkage,
-        max_group_size=max_group_size, reviewed=reviewed, memory_budget=memory_budget)
+        max_group_size=max_group_size, reviewed=reviewed, memory_budget=memory_budget, overwrite=overwrite)
 
 
 class AssignByDefault(TyperGroup):
@@ -150,11 +151,12 @@ def scatter_assign(
     clusters: Annotated[int, typer.Option(min=1, help="Number of clusters.")] = 100,
     out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/clusters.jsonl).")] = None,
     seed: int = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out that is no scatter output.")] = False,
 ) -> None:
     """A cluster id per streamer (spherical k-means) with its distance to the centroid."""
     from anchor_embed.serving.scatter import assign_clusters
 
-    assign_clusters(vectors=vectors, clusters=clusters, out=out, seed=seed)
+    assign_clusters(vectors=vectors, clusters=clusters, out=out, seed=seed, overwrite=overwrite)
 
 
 def scatter_rerank(

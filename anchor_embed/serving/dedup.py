@@ -21,11 +21,14 @@ import numpy as np
 from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
+from anchor_embed.serving.output_file import claim
 from anchor_embed.serving.vectors import open_vectors
 
 EXACT_MEMBERS = 3000      # pairwise minimum computed exactly up to this group size
 SAMPLED_PAIRS = 200_000   # pairs sampled for larger groups
 CHUNK = 65_536            # rows converted to float32 at a time when streaming from a memory map
+MIN_CLUSTER_SIZE = 50     # fewer streamers a cluster and duplicates land in different ones (QA: 9,520 clusters for
+                          # 1,904 vectors split 66 exact groups into 112; 96 clusters kept them)
 ROUNDING = 1e-6           # a float32 cosine of identical unit vectors can be 0.99999994: counted as 1
 
 
@@ -221,21 +224,34 @@ def check_flags(threshold: float, clusters: int, assign: int, max_group_size: in
 
 def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None = None, clusters: int = 0,
           assign: int = 2, linkage: Literal["single", "complete"] = "single", max_group_size: int = 0,
-          reviewed: str | Path | None = None, memory_budget: str | None = None) -> list[dict]:
+          reviewed: str | Path | None = None, memory_budget: str | None = None, overwrite: bool = False) -> list[dict]:
     """Write dedup groups (DedupGroup lines) and print a summary of group sizes. `reviewed` is a review log
     (from the serve page): confirmed pairs always grouped, rejected pairs never. When exact search would hold
     more than `memory_budget` in memory, it searches within k-means clusters instead (and says so); the
-    vectors themselves stay memory-mapped."""
+    vectors themselves stay memory-mapped. An existing `out` that is no dedup output is replaced only with
+    `overwrite`."""
     check_flags(threshold, clusters, assign, max_group_size)
+    out = Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl"
+    claim(out, "dedup", ("group", "representative", "members"), overwrite)
     x, keys, _ = open_vectors(vectors)
+    most = len(keys) // MIN_CLUSTER_SIZE
+    if clusters > max(most, 1):
+        say(f"[yellow]dedup[/]: --clusters {clusters} for {len(keys)} streamers: "
+            + (f"{most} clusters instead" if most > 1 else "exact search instead")
+            + f" (smaller clusters than {MIN_CLUSTER_SIZE} streamers split groups of duplicates)")
+        clusters = most if most > 1 else 0
     if memory_budget is not None:
         from anchor_embed.serving.index import parse_bytes
 
         budget, need = parse_bytes(memory_budget), int(x.shape[0]) * int(x.shape[1]) * 4
         if clusters <= 1 and need > budget:
-            clusters = max(2, math.ceil(4 * need / budget))   # a cluster's rows (each row in `assign`) fit
-            say(f"[yellow]dedup[/]: exact search over {len(keys)} vectors needs {need / 2**30:.2f} GiB > "
-                f"--memory-budget {memory_budget}: searching within {clusters} k-means clusters instead")
+            want = max(2, math.ceil(4 * need / budget))   # a cluster's rows (each row in `assign`) fit
+            clusters = min(want, most) if most > 1 else 0
+            say(f"[yellow]dedup[/]: exact search over {len(keys)} vectors needs {_size(need)} > --memory-budget "
+                f"{memory_budget}: " + (f"searching within {clusters} k-means clusters instead" if clusters else
+                                        "too few streamers to split into clusters; exact search")
+                + (f" (the budget asks {want}; clusters under {MIN_CLUSTER_SIZE} streamers split groups)"
+                   if 0 < clusters < want else ""))
     confirmed, rejected = set(), set()
     if reviewed:
         from anchor_embed.serving.review import read_reviews
@@ -248,7 +264,16 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
         say_unapplied("dedup", vectors, [*yes, *no], set(pos))
     groups = dedup_vectors(x, threshold, clusters, assign=assign, linkage=linkage,
                            max_group_size=max_group_size, confirmed=confirmed, rejected=rejected, keys=keys)
-    return write_groups(groups, keys, threshold, linkage, Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl")
+    return write_groups(groups, keys, threshold, linkage, out)
+
+
+def _size(n: int) -> str:
+    """Bytes in the largest unit that keeps a figure of 1 or more (1.5 MiB, not 0.00 GiB)."""
+    for unit in ("GiB", "MiB", "KiB"):
+        scale = 2 ** {"GiB": 30, "MiB": 20, "KiB": 10}[unit]
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def say_unapplied(stage: str, vectors, pairs: list, known: set[str]) -> None:

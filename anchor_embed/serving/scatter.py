@@ -9,6 +9,7 @@ import numpy as np
 from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
+from anchor_embed.serving.output_file import claim
 from anchor_embed.serving.vectors import open_vectors
 from anchor_embed.vectorspace import centroid_index
 
@@ -31,10 +32,14 @@ def window_clashes(order: list[str], cluster_of: dict[str, int], window: int = 3
                cluster_of[a] in {cluster_of.get(b) for b in order[max(0, i - window + 1):i]})
 
 
-def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None = None, seed: int = 0) -> list[dict]:
-    """A cluster id per streamer of a vectors folder (spherical k-means), written as ClusterRow lines."""
+def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None = None, seed: int = 0,
+                    overwrite: bool = False) -> list[dict]:
+    """A cluster id per streamer of a vectors folder (spherical k-means), written as ClusterRow lines; an existing
+    `out` that is no scatter output is replaced only with `overwrite`."""
     if clusters < 1:
         raise AnchorEmbedError(f"--clusters {clusters}: at least 1")
+    out = Path(out) if out else Path(vectors) / "clusters.jsonl"
+    claim(out, "scatter", ("anchor_id", "cluster"), overwrite)
     x, keys, _ = open_vectors(vectors, need=1)
     if clusters > len(keys):
         say(f"[yellow]scatter[/]: --clusters {clusters} > {len(keys)} streamers: {len(keys)} clusters instead")
@@ -46,7 +51,6 @@ def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None =
     labels, dist = found[:, 0].astype(np.int64), 1.0 - sims[:, 0]
     rows = [{"anchor_id": k, "cluster": int(c), "distance": round(float(d), 5)}
             for k, c, d in zip(keys, labels, dist, strict=True)]
-    out = Path(out) if out else Path(vectors) / "clusters.jsonl"
     atomic.write_jsonl(out, rows)
     sizes = np.bincount(labels)
     sizes = sizes[sizes > 0]

@@ -166,3 +166,75 @@ def test_with_keys_the_groups_do_not_depend_on_the_rows_order():
         other = _as_keys(dedup_vectors(x[perm], 0.97, keys=[keys[p] for p in perm], **flags), [keys[p] for p in perm])
         assert one == other and len(one) >= 6, flags
         assert all(m == sorted(m) for _, m in one) and [m[0] for _, m in one] == sorted(m[0] for _, m in one)
+
+
+def _vectors_folder(vec, x):
+    import json
+
+    from anchor_embed.data.key_file import write_keys
+
+    vec.mkdir()
+    np.save(vec / "vectors.npy", x)
+    write_keys(vec / "keys.txt", [f"s{i:03d}" for i in range(len(x))])
+    (vec / "meta.json").write_text(json.dumps({"model_hash": "m", "dim": x.shape[1], "count": len(x)}))
+    return vec
+
+
+def test_dedup_and_scatter_out_replace_only_their_own_output(tmp_path, capsys):
+    """`dedup --out run/config.json` wrote groups over a run's config (and scatter over run.json) without a word;
+    now a file that is no output of the command is refused before any work unless --overwrite, a folder always,
+    and a rerun replaces the command's own earlier output."""
+    from tests.conftest import run_cli
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    x = np.concatenate([x, x[:5] + 0.01])
+    vec = _vectors_folder(tmp_path / "vec", x / np.linalg.norm(x, axis=1, keepdims=True))
+    config = tmp_path / "config.json"
+    config.write_text('{\n  "epochs": 3\n}\n')
+    for command, flags in (("dedup", ["--threshold", "0.99"]), ("scatter", ["--clusters", "3"])):
+        capsys.readouterr()
+        assert run_cli(command, vec, *flags, "--out", config) == 2
+        assert f"--out {config}: exists and is not a {command} output; choose another --out or pass --overwrite" \
+            in capsys.readouterr().err.replace("\n", " ")
+        assert config.read_text() == '{\n  "epochs": 3\n}\n'
+        assert run_cli(command, vec, *flags, "--out", tmp_path) == 2          # a folder
+        own = tmp_path / f"{command}.jsonl"
+        assert run_cli(command, vec, *flags, "--out", own) == 0
+        assert run_cli(command, vec, *flags, "--out", own) == 0             # a rerun replaces its own output
+        assert run_cli(command, vec, *flags) == 0 and run_cli(command, vec, *flags) == 0   # its default path
+    assert run_cli("dedup", vec, "--threshold", "0.99", "--out", config, "--overwrite") == 0
+    assert '"representative"' in config.read_text()
+
+
+def test_dedup_clusters_are_capped_so_groups_are_not_split(tmp_path, capsys):
+    """A tiny --memory-budget asked 9,520 clusters for 1,904 vectors (and --clusters 5000 was taken as given):
+    near-duplicates then sat in different clusters and exact groups were split. Clusters keep at least
+    MIN_CLUSTER_SIZE streamers on average, said in one line; too few streamers for two clusters is exact search."""
+    import json
+
+    from anchor_embed.serving.dedup import MIN_CLUSTER_SIZE
+    from tests.conftest import run_cli
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(6, 16))
+    base = centres[rng.integers(0, 6, 300)] + rng.normal(size=(300, 16))
+    x = np.concatenate([base, base[:30] + rng.normal(scale=0.02, size=(30, 16))])
+    vec = _vectors_folder(tmp_path / "vec", (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
+
+    def groups(*flags):
+        out = tmp_path / f"d{len(list(tmp_path.iterdir()))}.jsonl"
+        assert run_cli("dedup", vec, "--threshold", "0.97", "--out", out, *flags) == 0
+        return sorted(sorted(json.loads(line)["members"]) for line in out.read_text().splitlines())
+
+    exact = groups()
+    capsys.readouterr()
+    assert groups("--clusters", "5000") == exact and len(exact) >= 25
+    most = 330 // MIN_CLUSTER_SIZE
+    assert f"--clusters 5000 for 330 streamers: {most} clusters instead" in capsys.readouterr().err.replace("\n", " ")
+    assert groups("--memory-budget", "1KB") == exact
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert f"needs 20.6 KiB > --memory-budget 1KB: searching within {most} k-means clusters" in err, err
+    small = _vectors_folder(tmp_path / "small", (x[:80] / np.linalg.norm(x[:80], axis=1, keepdims=True)).astype(np.float32))
+    assert run_cli("dedup", small, "--threshold", "0.97", "--clusters", "4", "--out", tmp_path / "s.jsonl") == 0
+    assert "--clusters 4 for 80 streamers: exact search instead" in capsys.readouterr().err.replace("\n", " ")

@@ -1,0 +1,34 @@
+"""The rule for a JSONL `--out` of `dedup` and `scatter`: a rerun replaces the command's own earlier output, and
+nothing else without `--overwrite` (as `export`), so a mistyped --out cannot replace a run's config.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from pathlib import Path
+
+from anchor_embed.errors import AnchorEmbedError
+
+
+def first_row(path: Path) -> dict | None:
+    """The first line of `path` as a JSON object, or None when it is no such line (or the file is no text)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline()
+        row = json.loads(line)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def claim(out: Path, command: str, fields: Collection[str], overwrite: bool) -> None:
+    """Refuse `out` before any work when it is a folder, or an existing file that is neither empty nor `command`'s
+    output (its first line an object with `fields`), unless `overwrite`."""
+    if out.is_dir():
+        raise AnchorEmbedError(f"--out {out}: a folder; name the JSONL file to write")
+    if not out.exists() or overwrite or out.stat().st_size == 0:
+        return
+    row = first_row(out)
+    if row is None or not set(fields) <= row.keys():
+        raise AnchorEmbedError(f"--out {out}: exists and is not a {command} output; choose another --out or pass "
+                               "--overwrite to replace it")

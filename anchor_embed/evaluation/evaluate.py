@@ -57,6 +57,40 @@ def refuse_seen(models: list[str | Path], held: set[str], holdout_frac: float, s
                 f"(e.g. {sorted(leaked)[0]!r}); train it with --holdout-frac {holdout_frac} --seed {seed}")
 
 
+SPEC = ("text_backbone", "image_backbone", "meta_tags")     # features another spec makes mean other things
+CAPS = ("max_texts", "max_frames", "max_tags", "max_text_chars")
+
+
+def check_feature_spec(run: Path, features: str | Path, meta: dict) -> None:
+    """Refuse a run scored on a cache made with other backbones or meta tags than its own (its vectors would be
+    of inputs it never saw: a twitch run on a movielens cache scored .04 without a word); other per-streamer caps
+    are said in one line."""
+    from anchor_embed.serving.encoder import feature_settings
+
+    own, spec = feature_settings(run)
+    other = [f"{k} {spec.get(k)!r} (--features has {meta.get(k)!r})" for k in SPEC if spec.get(k) != meta.get(k)]
+    if other:
+        raise AnchorEmbedError(f"{run}: trained on features with {'; '.join(other)}; score it on a cache made with "
+                               f"its settings (its own: {own})")
+    caps = [f"{k} {spec.get(k)} -> {meta.get(k)}" for k in CAPS if spec.get(k) != meta.get(k)]
+    if caps:
+        say(f"[yellow]evaluate[/]: {features} caps streamers' inputs otherwise than {run}'s features ({'; '.join(caps)})")
+
+
+def evaluation_inputs(features: str | Path, id_emb: str | Path, id_keys: str | Path | None,
+                      train_id_emb: str | Path | None, holdout_frac: float, seed: int) -> dict:
+    """What an evaluation's figures depend on, by path and content digest, recorded beside its rows."""
+    from anchor_embed.fingerprint import cache_digest, input_digest
+
+    inputs: dict = {"features": str(Path(features).resolve()), "features_digest": cache_digest(features),
+                    "id_emb": str(Path(id_emb).resolve()), "id_emb_digest": input_digest(id_emb)}
+    if id_keys is not None:
+        inputs |= {"id_keys": str(Path(id_keys).resolve()), "id_keys_digest": input_digest(id_keys)}
+    if train_id_emb is not None:
+        inputs |= {"train_id_emb": str(Path(train_id_emb).resolve()), "train_id_emb_digest": input_digest(train_id_emb)}
+    return inputs | {"holdout_frac": holdout_frac, "seed": seed}
+
+
 def evaluate(
     features: str | Path,
     id_emb: str | Path,
@@ -105,6 +139,8 @@ def evaluate(
         raise AnchorEmbedError(f"--holdout-frac {holdout_frac}: holds out every streamer of {id_emb}, leaving none "
                                "to search among or fit the references on; give a share below 1")
     refuse_seen(models, held, holdout_frac, seed)
+    for m in models:
+        check_feature_spec(Path(m), features, cache.meta)
     if len(held) < 50:      # a mean of n values in [0, 1] has a standard error up to 0.5 / sqrt(n)
         say(f"[yellow]evaluate[/]: only {len(held)} hold-out queries: each row's Recall@10 may be off by chance "
             f"by up to {0.5 / np.sqrt(len(held)):.2f} (one standard error); raise --holdout-frac to tell rows apart")
@@ -147,17 +183,16 @@ def evaluate(
         vecs = embed_all(model, Batcher.for_model(model, cache))
         named[label] = vecs[rows_in_cache]
     rows = score(named, ids.vectors, queries)
+    from anchor_embed.evaluation import record
     from anchor_embed.training.card import write_card
 
+    inputs = evaluation_inputs(features, id_emb, id_keys, train_id_emb, holdout_frac, seed)
     for m, label in zip(models, model_labels(models), strict=True):   # each model's card gets the table
         if (Path(m) / "config.json").is_file():
-            write_card(m, [{**r, "model": f"**{r['model']}**" if r["model"] == label else r["model"]} for r in rows])
-    table = markdown_table(rows)
-    say(table)
+            write_card(m, rows, inputs=inputs, this_run=label)
+    say(markdown_table(rows))
     if out:
         out = Path(out)
-        atomic.write_json(out / "evaluation.json", {"rows": rows, "holdout_frac": holdout_frac, "seed": seed,
-                                                    "features": str(features), "id_emb": str(id_emb),
-                                                    "train_id_emb": str(train_id_emb or id_emb)})
-        atomic.write_text(out / "evaluation.md", table)
+        written = record.write(out / "evaluation.json", inputs, rows)
+        atomic.write_text(out / "evaluation.md", markdown_table(written))
     return rows

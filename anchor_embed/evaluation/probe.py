@@ -156,6 +156,9 @@ def cv_probe(x: np.ndarray, y: np.ndarray, kind: Literal["classify", "regress"],
     return per
 
 
+NUMERIC_CLASSES = 20    # more distinct numbers than this in a classify target: likely a number to regress
+
+
 def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Literal["classify", "regress"] = "classify",
           folds: int = 5, seed: int = 0, out: str | Path | None = None, strict: bool = False) -> list[dict]:
     """One row per vector set: mean and sd of each score over the folds, on the streamers all sets cover."""
@@ -186,6 +189,9 @@ def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Lite
         raise AnchorEmbedError(f"{labels}: '{target}' has one class ({str(y[0])!r}) among the {len(common)} "
                                "streamers with a label and a vector; a probe needs two")
     classes, counts = np.unique(y, return_counts=True)
+    if kind == "classify" and counts.min() < folds and len(classes) > NUMERIC_CLASSES and _numbers(classes):
+        raise AnchorEmbedError(f"{labels}: '{target}' has {len(classes)} distinct numbers, {int((counts < folds).sum())} "
+                               f"of them on fewer than {folds} streamers: a number to predict? pass --kind regress")
     if kind == "classify" and counts.min() < folds:
         rare = ", ".join(f"{str(c)!r} ({n})" for c, n in zip(classes, counts, strict=True) if n < folds)
         raise AnchorEmbedError(f"{labels}: '{target}' class(es) {rare} have fewer than {folds} streamers with a "
@@ -200,12 +206,30 @@ def probe(vectors: list[str | Path], labels: str | Path, target: str, kind: Lite
             row[f"{k}_sd"] = round(float(np.std(v, ddof=1)), 4)
         rows.append(row)
     metrics = [k for k in rows[0] if k not in ("vectors", "streamers", "target") and not k.endswith("_sd")]
-    table = "\n".join(["| vectors | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)] + [
+    say(_table(rows, metrics))
+    if out:
+        from anchor_embed.evaluation import record
+        from anchor_embed.fingerprint import fingerprint, input_digest
+
+        inputs = {"labels": str(Path(labels).resolve()), "labels_digest": input_digest(labels), "target": target,
+                  "kind": kind, "folds": folds, "seed": seed, "streamers": len(common),
+                  "streamers_digest": fingerprint(ids=common)}     # rows of other sets cover the same streamers
+        written = record.write(Path(out) / "probe.json", inputs, rows, key="vectors")
+        atomic.write_text(Path(out) / "probe.md", _table(written, metrics))
+    return rows
+
+
+def _table(rows: list[dict], metrics: list[str]) -> str:
+    """The probe's rows as a Markdown table, mean ± sd over the folds."""
+    return "\n".join(["| vectors | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)] + [
         f"| {r['vectors']} | " + " | ".join(f"{r[m]:.4f} ± {r[m + '_sd']:.4f}" for m in metrics) + " |"
         for r in rows]) + "\n"
-    say(table)
-    if out:
-        atomic.write_json(Path(out) / "probe.json", {"rows": rows, "labels": str(labels), "target": target,
-                                                     "kind": kind, "folds": folds, "seed": seed})
-        atomic.write_text(Path(out) / "probe.md", table)
-    return rows
+
+
+def _numbers(values) -> bool:
+    """True when every value reads as a number."""
+    try:
+        [float(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    return True

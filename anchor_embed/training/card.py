@@ -34,15 +34,20 @@ def _width(model_config: dict) -> str:
             f"of the pooled features, which weighs {model_config.get('linear_share', 0):g} in a cosine)")
 
 
-def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
-    """(Re)write RUN/README.md; `evaluation` (evaluate's rows, this run's marked) is kept in evaluation.json."""
+def write_card(run: str | Path, evaluation: list[dict] | None = None, inputs: dict | None = None,
+               this_run: str | None = None) -> Path:
+    """(Re)write RUN/README.md; `evaluation` (evaluate's rows, `this_run` the row of this run, made from
+    `inputs`) is kept in evaluation.json with what made it, merged with an earlier one of the same inputs."""
+    from anchor_embed.evaluation import record
+
     run = Path(run)
     cfg, info, outcome = _read(run, "config.json"), _read(run, "run.json"), _read(run, "outcome.json")
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] \
         if (run / "metrics.jsonl").is_file() else []
     if evaluation is not None:
-        atomic.write_json(run / "evaluation.json", {"rows": evaluation})
-    evaluation = evaluation if evaluation is not None else _read(run, "evaluation.json").get("rows")
+        evaluation = record.write(run / "evaluation.json", inputs or {}, evaluation, this_run=this_run)
+    saved = _read(run, "evaluation.json")
+    evaluation, inputs, this_run = saved.get("rows"), saved.get("inputs"), saved.get("this_run")
     fmeta = info.get("feature_meta") or {}
     stage = info.get("stage", "run")
     intro = (f"An adapt run of anchor-embed: `--mode {cfg.get('mode', '?')}` for the label `{cfg.get('target', '?')}` "
@@ -112,8 +117,11 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None) -> Path:
         lines += ["", "## Evaluation (evaluate, held-out streamers)", ""]
         from anchor_embed.evaluation.metrics import markdown_table
 
-        lines += markdown_table(evaluation, ["model", "recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10",
-                                             "queries"]).splitlines()
+        if inputs:
+            lines += [f"Scored on {record.inputs_line(inputs)}.", ""]
+        marked = [{**r, "model": f"**{r['model']}**"} if r.get("model") == this_run else r for r in evaluation]
+        lines += markdown_table(marked, ["model", "recall_at_10", "recall_at_10_new", "recall_at_50", "ndcg_at_10",
+                                         "queries"]).splitlines()
     if stage == "adapt":
         summary = _read(run, "adapter.json")
         scored = (f": test {summary.get('test_metric')} {summary['test_score']} on the test share (`adapter.json`)"

@@ -54,3 +54,49 @@ def test_references_fit_the_teaching_ids_and_truth_stays(sample, sample_cache, t
         assert other["frozen backbones"] == plain["frozen backbones"]
         assert other["ridge (reference)"] != plain["ridge (reference)"]
         assert other["ID embeddings used for training"]["recall_at_10"] < 1.0
+
+
+def test_an_evaluation_records_its_inputs_and_a_rerun_keeps_rows_it_did_not_score(sample, sample_cache, pretrained,
+                                                                                   tmp_path, capsys):
+    """evaluate rewrote the run's evaluation.json and card, and --out's evaluation.json, with whatever it scored
+    last: a rerun without --ridge lost the ridge rows, another ID file replaced them without a word, and nothing
+    said what made the figures. Now the inputs (paths and digests, hold-out, seed) are recorded; a rerun of the
+    same inputs keeps the rows it did not score again, one of other inputs replaces them and says so."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pretrained, run)
+    args = ["evaluate", "--features", sample_cache, "--model", run, "--out", tmp_path / "ev"]
+    assert run_cli(*args, "--id-emb", sample / "ids.npy", "--ridge") == 0
+    assert run_cli(*args, "--id-emb", sample / "ids.npy", "--no-frozen") == 0
+    for saved in (run / "evaluation.json", tmp_path / "ev" / "evaluation.json"):
+        got = json.loads(saved.read_text())
+        names = [r["model"] for r in got["rows"]]
+        assert names[0] == "run" and "ridge (reference)" in names and "frozen backbones" in names, names
+        assert got["inputs"]["id_emb"] == str((sample / "ids.npy").resolve()) and got["inputs"]["seed"] == 0
+        assert len(got["inputs"]["features_digest"]) == 32 and len(got["inputs"]["id_emb_digest"]) == 32
+    assert json.loads((run / "evaluation.json").read_text())["this_run"] == "run"     # no Markdown in the data
+    card = (run / "README.md").read_text()
+    assert "| **run** |" in card and f"Scored on features {sample_cache.resolve()}" in card
+    assert "ridge (reference)" in (tmp_path / "ev" / "evaluation.md").read_text()
+    other = tmp_path / "ids2.npy"
+    np.save(other, np.load(sample / "ids.npy")[::-1].copy())
+    shutil.copy(sample / "ids.keys.txt", tmp_path / "ids2.keys.txt")
+    capsys.readouterr()
+    assert run_cli(*args, "--id-emb", other, "--no-frozen") == 0
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "replaced an evaluation of other inputs (id_emb differ; it had 8 rows)" in " ".join(err.split()), err
+    assert [r["model"] for r in json.loads((run / "evaluation.json").read_text())["rows"]] == ["run"]
+
+
+def test_a_cache_of_other_meta_tags_is_refused(sample, sample_cache, pretrained, tmp_path, capsys):
+    """A model scored on features of another spec (a twitch run on the movielens cache) gave a figure without a
+    word; a cache of other meta tags or backbones is refused, naming the setting."""
+    other = tmp_path / "cache"
+    assert run_cli("features", "--streamers", sample / "streamers.jsonl", "--out", other, "--media-root", sample,
+                   "--meta-tags", "kind", "--reuse", sample_cache) == 0
+    capsys.readouterr()
+    assert run_cli("evaluate", "--features", other, "--id-emb", sample / "ids.npy", "--model", pretrained) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "trained on features with meta_tags None (--features has 'kind')" in err, err
+    assert not (pretrained / "evaluation.json").exists() or "kind" not in (pretrained / "evaluation.json").read_text()

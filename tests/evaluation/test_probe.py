@@ -111,3 +111,15 @@ def test_cli_probe_table_over_vector_sets(sample, sample_cache, pretrained, tmp_
         probe([f"pretrained={vec}"], rare, "kind", folds=3)
     with pytest.raises(AnchorEmbedError, match="the name\\(s\\) 'v' given twice"):
         probe([f"v={vec}", f"v={sample_cache}"], labels, "kind", folds=3)
+    # a rerun into the same --out kept nothing of the earlier table: rows of the same labels and streamers stay
+    assert run_cli("probe", "--vectors", f"frozen={sample_cache}", "--vectors", f"ids={sample / 'ids.npy'}",
+                   "--labels", labels, "--target", "kind", "--folds", "3", "--out", tmp_path / "p") == 0
+    again = json.loads((tmp_path / "p" / "probe.json").read_text())
+    assert [r["vectors"] for r in again["rows"]] == ["frozen", "ids", "pretrained"]
+    assert again["rows"][2] == out[1] and again["inputs"]["target"] == "kind"
+    assert "| pretrained |" in (tmp_path / "p" / "probe.md").read_text()
+    numbers = _write(tmp_path / "num.csv", "anchor_id,score\n" + "".join(
+        f"{r['anchor_id']},{i * 0.37:.2f}\n" for i, r in enumerate(rows)))
+    with pytest.raises(AnchorEmbedError, match="'score' has 7[0-9] distinct numbers, 7[0-9] of them on fewer than 3 "
+                                               "streamers: a number to predict\\? pass --kind regress"):
+        probe([f"pretrained={vec}"], numbers, "score", folds=3)

@@ -1,0 +1,60 @@
+"""What an evaluation (or probe) file holds besides its rows: the inputs that made them, so a table never
+silently mixes runs. A rerun on the same inputs adds its rows to the earlier ones (a row scored again is
+replaced, one not scored again is kept: `evaluate --no-frozen` after `--ridge` keeps the ridge rows); a rerun
+on other inputs replaces them and says what it replaces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from anchor_embed import atomic
+from anchor_embed.progress import say
+
+
+def _described(inputs: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in inputs.items() if not k.endswith("_digest"))
+
+
+def changed_inputs(before: dict, now: dict) -> list[str]:
+    """The inputs that differ between two records, by name (a path with other content counts as changed)."""
+    keys = [k for k in now if k.endswith("_digest") or f"{k}_digest" not in now]
+    return [k.removesuffix("_digest") for k in keys if before.get(k) != now.get(k)]
+
+
+def merge_rows(path: Path, inputs: dict, rows: list[dict], key: str = "model",
+               this_run: str | None = None) -> tuple[list[dict], list[str]]:
+    """`rows` with the rows of the record at `path` that were made from the same `inputs` and not made again
+    (matched by `key`; the record's own run's row counts as made when `this_run` names it, whatever its label
+    was), and the names of the kept ones. Another record's rows are not kept: its inputs differ, its figures do
+    not compare (said in one line)."""
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return rows, []
+    if not isinstance(before, dict) or not isinstance(before.get("rows"), list):
+        return rows, []
+    if before.get("inputs") != inputs:
+        changed = changed_inputs(before.get("inputs") or {}, inputs)
+        say(f"[yellow]{path}[/]: replaced an evaluation of other inputs ({', '.join(changed) or 'unrecorded'} "
+            f"differ; it had {len(before['rows'])} rows)")
+        return rows, []
+    made = {r.get(key) for r in rows} | ({before.get("this_run")} if this_run else set())
+    kept = [r for r in before["rows"] if isinstance(r, dict) and r.get(key) not in made]
+    return rows + kept, [str(r.get(key)) for r in kept]
+
+
+def write(path: Path, inputs: dict, rows: list[dict], key: str = "model", **extra) -> list[dict]:
+    """Write {"rows", "inputs", **extra} to `path`, merged with an earlier record of the same inputs; returns the
+    rows written."""
+    merged, kept = merge_rows(path, inputs, rows, key, extra.get("this_run"))
+    if kept:
+        say(f"[bold]{path}[/]: kept {len(kept)} row(s) of the earlier evaluation of the same inputs, not scored "
+            f"this time ({', '.join(kept[:4])}{', ...' if len(kept) > 4 else ''})")
+    atomic.write_json(path, {"rows": merged, "inputs": inputs, **extra})
+    return merged
+
+
+def inputs_line(inputs: dict) -> str:
+    """The inputs in words, for a model card."""
+    return _described(inputs)

@@ -122,6 +122,21 @@ def frame_problem(rel_path: str, media_root: Path) -> str | None:
     return None if found else f"not found under {media_root}"
 
 
+def say_if_under_other_root(frames: list[str], media_root: Path, model_root: str | Path | None) -> None:
+    """One line when frames missing under `media_root` exist under the model's media root (the one its features
+    were built from, the server's default): a relative path meant for that root, read from the records' folder,
+    dropped the frame and changed the vector without a word beyond 'frame not read'."""
+    if not model_root or Path(model_root).resolve() == Path(media_root).resolve():
+        return
+    there = [f for f in dict.fromkeys(frames) if frame_problem(f, media_root) and not frame_problem(f, Path(model_root))]
+    if there:
+        from anchor_embed.progress import say
+
+        say(f"[yellow]frames[/]: {len(there)} frame(s) not under {Path(media_root).resolve()} are under the model's "
+            f"media root {model_root} (e.g. {there[0]}): give that media root (--media-root, media_root= in Python) "
+            "to read them")
+
+
 def frame_keys(rel_path: str, media_root: Path, video_frames: int, report: MediaReport | None = None) -> list[str]:
     """Cache keys of the frames a path yields, by the file's content: its digest for an image, 'digest#i' for
     each video frame (a file replaced by another, even of the same size, is a new frame; the same file under

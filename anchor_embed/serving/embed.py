@@ -15,6 +15,7 @@ import numpy as np
 
 from anchor_embed import atomic
 from anchor_embed.data.key_file import read_keys, write_keys
+from anchor_embed.data.media import say_if_under_other_root
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 
@@ -153,6 +154,9 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
         from anchor_embed.features.build import read_checked
 
         records, report = read_checked(streamers, strict, columns, (i, n), media, strict_frames=strict)
+        from anchor_embed.serving.encoder import feature_settings
+
+        say_if_under_other_root([f for r in records for f in r.frames], media, feature_settings(model)[1].get("media_root"))
         rows = np.asarray([order for order, _ in report.kept_at], np.int64)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "embed"):

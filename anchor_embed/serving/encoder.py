@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from anchor_embed.data.media import say_if_under_other_root
 from anchor_embed.errors import AnchorEmbedError
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ class Model:
             if not rows:
                 empty = np.zeros((0, self.dim), np.float32)
                 return (empty, np.zeros((0, 3, self.dim), np.float32)) if modalities else empty
+            say_if_under_other_root([f for r in rows for f in r.frames], media, self.feature_meta.get("media_root"))
             src = tmp / "records.jsonl"
             src.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
             m = self.feature_meta

@@ -231,3 +231,28 @@ def test_embed_cuts_streamers_as_the_models_cache_did(sample, tmp_path):
     keys = (tmp_path / "v" / "keys.txt").read_text().split()
     np.testing.assert_allclose(got, np.stack([want[k] for k in keys]), atol=1e-5)
     np.testing.assert_allclose(Model(run).encode(rows, media_root=sample), got, atol=1e-5)
+
+
+def test_frames_under_the_models_media_root_are_named_with_the_fix(sample, pretrained, tmp_path, capsys):
+    """Records copied elsewhere with frame paths relative to the model's media root: embed, similar --record and
+    the API read them from the records' folder and dropped the frames (vectors changed, the server's /embed,
+    which defaults to the model's root, disagreed); now one line names the root that has them."""
+    import json
+
+    import anchor_embed
+    from tests.conftest import run_cli
+
+    rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()]
+    with_frames = [r for r in rows if r.get("frames") and (sample / r["frames"][0]).is_file()][:2]
+    moved = tmp_path / "elsewhere" / "new.jsonl"
+    moved.parent.mkdir()
+    moved.write_text("".join(json.dumps({**r, "anchor_id": f"copy-{r['anchor_id']}"}) + "\n" for r in with_frames))
+    said = f"frame(s) not under {moved.parent.resolve()} are under the model's media root {sample}"
+    capsys.readouterr()
+    assert run_cli("embed", "--model", pretrained, "--streamers", moved, "--out", tmp_path / "v") == 0
+    assert said in " ".join(capsys.readouterr().err.split())
+    assert run_cli("embed", "--model", pretrained, "--streamers", moved, "--out", tmp_path / "w",
+                   "--media-root", sample) == 0
+    assert "model's media root" not in capsys.readouterr().err
+    anchor_embed.load(pretrained).encode(moved)
+    assert said in " ".join(capsys.readouterr().err.split())

@@ -7,6 +7,7 @@ saved as RUN/config.json beside what it made, and is read back strictly.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TypeVar
 
@@ -82,7 +83,21 @@ def resolve(model: type[C], path: str | Path | None, overrides: dict) -> C:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise AnchorEmbedError(describe(exc, f"{path}: " if path else "")) from None
+        flag = _given_by_flag(exc, overrides)
+        raise AnchorEmbedError(describe(exc, f"{path}: " if path and not flag else "")
+                               + (" (from the command line)" if path and flag else "")) from None
+
+
+def _given_by_flag(exc: ValidationError, overrides: dict) -> bool:
+    """Whether the first problem's key was set on the command line (not by the config file): `--epochs 0` with
+    --config c.json was blamed on c.json. A method param's problem is read from its message ('params.NAME')."""
+    first = exc.errors()[0]
+    named = re.search(r"'params\.(\w+)'", first["msg"])   # the method's own check runs on the whole config
+    if named:
+        return named.group(1) in (overrides.get("params") or {})
+    loc = first["loc"]
+    return bool(loc) and overrides.get(loc[0]) is not None and (
+        not isinstance(overrides[loc[0]], dict) or (len(loc) > 1 and loc[1] in overrides[loc[0]]))
 
 
 def read_saved(model: type[C], path: Path) -> C:

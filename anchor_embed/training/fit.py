@@ -127,14 +127,10 @@ def epoch_seed(draws: list[int], epoch: int) -> int:
     return int(np.random.SeedSequence([*draws, epoch]).generate_state(1)[0])
 
 
-def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path | None:
-    """Prepare RUN `out`: refuse to overwrite a run, or to resume one made with other settings, other inputs
-    (`info["inputs"]`: content digests) or already past `cfg.epochs`; save the config and `info` with the digest
-    of the code that trains. Returns the checkpoint to resume from, if any."""
+def check_resumable(out: Path, cfg: TrainingConfig, resume: bool) -> Path | None:
+    """The checkpoint `out` would resume from; refuses a run without --resume, one past `cfg.epochs`, or one
+    made with other settings. Reads only, so a stage can call it before its slow set-up (transfer's mining)."""
     ckpt = checkpoints.existing_run(out, resume)
-    if ckpt is None and resume:         # scripts pass --resume always; a mistyped --out should still be seen
-        say(f"[yellow]{out}[/]: " + ("no epoch finished in this run, nothing to resume; starting it over"
-                                     if (out / "config.json").is_file() else "no run here to resume; starting a new one"))
     if ckpt is not None:
         done = int(ckpt.name[6:])
         if done > cfg.epochs:           # continuing would write epochs N into config.json beside more epochs run
@@ -146,6 +142,18 @@ def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path |
             diff = sorted(_differing(old, new))
             raise AnchorEmbedError(f"{out}: --resume with settings that differ from the saved run ({', '.join(diff)});"
                                    f" only {', '.join(sorted(RESUMABLE))} may change")
+    return ckpt
+
+
+def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path | None:
+    """Prepare RUN `out`: refuse to overwrite a run, or to resume one made with other settings, other inputs
+    (`info["inputs"]`: content digests) or already past `cfg.epochs`; save the config and `info` with the digest
+    of the code that trains. Returns the checkpoint to resume from, if any."""
+    ckpt = check_resumable(out, cfg, resume)
+    if ckpt is None and resume:         # scripts pass --resume always; a mistyped --out should still be seen
+        say(f"[yellow]{out}[/]: " + ("no epoch finished in this run, nothing to resume; starting it over"
+                                     if (out / "config.json").is_file() else "no run here to resume; starting a new one"))
+    if ckpt is not None:
         had = run_info(out).get("inputs", {})
         changed = sorted(k for k, v in info.get("inputs", {}).items() if k in had and had[k] != v)
         if changed:

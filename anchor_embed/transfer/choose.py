@@ -40,7 +40,11 @@ def parse_choices(specs: list[str] | None) -> dict[str, list]:
             raise AnchorEmbedError(f"--choose {spec!r}: expected KEY=V1,V2[,...] with two values or more, "
                                    "e.g. --choose input_dropout=0,0.2")
         own = key.startswith("params.") and len(key) > len("params.")
-        if not own and (key not in TransferConfig.model_fields or key in NOT_CHOOSABLE or key == "params"):
+        if not own and key not in TransferConfig.model_fields:
+            known = sorted(set(TransferConfig.model_fields) - NOT_CHOOSABLE - {"params"})
+            raise AnchorEmbedError(f"--choose {spec!r}: unknown setting {key!r} (choose among {', '.join(known)}, "
+                                   "or params.NAME)")
+        if not own and (key in NOT_CHOOSABLE or key == "params"):
             raise AnchorEmbedError(f"--choose {spec!r}: {key!r} is not a setting validation can choose "
                                    f"(a run setting other than {', '.join(sorted(NOT_CHOOSABLE))}, or params.NAME)")
         if key in out:

@@ -24,7 +24,15 @@ from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.store import load_model, require_model
 from anchor_embed.model.views import ViewConfig
 from anchor_embed.progress import say
-from anchor_embed.training.fit import Task, fit, run_info, saved_config, start_seed, training_run
+from anchor_embed.training.fit import (
+    Task,
+    check_resumable,
+    fit,
+    run_info,
+    saved_config,
+    start_seed,
+    training_run,
+)
 from anchor_embed.transfer.config import TransferConfig
 from anchor_embed.transfer.filters import FILTERS
 from anchor_embed.transfer.methods import METHODS
@@ -209,6 +217,7 @@ def transfer(
                     id_column=id_column, **overrides)
     pretrained, out = Path(pretrained), Path(out)
     require_model(pretrained)             # not a run: said so, not 'pass --features'
+    check_resumable(out, cfg, resume)     # before the ID embeddings are read and mined, not after
     if features is None:
         features = run_info(pretrained).get("features")
         if features is None:

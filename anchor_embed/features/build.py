@@ -360,9 +360,12 @@ def build_features(
         if say_reading:         # not for records embed or Model.encode wrote to a file of their own
             read_report.say("features")
         absent = [f.name for f in meta_fields if not any(f.name in (r.meta or {}) for r in records)]
-        if absent:              # a misspelt field would add no tag to any streamer without a word
+        if absent and say_reading:      # a misspelt field would add no tag to any streamer without a word
             say(f"[yellow]features[/]: --meta-tags field(s) {', '.join(map(repr, absent))} in no record's meta "
                 "(misspelt?); they add no tags")
+        elif absent:            # the model's spec, not the caller's flag: its tags are missing from these records
+            say(f"[yellow]features[/]: the model reads meta field(s) {', '.join(map(repr, absent))} as tags, and no "
+                "record here has them: these vectors lack those tags (give records their `meta`)")
         donor = _compatible(reuse, wanted, max_text_chars)
         from anchor_embed.training.device import resolve_device
 

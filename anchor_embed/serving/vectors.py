@@ -14,9 +14,16 @@ from anchor_embed.errors import AnchorEmbedError
 def open_vectors(vec_dir: str | Path, need: int = 0) -> tuple[np.ndarray, list[str], dict]:
     """Memory-mapped vectors, their keys and meta of a finished vectors folder (at least `need` of them)."""
     vec_dir = Path(vec_dir)
+    if vec_dir.is_file():       # an `export`ed .parquet/.npy, say: the commands read the folder it came from
+        raise AnchorEmbedError(f"{vec_dir}: a file, not a vectors folder; pass the folder `anchor-embed embed` wrote")
+    if (vec_dir / "index.faiss").is_file():
+        raise AnchorEmbedError(f"{vec_dir}: an index folder, not a vectors folder; pass the vectors it was built from")
     if not all((vec_dir / f).is_file() for f in ("meta.json", "keys.txt", "vectors.npy")):
         raise AnchorEmbedError(f"{vec_dir}: not a vectors folder (run `anchor-embed embed`; all shards done?)")
-    meta = json.loads((vec_dir / "meta.json").read_text())
+    try:
+        meta = json.loads((vec_dir / "meta.json").read_text())
+    except ValueError as exc:
+        raise AnchorEmbedError(f"{vec_dir / 'meta.json'}: not JSON ({exc})") from None
     keys = read_keys(vec_dir / "keys.txt")
     vectors = np.load(vec_dir / "vectors.npy", mmap_mode="r")
     if vectors.ndim != 2 or len(vectors) != len(keys):

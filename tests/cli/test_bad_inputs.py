@@ -40,6 +40,11 @@ def _digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def _exported(w: dict, t: Path) -> Path:
+    assert run_cli("export", w["vec"], "--out", t / "v.parquet") == 0
+    return t / "v.parquet"
+
+
 def _records(t: Path, rows) -> Path:
     return write_jsonl(t / "bad.jsonl", [GOOD, *rows])
 
@@ -55,12 +60,14 @@ def _bytes(t: Path, data: bytes, name="bad.jsonl") -> Path:
     return t / name
 
 
-def _vec_copy(w, t: Path, break_keys=False) -> Path:
+def _vec_copy(w, t: Path, break_keys=False, meta: str | None = None) -> Path:
     import shutil
 
     shutil.copytree(w["vec"], t / "v")
     if break_keys:
         (t / "v" / "keys.txt").write_text("a\nb\n")
+    if meta is not None:
+        (t / "v" / "meta.json").write_text(meta)
     return t / "v"
 
 
@@ -167,6 +174,12 @@ CASES = [
      "made from other inputs"),
     # index
     ("not a vectors folder", lambda w, t: ["index", "build", t, "--out", t / "i"], 2, "not a vectors folder"),
+    ("dedup of an exported file", lambda w, t: ["dedup", _exported(w, t)], 2,
+     "v.parquet: a file, not a vectors folder; pass the folder `anchor-embed embed` wrote"),
+    ("export of an index", lambda w, t: ["export", w["idx"], "--out", t / "x.npy"], 2,
+     "an index folder, not a vectors folder"),
+    ("vectors meta not JSON", lambda w, t: ["scatter", _vec_copy(w, t, meta="{oops"), "--clusters", "2"], 2,
+     "meta.json: not JSON (Expecting property name"),
     ("vectors and keys disagree", lambda w, t: ["index", "build", _vec_copy(w, t, break_keys=True), "--out", t / "i"],
      2, "rows but keys.txt 2 keys; the folder is damaged"),
     ("memory budget", lambda w, t: ["index", "build", w["vec"], "--out", t / "i", "--memory-budget", "lots"], 2,

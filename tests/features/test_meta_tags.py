@@ -57,7 +57,7 @@ def test_width_buckets_values_and_what_gives_no_tag():
 
 
 @pytest.mark.slow
-def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, sample_cache, tmp_path):
+def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, sample_cache, tmp_path, capsys):
     """Meta tags come first in a streamer's tags, non-numbers are counted, another spec is refused, and
     `Model.encode` of records (the path of embed and the server) tags them as the cache did."""
     rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()]
@@ -96,7 +96,11 @@ def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, sa
     np.testing.assert_allclose(got, want[pick], atol=1e-5)
     # without its meta the same streamer is another input: the tags above are not decoration
     bare = [{**rows[i], "meta": {}} for i in pick]
+    capsys.readouterr()
     assert np.abs(anchor_embed.load(run).encode(bare, media_root=sample) - want[pick]).max() > 1e-3
+    said = " ".join(capsys.readouterr().err.split())     # the model's spec, not a flag the caller misspelt
+    assert "the model reads meta field(s) 'kind', 'lang', 'views' as tags, and no record here has them" in said
+    assert "misspelt" not in said
 
 
 def test_a_meta_field_no_record_has_is_named(sample, tmp_path, capsys):

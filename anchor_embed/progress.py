@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -13,6 +16,19 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+_warnings_only = 0      # > 0 inside `warnings_only()`
+
+
+@contextmanager
+def warnings_only() -> Iterator[None]:
+    """Status lines and progress bars off, warnings (`[yellow]` lines) still said: for a library call whose
+    caller asked for quiet (`Model.encode(quiet=True)` in a notebook or a service loop)."""
+    global _warnings_only
+    _warnings_only += 1
+    try:
+        yield
+    finally:
+        _warnings_only -= 1
 
 
 def make_progress() -> Progress:
@@ -20,10 +36,12 @@ def make_progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False, disable=console.quiet,
+        console=console, transient=False, disable=console.quiet or _warnings_only > 0,
     )
 
 
 def say(message: str) -> None:
     """A status line on stderr, never wrapped by rich: a log keeps one message a line (a terminal wraps it)."""
+    if _warnings_only and not message.startswith(("[yellow]", "[red]", "  ")):   # "  ...": a warning's detail
+        return
     console.print(message, highlight=False, soft_wrap=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,10 +86,18 @@ class Model:
         return int(self.net.dim)
 
     def encode(self, records: Any, media_root: str | Path | None = None, batch_size: int = 512,
-               modalities: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+               modalities: bool = False, quiet: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """(n, dim) float32 unit vectors in the order of `records` (dicts, a DataFrame, a pyarrow Table, or a
         JSONL/Parquet path); every record needs a unique anchor_id, and a bad record is an error. With
-        `modalities`, also each one's (n, 3, dim) text-only, frames-only and tags-only vectors (`--explain`)."""
+        `modalities`, also each one's (n, 3, dim) text-only, frames-only and tags-only vectors (`--explain`).
+        `quiet` keeps only warnings (a frame not read, say) on stderr."""
+        from anchor_embed.progress import warnings_only
+
+        with warnings_only() if quiet else nullcontext():
+            return self._encode(records, media_root, batch_size, modalities)
+
+    def _encode(self, records: Any, media_root: str | Path | None, batch_size: int,
+                modalities: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         from pydantic import ValidationError
 
         from anchor_embed.data.records import StreamerRecord, read_streamers

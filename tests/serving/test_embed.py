@@ -256,3 +256,22 @@ def test_frames_under_the_models_media_root_are_named_with_the_fix(sample, pretr
     assert "model's media root" not in capsys.readouterr().err
     anchor_embed.load(pretrained).encode(moved)
     assert said in " ".join(capsys.readouterr().err.split())
+
+
+def test_encode_quiet_keeps_the_warnings_only(sample, pretrained, capsys):
+    """Model.encode wrote its status block to stderr on every call with no way to keep quiet in a loop."""
+    import json
+
+    import anchor_embed
+
+    rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()][:3]
+    rows[0] = {**rows[0], "frames": ["media/nowhere.png"]}
+    model = anchor_embed.load(pretrained)
+    capsys.readouterr()
+    loud = model.encode(rows, media_root=sample)
+    said = capsys.readouterr().err
+    assert "features: 3 streamers" in said and "frame not read" in said
+    quiet = model.encode(rows, media_root=sample, quiet=True)
+    said = capsys.readouterr().err
+    assert "features:" not in said and "frame not read: " in said and "nowhere.png" in said
+    np.testing.assert_array_equal(loud, quiet)

@@ -22,18 +22,45 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
-def _as_dicts(records: Any) -> list[dict]:
-    """Records given as dicts, a pandas DataFrame or a pyarrow Table, as a list of dicts in their order."""
+def _as_dicts(records: Any, columns: dict[str, str] | None = None) -> list[dict]:
+    """Records given as dicts, a pandas DataFrame or a pyarrow Table, as a list of dicts in their order, with
+    `columns` ({field: the caller's name}) renamed to record fields. A DataFrame whose index is the id column
+    (`df.set_index("anchor_id")`) gives it back as a column."""
+    from anchor_embed.data.records import check_columns, check_fields
+
+    check_fields(columns)
+    id_col = (columns or {}).get("anchor_id", "anchor_id")
     if hasattr(records, "to_pylist"):                       # pyarrow.Table / RecordBatch
-        return records.to_pylist()
-    if hasattr(records, "to_dict") and hasattr(records, "columns"):   # pandas.DataFrame
-        return records.to_dict(orient="records")
-    if isinstance(records, dict):
-        return [records]
-    if isinstance(records, Iterable):
-        return list(records)
-    raise AnchorEmbedError(f"records: expected dicts, a DataFrame, a pyarrow Table or a file path, got "
-                           f"{type(records).__name__}")
+        check_columns("records", list(records.column_names), columns)
+        rows = records.to_pylist()
+    elif hasattr(records, "to_dict") and hasattr(records, "columns"):   # pandas.DataFrame
+        if id_col not in records.columns and id_col in (records.index.names or []):
+            records = records.reset_index()
+        check_columns("records", [str(c) for c in records.columns], columns)
+        rows = records.to_dict(orient="records")
+    elif isinstance(records, dict):
+        rows = [records]
+    elif isinstance(records, Iterable):
+        rows = list(records)
+    else:
+        raise AnchorEmbedError(f"records: expected dicts, a DataFrame, a pyarrow Table or a file path, got "
+                               f"{type(records).__name__}")
+    if not columns:
+        return rows
+    named = {col: field for field, col in columns.items()}
+    return [_renamed(r, named, columns) if isinstance(r, dict) else r for r in rows]
+
+
+def _renamed(row: dict, named: dict[str, str], columns: dict[str, str]) -> dict:
+    """A row's caller-named columns as record fields; a column named like a field mapped elsewhere is dropped
+    (`columns={"profile": "bio"}`: the profile is the bio, not a `profile` column beside it)."""
+    out = {}
+    for k, v in row.items():
+        if k in named:
+            out[named[k]] = v
+        elif k not in columns:
+            out[k] = v
+    return out
 
 
 def feature_settings(run: Path) -> tuple[Path | None, dict]:
@@ -86,18 +113,20 @@ class Model:
         return int(self.net.dim)
 
     def encode(self, records: Any, media_root: str | Path | None = None, batch_size: int = 512,
-               modalities: bool = False, quiet: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+               modalities: bool = False, quiet: bool = False,
+               columns: dict[str, str] | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """(n, dim) float32 unit vectors in the order of `records` (dicts, a DataFrame, a pyarrow Table, or a
         JSONL/Parquet path); every record needs a unique anchor_id, and a bad record is an error. With
         `modalities`, also each one's (n, 3, dim) text-only, frames-only and tags-only vectors (`--explain`).
-        `quiet` keeps only warnings (a frame not read, say) on stderr."""
+        `quiet` keeps only warnings (a frame not read, say) on stderr. `columns` maps record fields to the
+        caller's names, as the CLI's --id-column/--columns: {"anchor_id": "uid", "profile": "bio"}."""
         from anchor_embed.progress import warnings_only
 
         with warnings_only() if quiet else nullcontext():
-            return self._encode(records, media_root, batch_size, modalities)
+            return self._encode(records, media_root, batch_size, modalities, columns)
 
-    def _encode(self, records: Any, media_root: str | Path | None, batch_size: int,
-                modalities: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def _encode(self, records: Any, media_root: str | Path | None, batch_size: int, modalities: bool,
+                columns: dict[str, str] | None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         from pydantic import ValidationError
 
         from anchor_embed.data.records import StreamerRecord, read_streamers
@@ -108,11 +137,11 @@ class Model:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             if isinstance(records, (str, Path)):
-                rows, _ = read_streamers(records, strict=True)
+                rows, _ = read_streamers(records, strict=True, columns=columns)
                 media = Path(media_root) if media_root else Path(records).parent
             else:
                 rows = []
-                for i, raw in enumerate(_as_dicts(records)):
+                for i, raw in enumerate(_as_dicts(records, columns)):
                     try:
                         rows.append(StreamerRecord.model_validate(raw))
                     except ValidationError as exc:

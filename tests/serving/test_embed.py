@@ -275,3 +275,24 @@ def test_encode_quiet_keeps_the_warnings_only(sample, pretrained, capsys):
     said = capsys.readouterr().err
     assert "features:" not in said and "frame not read: " in said and "nowhere.png" in said
     np.testing.assert_array_equal(loud, quiet)
+
+
+def test_encode_reads_a_table_by_the_callers_column_names(sample, pretrained):
+    """Model.encode took only the record fields' own names (a DataFrame indexed by anchor_id, or with a `uid`
+    column, was 'records[0].anchor_id: Field required'); `columns` maps them as --id-column/--columns do."""
+    import json
+
+    import pandas as pd
+
+    import anchor_embed
+
+    rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()][:5]
+    model = anchor_embed.load(pretrained)
+    want = model.encode(rows, media_root=sample, quiet=True)
+    table = pd.DataFrame(rows)
+    np.testing.assert_array_equal(model.encode(table.set_index("anchor_id"), media_root=sample, quiet=True), want)
+    own = table.rename(columns={"anchor_id": "uid", "profile": "bio"})
+    got = model.encode(own, media_root=sample, quiet=True, columns={"anchor_id": "uid", "profile": "bio"})
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(AnchorEmbedError, match="no column 'biography'"):
+        model.encode(own, columns={"anchor_id": "uid", "profile": "biography"})

@@ -58,12 +58,14 @@ def dedup(
     reviewed: Reviewed = None,
     seed: int = 0,
     master: Master = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out that is no dedup output.")] = False,
 ) -> None:
     """Groups of near-duplicate streamers: range search per cluster in the executors."""
     from anchor_embed.serving import spark
 
     s = spark.session(master, "anchor-embed dedup")
-    spark.dedup(s, vectors, threshold, out, clusters, assign, linkage, max_group_size, reviewed, sample, seed)
+    spark.dedup(s, vectors, threshold, out, clusters, assign, linkage, max_group_size, reviewed, sample, seed,
+                overwrite)
 
 
 @app.command("scatter")

@@ -183,7 +183,7 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
     from anchor_embed.data.records import check_fields
     from anchor_embed.fingerprint import adapter_digest, fingerprint
     from anchor_embed.model.store import model_hash
-    from anchor_embed.serving.spark_out import Folder, claim, write_whole
+    from anchor_embed.serving.spark_out import Folder, claim, held, write_whole
 
     model = Path(model).resolve()
     if not (model / "model.safetensors").is_file():
@@ -210,43 +210,44 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
         made["adapter"] = adapter_digest(adapter)
     made["fingerprint"] = fingerprint(**made)
     where = Folder(spark, str(out))
-    claim(where, "embed", made, overwrite, [Folder(spark, str(streamers)), Folder(spark, str(model))])
-    # a row's place in the input, as one process reads it: its file (part files in name order), then its row
-    df = read.withColumn("_file", F.input_file_name()).withColumn("_order", F.monotonically_increasing_id())
-    schema = ("anchor_id string, vector array<float>, model_id string, kind string, error string, _file string, "
-              "_order long")
-    done = df.mapInArrow(_embed_fn(str(model), media, columns, batch_size, strict,
-                                   str(adapter) if adapter else None, str(features) if features else None),
-                         schema).cache()
-    bad = done.where(F.col("error").isNotNull())
-    n_bad = bad.count()
-    if n_bad:
-        _report_bad(df, bad, n_bad, streamers, jsonl, strict)
-    # an anchor_id's first valid row is kept and later ones are skipped, as `embed` (one process) keeps them
-    ranked = done.where(F.col("error").isNull()).withColumn(
-        "_rank", F.row_number().over(Window.partitionBy("anchor_id").orderBy("_file", "_order")))
-    again = ranked.where("_rank > 1")
-    n_again = again.count()
-    if n_again:
-        first = again.orderBy("_file", "_order").limit(5).collect()
-        if strict:
-            where = _places(df, first[:1], jsonl)[0]
-            raise AnchorEmbedError(f"{streamers}: {where}: duplicate anchor_id '{first[0]['anchor_id']}' (--strict "
-                                   "stops at the first bad row)")
-        say(f"[yellow]spark embed[/]: {n_again} later row(s) of a repeated anchor_id skipped, the first of each kept "
-            "(e.g. " + ", ".join(repr(r["anchor_id"]) for r in first) + ")")
-    vectors = (ranked.where("_rank = 1").drop("kind", "error", "_file", "_order", "_rank")
-               .withColumn("bucket", F.pmod(F.xxhash64("anchor_id"), F.lit(buckets)).cast("int")))
-    count = vectors.count()
-    if count == 0:
+    with held(where, "embed"):     # one job at a time on an output folder
+        claim(where, "embed", made, overwrite, [Folder(spark, str(streamers)), Folder(spark, str(model))])
+        # a row's place in the input, as one process reads it: its file (part files in name order), then its row
+        df = read.withColumn("_file", F.input_file_name()).withColumn("_order", F.monotonically_increasing_id())
+        schema = ("anchor_id string, vector array<float>, model_id string, kind string, error string, _file string, "
+                  "_order long")
+        done = df.mapInArrow(_embed_fn(str(model), media, columns, batch_size, strict,
+                                       str(adapter) if adapter else None, str(features) if features else None),
+                             schema).cache()
+        bad = done.where(F.col("error").isNotNull())
+        n_bad = bad.count()
+        if n_bad:
+            _report_bad(df, bad, n_bad, streamers, jsonl, strict)
+        # an anchor_id's first valid row is kept and later ones are skipped, as `embed` (one process) keeps them
+        ranked = done.where(F.col("error").isNull()).withColumn(
+            "_rank", F.row_number().over(Window.partitionBy("anchor_id").orderBy("_file", "_order")))
+        again = ranked.where("_rank > 1")
+        n_again = again.count()
+        if n_again:
+            first = again.orderBy("_file", "_order").limit(5).collect()
+            if strict:
+                where = _places(df, first[:1], jsonl)[0]
+                raise AnchorEmbedError(f"{streamers}: {where}: duplicate anchor_id '{first[0]['anchor_id']}' (--strict "
+                                       "stops at the first bad row)")
+            say(f"[yellow]spark embed[/]: {n_again} later row(s) of a repeated anchor_id skipped, the first of each kept "
+                "(e.g. " + ", ".join(repr(r["anchor_id"]) for r in first) + ")")
+        vectors = (ranked.where("_rank = 1").drop("kind", "error", "_file", "_order", "_rank")
+                   .withColumn("bucket", F.pmod(F.xxhash64("anchor_id"), F.lit(buckets)).cast("int")))
+        count = vectors.count()
+        if count == 0:
+            done.unpersist()
+            raise AnchorEmbedError(f"{streamers}: no valid streamer records ({n_bad} bad); {out} left as it was")
+        meta = {**made, "count": count, "skipped": n_bad + n_again, "buckets": buckets, "normalized": True}
+        write_whole(where, "embed", lambda path: vectors.repartition(buckets, "bucket").write.partitionBy("bucket")
+                    .parquet(path), meta)
         done.unpersist()
-        raise AnchorEmbedError(f"{streamers}: no valid streamer records ({n_bad} bad); {out} left as it was")
-    meta = {**made, "count": count, "skipped": n_bad + n_again, "buckets": buckets, "normalized": True}
-    write_whole(where, "embed", lambda path: vectors.repartition(buckets, "bucket").write.partitionBy("bucket")
-                .parquet(path), meta)
-    done.unpersist()
-    say(f"[bold]spark embed[/]: {count} vectors written to {out} ({n_bad} bad records, {n_again} repeats skipped)")
-    return {"job": "embed", **meta}
+        say(f"[bold]spark embed[/]: {count} vectors written to {out} ({n_bad} bad records, {n_again} repeats skipped)")
+        return {"job": "embed", **meta}
 
 
 def _read_vectors(spark, vectors: str | Path):
@@ -321,19 +322,33 @@ def _edges_fn(threshold: float) -> Callable:
 
 def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path | None = None, clusters: int = 0,
           assign: int = 2, linkage: Literal["single", "complete"] = "single", max_group_size: int = 0,
-          reviewed: str | Path | None = None, sample: int = 200_000, seed: int = 0) -> list[dict]:
+          reviewed: str | Path | None = None, sample: int = 200_000, seed: int = 0,
+          overwrite: bool = False) -> list[dict]:
     """SemDeDup at scale: centroids on a driver sample, range search inside each cluster in the executors,
-    groups of the (small) edge table on the driver by the same code as `dedup`."""
+    groups of the (small) edge table on the driver by the same code as `dedup` (and its --out rule)."""
     from pyspark.sql import functions as F
 
-    from anchor_embed.serving.dedup import check_flags, groups_from_edges, say_unapplied, write_groups
+    from anchor_embed.serving.dedup import (
+        MIN_CLUSTER_SIZE,
+        check_flags,
+        groups_from_edges,
+        say_unapplied,
+        write_groups,
+    )
+    from anchor_embed.serving.output_file import claim
 
     check_flags(threshold, clusters, assign, max_group_size)
     out = Path(out) if out else _local(_beside(spark, vectors, f"dedup-{threshold}.jsonl"))
-    if out.is_dir() or (out.parent.exists() and not out.parent.is_dir()):
-        raise AnchorEmbedError(f"--out {out}: {'is a folder' if out.is_dir() else 'its parent is not a folder'}; "
-                               "give a file path")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise AnchorEmbedError(f"--out {out}: its parent is not a folder; give a file path")
+    claim(out, "dedup", ("group", "representative", "members"), overwrite)
     df, n = _read_vectors(spark, vectors)
+    if clusters > max(n // MIN_CLUSTER_SIZE, 1):     # as `dedup`: smaller clusters split groups of duplicates
+        most = n // MIN_CLUSTER_SIZE
+        say(f"[yellow]spark dedup[/]: --clusters {clusters} for {n} streamers: "
+            + (f"{most} clusters instead" if most > 1 else "exact search instead")
+            + f" (smaller clusters than {MIN_CLUSTER_SIZE} streamers split groups of duplicates)")
+        clusters = most if most > 1 else 0
     if clusters > 1:
         cent = spark.sparkContext.broadcast(_centroids(df, n, clusters, sample, seed)[0])
         keyed = df.mapInArrow(_assign_fn(cent, assign, True),
@@ -394,31 +409,32 @@ def scatter(spark, vectors: str | Path, clusters: int = 100, out: str | Path | N
             sample: int = 200_000) -> dict:
     """A cluster id per streamer: centroids on a driver sample, assignment in the executors, Parquet out
     (replaced whole when the job succeeded; never over its own input or a folder of other files)."""
-    from anchor_embed.serving.spark_out import Folder, claim, write_whole
+    from anchor_embed.serving.spark_out import Folder, claim, held, write_whole
 
     if clusters < 1:
         raise AnchorEmbedError(f"--clusters {clusters}: at least 1")
     where = Folder(spark, str(out)) if out else _beside(spark, vectors, "clusters")
     out = where.given
-    claim(where, "scatter", None, True, [Folder(spark, str(vectors))])
-    df, n = _read_vectors(spark, vectors)
-    centroids, fit_on = _centroids(df, n, clusters, sample, seed)
-    if len(centroids) < clusters:
-        say(f"[yellow]spark scatter[/]: --clusters {clusters}: {len(centroids)} fitted, on the "
-            + (f"{n} streamers there are" if fit_on == n else
-               f"{fit_on} vectors sampled of {n} (--sample {sample}; raise it for more)"))
-    cent = spark.sparkContext.broadcast(centroids)
-    rows = df.mapInArrow(_assign_fn(cent, 1, False), "cluster int, anchor_id string, distance float")
-    table = rows.select("anchor_id", "cluster", "distance").cache()
-    sizes = table.groupBy("cluster").count().toPandas()["count"].to_numpy()
-    fitted = len(centroids)
-    meta = {"vectors": str(vectors), "clusters": int(len(sizes)), "count": int(sizes.sum()), "seed": seed,
-            "sample": fit_on}
-    write_whole(where, "scatter", lambda path: table.write.parquet(path), meta)
-    table.unpersist()
-    say(f"[bold]spark scatter[/]: {len(sizes)} clusters over {int(sizes.sum())} streamers; sizes min {sizes.min()}, "
-        f"median {int(np.median(sizes))}, max {sizes.max()}; written to {out}")
-    if len(sizes) < fitted:
-        say(f"[yellow]spark scatter[/]: {fitted - len(sizes)} of the {fitted} centroids k-means fitted won no "
-            "streamer (near-identical centroids); ask fewer --clusters")
-    return {"job": "scatter", **meta}
+    with held(where, "scatter"):     # one job at a time on an output folder
+        claim(where, "scatter", None, True, [Folder(spark, str(vectors))])
+        df, n = _read_vectors(spark, vectors)
+        centroids, fit_on = _centroids(df, n, clusters, sample, seed)
+        if len(centroids) < clusters:
+            say(f"[yellow]spark scatter[/]: --clusters {clusters}: {len(centroids)} fitted, on the "
+                + (f"{n} streamers there are" if fit_on == n else
+                   f"{fit_on} vectors sampled of {n} (--sample {sample}; raise it for more)"))
+        cent = spark.sparkContext.broadcast(centroids)
+        rows = df.mapInArrow(_assign_fn(cent, 1, False), "cluster int, anchor_id string, distance float")
+        table = rows.select("anchor_id", "cluster", "distance").cache()
+        sizes = table.groupBy("cluster").count().toPandas()["count"].to_numpy()
+        fitted = len(centroids)
+        meta = {"vectors": str(vectors), "clusters": int(len(sizes)), "count": int(sizes.sum()), "seed": seed,
+                "sample": fit_on}
+        write_whole(where, "scatter", lambda path: table.write.parquet(path), meta)
+        table.unpersist()
+        say(f"[bold]spark scatter[/]: {len(sizes)} clusters over {int(sizes.sum())} streamers; sizes min {sizes.min()}, "
+            f"median {int(np.median(sizes))}, max {sizes.max()}; written to {out}")
+        if len(sizes) < fitted:
+            say(f"[yellow]spark scatter[/]: {fitted - len(sizes)} of the {fitted} centroids k-means fitted won no "
+                "streamer (near-identical centroids); ask fewer --clusters")
+        return {"job": "scatter", **meta}

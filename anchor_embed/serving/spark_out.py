@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
@@ -82,6 +85,48 @@ class Folder:
     def rename(self, to: Folder) -> None:
         if not self.fs.rename(self.path, to.path):
             raise AnchorEmbedError(f"could not move {self.uri} to {to.uri}")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def held(out: Folder, job: str) -> Iterator[None]:
+    """One job at a time on `out`: a lock file beside it, made atomically by the file system (createNewFile); a
+    second job is refused naming the first, so two runs never swap half-written outputs over each other. A lock
+    left by a process of this host that is gone is taken over; one of another host is named for removal."""
+    lock = out.sibling(f".{out.path.getName()}.lock")
+    mine = {"job": job, "host": socket.gethostname(), "pid": os.getpid(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(2):
+        if lock.fs.createNewFile(lock.path):
+            break
+        try:
+            have = json.loads(lock.read_text() or "{}")
+        except Exception:  # noqa: BLE001 - being written this instant, or gone
+            have = {}
+        if have.get("host") == mine["host"] and isinstance(have.get("pid"), int) and not _alive(have["pid"]):
+            lock.delete()           # its process is gone (killed): nothing is writing
+            continue
+        who = (f"spark {have.get('job', '?')} (pid {have.get('pid', '?')} on {have.get('host', '?')}, since "
+               f"{have.get('since', '?')})" if have else "another job")
+        raise AnchorEmbedError(f"--out {out.given}: {who} is writing it; wait for it to end, or remove "
+                               f"{lock.given} if no job is running")
+    else:
+        raise AnchorEmbedError(f"--out {out.given}: could not take the lock {lock.given}")
+    lock.write_text(json.dumps(mine))
+    try:
+        yield
+    finally:
+        lock.delete()
 
 
 def _own(name: str) -> bool:

@@ -74,20 +74,31 @@ def test_spark_dedup_gives_the_one_box_groups(movielens_run, flags):
     assert (root / "spark.jsonl").read_text() == (root / "one.jsonl").read_text()
 
 
-def test_spark_clustered_dedup_equals_the_single_process_search(movielens_run):
+def test_spark_clustered_dedup_equals_the_single_process_search(movielens_run, capsys):
     """With --clusters, executors search within clusters of driver centroids: the groups of the same search
     done in one process over the vectors in anchor_id order (centroids fitted on all of them)."""
     from anchor_embed.serving.dedup import dedup_vectors
 
     root = movielens_run["root"]
     threshold = _threshold(root)
-    assert run_cli("spark", "dedup", root / "spark-vectors", "--threshold", threshold, "--clusters", "6",
+    assert run_cli("spark", "dedup", root / "spark-vectors", "--threshold", threshold, "--clusters", "4",
                    "--out", root / "clustered.jsonl", "--master", MASTER) == 0
     t = _table(root / "spark-vectors").sort_values("anchor_id")
     ids = t["anchor_id"].tolist()
     x = np.stack(t["vector"].to_numpy()).astype(np.float32)
-    expected = {frozenset(ids[m] for m in g["members"]) for g in dedup_vectors(x, threshold, clusters=6, assign=2)}
+    expected = {frozenset(ids[m] for m in g["members"]) for g in dedup_vectors(x, threshold, clusters=4, assign=2)}
     assert len(expected) > 1 and _groups(root / "clustered.jsonl") == expected
+    # as `dedup`: clusters under 50 streamers are not made, and --out replaces only a dedup output
+    capsys.readouterr()
+    assert run_cli("spark", "dedup", root / "spark-vectors", "--threshold", threshold, "--clusters", "6",
+                   "--out", root / "clustered.jsonl", "--master", MASTER) == 0
+    assert "--clusters 6 for 240 streamers: 4 clusters instead" in " ".join(capsys.readouterr().err.split())
+    assert _groups(root / "clustered.jsonl") == expected
+    (root / "notes.json").write_text('{"mine": 1}\n')
+    assert run_cli("spark", "dedup", root / "spark-vectors", "--threshold", threshold, "--out", root / "notes.json",
+                   "--master", MASTER) == 2
+    assert "exists and is not a dedup output" in capsys.readouterr().err
+    assert (root / "notes.json").read_text() == '{"mine": 1}\n'
 
 
 def _threshold(root: Path) -> float:
@@ -344,3 +355,33 @@ def test_a_job_prints_its_own_lines_not_the_jvms_start_up(movielens_run):
                           capture_output=True, text=True, env=broken, timeout=300)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"error: Spark did not start ({root / 'no-java'}/bin/java: No such file or directory)"], done.stderr
+
+
+def test_two_jobs_never_write_one_output_at_once(movielens_run, capsys):
+    """Two Spark jobs into one --out swapped their staging folders over each other; a lock file beside --out
+    (made atomically through Hadoop's FileSystem) refuses the second, naming the first. A lock of a process of
+    this host that is gone (a killed job) is taken over."""
+    import json
+    import socket
+    import subprocess
+
+    root = movielens_run["root"]
+    out = root / "locked-clusters"
+    lock = root / ".locked-clusters.lock"
+    running = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_text(json.dumps({"job": "scatter", "host": socket.gethostname(), "pid": running.pid,
+                                    "since": "2026-11-29 00:00:00"}))
+        capsys.readouterr()
+        assert run_cli("spark", "scatter", root / "spark-vectors", "--clusters", "3", "--out", out,
+                       "--master", MASTER) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"spark scatter (pid {running.pid} on {socket.gethostname()}, since 2026-11-29 00:00:00) is writing it" \
+            in err and f"remove {lock} if no job is running" in err, err
+        assert not out.exists() and lock.exists()
+    finally:
+        running.kill()
+        running.wait()
+    assert run_cli("spark", "scatter", root / "spark-vectors", "--clusters", "3", "--out", out, "--master",
+                   MASTER) == 0               # the process holding it is gone: taken over
+    assert len(_table(out)) == 240 and not lock.exists()

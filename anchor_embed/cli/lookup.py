@@ -66,17 +66,24 @@ def print_tables(look, rows: list[dict]) -> None:
     console = Console()
     for r in rows:
         me = look.label(r["anchor_id"])
-        table = Table(title=f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}")
         why = any("explain" in n for n in r["neighbours"])
-        for col in ("#", "anchor_id", "nickname", "tags", "score", *(("text", "frames", "tags cos", "shared tags")
-                                                                      if why else ())):
-            table.add_column(col)
+        table = Table(title=f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}",
+                      caption="text, frames, tags: cosine of that modality alone; shared: tags in common" if why else None)
+        longest = max((len(n["anchor_id"]) for n in r["neighbours"]), default=9)
+        # with --explain the neighbour's own tags give way to the shared ones, so the row fits 80 columns
+        for col in ("#", "anchor_id", "nickname", *(("score", "text", "frames", "tags", "shared") if why
+                                                    else ("tags", "score"))):
+            # an id is what a user copies: never cut (on 80 columns it was 'anchor…'); words wrap instead
+            table.add_column(col, min_width={"anchor_id": max(longest, 9), "nickname": 10}.get(col),
+                             no_wrap=col not in ("nickname", "tags", "shared") or (why and col == "tags"))
         for i, n in enumerate(r["neighbours"], 1):
-            cells = [str(i), n["anchor_id"], n.get("nickname") or "", ", ".join(n.get("tags", [])), f"{n['score']:.3f}"]
+            cells = [str(i), n["anchor_id"], n.get("nickname") or ""]
             if why:
                 e = n["explain"]
-                cells += ["-" if e[m] is None else f"{e[m]:.2f}" for m in ("text", "frames", "tags")]
-                cells.append(", ".join(e["shared_tags"]))
+                cells += [f"{n['score']:.3f}", *("-" if e[m] is None else f"{e[m]:.2f}" for m in ("text", "frames", "tags")),
+                          ", ".join(e["shared_tags"])]
+            else:
+                cells += [", ".join(n.get("tags", [])), f"{n['score']:.3f}"]
             table.add_row(*cells)
         console.print(table)
 

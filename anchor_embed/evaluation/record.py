@@ -35,9 +35,9 @@ def merge_rows(path: Path, inputs: dict, rows: list[dict], key: str = "model",
     if not isinstance(before, dict) or not isinstance(before.get("rows"), list):
         return rows, []
     if before.get("inputs") != inputs:
-        changed = changed_inputs(before.get("inputs") or {}, inputs)
-        say(f"[yellow]{path}[/]: replaced an evaluation of other inputs ({', '.join(changed) or 'unrecorded'} "
-            f"differ; it had {len(before['rows'])} rows)")
+        why = (f"{', '.join(changed_inputs(before['inputs'], inputs))} differ" if before.get("inputs")
+               else "its inputs were not recorded")
+        say(f"[yellow]{path}[/]: replaced an evaluation of other inputs ({why}; it had {len(before['rows'])} rows)")
         return rows, []
     made = {r.get(key) for r in rows} | ({before.get("this_run")} if this_run else set())
     kept = [r for r in before["rows"] if isinstance(r, dict) and r.get(key) not in made]

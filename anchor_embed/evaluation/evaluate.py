@@ -186,7 +186,7 @@ def evaluate(
     from anchor_embed.evaluation import record
     from anchor_embed.training.card import write_card
 
-    inputs = evaluation_inputs(features, id_emb, id_keys, train_id_emb, holdout_frac, seed)
+    inputs = evaluation_inputs(features, id_emb, id_keys, train_id_emb, holdout_frac, seed) if models or out else {}
     for m, label in zip(models, model_labels(models), strict=True):   # each model's card gets the table
         if (Path(m) / "config.json").is_file():
             write_card(m, rows, inputs=inputs, this_run=label)

@@ -12,10 +12,6 @@ from anchor_embed import atomic
 from anchor_embed.progress import say
 
 
-def _described(inputs: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in inputs.items() if not k.endswith("_digest"))
-
-
 def changed_inputs(before: dict, now: dict) -> list[str]:
     """The inputs that differ between two records, by name (a path with other content counts as changed)."""
     keys = [k for k in now if k.endswith("_digest") or f"{k}_digest" not in now]
@@ -56,5 +52,5 @@ def write(path: Path, inputs: dict, rows: list[dict], key: str = "model", **extr
 
 
 def inputs_line(inputs: dict) -> str:
-    """The inputs in words, for a model card."""
-    return _described(inputs)
+    """The inputs in words (paths and settings, not digests), for a model card."""
+    return ", ".join(f"{k} {v}" for k, v in inputs.items() if not k.endswith("_digest"))

@@ -50,12 +50,14 @@ def serve(
     review_log: Annotated[Path | None, typer.Option(help="Review marks appended here (default: INDEX/reviews.jsonl).")] = None,
     max_ids: Annotated[int, typer.Option(min=1, help="Most ids one POST /similar takes (more: HTTP 413).")] = 1000,
     max_records: Annotated[int, typer.Option(min=1, help="Most records one POST /embed takes (more: HTTP 413).")] = 1000,
+    max_neighbours: Annotated[int, typer.Option(min=1, help="Most neighbours (ids x k) one lookup asks for (more: HTTP 413).")] = 50_000,
+    workers: Annotated[int, typer.Option(min=1, help="Requests searching or embedding at once, sharing the cores' threads; the rest wait.")] = 1,
 ) -> None:
     """HTTP server: /similar, /embed, /healthz, /metrics, /docs, and a review page at /."""
     from anchor_embed.serving.server import serve as run
 
     run(index=index, model=model, host=host, port=port, token=token, media_root=media_root, review_log=review_log,
-        max_ids=max_ids, max_records=max_records)
+        max_ids=max_ids, max_records=max_records, max_neighbours=max_neighbours, workers=workers)
 
 
 def export(

@@ -2,12 +2,18 @@
 
 The served index is swapped whole when a new `index build` lands in its folder (meta.json is written last,
 and the build holds the folder's lock while it writes), so requests in flight finish on the old one and
-none is dropped. Lookups never import torch; `POST /embed` loads the model only when `--model` is given.
+none is dropped. Lookups never import torch; `POST /embed` loads the model only when `--model` is given, and
+that model must be the one the index's vectors were made by. Heavy work (search, explain, embed) runs for at most
+`workers` requests at a time (default one, with every core's threads), so parallel clients neither oversubscribe
+the cores nor fight over the GIL: 12 parallel heavy lookups took 7-14 s on 2 cores, 4.5 s one after another.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -23,15 +29,45 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # minutes in 6 GB and held off SIGTERM; larger batches are refused with 413 (split them).
 MAX_IDS = 1000
 MAX_RECORDS = 1000
+MAX_K = 1000
+# Most neighbours (ids x k) one request may ask for: 1000 ids at k=1000 with explain made a 200 MB answer in 157 s.
+MAX_NEIGHBOURS = 50_000
+# Requests doing heavy work at once: a lookup's labels and explanations are Python under the GIL, so two at once
+# on 2 cores ran no faster than one and, beside other load, took twice the CPU.
+WORKERS = 1
+
+
+def cores() -> int:
+    """CPUs this process may run on (shared by the threads of the `workers` requests running at once)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                                       # not on Linux
+        return os.cpu_count() or 1
+
+
+def model_mismatch(meta: dict, folder: Path, model: Path, model_id: str) -> str | None:
+    """One line when the index's vectors were not made by `model` (hash `model_id`): /embed would answer with
+    vectors incomparable with the index's; None when they were (or the index records no model)."""
+    have = meta.get("model_hash")
+    if have is None or have == model_id:
+        return None
+    return (f"index {folder} holds vectors of model {have} (made by {meta.get('model_dir')}), not of --model {model} "
+            f"({model_id}): serve it with the run that made it, or rebuild the index from this model's vectors")
 
 
 class ServedIndex:
     """The Lookup requests are answered from, replaced atomically when the folder holds a new build."""
 
-    def __init__(self, folder: str | Path, poll: float = 1.0) -> None:
+    def __init__(self, folder: str | Path, poll: float = 1.0, model: Path | None = None,
+                 model_id: str | None = None) -> None:
         self.folder = Path(folder)
+        self.model, self.model_id = model, model_id
         self._lookup = Lookup.open(self.folder)
         self._stamp = self._read_stamp()
+        if model is not None and model_id is not None:
+            wrong = model_mismatch(self._lookup.meta, self.folder, model, model_id)
+            if wrong:
+                raise AnchorEmbedError(wrong)
         self.swaps = 0
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -59,6 +95,14 @@ class ServedIndex:
         new = Lookup.open(self.folder)
         if not (new.index.ntotal == len(new.keys) == new.meta.get("count")):
             return False                              # caught between two files of a build: try again later
+        if self.model is not None and self.model_id is not None:
+            wrong = model_mismatch(new.meta, self.folder, self.model, self.model_id)
+            if wrong:                                 # keep the old index, which /embed's vectors match
+                from anchor_embed.progress import say
+
+                self._stamp = stamp
+                say(f"[yellow]serve[/]: new build not swapped in: {wrong}")
+                return False
         with self._guard:
             self._lookup, self._stamp = new, stamp
             self.swaps += 1
@@ -129,6 +173,55 @@ def check_review_log(log: Path) -> None:
         raise AnchorEmbedError(f"review log {log}: {parent} is a file, not a folder")
 
 
+def route_label(app, scope: dict) -> str:
+    """The route template a request is counted under in /metrics ("/similar/{anchor_id}"), also for one refused
+    before routing (401); "unmatched" for a path no route has, so scanned paths add no series."""
+    route = scope.get("route")
+    if route is not None:
+        return getattr(route, "path", "unmatched")
+    from starlette.routing import Match
+
+    for r in app.router.routes:
+        if r.matches(scope)[0] != Match.NONE:
+            return getattr(r, "path", "unmatched")
+    return "unmatched"
+
+
+def bearer_ok(header: str | None, token: str) -> bool:
+    """Whether an Authorization header carries `token` as a Bearer credential (scheme in any case, RFC 7235;
+    compared in constant time)."""
+    parts = (header or "").split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return False
+    return hmac.compare_digest(parts[1].encode("latin-1", "replace"), token.encode("utf-8"))
+
+
+def too_much_work(ids: int, k: int, limit: int) -> None:
+    """HTTP 413 naming the limit and the product when ids x k is over it: the answer's size and the time to
+    compute it grow with it, and a client gone away does not stop the computation."""
+    if ids * k > limit:
+        from fastapi import HTTPException
+
+        raise HTTPException(413, f"{ids} ids x k {k} = {ids * k:,} neighbours in one request: at most {limit:,} "
+                                 "(--max-neighbours); lower k or split the batch")
+
+
+def frame_warnings(records: list[dict], media: Path) -> list[dict]:
+    """Each frame of `records` that is not read (outside the media root, or no file there), with its record's
+    id: the vector is made without it, which a client should see in the answer, not only in the server log."""
+    from anchor_embed.data.media import inside_root
+
+    out = []
+    for r, anchor_id in zip(records, as_ids([r.get("anchor_id") for r in records]), strict=True):
+        for rel in r.get("frames") or []:
+            p = inside_root(str(rel), media)
+            if p is None:
+                out.append({"anchor_id": anchor_id, "frame": str(rel), "problem": "outside the media root: not read"})
+            elif not p.is_file():
+                out.append({"anchor_id": anchor_id, "frame": str(rel), "problem": "not found under the media root"})
+    return out
+
+
 def too_many(what: str, count: int, limit: int) -> None:
     """HTTP 413 naming the limit and the count when a batch is over it (a request's time and memory grow
     with it)."""
@@ -175,11 +268,13 @@ def body_problem(route: str, fields: list[str], content_type: str | None, raw: b
 
 def create_app(index: str | Path, model: str | Path | None = None, token: str | None = None,
                media_root: str | Path | None = None, review_log: str | Path | None = None, poll: float = 1.0,
-               max_ids: int = MAX_IDS, max_records: int = MAX_RECORDS):
+               max_ids: int = MAX_IDS, max_records: int = MAX_RECORDS, max_neighbours: int = MAX_NEIGHBOURS,
+               workers: int = WORKERS):
     """The FastAPI app: /similar, /embed, /healthz, /metrics, the review page at /, /media, /search, /review.
 
-    A `model` that is no run folder and a `review_log` that cannot be a file are refused here, with one line,
-    not at the first request that needs them."""
+    A `model` that is no run folder or not the index's model, and a `review_log` that cannot be a file are
+    refused here, with one line, not at the first request that needs them. At most `workers` requests
+    search or embed at once; the others wait their turn."""
     from fastapi import Body, FastAPI, HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -188,11 +283,15 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
 
     reviews = Path(review_log) if review_log else Path(index) / "reviews.jsonl"
     check_review_log(reviews)
+    model_id = None
     if model is not None:
+        from anchor_embed.model.store import model_hash
         from anchor_embed.serving.encoder import feature_settings
 
         feature_settings(Path(model))          # no torch yet: the model itself loads at the first /embed
-    served = ServedIndex(index, poll)
+        model_id = model_hash(Path(model))
+    served = ServedIndex(index, poll, Path(model) if model is not None else None, model_id)
+    heavy = threading.BoundedSemaphore(workers)
     metrics = Metrics()
     media = Path(media_root) if media_root else default_media_root(Path(index))
     encoder: dict[str, Any] = {}
@@ -204,13 +303,11 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     async def measure_and_guard(request: Request, call_next):
         t0 = time.perf_counter()
         open_paths = ("/healthz", "/", "/docs", "/openapi.json", "/favicon.ico")
-        if token and request.url.path not in open_paths and \
-                request.headers.get("authorization") != f"Bearer {token}":
+        if token and request.url.path not in open_paths and not bearer_ok(request.headers.get("authorization"), token):
             response = JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
         else:
             response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.observe(getattr(route, "path", request.url.path), response.status_code, time.perf_counter() - t0)
+        metrics.observe(route_label(app, request.scope), response.status_code, time.perf_counter() - t0)
         return response
 
     @app.exception_handler(NotInIndex)
@@ -243,34 +340,41 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
         return metrics.render(served)
 
     @app.get("/similar/{anchor_id}")
-    def similar_one(anchor_id: str, k: int = Query(20, ge=1, le=1000), explain: bool = False) -> dict:
-        answer = served.lookup.similar([anchor_id], k, explain=explain and served.lookup.modalities is not None)[0]
-        if not answer.found:
-            raise NotInIndex(anchor_id, answer.suggestions)
-        return answer.to_dict()
+    def similar_one(anchor_id: str, k: int = Query(20, ge=1, le=MAX_K), explain: bool = False) -> dict:
+        too_much_work(1, k, max_neighbours)
+        with heavy:
+            look = served.lookup
+            answer = look.similar([anchor_id], k, explain=explain and look.modalities is not None)[0]
+            if not answer.found:
+                raise NotInIndex(anchor_id, answer.suggestions)
+            return answer.to_dict()
 
     @app.post("/similar")
-    def similar_many(ids: list[str | int] = Body(..., embed=True), k: int = Body(20, ge=1, le=1000),
+    def similar_many(ids: list[str | int] = Body(..., embed=True), k: int = Body(20, ge=1, le=MAX_K),
                      explain: bool = Body(False)) -> dict:
         too_many("ids", len(ids), max_ids)
-        look = served.lookup
-        return {"results": [a.to_dict() for a in look.similar(ids, k, explain=explain and look.modalities is not None)]}
+        too_much_work(len(ids), k, max_neighbours)
+        with heavy:
+            look = served.lookup
+            return {"results": [a.to_dict() for a in look.similar(ids, k, explain=explain and look.modalities is not None)]}
 
     @app.post("/embed")
     def embed_records(records: list[dict] = Body(..., embed=True)) -> dict:
         if model is None:
             raise HTTPException(404, "no --model given to this server: /embed is off")
         too_many("records", len(records), max_records)
-        if "model" not in encoder:
-            from anchor_embed.serving.encoder import Model
+        with heavy:
+            if "model" not in encoder:
+                from anchor_embed.serving.encoder import Model
 
-            encoder["model"] = Model(model)
-        try:
-            vecs = encoder["model"].encode(records, media_root=media)
-        except AnchorEmbedError as exc:
-            raise HTTPException(422, str(exc)) from None
-        # the ids as records read them (an integer id is its decimal), not as sent
-        return {"anchor_ids": as_ids([r.get("anchor_id") for r in records]), "vectors": vecs.round(6).tolist()}
+                encoder["model"] = Model(model)
+            try:
+                vecs = encoder["model"].encode(records, media_root=media)
+            except AnchorEmbedError as exc:
+                raise HTTPException(422, str(exc)) from None
+        # the ids as records read them (an integer id is its decimal), not as sent; frames not read beside them
+        return {"anchor_ids": as_ids([r.get("anchor_id") for r in records]), "vectors": vecs.round(6).tolist(),
+                "warnings": frame_warnings(records, media or Path.cwd())}
 
     @app.get("/search")
     def search(q: str = Query(..., min_length=1), limit: int = Query(10, ge=1, le=50)) -> dict:
@@ -306,15 +410,49 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     return app
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (as uvicorn binds one), or one line why not: a busy port was found only after
+    the server had announced itself, by uvicorn's "[Errno 98]" and exit code 3."""
+    import errno
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AnchorEmbedError(f"port {port} on {host} is in use (another server?): give another --port") from None
+        raise AnchorEmbedError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def limit_threads(threads: int) -> None:
+    """Cap the threads one request's faiss, BLAS and torch work uses, so the `workers` requests running at once
+    fill the cores instead of oversubscribing them (12 parallel lookups once took 3.5x their serial time).
+    Set before faiss and torch load, which read the variables then (OpenMP's default for every thread; a call
+    to faiss.omp_set_num_threads would set it for the calling thread only); a value set by the user stands."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+
+
 def serve(index: str | Path, model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           token: str | None = None, media_root: str | Path | None = None, review_log: str | Path | None = None,
-          max_ids: int = MAX_IDS, max_records: int = MAX_RECORDS) -> None:
-    """Run the server (uvicorn) until interrupted; loopback unless another --host is given."""
+          max_ids: int = MAX_IDS, max_records: int = MAX_RECORDS, max_neighbours: int = MAX_NEIGHBOURS,
+          workers: int = WORKERS) -> None:
+    """Run the server (uvicorn) until interrupted; loopback unless another --host is given. The port is bound
+    before the server says it serves, so a busy one is one line and exit code 2."""
     import uvicorn
 
     from anchor_embed.progress import say
 
-    app = create_app(index, model, token, media_root, review_log, max_ids=max_ids, max_records=max_records)
+    limit_threads(max(1, cores() // workers))             # before create_app loads faiss
+    app = create_app(index, model, token, media_root, review_log, max_ids=max_ids, max_records=max_records,
+                     max_neighbours=max_neighbours, workers=workers)
+    sock = listen(host, port)
     say(f"[bold]serve[/]: {app.state.served.lookup.index.ntotal} vectors from {index} on http://{host}:{port} "
         f"(docs at /docs, review page at /){'; bearer token required' if token else ''}")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -250,3 +250,166 @@ def test_field_errors_are_one_line_and_integer_ids_read_as_records_read_them(cli
     assert client.post("/similar", json={"ids": [5], "k": 1}).json()["results"][0]["anchor_id"] == "5"
     got = client.post("/embed", json={"records": [{"anchor_id": 5, "nickname": "a streamer"}]}).json()
     assert got["anchor_ids"] == ["5"]
+
+
+def _other_model(pretrained, tmp_path):
+    """A copy of the shared run with its weights nudged: another model hash, no training."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    run = tmp_path / "other-run"
+    shutil.copytree(pretrained, run, ignore=shutil.ignore_patterns("checkpoints"))
+    weights = load_file(str(run / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name] = weights[name] + 0.5
+    save_file(weights, str(run / "model.safetensors"))
+    return run
+
+
+def test_a_model_that_did_not_make_the_index_is_refused(sample_index, pretrained, tmp_path):
+    """`serve --model B` over an index of model A answered /embed with B's vectors, incomparable with the
+    index's; now start-up refuses it naming both, and a later build of another model is not swapped in."""
+    import shutil
+
+    from anchor_embed.errors import AnchorEmbedError
+    from anchor_embed.model.store import model_hash
+
+    other = _other_model(pretrained, tmp_path)
+    idx = sample_index / "idx"
+    have = json.loads((idx / "meta.json").read_text())["model_hash"]
+    assert model_hash(other) != have
+    with pytest.raises(AnchorEmbedError, match=f"^index {idx} holds vectors of model {have} .*not of --model "
+                                              f"{other} \\({model_hash(other)}\\)"):
+        create_app(idx, model=other, review_log=tmp_path / "r.jsonl", poll=0)
+    copy = tmp_path / "idx"
+    shutil.copytree(idx, copy)
+    app = create_app(copy, model=pretrained, review_log=tmp_path / "r.jsonl", poll=0)
+    meta = json.loads((copy / "meta.json").read_text())
+    (copy / "meta.json").write_text(json.dumps({**meta, "model_hash": model_hash(other), "note": "rebuilt"}))
+    assert app.state.served.refresh() is False and app.state.served.swaps == 0
+    assert app.state.served.lookup.meta["model_hash"] == have
+
+
+def test_unmatched_paths_share_one_metrics_label(sample_index, tmp_path):
+    """GET /random_1 ... /random_30 made 30 series in /metrics; a path no route has is now counted as
+    route="unmatched", and a request refused for its token keeps its route's template."""
+    app = create_app(sample_index / "idx", token="s3cret", review_log=tmp_path / "r.jsonl", poll=0)
+    auth = {"Authorization": "Bearer s3cret"}
+    with TestClient(app) as c:
+        for i in range(30):
+            assert c.get(f"/random_{i}", headers=auth).status_code == 404
+        assert c.get("/similar/s0000").status_code == 401
+        text = c.get("/metrics", headers=auth).text
+    assert 'anchor_embed_requests_total{route="unmatched",status="404"} 30' in text
+    assert 'anchor_embed_requests_total{route="/similar/{anchor_id}",status="401"} 1' in text
+    assert "random_" not in text
+
+
+def test_the_bearer_scheme_is_read_in_any_case(sample_index, tmp_path):
+    """`Authorization: bearer s3cret` was refused with 401; the scheme is case-insensitive (RFC 7235)."""
+    app = create_app(sample_index / "idx", token="s3cret", review_log=tmp_path / "r.jsonl", poll=0)
+    with TestClient(app) as c:
+        for header in ("Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR  s3cret"):
+            assert c.get("/similar/s0000", headers={"Authorization": header}).status_code == 200, header
+        for header in ("Basic s3cret", "Bearer S3CRET", "Bearer", "Bearers3cret", "Bearer s3cret extra", "s3cret"):
+            assert c.get("/similar/s0000", headers={"Authorization": header}).status_code == 401, header
+
+
+def test_startup_refuses_a_busy_port_and_another_model_with_one_line(sample_index, pretrained, tmp_path):
+    """A busy port printed the "serve: ... on http://..." announcement, then uvicorn's "[Errno 98]" and exit
+    code 3; another model than the index's served. Both are now one line and exit code 2, before any
+    announcement."""
+    import socket
+    import subprocess
+    import sys
+
+    idx = sample_index / "idx"
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        cmd = [sys.executable, "-m", "anchor_embed.cli", "serve", "--index", str(idx), "--port", str(port)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        busy.close()
+    assert p.returncode == 2 and "serve:" not in p.stderr + p.stdout
+    assert p.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use (another server?): give another --port"
+    other = _other_model(pretrained, tmp_path)
+    cmd = [sys.executable, "-m", "anchor_embed.cli", "serve", "--index", str(idx), "--model", str(other),
+           "--port", str(port)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    have = json.loads((idx / "meta.json").read_text())["model_hash"]
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert p.stderr.startswith(f"error: index {idx} holds vectors of model {have}") and str(other) in p.stderr
+
+
+def test_the_work_of_one_lookup_is_capped(sample_index, tmp_path):
+    """1000 ids at k=1000 with explain made a 200 MB answer in 157 s: ids x k over --max-neighbours is refused
+    with 413, naming the limit and the product; at the limit it is answered."""
+    from anchor_embed.serving.server import MAX_NEIGHBOURS
+
+    app = create_app(sample_index / "idx", review_log=tmp_path / "r.jsonl", poll=0)
+    with TestClient(app) as c:
+        over = c.post("/similar", json={"ids": ["s0000"] * 100, "k": 1000, "explain": True})
+        assert over.status_code == 413 and over.json()["detail"] == (
+            f"100 ids x k 1000 = 100,000 neighbours in one request: at most {MAX_NEIGHBOURS:,} (--max-neighbours); "
+            "lower k or split the batch")
+    app = create_app(sample_index / "idx", review_log=tmp_path / "r.jsonl", poll=0, max_neighbours=10)
+    with TestClient(app) as c:
+        assert c.post("/similar", json={"ids": ["s0000", "s0001"], "k": 5}).status_code == 200
+        assert c.post("/similar", json={"ids": ["s0000", "s0001"], "k": 6}).status_code == 413
+        assert c.get("/similar/s0000", params={"k": 10}).status_code == 200
+        assert "= 11 neighbours" in c.get("/similar/s0000", params={"k": 11}).json()["detail"]
+
+
+def _most_at_once(app, requests: int = 16) -> int:
+    """The most lookups inside the index's search at once while `requests` clients post in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    look = app.state.served.lookup
+    inside, most, guard, real = [0], [0], threading.Lock(), look.similar
+
+    def counted(*args, **kwargs):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.05)                            # long enough for the other requests to pile up
+            return real(*args, **kwargs)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    look.similar = counted
+    with TestClient(app) as c, ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: c.post("/similar", json={"ids": [f"s{i:04d}"], "k": 5}).status_code,
+                              range(requests)))
+    assert codes == [200] * requests
+    return most[0]
+
+
+def test_heavy_work_runs_for_at_most_workers_requests_at_once(sample_index, tmp_path):
+    """12 heavy lookups in parallel took 3.5x their serial time (threads oversubscribing 2 cores and fighting
+    over the GIL): at most `workers` requests (default 1) now search at once, the others wait their turn."""
+    assert _most_at_once(create_app(sample_index / "idx", review_log=tmp_path / "r.jsonl", poll=0)) == 1
+    two = create_app(sample_index / "idx", review_log=tmp_path / "r.jsonl", poll=0, workers=2)
+    assert 1 <= _most_at_once(two) <= 2
+
+
+@pytest.mark.slow
+def test_embed_names_the_frames_it_did_not_read(client, sample):
+    """A frame outside the media root or missing was dropped with a 200 and a vector, said only in the server
+    log; the answer now lists each one with its record's id."""
+    row = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])
+    good = row["frames"][0]
+    records = [{"anchor_id": "a", "nickname": "A", "frames": [good, "../outside.png", "no/such.png"]},
+               {"anchor_id": 7, "nickname": "B", "frames": [good]}]
+    r = client.post("/embed", json={"records": records})
+    assert r.status_code == 200 and len(r.json()["vectors"]) == 2
+    assert r.json()["warnings"] == [
+        {"anchor_id": "a", "frame": "../outside.png", "problem": "outside the media root: not read"},
+        {"anchor_id": "a", "frame": "no/such.png", "problem": "not found under the media root"}]
+    clean = client.post("/embed", json={"records": [{"anchor_id": "c", "nickname": "C", "frames": [good]}]})
+    assert clean.json()["warnings"] == []

@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from anchor_embed import atomic
@@ -26,6 +27,8 @@ def save_model(run_dir: Path, model: FusionModel, extra: dict | None = None) -> 
 
 def require_model(run_dir: str | Path) -> None:
     """Refuse, in one line, a folder that holds no model (before anything else is asked of it)."""
+    if not isinstance(run_dir, (str, Path)):
+        raise AnchorEmbedError(f"run: expected a run folder's path, got {type(run_dir).__name__} {run_dir!r}")
     run_dir = Path(run_dir)
     if not (run_dir / "model_config.json").is_file() or not (run_dir / "model.safetensors").is_file():
         raise AnchorEmbedError(f"{run_dir}: no model here (expected model_config.json and model.safetensors)")
@@ -35,10 +38,28 @@ def load_model(run_dir: str | Path) -> tuple[FusionModel, dict]:
     """Load a run's model in eval mode, with its saved config; refuses a folder without one."""
     run_dir = Path(run_dir)
     require_model(run_dir)
-    raw = json.loads((run_dir / "model_config.json").read_text())
+    config = run_dir / "model_config.json"
+    try:
+        raw = json.loads(config.read_text())
+    except ValueError as exc:
+        raise AnchorEmbedError(f"{config}: not JSON ({exc}); the run's model cannot be rebuilt") from None
+    if not isinstance(raw, dict):
+        raise AnchorEmbedError(f"{config}: not a JSON object; the run's model cannot be rebuilt")
     fields = set(FusionConfig.__dataclass_fields__)
-    model = FusionModel(FusionConfig(**{k: v for k, v in raw.items() if k in fields}))
-    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
+    try:
+        model = FusionModel(FusionConfig(**{k: v for k, v in raw.items() if k in fields}))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise AnchorEmbedError(f"{config}: not a model config this version reads ({exc})") from None
+    weights = run_dir / "model.safetensors"
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise AnchorEmbedError(f"{weights}: unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                               "); the file is damaged (truncated?)") from None
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise AnchorEmbedError(f"{weights}: does not fit {config} ({str(exc).splitlines()[0][:160]})") from None
     return model.eval(), raw
 
 

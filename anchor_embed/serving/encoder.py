@@ -100,9 +100,10 @@ class Model:
     """A loaded run: its fusion model, its feature settings and the cache it was trained on."""
 
     def __init__(self, run: str | Path) -> None:
-        from anchor_embed.model.store import load_model
+        from anchor_embed.model.store import load_model, require_model
         from anchor_embed.training.fit import warn_if_unfinished
 
+        require_model(run)          # a path to a folder with a model, in one line (None was a pathlib TypeError)
         self.run = Path(run)
         self.cache, self.feature_meta = feature_settings(self.run)
         self.net, self.config = load_model(self.run)

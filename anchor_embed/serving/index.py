@@ -91,6 +91,8 @@ def build_faiss(x: np.ndarray, kind: str, params: dict, seed: int = 0):
         else:
             index = faiss.IndexIVFPQ(quant, d, params["nlist"], params["m"], params["nbits"],
                                      faiss.METRIC_INNER_PRODUCT)
+            index.pq.cp.min_points_per_centroid = 1      # gates only faiss's raw "please provide ..." line
+        index.cp.min_points_per_centroid = 1
         rng = np.random.default_rng(seed)
         sample = x[np.sort(rng.choice(len(x), size=min(len(x), 64 * params["nlist"]), replace=False))]
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
@@ -128,14 +130,28 @@ def sample_queries(x: np.ndarray, n_queries: int = 1000, k: int = 10, seed: int 
     return q, best_i
 
 
-def search(index, q: np.ndarray, k: int, vectors: np.ndarray | None = None, refine: int = 0
+def widened(kind: str, value: int, want: int, top: int):
+    """The next search setting of an approximate index that returned fewer than `want` rows (efSearch at least
+    `want` and doubled, nprobe doubled, both up to `top`), as faiss SearchParameters with the value; None when
+    the setting is at its top already (every list probed)."""
+    import faiss
+
+    if value >= top:
+        return None
+    value = min(top, max(2 * value, want) if kind == "hnsw" else 2 * value)
+    return (faiss.SearchParametersHNSW(efSearch=value) if kind == "hnsw" else faiss.SearchParametersIVF(nprobe=value)), value
+
+
+def search(index, q: np.ndarray, k: int, vectors: np.ndarray | None = None, refine: int = 0, params=None
            ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows) of the top-k per query; with `refine`, the index proposes k x refine candidates that are
     re-scored exactly against `vectors` (the indexed rows, e.g. a memory map): compressed codes (PQ) rank
-    coarsely, a few hundred exact inner products a query restore the order. Padding rows are -1."""
+    coarsely, a few hundred exact inner products a query restore the order. Padding rows are -1. `params`
+    (faiss SearchParameters) overrides the index's search setting for this call only."""
+    given = {"params": params} if params is not None else {}
     if not refine or vectors is None:
-        return index.search(q, k)
-    _, cand = index.search(q, min(k * refine, index.ntotal))
+        return index.search(q, k, **given)
+    _, cand = index.search(q, min(k * refine, index.ntotal), **given)
     valid = cand >= 0
     rows, where = np.unique(cand[valid], return_inverse=True)     # sorted: a memory map reads them in order
     exact = np.asarray(vectors[rows], np.float32)[where]
@@ -193,6 +209,32 @@ def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target
     return chosen, curve, best["recall_at_10"]
 
 
+def read_meta(path: Path) -> dict:
+    """An index (or vectors) folder's meta.json as a dict; one line naming the file when it is not one."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AnchorEmbedError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise AnchorEmbedError(f"{path}: not a JSON object")
+    return meta
+
+
+# what a build writes into its folder (and the review page's log, kept beside the index it reviews)
+INDEX_FILES = {"index.faiss", "keys.txt", "keys.npy", "keys_sorted.npy", "keys_sorted_rows.npy", "labels.jsonl",
+               "labels_offsets.npy", "vectors.npy", "modalities.npy", "meta.json", "reviews.jsonl"}
+
+
+def check_out(out: Path) -> None:
+    """Refuse an --out folder holding files a build does not write (a run folder got index.faiss, vectors.npy
+    and a meta.json beside its config; a folder of notes got the index mixed in)."""
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in INDEX_FILES and not p.name.startswith(".")) \
+        if out.is_dir() else []
+    if foreign:
+        raise AnchorEmbedError(f"--out {out}: holds files index build does not write ({', '.join(foreign[:3])}"
+                               f"{', ...' if len(foreign) > 3 else ''}); give --out a folder of its own")
+
+
 def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB", kind: str | None = None,
                 model: str | Path | None = None, min_recall: float = 0.95, exact_max: int = EXACT_MAX) -> dict:
     """Build and save an index over a vectors folder; refuses vectors of another model than `model`.
@@ -210,14 +252,17 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     if model is not None and model_hash(Path(model)) != vmeta["model_hash"]:
         raise AnchorEmbedError(f"{vec_dir}: vectors were made by model {vmeta['model_hash']}, "
                                f"not by {model} ({model_hash(Path(model))}); re-run embed")
+    if out.exists() and not out.is_dir():
+        raise AnchorEmbedError(f"--out {out}: exists and is not a folder")
     old = out / "meta.json"
     if old.is_file():
-        have = json.loads(old.read_text())
+        have = read_meta(old)
         if "kind" not in have:          # a vectors folder (its own or another): building here would overwrite it
             raise AnchorEmbedError(f"{out}: holds vectors, not an index; give --out a folder of its own")
         if have["model_hash"] != vmeta["model_hash"] or have["dim"] != vmeta["dim"]:
             raise AnchorEmbedError(f"{out}: holds an index of model {have['model_hash']} ({have['dim']}-d); "
                                    f"these vectors are of {vmeta['model_hash']} ({vmeta['dim']}-d): use another --out")
+    check_out(out)
     chosen, params = (kind, default_params(kind, len(keys), x.shape[1])) if kind else \
         choose(len(keys), x.shape[1], parse_bytes(memory_budget), exact_max)
     import faiss

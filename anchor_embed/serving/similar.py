@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,8 @@ import numpy as np
 
 from anchor_embed.data.key_table import KeyTable
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.serving.index import KINDS, SEARCH_PARAM, read_meta, set_search_param, widened
 from anchor_embed.serving.index import search as index_search
-from anchor_embed.serving.index import set_search_param
 from anchor_embed.vectorspace import without_self
 
 
@@ -54,11 +53,11 @@ class Neighbours:
 
     def to_dict(self) -> dict:
         """The NeighbourRow contract (data_schemas/neighbour_row.schema.json)."""
-        out = {"anchor_id": self.anchor_id, "neighbours": [
+        out = {"anchor_id": self.anchor_id, "found": self.found, "neighbours": [
             {"anchor_id": n.anchor_id, "score": round(n.score, 4), "nickname": n.nickname, "tags": list(n.tags),
              **({"explain": n.explain.to_dict()} if n.explain else {})} for n in self.neighbours]}
-        if not self.found:
-            out.update(found=False, suggestions=list(self.suggestions))
+        if not self.found:          # "found" on every answer: a client tests one key, not its absence
+            out["suggestions"] = list(self.suggestions)
         return out
 
 
@@ -73,17 +72,26 @@ class Lookup:
     def __init__(self, index_dir: str | Path) -> None:
         import faiss
 
+        if not isinstance(index_dir, (str, Path)):
+            raise AnchorEmbedError(f"index: expected an index folder's path, got {type(index_dir).__name__} "
+                                   f"{index_dir!r}")
         self.dir = Path(index_dir)
         if not (self.dir / "index.faiss").is_file():
             raise AnchorEmbedError(f"{self.dir}: no index here (run `anchor-embed index build`)")
         # memory-mapped, read-only: a lookup in a 1 GB index should not first copy 1 GB into memory
+        self.meta = read_meta(self.dir / "meta.json")
+        if self.meta.get("kind") not in KINDS:
+            raise AnchorEmbedError(f"{self.dir / 'meta.json'}: names no index kind; rebuild with `anchor-embed index build`")
         try:
             self.index = faiss.read_index(str(self.dir / "index.faiss"), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
-        except RuntimeError:  # an index type without mmap support
-            self.index = faiss.read_index(str(self.dir / "index.faiss"))
+        except RuntimeError:  # an index type without mmap support, or a damaged file
+            try:
+                self.index = faiss.read_index(str(self.dir / "index.faiss"))
+            except RuntimeError:
+                raise AnchorEmbedError(f"{self.dir / 'index.faiss'}: not a faiss index (damaged?); rebuild with "
+                                       "`anchor-embed index build`") from None
         self.keys = KeyTable(self.dir)
         self.vectors = np.load(self.dir / "vectors.npy", mmap_mode="r")
-        self.meta = json.loads((self.dir / "meta.json").read_text())
         set_search_param(self.index, self.meta["kind"], self.meta.get("params", {}))
         parts = self.dir / "modalities.npy"
         self.modalities = np.load(parts, mmap_mode="r") if parts.is_file() else None
@@ -145,15 +153,36 @@ class Lookup:
         """Top-k (key, score) per query vector, leaving out the query's own key where given (k is capped at
         the index size: there are no more neighbours to return)."""
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise AnchorEmbedError(f"-k {k!r}: a whole number, at least 1")
-        k = min(k, self.index.ntotal)
-        scores, idx = index_search(self.index, np.ascontiguousarray(vectors, np.float32), k + 1, self.vectors,
-                                   self.meta.get("params", {}).get("refine", 0))
+            raise AnchorEmbedError(f"k {k!r}: a whole number, at least 1")
+        k = min(int(k), self.index.ntotal)          # numpy's int64 is not an int to faiss
+        scores, idx = self._search(np.ascontiguousarray(vectors, np.float32), k + 1)
         rows = [None if ex is None else self.keys.row(ex) for ex in exclude]
         own = np.array([-1 if r is None else r for r in rows], np.int64)
         idx, scores = without_self(idx, scores, own, k)
         return [[(self.keys.key(int(i)), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(idx, scores, strict=True)]
+
+
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The index's top-k, its search widened while a query gets fewer than k rows (an approximate index's
+        tuned efSearch or nprobe holds fewer candidates than a large k: hnsw returned 79 of 1,903 for any k
+        over 79, without a word), up to every list probed."""
+        params = self.meta.get("params", {})
+        refine = params.get("refine", 0)
+        scores, idx = index_search(self.index, q, k, self.vectors, refine)
+        kind = self.meta["kind"]
+        if kind not in SEARCH_PARAM or not len(idx):
+            return scores, idx
+        want = min(k, self.index.ntotal)
+        value = int(params.get(SEARCH_PARAM[kind], 1))
+        top = self.index.ntotal if kind == "hnsw" else int(self.index.nlist)
+        while (idx >= 0).sum(1).min() < want:
+            step = widened(kind, value, want, top)
+            if step is None:
+                break
+            setting, value = step
+            scores, idx = index_search(self.index, q, k, self.vectors, refine, params=setting)
+        return scores, idx
 
 
 def as_ids(given: Any) -> list[str]:

@@ -484,9 +484,18 @@ def saved_config(run: Path, model: type[TrainingConfig]) -> TrainingConfig | Non
 
 
 def run_info(run: Path) -> dict:
-    """A run's run.json (what it read), or {} when absent."""
+    """A run's run.json (what it read), or {} when absent; one line naming it when it is no JSON object (a
+    truncated file, or another command's output written over it)."""
     f = Path(run) / "run.json"
-    return json.loads(f.read_text()) if f.is_file() else {}
+    if not f.is_file():
+        return {}
+    try:
+        info = json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise AnchorEmbedError(f"{f}: not JSON ({exc}); the run's record of what it read is damaged") from None
+    if not isinstance(info, dict):
+        raise AnchorEmbedError(f"{f}: not a JSON object; the run's record of what it read is damaged")
+    return info
 
 
 def made_by_other_code(run: Path) -> bool:

@@ -307,7 +307,7 @@ def say_other_cache(pretrained: Path, features: str | Path, digest: str, meta: d
     differ: legitimate (a larger catalogue), but a user should know the base saw other inputs."""
     try:
         info = run_info(pretrained)
-    except ValueError:
+    except AnchorEmbedError:
         return
     then = (info.get("inputs") or {}).get("features")
     if then is None or then == digest:

@@ -144,5 +144,5 @@ def test_lookup_takes_ids_as_records_do_and_says_what_it_cannot(sample_index):
     for bad, said in ((None, "got NoneType"), ([1.5], "got float 1.5")):
         with pytest.raises(anchor_embed.AnchorEmbedError, match=said):
             lookup.similar(bad, k=2)
-    with pytest.raises(anchor_embed.AnchorEmbedError, match="-k '5': a whole number"):
+    with pytest.raises(anchor_embed.AnchorEmbedError, match="^k '5': a whole number"):
         lookup.similar(first, k="5")

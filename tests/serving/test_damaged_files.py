@@ -1,0 +1,106 @@
+"""Lookups and loads on large k, numpy ints and damaged files: full answers and one-line errors, no tracebacks."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import anchor_embed
+from anchor_embed import Lookup
+from anchor_embed.data.key_file import write_keys
+from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.serving.index import build_index
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory):
+    """1,500 vectors in 30 tight clusters: an approximate index's tuned setting holds few candidates."""
+    root = tmp_path_factory.mktemp("clustered")
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(30, 24))
+    x = centres[rng.integers(0, 30, 1500)] + 0.15 * rng.normal(size=(1500, 24))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    vec = root / "vec"
+    vec.mkdir()
+    np.save(vec / "vectors.npy", x)
+    write_keys(vec / "keys.txt", [f"s{i:04d}" for i in range(len(x))])
+    (vec / "meta.json").write_text(json.dumps({"model_hash": "m", "model_dir": "m", "dim": 24, "count": len(x)}))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf_flat", "ivf_pq"])
+def test_an_approximate_index_returns_k_neighbours_for_a_large_k(clustered, kind, capfd):
+    """hnsw returned 79 of 1,903 neighbours for any k over 79, ivf_flat 138, ivf_pq 97, without a word: the
+    tuned efSearch/nprobe held fewer candidates. The search widens until k are found (or every list is probed);
+    the top of a large-k answer is the small-k answer, and ivf_pq's build prints no raw faiss warning."""
+    build_index(clustered / "vec", clustered / kind, kind=kind)
+    assert "WARNING" not in capfd.readouterr().err
+    look = Lookup.open(clustered / kind)
+    for k in (200, 800, 100_000):
+        got = look.similar(["s0000", "s0007"], k=k)
+        assert [len(a.neighbours) for a in got] == [min(k, 1499)] * 2, (kind, k)
+        assert all(n.anchor_id != a.anchor_id for a in got for n in a.neighbours)
+    small = [n.anchor_id for n in look.similar(["s0000"], k=5)[0].neighbours]
+    assert [n.anchor_id for n in look.similar(["s0000"], k=200)[0].neighbours][:3] == small[:3]
+
+
+def test_numpy_integer_k_and_the_api_wording(sample_index):
+    look = Lookup.open(sample_index / "idx")
+    first = look.keys.key(0)
+    assert len(look.similar([first], k=np.int64(3))[0].neighbours) == 3       # was faiss's SWIG TypeError
+    with pytest.raises(AnchorEmbedError, match="^k 0: a whole number, at least 1$"):   # not the CLI's '-k'
+        look.similar([first], k=0)
+    answer = look.similar([first, "no-such-id"], k=2)
+    assert answer[0].to_dict()["found"] is True and answer[1].to_dict()["found"] is False
+
+
+def test_damaged_model_and_index_files_are_one_line(pretrained, sample_index, sample, tmp_path, capsys):
+    for bad in (None, 5):
+        with pytest.raises(AnchorEmbedError, match="expected a run folder's path"):
+            anchor_embed.load(bad)
+        with pytest.raises(AnchorEmbedError, match="expected an index folder's path"):
+            Lookup.open(bad)
+    run = tmp_path / "run"
+    shutil.copytree(pretrained, run, ignore=shutil.ignore_patterns("checkpoints"))
+    (run / "model_config.json").write_text("{oops")
+    with pytest.raises(AnchorEmbedError, match="model_config.json: not JSON"):
+        anchor_embed.load(run)
+    shutil.copy(pretrained / "model_config.json", run / "model_config.json")
+    (run / "model.safetensors").write_bytes((pretrained / "model.safetensors").read_bytes()[:500])
+    with pytest.raises(AnchorEmbedError, match="model.safetensors: unreadable .*damaged"):
+        anchor_embed.load(run)
+    idx = tmp_path / "idx"
+    shutil.copytree(sample_index / "idx", idx)
+    (idx / "meta.json").write_text("{oops")
+    capsys.readouterr()
+    assert run_cli("similar", Lookup.open(sample_index / "idx").keys.key(0), "--index", idx) == 2
+    err = capsys.readouterr().err
+    assert "meta.json: not JSON" in err and "Traceback" not in err
+    shutil.copy(pretrained / "model.safetensors", run / "model.safetensors")
+    (run / "run.json").write_text((pretrained / "run.json").read_text()[:40])           # truncated
+    assert run_cli("transfer", "--pretrained", run, "--id-emb", sample / "ids.npy", "--out", tmp_path / "t") == 2
+    err = capsys.readouterr().err
+    assert "run.json: not JSON" in err and "Traceback" not in err
+    (run / "run.json").write_text('{"group": 0}\n{"group": 1}\n')                     # another command's lines
+    assert run_cli("transfer", "--pretrained", run, "--id-emb", sample / "ids.npy", "--out", tmp_path / "t") == 2
+    assert "run.json: not JSON (Extra data" in capsys.readouterr().err
+
+
+def test_index_build_writes_only_into_an_index_folder(sample_index, pretrained, tmp_path, capsys):
+    """index build wrote index.faiss, vectors.npy and a meta.json into a run folder or a folder of notes."""
+    run = tmp_path / "run"
+    shutil.copytree(pretrained, run, ignore=shutil.ignore_patterns("checkpoints"))
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    for out in (run, notes):
+        assert run_cli("index", "build", sample_index / "vec", "--out", out) == 2
+        assert "holds files index build does not write" in capsys.readouterr().err
+        assert not (out / "index.faiss").exists()
+    again = tmp_path / "idx"
+    shutil.copytree(sample_index / "idx", again)
+    (again / "reviews.jsonl").write_text("")
+    assert run_cli("index", "build", sample_index / "vec", "--out", again) == 0     # its own folder: rebuilt

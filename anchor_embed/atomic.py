@@ -56,6 +56,21 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def read_json_object(path: str | Path, damage: str = "") -> dict:
+    """A JSON object written by `write_json`, read back; one line naming the file (and `damage`, what its loss
+    means) when it is not JSON or not an object: a truncated or overwritten record, not a traceback."""
+    from anchor_embed.errors import AnchorEmbedError
+
+    more = f"; {damage}" if damage else ""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise AnchorEmbedError(f"{path}: not JSON ({exc}){more}") from None
+    if not isinstance(obj, dict):
+        raise AnchorEmbedError(f"{path}: not a JSON object{more}")
+    return obj
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 

@@ -20,7 +20,8 @@ from anchor_embed.errors import AnchorEmbedError
 LOCK = ".lock"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,7 +62,7 @@ def _take(lock: Path, tmp: Path, me: dict, folder: Path) -> None:
                 holder = json.loads(lock.read_text())
             except (OSError, json.JSONDecodeError):
                 holder = {}
-            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
+            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not alive(holder["pid"]):
                 lock.unlink(missing_ok=True)   # left by a process that is gone: stale
                 continue
             raise AnchorEmbedError(

@@ -7,7 +7,6 @@ limits), so every consumer rebuilds exactly the model and the batcher that train
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -39,12 +38,7 @@ def load_model(run_dir: str | Path) -> tuple[FusionModel, dict]:
     run_dir = Path(run_dir)
     require_model(run_dir)
     config = run_dir / "model_config.json"
-    try:
-        raw = json.loads(config.read_text())
-    except ValueError as exc:
-        raise AnchorEmbedError(f"{config}: not JSON ({exc}); the run's model cannot be rebuilt") from None
-    if not isinstance(raw, dict):
-        raise AnchorEmbedError(f"{config}: not a JSON object; the run's model cannot be rebuilt")
+    raw = atomic.read_json_object(config, "the run's model cannot be rebuilt")
     fields = set(FusionConfig.__dataclass_fields__)
     try:
         model = FusionModel(FusionConfig(**{k: v for k, v in raw.items() if k in fields}))

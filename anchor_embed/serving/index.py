@@ -7,7 +7,6 @@ No torch here: `similar` imports this module.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -211,13 +210,7 @@ def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target
 
 def read_meta(path: Path) -> dict:
     """An index (or vectors) folder's meta.json as a dict; one line naming the file when it is not one."""
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise AnchorEmbedError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise AnchorEmbedError(f"{path}: not a JSON object")
-    return meta
+    return atomic.read_json_object(path)
 
 
 # what a build writes into its folder (and the review page's log, kept beside the index it reviews)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.locks import alive
 from anchor_embed.progress import say
 
 META = "_anchor_embed.json"      # Spark readers skip files starting with "_"
@@ -87,17 +88,6 @@ class Folder:
             raise AnchorEmbedError(f"could not move {self.uri} to {to.uri}")
 
 
-def _alive(pid: int) -> bool:
-    """Whether process `pid` runs on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def held(out: Folder, job: str) -> Iterator[None]:
     """One job at a time on `out`: a lock file beside it, made atomically by the file system (createNewFile); a
@@ -113,7 +103,7 @@ def held(out: Folder, job: str) -> Iterator[None]:
             have = json.loads(lock.read_text() or "{}")
         except Exception:  # noqa: BLE001 - being written this instant, or gone
             have = {}
-        if have.get("host") == mine["host"] and isinstance(have.get("pid"), int) and not _alive(have["pid"]):
+        if have.get("host") == mine["host"] and isinstance(have.get("pid"), int) and not alive(have["pid"]):
             lock.delete()           # its process is gone (killed): nothing is writing
             continue
         who = (f"spark {have.get('job', '?')} (pid {have.get('pid', '?')} on {have.get('host', '?')}, since "

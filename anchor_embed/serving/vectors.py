@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from anchor_embed import atomic
 from anchor_embed.data.key_file import read_keys
 from anchor_embed.errors import AnchorEmbedError
 
@@ -20,10 +20,7 @@ def open_vectors(vec_dir: str | Path, need: int = 0) -> tuple[np.ndarray, list[s
         raise AnchorEmbedError(f"{vec_dir}: an index folder, not a vectors folder; pass the vectors it was built from")
     if not all((vec_dir / f).is_file() for f in ("meta.json", "keys.txt", "vectors.npy")):
         raise AnchorEmbedError(f"{vec_dir}: not a vectors folder (run `anchor-embed embed`; all shards done?)")
-    try:
-        meta = json.loads((vec_dir / "meta.json").read_text())
-    except ValueError as exc:
-        raise AnchorEmbedError(f"{vec_dir / 'meta.json'}: not JSON ({exc})") from None
+    meta = atomic.read_json_object(vec_dir / "meta.json")
     keys = read_keys(vec_dir / "keys.txt")
     vectors = np.load(vec_dir / "vectors.npy", mmap_mode="r")
     if vectors.ndim != 2 or len(vectors) != len(keys):

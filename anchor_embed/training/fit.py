@@ -10,7 +10,6 @@ start, so a run resumed from the last epoch checkpoint replays the interrupted e
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from abc import ABC, abstractmethod
@@ -487,15 +486,7 @@ def run_info(run: Path) -> dict:
     """A run's run.json (what it read), or {} when absent; one line naming it when it is no JSON object (a
     truncated file, or another command's output written over it)."""
     f = Path(run) / "run.json"
-    if not f.is_file():
-        return {}
-    try:
-        info = json.loads(f.read_text())
-    except (OSError, ValueError) as exc:
-        raise AnchorEmbedError(f"{f}: not JSON ({exc}); the run's record of what it read is damaged") from None
-    if not isinstance(info, dict):
-        raise AnchorEmbedError(f"{f}: not a JSON object; the run's record of what it read is damaged")
-    return info
+    return atomic.read_json_object(f, "the run's record of what it read is damaged") if f.is_file() else {}
 
 
 def made_by_other_code(run: Path) -> bool:

@@ -102,10 +102,11 @@ def build_faiss(x: np.ndarray, kind: str, params: dict, seed: int = 0):
 
 
 def set_search_param(index, kind: str, params: dict) -> None:
-    """Apply the recorded search-time parameter (efSearch or nprobe) to an opened index."""
-    if kind == "hnsw":
+    """Apply the recorded search-time parameter (efSearch or nprobe) to an opened index (none recorded: the
+    setting saved in the index file stays)."""
+    if kind == "hnsw" and "efSearch" in params:
         index.hnsw.efSearch = int(params["efSearch"])
-    elif kind in ("ivf_flat", "ivf_pq"):
+    elif kind in ("ivf_flat", "ivf_pq") and "nprobe" in params:
         index.nprobe = int(params["nprobe"])
 
 

@@ -78,10 +78,14 @@ class Lookup:
         self.dir = Path(index_dir)
         if not (self.dir / "index.faiss").is_file():
             raise AnchorEmbedError(f"{self.dir}: no index here (run `anchor-embed index build`)")
+        if not (self.dir / "meta.json").is_file():
+            raise AnchorEmbedError(f"{self.dir}: no meta.json beside index.faiss (a build writes it last: "
+                                   "interrupted?); rebuild with `anchor-embed index build`")
         # memory-mapped, read-only: a lookup in a 1 GB index should not first copy 1 GB into memory
         self.meta = read_meta(self.dir / "meta.json")
-        if self.meta.get("kind") not in KINDS:
-            raise AnchorEmbedError(f"{self.dir / 'meta.json'}: names no index kind; rebuild with `anchor-embed index build`")
+        if self.meta.get("kind") not in KINDS or not isinstance(self.meta.get("params", {}), dict):
+            raise AnchorEmbedError(f"{self.dir / 'meta.json'}: names no index kind and parameters; rebuild with "
+                                   "`anchor-embed index build`")
         try:
             self.index = faiss.read_index(str(self.dir / "index.faiss"), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:  # an index type without mmap support, or a damaged file
@@ -90,15 +94,26 @@ class Lookup:
             except RuntimeError:
                 raise AnchorEmbedError(f"{self.dir / 'index.faiss'}: not a faiss index (damaged?); rebuild with "
                                        "`anchor-embed index build`") from None
-        self.keys = KeyTable(self.dir)
-        self.vectors = np.load(self.dir / "vectors.npy", mmap_mode="r")
+        for name in KEY_TABLE_NPY:               # checked first: the key table's own reads name no file
+            if (self.dir / name).is_file():
+                mapped(self.dir / name)
+        try:
+            self.keys = KeyTable(self.dir)
+        except (OSError, ValueError, KeyError) as exc:      # an older folder's keys.txt or labels.jsonl
+            raise AnchorEmbedError(f"{self.dir}: its key table is unreadable ({exc}); rebuild with "
+                                   "`anchor-embed index build`") from None
+        self.vectors = mapped(self.dir / "vectors.npy")
         set_search_param(self.index, self.meta["kind"], self.meta.get("params", {}))
         parts = self.dir / "modalities.npy"
-        self.modalities = np.load(parts, mmap_mode="r") if parts.is_file() else None
+        self.modalities = mapped(parts) if parts.is_file() else None
 
     def label(self, anchor_id: str) -> dict:
-        """nickname and tags of an indexed streamer ({} when unknown)."""
-        return self.keys.label(anchor_id)
+        """nickname and tags of an indexed streamer ({} when unknown); one line when labels.jsonl is damaged."""
+        try:
+            return self.keys.label(anchor_id)
+        except (ValueError, KeyError, IndexError) as exc:
+            raise AnchorEmbedError(f"{self.dir / 'labels.jsonl'}: unreadable at {anchor_id!r} ({exc}); the file is "
+                                   "damaged (truncated?), rebuild with `anchor-embed index build`") from None
 
     def need_parts(self) -> None:
         """Refuse to explain with an index built without per-modality parts, saying how to get them."""
@@ -174,7 +189,7 @@ class Lookup:
         if kind not in SEARCH_PARAM or not len(idx):
             return scores, idx
         want = min(k, self.index.ntotal)
-        value = int(params.get(SEARCH_PARAM[kind], 1))
+        value = int(self.index.hnsw.efSearch if kind == "hnsw" else self.index.nprobe)     # as set at open
         top = self.index.ntotal if kind == "hnsw" else int(self.index.nlist)
         while (idx >= 0).sum(1).min() < want:
             step = widened(kind, value, want, top)
@@ -183,6 +198,21 @@ class Lookup:
             setting, value = step
             scores, idx = index_search(self.index, q, k, self.vectors, refine, params=setting)
         return scores, idx
+
+
+KEY_TABLE_NPY = ("keys.npy", "keys_sorted.npy", "keys_sorted_rows.npy", "labels_offsets.npy")
+
+
+def mapped(path: Path) -> np.ndarray:
+    """An index folder's .npy file, memory-mapped read-only; one line naming it when missing or damaged (numpy's
+    own errors name no file)."""
+    if not path.is_file():
+        raise AnchorEmbedError(f"{path}: missing; rebuild the index with `anchor-embed index build`")
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise AnchorEmbedError(f"{path}: unreadable ({exc}); the file is damaged (truncated?), rebuild the index "
+                               "with `anchor-embed index build`") from None
 
 
 def as_ids(given: Any) -> list[str]:

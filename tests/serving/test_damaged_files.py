@@ -1,6 +1,7 @@
 """Lookups and loads on large k, numpy ints and damaged files: full answers and one-line errors, no tracebacks."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -42,6 +43,7 @@ def test_an_approximate_index_returns_k_neighbours_for_a_large_k(clustered, kind
         got = look.similar(["s0000", "s0007"], k=k)
         assert [len(a.neighbours) for a in got] == [min(k, 1499)] * 2, (kind, k)
         assert all(n.anchor_id != a.anchor_id for a in got for n in a.neighbours)
+    assert len(look.similar(["s0000"], k=np.int64(300))[0].neighbours) == 300       # numpy's int too
     small = [n.anchor_id for n in look.similar(["s0000"], k=5)[0].neighbours]
     assert [n.anchor_id for n in look.similar(["s0000"], k=200)[0].neighbours][:3] == small[:3]
 
@@ -52,6 +54,9 @@ def test_numpy_integer_k_and_the_api_wording(sample_index):
     assert len(look.similar([first], k=np.int64(3))[0].neighbours) == 3       # was faiss's SWIG TypeError
     with pytest.raises(AnchorEmbedError, match="^k 0: a whole number, at least 1$"):   # not the CLI's '-k'
         look.similar([first], k=0)
+    for bad in (True, 2.0, "3"):                                   # still refused: not whole numbers
+        with pytest.raises(AnchorEmbedError, match=f"^k {re.escape(repr(bad))}: a whole number, at least 1$"):
+            look.similar([first], k=bad)
     answer = look.similar([first, "no-such-id"], k=2)
     assert answer[0].to_dict()["found"] is True and answer[1].to_dict()["found"] is False
 
@@ -104,3 +109,38 @@ def test_index_build_writes_only_into_an_index_folder(sample_index, pretrained, 
     shutil.copytree(sample_index / "idx", again)
     (again / "reviews.jsonl").write_text("")
     assert run_cli("index", "build", sample_index / "vec", "--out", again) == 0     # its own folder: rebuilt
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("no meta.json", "no meta.json beside index.faiss"),
+    ("vectors.npy", "vectors.npy: unreadable .*damaged"),
+    ("keys.npy", "keys.npy: unreadable .*damaged"),
+    ("modalities.npy", "modalities.npy: unreadable .*damaged"),
+    ("labels.jsonl", "labels.jsonl: unreadable at .*damaged"),
+    ("no vectors.npy", "vectors.npy: missing"),
+])
+def test_a_damaged_index_folder_is_one_line_naming_the_file(sample_index, tmp_path, capsys, damage, said):
+    """A truncated .npy or labels.jsonl of an index folder (or a missing meta.json) was numpy's or json's
+    traceback, naming no file."""
+    idx = tmp_path / "idx"
+    shutil.copytree(sample_index / "idx", idx)
+    first = Lookup.open(idx).keys.key(0)
+    if damage.startswith("no "):
+        (idx / damage[3:]).unlink()
+    else:
+        (idx / damage).write_bytes((idx / damage).read_bytes()[:90])
+    capsys.readouterr()
+    assert run_cli("similar", first, "--index", idx, "-k", "3") == 2
+    err = capsys.readouterr().err
+    assert re.search(said, err) and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_meta_without_a_search_setting_keeps_the_index_files_own(clustered):
+    """A meta.json whose params lost efSearch (edited by hand) was a KeyError; the setting saved in
+    index.faiss is used, and a large k is still answered in full."""
+    build_index(clustered / "vec", clustered / "hnsw_bare", kind="hnsw")
+    meta = json.loads((clustered / "hnsw_bare" / "meta.json").read_text())
+    (clustered / "hnsw_bare" / "meta.json").write_text(json.dumps({**meta, "params": {}}))
+    look = Lookup.open(clustered / "hnsw_bare")
+    assert look.index.hnsw.efSearch == meta["params"]["efSearch"]
+    assert len(look.similar(["s0000"], k=500)[0].neighbours) == 500

@@ -29,6 +29,9 @@ class TransferConfig(TrainingConfig):
     filter: FilterName = Field("content", description="How mined pairs are judged alike in content")
     threshold: float | None = Field(None, description="Content score a kept pair must reach")
     quantile: float | None = Field(0.3, ge=0, le=1, description="Per-query quantile of the content score kept")
+    mutual: bool = Field(False, description="Keep only mutual pairs (each among the other's mined neighbours): "
+                         "cleaner positives under noisy ID embeddings, but fewer; lower on the bench's noisy "
+                         "cells (docs/tuning.md, twenty-third round)")
     holdout_frac: float = Field(0.0, ge=0, lt=1, description="Share of ID-embedded streamers held out for evaluate "
                                 "(0: the model learns from all, as in production)")
     init: Literal["pretrained", "scratch"] = Field(

@@ -102,6 +102,13 @@ def filter_pairs(query: np.ndarray, neighbour: np.ndarray, id_score: np.ndarray,
     return Pairs(query, neighbour, id_score, cs, kept)
 
 
+def mutual_pairs(query: np.ndarray, neighbour: np.ndarray) -> np.ndarray:
+    """Per mined pair (a, b), whether (b, a) was mined too: mutual nearest neighbours, the pairs a noisy ID
+    embedding space agrees on from both sides (docs/tuning.md, twenty-third round)."""
+    span = int(max(query.max(initial=0), neighbour.max(initial=0))) + 1
+    return np.isin(query.astype(np.int64) * span + neighbour, neighbour.astype(np.int64) * span + query)
+
+
 def above_quantile(query: np.ndarray, score: np.ndarray, tie_break: np.ndarray, quantile: float) -> np.ndarray:
     """Per query, the pairs at or above the `quantile` of its scores (numpy's linear quantile), by one sort.
 

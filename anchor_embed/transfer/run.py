@@ -207,7 +207,7 @@ def transfer(
     """Train RUN_DIR `out` from `pretrained` with the chosen method; returns per-epoch metrics."""
     from anchor_embed.config import resolve
     from anchor_embed.transfer.filters.base import FilterInputs
-    from anchor_embed.transfer.mining import filter_pairs, mine
+    from anchor_embed.transfer.mining import filter_pairs, mine, mutual_pairs
 
     cfg = resolve(TransferConfig, config, overrides)
     if cfg.members > 1 and cfg.member is None:
@@ -241,11 +241,13 @@ def transfer(
     q, n, s = mine(id_vectors, train_rows, cfg.k, cfg.exact_mining_up_to, seed=cfg.seed, report=search)
     score = FILTERS.load(cfg.filter)(FilterInputs(cache, model, batcher))
     pairs = filter_pairs(q, n, s, score, cfg.threshold, cfg.quantile if score is not None else None)
+    if cfg.mutual:
+        pairs.kept &= mutual_pairs(q, n)
     kq, kn = pairs.kept_pairs()
     if len(kq) < 2:
         raise AnchorEmbedError("fewer than 2 mined pairs survive the filter; lower --quantile/--threshold")
     mining = {"mined": int(len(q)), "kept": int(len(kq)), "kept_share": round(len(kq) / max(len(q), 1), 4),
-              "filter": cfg.filter, "threshold": cfg.threshold, "quantile": cfg.quantile,
+              "filter": cfg.filter, "threshold": cfg.threshold, "quantile": cfg.quantile, "mutual": cfg.mutual,
               "train_streamers": int(len(train_rows)), "validation_streamers": int(len(split.val_rows)),
               "held_out": len(held), **search}
     if search["search"] == "ivf":

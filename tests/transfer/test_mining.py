@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from anchor_embed.transfer.mining import above_quantile, filter_pairs, mine
+from anchor_embed.transfer.mining import above_quantile, filter_pairs, mine, mutual_pairs
 
 
 def test_mining_equals_brute_force_and_excludes_self():
@@ -80,3 +80,17 @@ def test_mining_past_the_exact_limit_uses_ivf_and_reports_a_true_recall():
     small: dict = {}
     mine(ids, rows[:500], 10, exact_up_to=1000, report=small)
     assert small == {"search": "exact"}
+
+
+def test_mutual_pairs_against_a_loop():
+    """A mined pair (a, b) is mutual when (b, a) was mined too: the reference is the definition, on mined lists of
+    random vectors, on duplicate rows (ties) and on a single pair."""
+    rng = np.random.default_rng(0)
+    for x in (rng.normal(size=(60, 8)), np.repeat(rng.normal(size=(10, 4)), 3, axis=0)):
+        q, n, _ = mine(x.astype(np.float32), np.arange(len(x)), 5)
+        mined = set(zip(q.tolist(), n.tolist(), strict=True))
+        want = np.array([(b, a) in mined for a, b in zip(q.tolist(), n.tolist(), strict=True)])
+        got = mutual_pairs(q, n)
+        assert got.dtype == bool and np.array_equal(got, want) and 0 < got.sum() < len(got)
+    assert mutual_pairs(np.array([3]), np.array([7])).tolist() == [False]
+    assert mutual_pairs(np.array([3, 7]), np.array([7, 3])).tolist() == [True, True]

@@ -39,8 +39,11 @@ def _fingerprint(model: Path, streamers: Path, media_root: Path, dtype: str, n: 
 
     made = {"model_hash": model_hash(model), "streamers": input_digest(streamers),
             "media_root": str(Path(media_root).resolve()), "dtype": dtype, "shards": n, "columns": columns or {}}
-    if adapter is not None:
+    if adapter is not None:         # patched vectors are another model's: indexes and servers check this hash
+        from anchor_embed.training.adapt import adapted_hash
+
         made["adapter"] = adapter_digest(adapter)
+        made["model_hash"] = adapted_hash(model, adapter)
     return {**made, "fingerprint": fingerprint(**made)}
 
 
@@ -138,7 +141,10 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     if adapter is not None:                 # the run's model with a patch from `adapt` (its base must be `model`)
         from anchor_embed.training.adapt import load_adapted_of
 
-        net, _ = load_adapted_of(adapter, model)
+        net, patch = load_adapted_of(adapter, model)
+        if patch["mode"] == "head":         # README: a head predicts from the base's vectors, it changes none
+            say(f"[yellow]embed[/]: {adapter} is a --mode head run: its vectors are the base's (the head predicts "
+                f"'{patch.get('target')}' from them); embed without --adapter gives the same")
     else:
         net, _ = load_model(model)
     from anchor_embed.training.device import resolve_device
@@ -219,7 +225,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
         atomic.write_npy(out / "modalities.npy", mods)
         write_keys(out / "keys.txt", keys)
         atomic.write_text(out / "labels.jsonl", "".join(labels))
-        meta = {"model_dir": str(model.resolve()), "model_hash": made["model_hash"], "dim": int(vecs.shape[1]),
+        meta = {"model_dir": str(model.resolve()), "model_hash": made["model_hash"],
+                **({"adapter": str(Path(adapter).resolve())} if adapter else {}), "dim": int(vecs.shape[1]),
                 "dtype": dtype, "count": len(keys), "normalized": True,
                 "feature_cache": str(donor) if (donor := run_info(model).get("features")) else None,
                 "fingerprint": made["fingerprint"]}

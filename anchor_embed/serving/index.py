@@ -244,7 +244,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     if model is not None and not (Path(model) / "model.safetensors").is_file():
         raise AnchorEmbedError(f"{model}: no model here (expected model.safetensors) to check the vectors against")
     if model is not None and model_hash(Path(model)) != vmeta["model_hash"]:
-        raise AnchorEmbedError(f"{vec_dir}: vectors were made by model {vmeta['model_hash']}, "
+        patched = f" (its base patched by {vmeta['adapter']})" if vmeta.get("adapter") else ""
+        raise AnchorEmbedError(f"{vec_dir}: vectors were made by model {vmeta['model_hash']}{patched}, "
                                f"not by {model} ({model_hash(Path(model))}); re-run embed")
     if out.exists() and not out.is_dir():
         raise AnchorEmbedError(f"--out {out}: exists and is not a folder")
@@ -299,7 +300,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
             atomic.write_npy(out / "modalities.npy", np.load(vec_dir / "modalities.npy", mmap_mode="r"))
         else:
             (out / "modalities.npy").unlink(missing_ok=True)
-        meta = {"model_hash": vmeta["model_hash"], "model_dir": vmeta["model_dir"], "dim": int(x.shape[1]),
+        meta = {"model_hash": vmeta["model_hash"], "model_dir": vmeta["model_dir"],
+                **({"adapter": vmeta["adapter"]} if vmeta.get("adapter") else {}), "dim": int(x.shape[1]),
                 "metric": "inner_product", "kind": chosen, "params": params, "count": len(keys),
                 "recall_at_10": round(rec, 4), "target_recall": min_recall, "tuning": curve, "note": note,
                 "build_seconds": round(secs, 2), "vectors_dir": str(vec_dir.resolve())}

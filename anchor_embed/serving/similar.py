@@ -257,6 +257,9 @@ def similar_to_records(records: str | Path, index: str | Path | Lookup, k: int =
     look = _open(index)
     model_dir = Path(look.meta["model_dir"])
     if model is None:
+        if look.meta.get("adapter"):        # the base alone would make vectors incomparable with the index's
+            raise AnchorEmbedError(f"{look.dir}: built from vectors of {model_dir} patched by {look.meta['adapter']}; "
+                                   "--record embeds with a run's own model only (embed --adapter, then index build)")
         if not (model_dir / "model.safetensors").is_file() or model_hash(model_dir) != look.meta["model_hash"]:
             raise AnchorEmbedError(f"{look.dir}: the model that built it ({model_dir}) is gone or changed; "
                                    "cannot embed records")

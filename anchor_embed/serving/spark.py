@@ -33,7 +33,7 @@ def _model(run: str, adapter: str | None = None, features: str | None = None):
         if adapter:
             from anchor_embed.training.adapt import load_adapted
 
-            model.net = load_adapted(adapter)[0].eval()
+            model.net = load_adapted(adapter, run)[0].eval()     # the base as the driver checked it
         if features:
             model.cache = Path(features)
         if model.cache is not None and not model.cache.is_dir():   # a cluster node without the run's cache
@@ -206,8 +206,11 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
     jsonl = "value" in read.columns and len(read.columns) == 1
     made = {"model_dir": str(model), "model_hash": model_hash(model), "streamers": str(streamers),
             "inputs": _input_listing(spark, read), "media_root": media, "columns": columns or {}}
-    if adapter is not None:
+    if adapter is not None:         # patched vectors are another model's: indexes and servers check this hash
+        from anchor_embed.training.adapt import adapted_hash
+
         made["adapter"] = adapter_digest(adapter)
+        made["model_hash"] = adapted_hash(model, adapter)
     made["fingerprint"] = fingerprint(**made)
     where = Folder(spark, str(out))
     with held(where, "embed"):     # one job at a time on an output folder

@@ -367,16 +367,22 @@ def restore_best(task: AdaptTask, out: Path) -> None:
         task.model.load_state_dict(load_model(out)[0].state_dict())
 
 
-def load_adapted(patch_dir: str | Path):
-    """The fusion model of an adapt run: its base with the patch applied (adapter), or its own (full/head)."""
-    patch_dir = Path(patch_dir)
-    f = patch_dir / ADAPTER
+def adapter_info(patch_dir: str | Path) -> dict:
+    """An adapt run's adapter.json (mode, base path and hash, rank); one line when the folder is no adapt run."""
+    f = Path(patch_dir) / ADAPTER
     if not f.is_file():
         raise AnchorEmbedError(f"{patch_dir}: not an adapt run (no {ADAPTER})")
-    info = json.loads(f.read_text())
+    return atomic.read_json_object(f)
+
+
+def load_adapted(patch_dir: str | Path, base: str | Path | None = None):
+    """The fusion model of an adapt run: its base with the patch applied (adapter), or its own (full/head).
+    `base` is where the base model lies (default: where it lay when adapt ran); it must hold the same weights."""
+    patch_dir = Path(patch_dir)
+    info = adapter_info(patch_dir)
     if info["mode"] == "full":
         return load_model(patch_dir)[0], info
-    base = Path(info["base"])
+    base = Path(base) if base is not None else Path(info["base"])
     if not (base / "model.safetensors").is_file() or model_hash(base) != info["base_hash"]:
         raise AnchorEmbedError(f"{patch_dir}: its base model {base} is gone or changed (hash {info['base_hash']})")
     model, _ = load_model(base)
@@ -386,8 +392,23 @@ def load_adapted(patch_dir: str | Path):
 
 
 def load_adapted_of(patch_dir: str | Path, model: str | Path):
-    """`load_adapted`, refusing a patch whose base is not the run `model` (a full fine-tune stands alone)."""
-    net, info = load_adapted(patch_dir)
-    if info["mode"] != "full" and Path(info["base"]).resolve() != Path(model).resolve():
-        raise AnchorEmbedError(f"{patch_dir}: a patch of {info['base']}, not of --model {model}")
-    return net, info
+    """`load_adapted` on the run `model` as its base, refusing one whose weights are not the base's the patch
+    was trained from, compared by content (a copy or a moved base is the same base; a full fine-tune of another
+    base was taken with any --model, its vectors then built with that model's feature settings)."""
+    info = adapter_info(patch_dir)
+    have = model_hash(Path(model))
+    if have != info["base_hash"]:
+        raise AnchorEmbedError(f"{patch_dir}: a patch of the model {info['base_hash']} ({info['base']}), not of "
+                               f"--model {model} ({have})")
+    return load_adapted(patch_dir, model)
+
+
+def adapted_hash(model: str | Path, patch_dir: str | Path) -> str:
+    """The identity of vectors made by `model` with the patch of `patch_dir`: vectors, indexes and servers are
+    checked against it, so patched vectors never pass for the base's (a full fine-tune's vectors have a mean
+    cosine of .13 with its base's)."""
+    import hashlib
+
+    from anchor_embed.fingerprint import adapter_digest
+
+    return hashlib.sha1(f"{model_hash(Path(model))}+{adapter_digest(patch_dir)}".encode()).hexdigest()[:16]

@@ -3,6 +3,7 @@
 import copy
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from anchor_embed.features.cache import open_cache
 from anchor_embed.model.adapter import add_patch, target_weights
 from anchor_embed.model.batcher import Batcher, embed_all
-from anchor_embed.model.store import load_model
+from anchor_embed.model.store import load_model, model_hash
 from anchor_embed.training.adapt import load_adapted
 from tests.conftest import run_cli
 
@@ -83,6 +84,23 @@ def test_cli_adapt_modes(sample, sample_cache, pretrained, labels, tmp_path, mod
         np.testing.assert_allclose(np.load(vec / "vectors.npy"), want, atol=1e-5)
         base = embed_all(load_model(pretrained)[0], Batcher.for_model(adapted, cache))
         assert not np.allclose(want, base, atol=1e-4)                       # the patch changed the vectors
+        # patched vectors are not the base's: they carry their own hash, which index build --model BASE refuses
+        meta = json.loads((vec / "meta.json").read_text())
+        assert meta["model_hash"] != model_hash(pretrained) and meta["adapter"] == str(out.resolve())
+        assert run_cli("index", "build", vec, "--out", tmp_path / "idx", "--model", pretrained) == 2
+        # the base is known by its weights: a copy elsewhere is the same base (it was refused by path)
+        shutil.copytree(pretrained, tmp_path / "copy", ignore=shutil.ignore_patterns("checkpoints"))
+        assert run_cli("embed", "--model", tmp_path / "copy", "--adapter", out, "--streamers",
+                       sample / "streamers.jsonl", "--out", tmp_path / "vec2") == 0
+        np.testing.assert_array_equal(np.load(tmp_path / "vec2" / "vectors.npy"), np.load(vec / "vectors.npy"))
+    elif mode == "full":        # a full fine-tune was taken with any --model, built with that model's features
+        other = tmp_path / "other"
+        shutil.copytree(pretrained, other, ignore=shutil.ignore_patterns("checkpoints"))
+        weights = load_file(str(other / "model.safetensors"))
+        save_file({k: v + 0.01 for k, v in weights.items()}, str(other / "model.safetensors"))
+        assert run_cli("embed", "--model", other, "--adapter", out, "--streamers", sample / "streamers.jsonl",
+                       "--out", tmp_path / "vec3") == 2
+        assert not (tmp_path / "vec3" / "vectors.npy").exists()
     elif mode == "head":
         assert info["trainable_params"] == 6 * 17                           # a 16-d vector -> 6 classes
     assert run_cli("adapt", "--pretrained", pretrained, "--labels", labels, "--target", "n_tags", "--kind",

@@ -38,12 +38,19 @@ def read_labels(path: str | Path, target: str, kind: Literal["classify", "regres
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
+        table = pq.read_table(path)
+        header, rows = table.column_names, table.to_pylist()
         where = [f"row {i}" for i in range(1, len(rows) + 1)]
     else:
         with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+            f.seek(0)
             rows = list(csv.DictReader(f))
         where = [f"line {i}" for i in range(2, len(rows) + 2)]
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:           # a dict keeps the last of two same-named columns: the other would go unread, unsaid
+        raise AnchorEmbedError(f"{path}: column(s) {', '.join(map(repr, twice))} appear more than once in the "
+                               "header; rename them apart")
     if rows and ("anchor_id" not in rows[0] or target not in rows[0]):
         raise AnchorEmbedError(f"{path}: needs columns 'anchor_id' and '{target}'; has "
                                f"{sorted(str(k) for k in rows[0] if k is not None)}")
@@ -78,6 +85,9 @@ def read_labels(path: str | Path, target: str, kind: Literal["classify", "regres
     report.kept = len(out)
     if not out:
         raise AnchorEmbedError(f"{path}: no usable labels ({report.summary()})")
+    if kind == "regress" and len(out) > 1 and len(set(out.values())) < 2:   # every fit: r2 1.0, a perfect nothing
+        raise AnchorEmbedError(f"{path}: '{target}' is {next(iter(out.values())):g} for every labelled streamer; "
+                               "nothing to predict")
     return out, report
 
 

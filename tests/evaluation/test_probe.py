@@ -123,3 +123,21 @@ def test_cli_probe_table_over_vector_sets(sample, sample_cache, pretrained, tmp_
     with pytest.raises(AnchorEmbedError, match="'score' has 7[0-9] distinct numbers, 7[0-9] of them on fewer than 3 "
                                                "streamers: a number to predict\\? pass --kind regress"):
         probe([f"pretrained={vec}"], numbers, "score", folds=3)
+
+
+def test_a_constant_target_and_a_repeated_column_are_refused(tmp_path):
+    """A regression target of one value scored r2 1.0 (in probe and adapt); a header naming a column twice read
+    the last of the two without a word (both trained on a column of zeros and reported r2 1.0)."""
+    const = _write(tmp_path / "c.csv", "anchor_id,y\na,5\nb,5\nc,5.0\n")
+    with pytest.raises(AnchorEmbedError, match="'y' is 5 for every labelled streamer; nothing to predict"):
+        read_labels(const, "y", "regress")
+    assert len(read_labels(const, "y", "classify")[0]) == 3      # one class: refused where classes are counted
+    twice = _write(tmp_path / "t.csv", "anchor_id,y,y\na,1,0\nb,2,0\n")
+    with pytest.raises(AnchorEmbedError, match="column\\(s\\) 'y' appear more than once in the header"):
+        read_labels(twice, "y", "regress")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table([["a", "b"], [1.0, 2.0], [0.0, 0.0]], names=["anchor_id", "y", "y"]), tmp_path / "t.parquet")
+    with pytest.raises(AnchorEmbedError, match="appear more than once"):
+        read_labels(tmp_path / "t.parquet", "y", "regress")

@@ -38,8 +38,8 @@ def read_labels(path: str | Path, target: str, kind: Literal["classify", "regres
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
-        header, rows = table.column_names, table.to_pylist()
+        header = pq.read_schema(path).names          # before the table: pyarrow refuses same-named columns
+        rows = pq.read_table(path).to_pylist() if len(set(header)) == len(header) else []
         where = [f"row {i}" for i in range(1, len(rows) + 1)]
     else:
         with open(path, newline="", encoding="utf-8-sig") as f:

@@ -190,6 +190,23 @@ def check_columns(source: object, names: list[str], columns: dict[str, str] | No
                                + ", ".join(f"{k}={v}" for k, v in missing.items()) + f"); columns: {names}")
 
 
+def rename_fields(row: dict, columns: dict[str, str]) -> dict:
+    """A row's caller-named columns ({field: their name}) as record fields; a column named like a field mapped
+    elsewhere is dropped (`profile=bio`: the profile is the bio, not a `profile` column beside it)."""
+    named = {col: field for field, col in columns.items()}
+    return {named.get(k, k): v for k, v in row.items() if k in named or k not in columns}
+
+
+def _renamed_rows(rows, columns: dict[str, str], found: set[str]):
+    """JSONL rows with `columns` renamed to record fields (as a table's are), noting the columns seen."""
+    wanted = set(columns.values())
+    for where, raw, order in rows:
+        if isinstance(raw, dict):
+            found.update(wanted & raw.keys())
+            raw = rename_fields(raw, columns)
+        yield where, raw, order
+
+
 def check_fields(columns: dict[str, str] | None) -> None:
     """Refuse a `--columns` mapping to a field records do not have (a misspelt field would be dropped)."""
     unknown = set(columns or {}) - set(FIELDS)
@@ -228,7 +245,9 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
     check_fields(columns)
     report = InputReport(source=str(path), strict=strict)
     notes: list[str] = []
-    rows = _parquet_rows(path, columns or {}, shard, notes) if is_parquet(path) else _jsonl_rows(path, shard)
+    found: set[str] = set()                 # JSONL: the caller's columns seen, to refuse a mapping no row has
+    rows = _parquet_rows(path, columns or {}, shard, notes) if is_parquet(path) else \
+        _renamed_rows(_jsonl_rows(path, shard), columns, found) if columns else _jsonl_rows(path, shard)
     records: list[StreamerRecord] = []
     seen: dict[str, str] = {}
     for where, raw, order in rows:
@@ -243,6 +262,11 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
         seen[rec.anchor_id] = where
         records.append(rec)
         report.kept_at.append((order, where))
+    missing = {f: c for f, c in (columns or {}).items() if c not in found} if not is_parquet(path) else {}
+    if missing:             # as a table without the column: the field would be empty on every row, unsaid
+        raise AnchorEmbedError(f"{path}: no record has " + ", ".join(repr(c) for c in missing.values()) + " (--"
+                               + ("id-column" if list(missing) == ["anchor_id"] else "columns " + ",".join(
+                                   f"{k}={v}" for k, v in missing.items())) + ")")
     report.kept = len(records)
     report.notes = notes
     if not records and shard == (0, 1):

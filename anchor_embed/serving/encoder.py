@@ -26,7 +26,7 @@ def _as_dicts(records: Any, columns: dict[str, str] | None = None) -> list[dict]
     """Records given as dicts, a pandas DataFrame or a pyarrow Table, as a list of dicts in their order, with
     `columns` ({field: the caller's name}) renamed to record fields. A DataFrame whose index is the id column
     (`df.set_index("anchor_id")`) gives it back as a column."""
-    from anchor_embed.data.records import check_columns, check_fields
+    from anchor_embed.data.records import check_columns, check_fields, rename_fields
 
     check_fields(columns)
     id_col = (columns or {}).get("anchor_id", "anchor_id")
@@ -47,20 +47,7 @@ def _as_dicts(records: Any, columns: dict[str, str] | None = None) -> list[dict]
                                f"{type(records).__name__}")
     if not columns:
         return rows
-    named = {col: field for field, col in columns.items()}
-    return [_renamed(r, named, columns) if isinstance(r, dict) else r for r in rows]
-
-
-def _renamed(row: dict, named: dict[str, str], columns: dict[str, str]) -> dict:
-    """A row's caller-named columns as record fields; a column named like a field mapped elsewhere is dropped
-    (`columns={"profile": "bio"}`: the profile is the bio, not a `profile` column beside it)."""
-    out = {}
-    for k, v in row.items():
-        if k in named:
-            out[named[k]] = v
-        elif k not in columns:
-            out[k] = v
-    return out
+    return [rename_fields(r, columns) if isinstance(r, dict) else r for r in rows]
 
 
 def feature_settings(run: Path) -> tuple[Path | None, dict]:

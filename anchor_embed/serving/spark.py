@@ -83,7 +83,7 @@ def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_s
         import pyarrow as pa
 
         from anchor_embed.data.media import frame_problem
-        from anchor_embed.data.records import column_fields, parse_line, parse_row
+        from anchor_embed.data.records import column_fields, parse_line, parse_row, rename_fields
         from anchor_embed.model.store import model_hash
 
         model = _model(run, adapter, features)
@@ -101,6 +101,8 @@ def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_s
                 if line is not None and line.startswith("\ufeff"):   # a byte-order mark opens some exports
                     line = line[1:]
                 row = parse_line(line) if line is not None else {wanted[k]: v for k, v in raw.items() if k in wanted}
+                if line is not None and columns and isinstance(row, dict):     # as `embed` reads JSONL
+                    row = rename_fields(row, columns)
                 rec = parse_row(row)
                 if not isinstance(rec, tuple) and strict:
                     why = next(((f, w) for f in rec.frames if (w := frame_problem(f, Path(media_root)))), None)

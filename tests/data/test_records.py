@@ -171,3 +171,18 @@ def test_a_dataframe_with_missing_cells_numpy_ids_and_list_columns_reads_as_reco
         with pytest.raises(ValueError):
             StreamerRecord.model_validate({"anchor_id": bad})
     assert pd.isna(df["nickname"][1])
+
+
+def test_jsonl_reads_the_callers_names_as_a_table_does(tmp_path):
+    """--id-column and --columns were ignored for JSONL (documented for any input): `profile=nickname` had no
+    effect and a file keyed by `uid` was 20 records skipped as 'missing anchor_id'."""
+    src = tmp_path / "s.jsonl"
+    src.write_text('{"uid": 7, "bio": "first", "profile": "not this", "tags": ["a"]}\n'
+                   '{"uid": "b", "bio": "second"}\n')
+    cols = {"anchor_id": "uid", "profile": "bio"}
+    records, report = read_streamers(src, columns=cols)
+    assert [(r.anchor_id, r.profile) for r in records] == [("7", "first"), ("b", "second")] and not report.skipped
+    with pytest.raises(AnchorEmbedError, match=r"s.jsonl: no record has 'biography' \(--columns profile=biography\)"):
+        read_streamers(src, columns={**cols, "profile": "biography"})
+    with pytest.raises(AnchorEmbedError, match=r"no record has 'id' \(--id-column\)"):
+        read_streamers(src, columns={"anchor_id": "id"})

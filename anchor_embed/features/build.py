@@ -255,6 +255,7 @@ def write_streamer_index(out: Path, records: list[StreamerRecord], atoms: Atoms)
     atomic.write_npy(sdir / "text_field.npy", np.asarray(fields, np.int8))
     tag_counts = np.bincount(np.asarray(idx["tag"], np.int64), minlength=len(pos["tag"]))
     atomic.write_npy(sdir / "tag_counts.npy", tag_counts.astype(np.int64))
+    say_dropped(sdir / "keys.txt", {r.anchor_id for r in records})
     atomic.write_lines(sdir / "keys.txt", [r.anchor_id for r in records])
     atomic.write_json(sdir / "nicknames.json", [r.nickname for r in records])
     return {"distinct": {kind: len(pos[kind]) for kind in KINDS}, "missing_frames": missing_frames,
@@ -303,6 +304,20 @@ def _compatible(reuse: str | Path | None, wanted: dict, max_text_chars: int) -> 
     if not same:
         say(f"[yellow]features[/]: {reuse} was made by other backbones or settings; nothing is copied from it")
     return Path(reuse) if same else None
+
+
+def say_dropped(keys_file: Path, now: set[str]) -> None:
+    """One line when a rerun's records leave out streamers the cache listed: it lists the records file given,
+    not the union of every run's (their encoded atoms stay, for reuse), and a rerun on a slice dropped the rest
+    without a word."""
+    if not keys_file.is_file():
+        return
+    before = keys_file.read_text(encoding="utf-8").split("\n")
+    gone = [k for k in before if k and k not in now]
+    if gone:
+        say(f"[yellow]features[/]: {len(gone)} streamer(s) of the cache's last run are not in these records and "
+            f"are no longer listed (e.g. {', '.join(map(repr, gone[:3]))}); their encoded texts, frames and tags stay "
+            "for reuse; give every streamer's record to keep them listed")
 
 
 def build_features(

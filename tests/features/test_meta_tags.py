@@ -111,3 +111,19 @@ def test_a_meta_field_no_record_has_is_named(sample, tmp_path, capsys):
     seen = capsys.readouterr()
     said = " ".join((seen.err + seen.out).split())
     assert "field(s) 'knid' in no record's meta" in said          # 'kind', which records have, is not named
+
+
+def test_a_rerun_on_fewer_records_says_which_streamers_it_drops(sample, sample_cache, tmp_path, capsys):
+    """A features rerun with a slice of the records listed only the slice: the rest vanished without a word."""
+    rows = (sample / "streamers.jsonl").read_text().splitlines()
+    (tmp_path / "all.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "some.jsonl").write_text("\n".join(rows[10:]) + "\n")
+    out = tmp_path / "c"
+    args = ["--out", out, "--media-root", sample, "--reuse", sample_cache]
+    assert run_cli("features", "--streamers", tmp_path / "all.jsonl", *args) == 0
+    capsys.readouterr()
+    assert run_cli("features", "--streamers", tmp_path / "some.jsonl", *args) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    first = json.loads(rows[0])["anchor_id"]
+    assert "10 streamer(s) of the cache's last run are not in these records and are no longer listed" in said
+    assert repr(first) in said and first not in open_cache(out).keys

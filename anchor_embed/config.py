@@ -83,6 +83,11 @@ def resolve(model: type[C], path: str | Path | None, overrides: dict) -> C:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "missing" and len(first["loc"]) == 1:   # neither the flags nor the file gave it
+            name = str(first["loc"][0])
+            raise AnchorEmbedError(f"--{name.replace('_', '-')} is required" + (
+                f" (or '{name}' in {path})" if path else "")) from None
         flag = _given_by_flag(exc, overrides)
         raise AnchorEmbedError(describe(exc, f"{path}: " if path and not flag else "")
                                + (" (from the command line)" if path and flag else "")) from None

@@ -205,6 +205,10 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     say(f"[bold]adapt[/]: {cfg.mode}: {summary['trainable_params']} trainable parameters "
         f"({summary['trainable_share']:.2%} of {total}), {size} bytes saved"
         + (f"; test {summary['test_metric']} {summary['test_score']}" if test else ""))
+    kept = json.loads((out / "outcome.json").read_text()).get("best_epoch") if (out / "outcome.json").is_file() else None
+    if cfg.mode != "head" and kept == 0:        # the saved patch is the starting one: nothing trained is used
+        say(f"[yellow]adapt[/]: no epoch beat the closed-form head on validation, so the run is that head on the "
+            f"base's vectors: its {cfg.mode} weights are the starting ones (try --mode head, or a lower --lr)")
     return summary
 
 

@@ -172,7 +172,7 @@ def test_adapter_and_full_start_from_the_closed_form_head(sample, pretrained, la
             torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=1e-4)
 
 
-def test_training_that_does_not_beat_the_warm_start_keeps_it(sample, pretrained, labels, tmp_path):
+def test_training_that_does_not_beat_the_warm_start_keeps_it(sample, pretrained, labels, tmp_path, capsys):
     """The closed-form head is epoch 0 of the selection: a learning rate that wrecks every epoch leaves the run
     with the head `--mode head` saves (and, for `full`, the base model's weights), not the best wrecked epoch;
     that kept head is fitted again on the training and validation streamers, as `--mode head` fits it."""
@@ -184,8 +184,12 @@ def test_training_that_does_not_beat_the_warm_start_keeps_it(sample, pretrained,
     head_figure = json.loads((tmp_path / "head" / "outcome.json").read_text())["best"]
     base = load_model(pretrained)[0].state_dict()
     for mode in ("adapter", "full"):
+        capsys.readouterr()
         summary = adapt(pretrained, labels, tmp_path / mode, mode=mode, epochs=2, patience=5, lr=50.0, rank=2,
                         weight_decay=0.0, **common)
+        said = " ".join(capsys.readouterr().err.split())    # the last line said only the parameters trained
+        assert f"no epoch beat the closed-form head on validation, so the run is that head on the base's vectors: " \
+               f"its {mode} weights are the starting ones" in said
         outcome = json.loads((tmp_path / mode / "outcome.json").read_text())
         rows = [json.loads(line) for line in (tmp_path / mode / "metrics.jsonl").read_text().splitlines()]
         assert outcome["best_epoch"] == 0 and outcome["epochs_run"] == 2

@@ -37,3 +37,12 @@ def test_an_existing_run_is_refused_before_the_id_embeddings_are_read(sample, pr
     capsys.readouterr()
     assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", tmp_path / "absent.npy", "--out", out) == 2
     assert "holds a run already; pass --resume" in capsys.readouterr().err
+
+
+def test_a_required_setting_no_flag_gave_is_named_as_a_flag(sample, pretrained, tmp_path, capsys):
+    """adapt without --target said "key 'target': Field required"."""
+    labels = tmp_path / "l.csv"
+    labels.write_text("anchor_id,y\na,1\n")
+    capsys.readouterr()
+    assert run_cli("adapt", "--pretrained", pretrained, "--labels", labels, "--out", tmp_path / "a") == 2
+    assert "error: --target is required" in capsys.readouterr().err

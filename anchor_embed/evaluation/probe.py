@@ -96,6 +96,8 @@ def read_vector_set(spec: str | Path) -> tuple[str, list[str], np.ndarray]:
     mean features) or an ID-embedding file (.npy + keys, .npz, Parquet)."""
     text = str(spec)
     name, _, path = text.partition("=") if "=" in text and not Path(text).exists() else ("", "", text)
+    if not path.strip():                # Path("") is the current folder: it was read as the vectors
+        raise AnchorEmbedError(f"--vectors {text!r}: no path; give NAME=PATH")
     path = Path(path)
     name = name or path.stem or path.name
     if (path / "vectors.npy").is_file():

@@ -179,11 +179,15 @@ def check_meta(out: Path, wanted: dict, caps: dict | None = None) -> None:
             flag = "--" + key.replace("_", "-")
             raise AnchorEmbedError(
                 f"{out}: this cache cuts streamers at {flag} {have[key]}, not {value}; models made from it read "
-                f"its streamers as they are: use another --out (--reuse {out} copies its encoded features)")
+                f"its streamers as they are: use another --out" + (
+                    f" (--reuse {out} copies its encoded features)" if key != "max_text_chars" else
+                    " (texts cut otherwise are other texts: --reuse copies none of them)"))
     if have.get("meta_tags") != wanted.get("meta_tags"):
         raise AnchorEmbedError(
-            f"{out}: this cache was made with --meta-tags {have.get('meta_tags')!r}, not "
-            f"{wanted.get('meta_tags')!r}; its streamers' tags would not agree: use another --out")
+            f"{out}: this cache was made " + (f"with --meta-tags {have['meta_tags']!r}" if have.get("meta_tags")
+                                               else "without --meta-tags")
+            + (f", not {wanted['meta_tags']!r}" if wanted.get("meta_tags") else ", not without")
+            + "; its streamers' tags would not agree: use another --out")
     for key in ("text_backbone", "text_identity", "image_backbone", "image_identity", "video_frames"):
         if have.get(key) != wanted.get(key):
             raise AnchorEmbedError(

@@ -132,8 +132,10 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None, inputs: di
         use = ["- For similar-streamer lookups, cold-start candidates, dedup and feed scattering by content. "
                "The vectors carry what the content and the behaviour it was taught with have in common; they "
                "do not know a streamer's popularity or anything it does not show.",
-               "- Taught by ID embeddings, it inherits their biases (popularity, the audience that clicks). "
-               "Judge it on your own hold-out with `anchor-embed evaluate` before relying on it; a model must "
+               ("- Taught by ID embeddings, it inherits their biases (popularity, the audience that clicks). "
+                if stage == "transfer" else "- Self-supervised, it knows only what streamers show, not how "
+                "audiences behave; `transfer` teaches that. ")
+               + "Judge it on your own hold-out with `anchor-embed evaluate` before relying on it; a model must "
                "not be evaluated on streamers it saw (`seen_ids.txt`; evaluate refuses)."]
     lines += ["", "## Intended use and limits", "", *use, "", "## Backbones", ""]
     for spec in (fmeta.get("text_backbone"), fmeta.get("image_backbone")):

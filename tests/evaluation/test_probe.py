@@ -141,3 +141,12 @@ def test_a_constant_target_and_a_repeated_column_are_refused(tmp_path):
     pq.write_table(pa.table([["a", "b"], [1.0, 2.0], [0.0, 0.0]], names=["anchor_id", "y", "y"]), tmp_path / "t.parquet")
     with pytest.raises(AnchorEmbedError, match="appear more than once"):
         read_labels(tmp_path / "t.parquet", "y", "regress")
+
+
+def test_an_empty_vectors_path_is_refused(tmp_path, monkeypatch):
+    """`--vectors a=` read the current folder as the vectors (Path("") is ".")."""
+    from anchor_embed.evaluation.probe import read_vector_set
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AnchorEmbedError, match="--vectors 'a=': no path; give NAME=PATH"):
+        read_vector_set("a=")

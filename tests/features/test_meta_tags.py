@@ -127,3 +127,18 @@ def test_a_rerun_on_fewer_records_says_which_streamers_it_drops(sample, sample_c
     first = json.loads(rows[0])["anchor_id"]
     assert "10 streamer(s) of the cache's last run are not in these records and are no longer listed" in said
     assert repr(first) in said and first not in open_cache(out).keys
+
+
+def test_other_meta_tags_are_named_without_none(sample, sample_cache, pretrained, tmp_path, capsys):
+    """The refusal said "made with --meta-tags None"; a pretrain run's card said it was taught by ID embeddings."""
+    import shutil
+
+    cache = tmp_path / "c"
+    shutil.copytree(sample_cache, cache)
+    capsys.readouterr()
+    assert run_cli("features", "--streamers", sample / "streamers.jsonl", "--out", cache, "--media-root", sample,
+                   "--meta-tags", "kind") == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "this cache was made without --meta-tags, not 'kind'" in said and "None" not in said
+    card = (pretrained / "README.md").read_text()
+    assert "Taught by ID embeddings" not in card and "Self-supervised, it knows only what streamers show" in card

@@ -44,6 +44,8 @@ def read_config_file(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise AnchorEmbedError(f"{path}: no such config file") from None
+    if path.suffix.lower() in (".yaml", ".yml", ".ini", ".cfg"):     # read as JSON it was "line 1: malformed JSON"
+        raise AnchorEmbedError(f"{path}: a config file is JSON (.json) or TOML (.toml)")
     if path.suffix.lower() == ".toml":
         try:
             values = tomllib.loads(text)

@@ -57,7 +57,7 @@ def features(
     id_column: IdColumn = None,
     columns: Columns = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row or missing frame instead of skipping it.")] = False,
-    threads: Annotated[int, typer.Option(help="CPU threads of the backbones.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads of the backbones.")] = 2,
     device: Device = "auto",
     meta_tags: Annotated[str | None, typer.Option(
         help="Record meta fields as tags: 'field' (its value), 'field:log' (half-decades of a count), "

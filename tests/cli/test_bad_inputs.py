@@ -113,6 +113,10 @@ CASES = [
                                           _write(t / "c.json", '{"epoch": 3}')], 2, "unknown key 'epoch'"),
     ("config not JSON", lambda w, t: ["pretrain", "--features", w["cache"], "--out", t / "r", "--config",
                                       _write(t / "c.json", "{\n nope")], 2, "line 2: malformed JSON"),
+    ("config in YAML", lambda w, t: ["pretrain", "--features", w["cache"], "--out", t / "r", "--config",
+                                     _write(t / "c.yaml", "epochs: 3\n")], 2, "c.yaml: a config file is JSON (.json) or TOML"),
+    ("no backbone threads", lambda w, t: ["features", "--streamers", w["sample"] / "streamers.jsonl", "--out",
+                                          t / "c", "--threads", "0"], 2, "--threads"),
     ("run exists, no --resume", lambda w, t: ["pretrain", "--features", w["cache"], "--out", w["pre"]], 2,
      "holds a run already"),
     # transfer

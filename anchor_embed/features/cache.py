@@ -166,6 +166,11 @@ def merge_parts(folder: Path, kind: str, dim: int) -> None:
         p.unlink(missing_ok=True)
 
 
+# what a cache's features mean (another value makes other features) and how much of a streamer they hold
+FEATURE_SPEC = ("text_backbone", "image_backbone", "meta_tags")
+STREAMER_CAPS = ("max_texts", "max_frames", "max_tags", "max_text_chars")
+
+
 def check_meta(out: Path, wanted: dict, caps: dict | None = None) -> None:
     """Refuse to add to a cache made with other backbones (their features would not mix), other meta tags, or
     other per-streamer caps (`caps`: max_texts, ...): runs made from the cache read its atom lists, and a

@@ -234,12 +234,8 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
     out = Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl"
     claim(out, "dedup", ("group", "representative", "members"), overwrite)
     x, keys, _ = open_vectors(vectors)
+    clusters = capped_clusters(clusters, len(keys), "dedup")
     most = len(keys) // MIN_CLUSTER_SIZE
-    if clusters > max(most, 1):
-        say(f"[yellow]dedup[/]: --clusters {clusters} for {len(keys)} streamers: "
-            + (f"{most} clusters instead" if most > 1 else "exact search instead")
-            + f" (smaller clusters than {MIN_CLUSTER_SIZE} streamers split groups of duplicates)")
-        clusters = most if most > 1 else 0
     if memory_budget is not None:
         from anchor_embed.serving.index import parse_bytes
 
@@ -267,12 +263,23 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
     return write_groups(groups, keys, threshold, linkage, out)
 
 
+def capped_clusters(clusters: int, n: int, stage: str) -> int:
+    """`--clusters` for `n` streamers, lowered (and said) so a cluster holds MIN_CLUSTER_SIZE of them on average;
+    0 (exact search) when too few streamers make two such clusters. `dedup` and `spark dedup` both cap by it."""
+    most = n // MIN_CLUSTER_SIZE
+    if clusters <= max(most, 1):
+        return clusters
+    say(f"[yellow]{stage}[/]: --clusters {clusters} for {n} streamers: "
+        + (f"{most} clusters instead" if most > 1 else "exact search instead")
+        + f" (smaller clusters than {MIN_CLUSTER_SIZE} streamers split groups of duplicates)")
+    return most if most > 1 else 0
+
+
 def _size(n: int) -> str:
     """Bytes in the largest unit that keeps a figure of 1 or more (1.5 MiB, not 0.00 GiB)."""
-    for unit in ("GiB", "MiB", "KiB"):
-        scale = 2 ** {"GiB": 30, "MiB": 20, "KiB": 10}[unit]
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
     return f"{n} bytes"
 
 

@@ -43,7 +43,7 @@ def _fingerprint(model: Path, streamers: Path, media_root: Path, dtype: str, n: 
         from anchor_embed.training.adapt import adapted_hash
 
         made["adapter"] = adapter_digest(adapter)
-        made["model_hash"] = adapted_hash(model, adapter)
+        made["model_hash"] = adapted_hash(made["model_hash"], adapter)
     return {**made, "fingerprint": fingerprint(**made)}
 
 
@@ -156,13 +156,14 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     sdir = out / "shards" / f"{i:05d}-of-{n:05d}"
     done = sdir / "done"
     finished_before = _finished(sdir, made)
+    from anchor_embed.serving.encoder import feature_settings
+
+    own_cache, fmeta = feature_settings(model)      # the run's cache and the settings its features were made by
     if not finished_before:     # read (and, --strict, check every frame) before the folder is claimed or cleared
         from anchor_embed.features.build import read_checked
 
         records, report = read_checked(streamers, strict, columns, (i, n), media, strict_frames=strict)
-        from anchor_embed.serving.encoder import feature_settings
-
-        say_if_under_other_root([f for r in records for f in r.frames], media, feature_settings(model)[1].get("media_root"))
+        say_if_under_other_root([f for r in records for f in r.frames], media, fmeta.get("media_root"))
         rows = np.asarray([order for order, _ in report.kept_at], np.int64)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "embed"):
@@ -171,9 +172,7 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
         say(f"[bold]embed[/]: shard {shard} already done")
     else:
         with exclusive(sdir, f"embed shard {shard}"):
-            info = run_info(model)
-            fmeta = info.get("feature_meta") or json.loads((Path(info["features"]) / "meta.json").read_text())
-            donor = Path(features) if features else (Path(info["features"]) if info.get("features") else None)
+            donor = Path(features) if features else own_cache
             if records:
                 part = sdir / "records.jsonl"
                 atomic.write_lines(part, (r.model_dump_json() for r in records))

@@ -81,11 +81,11 @@ class Lookup:
         if not (self.dir / "meta.json").is_file():
             raise AnchorEmbedError(f"{self.dir}: no meta.json beside index.faiss (a build writes it last: "
                                    "interrupted?); rebuild with `anchor-embed index build`")
-        # memory-mapped, read-only: a lookup in a 1 GB index should not first copy 1 GB into memory
         self.meta = read_meta(self.dir / "meta.json")
         if self.meta.get("kind") not in KINDS or not isinstance(self.meta.get("params", {}), dict):
             raise AnchorEmbedError(f"{self.dir / 'meta.json'}: names no index kind and parameters; rebuild with "
                                    "`anchor-embed index build`")
+        # memory-mapped, read-only: a lookup in a 1 GB index should not first copy 1 GB into memory
         try:
             self.index = faiss.read_index(str(self.dir / "index.faiss"), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:  # an index type without mmap support, or a damaged file
@@ -222,8 +222,8 @@ def as_ids(given: Any) -> list[str]:
     def one(a: Any) -> str:
         if isinstance(a, str):
             return str(a)                       # numpy's str_ too, shown as a plain string
-        if integer_id(a) is not None:
-            return integer_id(a)
+        if (as_text := integer_id(a)) is not None:
+            return as_text
         raise AnchorEmbedError(f"anchor ids: expected strings (or integers), got {type(a).__name__} {a!r}")
 
     if isinstance(given, str) or integer_id(given) is not None:

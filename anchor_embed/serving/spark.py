@@ -212,7 +212,7 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
         from anchor_embed.training.adapt import adapted_hash
 
         made["adapter"] = adapter_digest(adapter)
-        made["model_hash"] = adapted_hash(model, adapter)
+        made["model_hash"] = adapted_hash(made["model_hash"], adapter)
     made["fingerprint"] = fingerprint(**made)
     where = Folder(spark, str(out))
     with held(where, "embed"):     # one job at a time on an output folder
@@ -334,7 +334,7 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
     from pyspark.sql import functions as F
 
     from anchor_embed.serving.dedup import (
-        MIN_CLUSTER_SIZE,
+        capped_clusters,
         check_flags,
         groups_from_edges,
         say_unapplied,
@@ -348,12 +348,7 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
         raise AnchorEmbedError(f"--out {out}: its parent is not a folder; give a file path")
     claim(out, "dedup", ("group", "representative", "members"), overwrite)
     df, n = _read_vectors(spark, vectors)
-    if clusters > max(n // MIN_CLUSTER_SIZE, 1):     # as `dedup`: smaller clusters split groups of duplicates
-        most = n // MIN_CLUSTER_SIZE
-        say(f"[yellow]spark dedup[/]: --clusters {clusters} for {n} streamers: "
-            + (f"{most} clusters instead" if most > 1 else "exact search instead")
-            + f" (smaller clusters than {MIN_CLUSTER_SIZE} streamers split groups of duplicates)")
-        clusters = most if most > 1 else 0
+    clusters = capped_clusters(clusters, n, "spark dedup")
     if clusters > 1:
         cent = spark.sparkContext.broadcast(_centroids(df, n, clusters, sample, seed)[0])
         keyed = df.mapInArrow(_assign_fn(cent, assign, True),

@@ -170,11 +170,12 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     total = sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in task.head.parameters())
     from anchor_embed.fingerprint import cache_digest, fingerprint, input_digest
 
+    base_hash = model_hash(pretrained)      # one read of the base's weights for the three records below
     # what --resume checks by content: another base, labels file or class list would mix runs part-way
-    inputs = {"pretrained": model_hash(pretrained), "labels": input_digest(labels), "features": cache_digest(features),
+    inputs = {"pretrained": base_hash, "labels": input_digest(labels), "features": cache_digest(features),
               "classes": fingerprint(classes=classes)}
     info = {"stage": "adapt", "features": str(Path(features).resolve()), "pretrained": str(pretrained.resolve()),
-            "labels": str(labels), "base_hash": model_hash(pretrained), "classes": classes, "target_mean": mean,
+            "labels": str(labels), "base_hash": base_hash, "classes": classes, "target_mean": mean,
             "target_sd": sd, "inputs": inputs}
     with training_run(out, cfg, resume, info, "adapt run") as ckpt:
         if cfg.mode == "head":
@@ -187,12 +188,11 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
                 task.save_best(out)
             fit(task, out, cfg, ckpt, start_figure=start)
         restore_best(task, out)
-        if cfg.mode != "head":
-            refit_kept_warm_start(task, out)
+        warm_start_kept = cfg.mode != "head" and refit_kept_warm_start(task, out)
         test = task.score("test") if len(rows["test"]) >= 2 else None
         size = sum((out / f).stat().st_size for f in (PATCH, HEAD, "model.safetensors") if (out / f).is_file())
         summary = {"mode": cfg.mode, "rank": cfg.rank if cfg.mode == "adapter" else None, "base": str(pretrained.resolve()),
-                   "base_hash": model_hash(pretrained), "target": cfg.target, "kind": cfg.kind, "classes": classes,
+                   "base_hash": base_hash, "target": cfg.target, "kind": cfg.kind, "classes": classes,
                    "alpha": task.deltas[next(iter(task.deltas))].scale * cfg.rank if task.deltas else None,
                    "trainable_params": task.trainable(), "total_params": total,
                    "trainable_share": round(task.trainable() / total, 5), "patch_bytes": size,
@@ -205,8 +205,7 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     say(f"[bold]adapt[/]: {cfg.mode}: {summary['trainable_params']} trainable parameters "
         f"({summary['trainable_share']:.2%} of {total}), {size} bytes saved"
         + (f"; test {summary['test_metric']} {summary['test_score']}" if test else ""))
-    kept = json.loads((out / "outcome.json").read_text()).get("best_epoch") if (out / "outcome.json").is_file() else None
-    if cfg.mode != "head" and kept == 0:        # the saved patch is the starting one: nothing trained is used
+    if warm_start_kept:         # the saved patch is the starting one: nothing trained is used
         say(f"[yellow]adapt[/]: no epoch beat the closed-form head on validation, so the run is that head on the "
             f"base's vectors: its {cfg.mode} weights are the starting ones (try --mode head, or a lower --lr)")
     return summary
@@ -249,11 +248,12 @@ def fit_head(task: AdaptTask, out: Path) -> None:
     write_card(out)
 
 
-def refit_kept_warm_start(task: AdaptTask, out: Path) -> None:
+def refit_kept_warm_start(task: AdaptTask, out: Path) -> bool:
     """When an adapter/full run keeps its warm start (epoch 0: no epoch beat it on validation), fit that
     closed-form head again on the training and validation streamers, as `--mode head` does (`refit_head`); a
     kept trained epoch keeps the head it trained. The warm start's regularisation is chosen again: the vectors
-    are the base model's, so it is the one chosen before training. Recorded in outcome.json (`head_refit`)."""
+    are the base model's, so it is the one chosen before training. Recorded in outcome.json (`head_refit`).
+    Returns whether the warm start was kept."""
     outcome = json.loads((out / "outcome.json").read_text())
     refit = task.cfg.head_refit and outcome.get("best_epoch") == 0 and len(task.rows["val"]) > 0
     if refit:
@@ -266,6 +266,7 @@ def refit_kept_warm_start(task: AdaptTask, out: Path) -> None:
     from anchor_embed.training.card import write_card
 
     write_card(out)
+    return outcome.get("best_epoch") == 0
 
 
 def closed_form_head(task: AdaptTask) -> tuple[float, float]:
@@ -384,15 +385,21 @@ def load_adapted(patch_dir: str | Path, base: str | Path | None = None):
     `base` is where the base model lies (default: where it lay when adapt ran); it must hold the same weights."""
     patch_dir = Path(patch_dir)
     info = adapter_info(patch_dir)
-    if info["mode"] == "full":
-        return load_model(patch_dir)[0], info
     base = Path(base) if base is not None else Path(info["base"])
-    if not (base / "model.safetensors").is_file() or model_hash(base) != info["base_hash"]:
+    if info["mode"] != "full" and (not (base / "model.safetensors").is_file()
+                                   or model_hash(base) != info["base_hash"]):
         raise AnchorEmbedError(f"{patch_dir}: its base model {base} is gone or changed (hash {info['base_hash']})")
+    return _applied(patch_dir, info, base), info
+
+
+def _applied(patch_dir: Path, info: dict, base: Path):
+    """The model of adapt run `patch_dir` (`info`: its adapter.json) on the base model at `base`, checked."""
+    if info["mode"] == "full":
+        return load_model(patch_dir)[0]
     model, _ = load_model(base)
     if info["mode"] == "adapter":
         load_patch(model, load_file(str(patch_dir / PATCH)), info["rank"], info["alpha"])
-    return model.eval(), info
+    return model.eval()
 
 
 def load_adapted_of(patch_dir: str | Path, model: str | Path):
@@ -404,15 +411,15 @@ def load_adapted_of(patch_dir: str | Path, model: str | Path):
     if have != info["base_hash"]:
         raise AnchorEmbedError(f"{patch_dir}: a patch of the model {info['base_hash']} ({info['base']}), not of "
                                f"--model {model} ({have})")
-    return load_adapted(patch_dir, model)
+    return _applied(Path(patch_dir), info, Path(model)), info
 
 
-def adapted_hash(model: str | Path, patch_dir: str | Path) -> str:
-    """The identity of vectors made by `model` with the patch of `patch_dir`: vectors, indexes and servers are
-    checked against it, so patched vectors never pass for the base's (a full fine-tune's vectors have a mean
-    cosine of .13 with its base's)."""
+def adapted_hash(base_hash: str, patch_dir: str | Path) -> str:
+    """The identity of vectors made by the model of hash `base_hash` with the patch of `patch_dir`: vectors,
+    indexes and servers are checked against it, so patched vectors never pass for the base's (a full
+    fine-tune's vectors have a mean cosine of .13 with its base's)."""
     import hashlib
 
     from anchor_embed.fingerprint import adapter_digest
 
-    return hashlib.sha1(f"{model_hash(Path(model))}+{adapter_digest(patch_dir)}".encode()).hexdigest()[:16]
+    return hashlib.sha1(f"{base_hash}+{adapter_digest(patch_dir)}".encode()).hexdigest()[:16]

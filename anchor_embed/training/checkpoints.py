@@ -16,6 +16,8 @@ from safetensors.torch import load_file, save_file
 from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
 
+CHECKPOINT_NAME = re.compile(r"epoch-\d{4,}")     # what `save` names a checkpoint folder
+
 
 def save(run_dir: Path, epoch: int, tensors: dict[str, dict[str, torch.Tensor]], state: dict,
          keep: int = 2) -> Path:
@@ -69,7 +71,7 @@ def latest(run_dir: Path) -> Path | None:
     except (ValueError, KeyError, TypeError) as exc:
         reason = reason_of(exc) if isinstance(exc, ValueError) else "no checkpoint folder named in it"
         raise unreadable(run_dir, marker, reason, None) from None
-    if not isinstance(name, str) or not re.fullmatch(r"epoch-\d{4,}", name):
+    if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
         raise unreadable(run_dir, marker, f"names {name!r}, not a checkpoint folder epoch-NNNN", None)
     path = run_dir / "checkpoints" / name
     if not (path / "state.json").is_file():
@@ -80,7 +82,7 @@ def latest(run_dir: Path) -> Path | None:
 def _intact(run_dir: Path, bad: Path | None) -> str:
     """What to do when a checkpoint cannot be read: the newest other one that reads, named with how to use it."""
     for path in sorted((run_dir / "checkpoints").glob("epoch-*"), reverse=True):
-        if path != bad and re.fullmatch(r"epoch-\d{4,}", path.name):
+        if path != bad and CHECKPOINT_NAME.fullmatch(path.name):
             try:
                 load(path)
             except Exception:  # noqa: BLE001 - any damage: not the one to offer

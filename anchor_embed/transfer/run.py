@@ -315,7 +315,9 @@ def say_other_cache(pretrained: Path, features: str | Path, digest: str, meta: d
     if then is None or then == digest:
         return
     before, now = info.get("feature_meta") or {}, meta
-    keys = ("max_texts", "max_frames", "max_tags", "max_text_chars", "text_backbone", "image_backbone", "meta_tags")
+    from anchor_embed.features.cache import FEATURE_SPEC, STREAMER_CAPS
+
+    keys = STREAMER_CAPS + FEATURE_SPEC
     changed = [f"{k} {before.get(k)} -> {now.get(k)}" for k in keys if before.get(k) != now.get(k)]
     say(f"[yellow]transfer[/]: {features} is not the cache {pretrained} was pretrained on ("
         + ("; ".join(changed) if changed else "its streamers or their features changed since") + ")")

@@ -263,7 +263,7 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
         records.append(rec)
         report.kept_at.append((order, where))
     missing = {f: c for f, c in (columns or {}).items() if c not in found} if not is_parquet(path) else {}
-    if missing:             # as a table without the column: the field would be empty on every row, unsaid
+    if missing and (records or report.skipped):     # rows were read (a shard past the last row reads none)
         raise AnchorEmbedError(f"{path}: no record has " + ", ".join(repr(c) for c in missing.values()) + " (--"
                                + ("id-column" if list(missing) == ["anchor_id"] else "columns " + ",".join(
                                    f"{k}={v}" for k, v in missing.items())) + ")")

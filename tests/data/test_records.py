@@ -186,3 +186,5 @@ def test_jsonl_reads_the_callers_names_as_a_table_does(tmp_path):
         read_streamers(src, columns={**cols, "profile": "biography"})
     with pytest.raises(AnchorEmbedError, match=r"no record has 'id' \(--id-column\)"):
         read_streamers(src, columns={"anchor_id": "id"})
+    # a shard holding no row (more shards than rows, as `embed --shard 3/4` of 2 records) sees no column: not refused
+    assert read_streamers(src, columns=cols, shard=(3, 4))[0] == []

@@ -75,19 +75,19 @@ def _input_listing(spark, df) -> str:
 
 
 def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_size: int, strict: bool,
-              adapter: str | None = None, features: str | None = None) -> Callable[[Iterator], Iterator]:
+              model_id: str, adapter: str | None = None,
+              features: str | None = None) -> Callable[[Iterator], Iterator]:
     """The executor side of embed: Arrow batches of records in (each with its place in the input: `_file`,
     `_order`), (anchor_id, vector, model_id, kind, error, _file, _order) out; a blank JSONL line is no record
-    (as `embed` reads it), and under `strict` a frame that is not under the media root is a bad row."""
+    (as `embed` reads it), and under `strict` a frame that is not under the media root is a bad row. `model_id`
+    is the identity the driver recorded (the patched model's under an adapter), not re-hashed per worker."""
     def fn(batches: Iterator) -> Iterator:
         import pyarrow as pa
 
         from anchor_embed.data.media import frame_problem
         from anchor_embed.data.records import column_fields, parse_line, parse_row, rename_fields
-        from anchor_embed.model.store import model_hash
 
         model = _model(run, adapter, features)
-        mid = model_hash(Path(run))
         wanted = column_fields(columns)
         for batch in batches:
             good, ids, order = [], [], []
@@ -126,7 +126,7 @@ def _embed_fn(run: str, media_root: str, columns: dict[str, str] | None, batch_s
             yield pa.RecordBatch.from_pydict({
                 "anchor_id": ids + [a for a, _, _ in errors],
                 "vector": [vecs[at_row[first[a]]].tolist() for a in ids] + [None] * n_err,
-                "model_id": [mid] * (len(ids) + n_err),
+                "model_id": [model_id] * (len(ids) + n_err),
                 "kind": [None] * len(ids) + [k for _, k, _ in errors],
                 "error": [None] * len(ids) + [e for _, _, e in errors],
                 "_file": [f for f, _ in order + bad_order],
@@ -221,7 +221,7 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
         df = read.withColumn("_file", F.input_file_name()).withColumn("_order", F.monotonically_increasing_id())
         schema = ("anchor_id string, vector array<float>, model_id string, kind string, error string, _file string, "
                   "_order long")
-        done = df.mapInArrow(_embed_fn(str(model), media, columns, batch_size, strict,
+        done = df.mapInArrow(_embed_fn(str(model), media, columns, batch_size, strict, made["model_hash"],
                                        str(adapter) if adapter else None, str(features) if features else None),
                              schema).cache()
         bad = done.where(F.col("error").isNotNull())

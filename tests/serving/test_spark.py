@@ -333,6 +333,8 @@ def test_spark_embed_with_an_adapter_and_a_donor_cache_gives_embeds_vectors(movi
     assert not np.allclose(np.stack(plain.loc[keys, "vector"].to_numpy()), x, atol=1e-4)   # the patch applied
     meta = json.loads((root / "ad-spark" / "_anchor_embed.json").read_text())
     assert meta["adapter"] and "adapter" not in json.loads((root / "plain-spark" / "_anchor_embed.json").read_text())
+    # every row names the patched model, as the job's record does (rows carried the base's hash)
+    assert set(t["model_id"]) == {meta["model_hash"]} != set(plain["model_id"])
 
 
 def test_a_job_prints_its_own_lines_not_the_jvms_start_up(movielens_run):

@@ -28,6 +28,7 @@ COMMANDS = {
     "probe": "anchor_embed.cli.pipeline:probe",
     "adapt": "anchor_embed.cli.pipeline:adapt",
     "embed": "anchor_embed.cli.serving:embed",
+    "predict": "anchor_embed.cli.serving:predict",
     "export": "anchor_embed.cli.serving:export",
     "index": "anchor_embed.cli.serving:index_app",
     "similar": "anchor_embed.cli.serving:similar",

@@ -1,4 +1,4 @@
-"""Commands of serving and batch jobs: embed, index build, similar, dedup, scatter.
+"""Commands of serving and batch jobs: embed, predict, index build, similar, dedup, scatter.
 
 Plain functions (registered on the app by `anchor_embed.cli.app`); `similar` by id never imports torch.
 """
@@ -38,6 +38,18 @@ def embed(
     run(model=model, streamers=streamers, out=out, media_root=media_root, dtype=dtype, shard=shard, strict=strict,
         features=features, columns=parse_columns(columns, id_column), overwrite=overwrite, adapter=adapter,
         device=device)
+
+
+def predict(
+    adapter: Annotated[Path, typer.Option(help="An `adapt` run: its head predicts the label it learned.")],
+    vectors: Annotated[Path, typer.Option(help="Vectors folder made by `embed` (with --adapter ADAPTER unless a --mode head run).")],
+    out: Annotated[Path, typer.Option(help="Output JSONL: anchor_id, prediction (probability for classes), model_id.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out that is no predict output.")] = False,
+) -> None:
+    """An adapt run's label (class and probability, or number) for every streamer of a vectors folder."""
+    from anchor_embed.serving.predict import predict as run
+
+    run(adapter=adapter, vectors=vectors, out=out, overwrite=overwrite)
 
 
 def serve(

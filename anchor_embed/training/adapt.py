@@ -29,7 +29,7 @@ from anchor_embed.model.batcher import Batcher, embed_rows
 from anchor_embed.model.store import load_model, model_hash, require_model
 from anchor_embed.progress import say
 from anchor_embed.training.config import AdaptConfig
-from anchor_embed.training.fit import Task, fit, run_info, training_run
+from anchor_embed.training.fit import Task, fit, run_info, settings_file, training_run
 
 PATCH, HEAD, ADAPTER = "patch.safetensors", "head.safetensors", "adapter.json"
 
@@ -132,7 +132,7 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     from anchor_embed.config import resolve
     from anchor_embed.evaluation.probe import read_labels, say_left_out
 
-    cfg = resolve(AdaptConfig, config, overrides)
+    cfg = resolve(AdaptConfig, settings_file(out, config, resume), overrides)
     pretrained, out = Path(pretrained), Path(out)
     require_model(pretrained)             # not a run: said so, not 'pass --features'
     features = features or run_info(pretrained).get("features")

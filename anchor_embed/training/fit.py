@@ -126,6 +126,14 @@ def epoch_seed(draws: list[int], epoch: int) -> int:
     return int(np.random.SeedSequence([*draws, epoch]).generate_state(1)[0])
 
 
+def settings_file(out: str | Path, config: str | Path | None, resume: bool) -> str | Path | None:
+    """The config file a stage resolves its settings from: `config` when given; on --resume without it, the
+    run's own saved config.json, so a resume takes the settings it was started with and the flags given change
+    only what they name (a resume had to repeat every flag, or was refused as other settings)."""
+    saved = Path(out) / "config.json"
+    return config if config is not None or not resume or not saved.is_file() else saved
+
+
 def check_resumable(out: Path, cfg: TrainingConfig, resume: bool) -> Path | None:
     """The checkpoint `out` would resume from; refuses a run without --resume, one past `cfg.epochs`, or one
     made with other settings. Reads only, so a stage can call it before its slow set-up (transfer's mining)."""

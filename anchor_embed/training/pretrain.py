@@ -15,7 +15,7 @@ from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionConfig, FusionModel, TokenBatch, tag_vocabulary
 from anchor_embed.model.views import ViewConfig, split_views
 from anchor_embed.training.config import PretrainConfig
-from anchor_embed.training.fit import Task, fit, training_run
+from anchor_embed.training.fit import Task, fit, settings_file, training_run
 
 
 def build_model(cache: FeatureCache, cfg: PretrainConfig) -> FusionModel:
@@ -188,7 +188,7 @@ def pretrain(
     from anchor_embed.config import resolve
 
     out = Path(out)
-    cfg = resolve(PretrainConfig, config, overrides)
+    cfg = resolve(PretrainConfig, settings_file(out, config, resume), overrides)
     cache = open_cache(features)
     if cache.n < 2:
         raise AnchorEmbedError(f"{features}: pretraining needs at least 2 streamers, found {cache.n}")

@@ -30,6 +30,7 @@ from anchor_embed.training.fit import (
     fit,
     run_info,
     saved_config,
+    settings_file,
     start_seed,
     training_run,
 )
@@ -209,7 +210,7 @@ def transfer(
     from anchor_embed.transfer.filters.base import FilterInputs
     from anchor_embed.transfer.mining import filter_pairs, mine, mutual_pairs
 
-    cfg = resolve(TransferConfig, config, overrides)
+    cfg = resolve(TransferConfig, settings_file(out, config, resume), overrides)
     if cfg.members > 1 and cfg.member is None:
         from anchor_embed.transfer.soup import soup
 

@@ -82,7 +82,7 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     from anchor_embed.model.store import load_model, save_model
     from anchor_embed.training.card import write_card
     from anchor_embed.training.distributed import Dist
-    from anchor_embed.training.fit import run_info
+    from anchor_embed.training.fit import run_info, settings_file
     from anchor_embed.transfer.choose import take
     from anchor_embed.transfer.run import read_split, transfer
     from anchor_embed.transfer.validation import (
@@ -93,7 +93,7 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     )
 
     out = Path(out)
-    cfg = resolve(TransferConfig, config, overrides)
+    cfg = resolve(TransferConfig, settings_file(out, config, resume), overrides)
     if (out / "model.safetensors").is_file() and not resume:
         raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
     if (out / "model.safetensors").is_file() and not (out / SOUP).is_file():

@@ -171,3 +171,23 @@ def test_a_stopped_run_says_how_to_continue(sample_cache, tmp_path):
     err = p.communicate(timeout=120)[1]
     assert p.returncode == 130, err
     assert "stopped; " in err and "keeps the checkpoint of epoch" in err and "with --resume to continue" in err, err
+
+
+def test_resume_takes_the_saved_settings_and_the_flags_given_change_only_theirs(two_epochs, sample, pretrained,
+                                                                                  sample_cache, tmp_path, capsys):
+    """--resume without --config resolves from the run's own config.json: a resume need not repeat every flag
+    (it was refused as 'settings that differ' for each one left out), and a flag given still must agree."""
+    run = _copy(two_epochs, tmp_path)
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, "--resume", "--batch-size", "8") == 2
+    assert "differ from the saved run (batch_size)" in capsys.readouterr().err
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, "--resume", "--epochs", "3") == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["d_model"], cfg["batch_size"], cfg["epochs"], cfg["schedule"]) == (32, 16, 3, "constant")
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", tmp_path / "t"]
+    assert run_cli(*args, "--batch-size", "16", "--epochs", "1", "--lr", "0.001", "--param", "temperature=0.2",
+                   "--holdout-frac", "0.2", "--schedule", "constant", "--patience", "0") == 0
+    (tmp_path / "t" / "outcome.json").unlink()
+    assert run_cli(*args, "--resume", "--epochs", "2") == 0
+    cfg = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert (cfg["lr"], cfg["params"]["temperature"], cfg["holdout_frac"], cfg["epochs"]) == (0.001, 0.2, 0.2, 2)

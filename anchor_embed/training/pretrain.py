@@ -14,17 +14,33 @@ from anchor_embed.losses import alignment, info_nce, top1_accuracy, uniformity
 from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionConfig, FusionModel, TokenBatch, tag_vocabulary
 from anchor_embed.model.views import ViewConfig, split_views
+from anchor_embed.progress import say
 from anchor_embed.training.config import PretrainConfig
 from anchor_embed.training.fit import Task, fit, settings_file, training_run
 
 
 def build_model(cache: FeatureCache, cfg: PretrainConfig) -> FusionModel:
-    """A fresh fusion model for the cache's feature widths, with the config's architecture and input limits."""
+    """A fresh fusion model for the cache's feature widths, with the config's architecture and input limits
+    (`input_limits`)."""
+    limits = input_limits(cache, cfg)
     fcfg = FusionConfig(text_dim=cache.dim("text"), image_dim=cache.dim("frame"), out_dim=cfg.out_dim,
                         d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads, dropout=cfg.dropout,
-                        tag_vocab=tag_vocabulary(cache, cfg.tag_min_count), max_texts=cfg.max_texts,
-                        max_frames=cfg.max_frames, max_tags=cfg.max_tags)
+                        tag_vocab=tag_vocabulary(cache, cfg.tag_min_count), **limits)
     return FusionModel(fcfg)
+
+
+def input_limits(cache: FeatureCache, cfg: PretrainConfig) -> dict[str, int]:
+    """The model's max_texts/max_frames/max_tags: the config's, but no more than the cache holds per streamer
+    (its own caps, which also cut every later streamer `embed` encodes for the model), so the model config
+    says what the model reads (`--max-texts 64` on a cache cut at 16 recorded 64); a lowered one is said."""
+    limits = {}
+    for key in ("max_texts", "max_frames", "max_tags"):
+        want, have = getattr(cfg, key), cache.meta.get(key)
+        limits[key] = want if have is None or want <= have else int(have)
+        if limits[key] != want:
+            say(f"[yellow]pretrain[/]: --{key.replace('_', '-')} {want}, but the feature cache holds at most "
+                f"{have} per streamer (its features were cut there); the model reads {have}")
+    return limits
 
 
 def view_batch(batcher: Batcher, ids: list[int], views: ViewConfig, rng: np.random.Generator,

@@ -112,3 +112,15 @@ def test_precision_auto_is_bf16_where_the_cpu_has_it_and_each_epoch_records_it(s
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "auto"
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["precision"] for r in rows] == [want, want]
+
+
+def test_input_limits_above_the_caches_caps_are_lowered_and_said(sample_cache, tmp_path, capsys):
+    """`--max-texts 64` on a cache cut at 16 texts per streamer recorded 64 in the model config, which reads 16."""
+    meta = json.loads((sample_cache / "meta.json").read_text())
+    assert run_cli("pretrain", "--features", sample_cache, "--out", tmp_path / "p", "--epochs", "1", "--batch-size",
+                   "16", "--d-model", "32", "--out-dim", "16", "--layers", "1", "--max-texts", "64",
+                   "--max-tags", "4") == 0
+    model_cfg = json.loads((tmp_path / "p" / "model_config.json").read_text())
+    assert (model_cfg["max_texts"], model_cfg["max_tags"]) == (meta["max_texts"], 4)    # lowered; one below kept
+    err = capsys.readouterr().err
+    assert f"--max-texts 64, but the feature cache holds at most {meta['max_texts']}" in err and "--max-tags" not in err

@@ -288,6 +288,11 @@ def read_checked(streamers: str | Path, strict: bool, columns: dict[str, str] | 
     return records, report
 
 
+def _absolute(path: str | Path) -> str:
+    """`path` made absolute (a URL as given)."""
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
+
+
 def encoding_limits(meta: dict) -> dict:
     """The per-streamer limits a cache was built with (its meta.json), as `build_features` keywords: a model's
     new streamers must be cut as its training streamers were, or their vectors differ."""
@@ -402,7 +407,9 @@ def build_features(
         }
         meta = {**wanted, "text_dim": enc.dims["text"], "image_dim": enc.dims["frame"], "store_dtype": "float16",
                 "max_texts": max_texts, "max_frames": max_frames, "max_tags": max_tags, "max_text_chars": max_text_chars,
-                "streamers_file": str(streamers), "media_root": str(media)}
+                # absolute, as run.json records its inputs: the media-root hints of embed and the server compare
+                # against it from any working directory
+                "streamers_file": _absolute(streamers), "media_root": _absolute(media)}
         atomic.write_json(out / "report.json", report)
         atomic.write_json(out / "meta.json", meta)
         d = counts["distinct"]

@@ -157,3 +157,14 @@ def test_hostile_rows_are_cut_to_bounded_size(sample, sample_cache, tmp_path):
     np.testing.assert_allclose(cache.feats["text"][row], want, atol=2e-3)   # what was cached is the cut text
     assert [cache.tag_names[r] for r in cache.rows("tag", 0)] == ["game", "x" * 100]   # distinct, cut
     assert json.loads((out / "meta.json").read_text())["max_text_chars"] == 300
+
+
+def test_the_cache_records_its_inputs_as_absolute_paths(sample, sample_cache, tmp_path, monkeypatch):
+    """meta.json kept `streamers_file` and `media_root` as typed ('.' from a relative run), so the media-root
+    hints of embed and the server depended on the later command's working directory."""
+    shutil.copy(sample / "streamers.jsonl", tmp_path / "s.jsonl")
+    monkeypatch.chdir(tmp_path)
+    build_features("s.jsonl", "cache", media_root=".", reuse=sample_cache)
+    meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
+    assert meta["streamers_file"] == str((tmp_path / "s.jsonl").resolve())
+    assert meta["media_root"] == str(tmp_path.resolve())

@@ -81,7 +81,7 @@ def features(
 
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the sample and every artefact.")] = Path("demo-out"),
-    n: Annotated[int, typer.Option(help="Streamers in the sample.")] = 300,
+    n: Annotated[int, typer.Option(help="Streamers in the sample (a few near-duplicates of them are added for dedup).")] = 300,
     seed: int = 0,
 ) -> None:
     """Make a small sample of streamers and run the whole job on it."""

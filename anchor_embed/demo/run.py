@@ -33,7 +33,8 @@ def run_demo(out: str | Path = "demo-out", n: int = 300, seed: int = 0) -> dict:
 
     out = Path(out)
     sample = make_sample(out / "sample", n=n, seed=seed)
-    say(f"[bold]demo[/]: sample of {sample['streamers']} streamers, {sample['with_id']} with ID embeddings, "
+    say(f"[bold]demo[/]: sample of {sample['streamers']} streamers ({n} + {sample['duplicates']} planted "
+        f"near-duplicates for dedup), {sample['with_id']} with ID embeddings, "
         f"{sample['interactions']} simulated clicks in {out / 'sample'}")
     results = {"sample": sample}
     results["features"] = build_features(out / "sample" / "streamers.jsonl", out / "features",

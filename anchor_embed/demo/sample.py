@@ -99,7 +99,7 @@ def make_sample(out: str | Path, n: int = 300, users: int = 3000, id_dim: int = 
     vecs, keep = ppmi_svd(np.array(inter), users, m, id_dim, min_users=3)
     np.save(out / "ids.npy", vecs)
     (out / "ids.keys.txt").write_text("".join(rows[i]["anchor_id"] + "\n" for i in keep))
-    return {"streamers": len(rows), "with_id": len(keep), "interactions": len(inter)}
+    return {"streamers": len(rows), "duplicates": len(rows) - n, "with_id": len(keep), "interactions": len(inter)}
 
 
 def ppmi_svd(pairs: np.ndarray, n_users: int, n_items: int, dim: int, min_users: int = 3

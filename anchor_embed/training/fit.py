@@ -392,7 +392,9 @@ def _fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, d
             reason = f"{type(exc).__name__}: {checkpoints.reason_of(exc)}"
             raise checkpoints.unreadable(out, ckpt, reason, ckpt) from None
         history = checkpoints.history_until(out, start)
-        say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}")
+        say(f"[bold]{task.label}[/]: resuming {out} after epoch {start}" + (
+            f"; it has run all {cfg.epochs} epochs of --epochs: nothing more to train (a larger --epochs continues "
+            "it)" if start >= cfg.epochs else ""))
     if dist.is_main:        # after the checkpoint read: a finished run whose resume fails stays marked finished
         (out / "outcome.json").unlink(missing_ok=True)
     if state is None and start_figure is not None:

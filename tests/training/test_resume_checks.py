@@ -97,6 +97,10 @@ def test_resume_says_when_there_is_no_run_and_refuses_one_past_the_budget(two_ep
     err = capsys.readouterr().err
     assert "--resume --epochs 1, but the run is already past it (2 epochs trained); pass --epochs 2 or more" in err
     assert json.loads((run / "config.json").read_text())["epochs"] == 2 and not (run / "outcome.json").exists()
+    # at the budget: said to be complete (only 'resuming after epoch 2' was printed), and finished again
+    assert run_cli("pretrain", "--features", sample_cache, "--out", run, "--resume") == 0
+    assert "it has run all 2 epochs of --epochs: nothing more to train" in capsys.readouterr().err
+    assert json.loads((run / "outcome.json").read_text())["epochs_run"] == 2
 
 
 def test_a_run_stopped_before_its_first_epoch_starts_over(two_epochs, sample_cache, tmp_path, capsys):

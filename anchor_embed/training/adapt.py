@@ -178,17 +178,18 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
             "labels": str(labels), "base_hash": base_hash, "classes": classes, "target_mean": mean,
             "target_sd": sd, "inputs": inputs}
     with training_run(out, cfg, resume, info, "adapt run") as ckpt:
+        chosen = None           # the warm start's regularisation, when chosen here (not on a resume)
         if cfg.mode == "head":
             fit_head(task, out)
         else:
             start = None
             if ckpt is None:    # the loop starts from the best head of the vectors as they are, which stays
-                figure, _ = closed_form_head(task)      # the run's (epoch 0) unless an epoch beats it
+                figure, chosen = closed_form_head(task)     # the run's (epoch 0) unless an epoch beats it
                 start = figure if len(rows["val"]) >= 2 else None     # what `task.validate()` scores
                 task.save_best(out)
             fit(task, out, cfg, ckpt, start_figure=start)
         restore_best(task, out)
-        warm_start_kept = cfg.mode != "head" and refit_kept_warm_start(task, out)
+        warm_start_kept = cfg.mode != "head" and refit_kept_warm_start(task, out, chosen)
         test = task.score("test") if len(rows["test"]) >= 2 else None
         size = sum((out / f).stat().st_size for f in (PATCH, HEAD, "model.safetensors") if (out / f).is_file())
         summary = {"mode": cfg.mode, "rank": cfg.rank if cfg.mode == "adapter" else None, "base": str(pretrained.resolve()),
@@ -248,16 +249,16 @@ def fit_head(task: AdaptTask, out: Path) -> None:
     write_card(out)
 
 
-def refit_kept_warm_start(task: AdaptTask, out: Path) -> bool:
+def refit_kept_warm_start(task: AdaptTask, out: Path, chosen: float | None = None) -> bool:
     """When an adapter/full run keeps its warm start (epoch 0: no epoch beat it on validation), fit that
     closed-form head again on the training and validation streamers, as `--mode head` does (`refit_head`); a
-    kept trained epoch keeps the head it trained. The warm start's regularisation is chosen again: the vectors
-    are the base model's, so it is the one chosen before training. Recorded in outcome.json (`head_refit`).
-    Returns whether the warm start was kept."""
+    kept trained epoch keeps the head it trained. The warm start's regularisation is `chosen` when this process
+    chose it, else chosen again (a resumed run: the vectors are the base model's, so it is the same choice).
+    Recorded in outcome.json (`head_refit`). Returns whether the warm start was kept."""
     outcome = json.loads((out / "outcome.json").read_text())
     refit = task.cfg.head_refit and outcome.get("best_epoch") == 0 and len(task.rows["val"]) > 0
     if refit:
-        _, c = closed_form_head(task)
+        c = chosen if chosen is not None else closed_form_head(task)[1]
         refit_head(task, c)
         task.save_head(out)
         say(f"[bold]adapt[/]: the kept warm start's head fitted again on training + validation streamers "

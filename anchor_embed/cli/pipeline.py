@@ -183,7 +183,7 @@ def parse_params(items: list[str] | None) -> dict | None:
 
 @config_flags(TransferConfig, "method", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup",
               "patience", "val_frac", "weight_average", "k", "exact_mining_up_to", "filter", "threshold",
-              "quantile", "mutual", "holdout_frac", "init", "input_dropout", "linear_share", "map", "map_refit", "map_landmarks", "select_on", "aux_weight",
+              "quantile", "mutual", "teacher_share", "holdout_frac", "init", "input_dropout", "linear_share", "map", "map_refit", "map_landmarks", "select_on", "aux_weight",
               "members", "seed", "threads", "device", "precision")
 def transfer(
     pretrained: Annotated[Path, typer.Option(help="Pretrained run folder (its start).")],

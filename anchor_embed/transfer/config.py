@@ -32,6 +32,11 @@ class TransferConfig(TrainingConfig):
     mutual: bool = Field(False, description="Keep only mutual pairs (each among the other's mined neighbours): "
                          "cleaner positives under noisy ID embeddings, but fewer; lower on the bench's noisy "
                          "cells (docs/tuning.md, twenty-third round)")
+    teacher_share: float = Field(1.0, gt=0, le=1, description="Share of the ID embedding in the teacher the "
+                                 "method learns from (mined pairs, soft targets); below 1 the rest is what content "
+                                 "predicts of it (out-of-fold RidgeCV). Validation and the map read the ID "
+                                 "embeddings. Twice the right mined pairs under sparse behaviour, no gain in "
+                                 "recall on the bench's sparse cells (docs/tuning.md, twenty-fourth round)")
     holdout_frac: float = Field(0.0, ge=0, lt=1, description="Share of ID-embedded streamers held out for evaluate "
                                 "(0: the model learns from all, as in production)")
     init: Literal["pretrained", "scratch"] = Field(

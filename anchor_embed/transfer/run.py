@@ -239,7 +239,10 @@ def transfer(
                                "and validation shares; lower --holdout-frac/--val-frac")
 
     search: dict = {}
-    q, n, s = mine(id_vectors, train_rows, cfg.k, cfg.exact_mining_up_to, seed=cfg.seed, report=search)
+    from anchor_embed.transfer.teacher_blend import mining_space
+
+    space = mining_space(cache, id_vectors, train_rows, cfg.teacher_share, cfg.seed)
+    q, n, s = mine(space, train_rows, cfg.k, cfg.exact_mining_up_to, seed=cfg.seed, report=search)
     score = FILTERS.load(cfg.filter)(FilterInputs(cache, model, batcher))
     pairs = filter_pairs(q, n, s, score, cfg.threshold, cfg.quantile if score is not None else None)
     if cfg.mutual:
@@ -249,6 +252,7 @@ def transfer(
         raise AnchorEmbedError("fewer than 2 mined pairs survive the filter; lower --quantile/--threshold")
     mining = {"mined": int(len(q)), "kept": int(len(kq)), "kept_share": round(len(kq) / max(len(q), 1), 4),
               "filter": cfg.filter, "threshold": cfg.threshold, "quantile": cfg.quantile, "mutual": cfg.mutual,
+              "teacher_share": cfg.teacher_share,
               "train_streamers": int(len(train_rows)), "validation_streamers": int(len(split.val_rows)),
               "held_out": len(held), **search}
     if search["search"] == "ivf":
@@ -259,7 +263,7 @@ def transfer(
         f"by filter '{cfg.filter}'; {len(train_rows)} streamers to train on, {len(split.val_rows)} to validate "
         f"on, {len(held)} held out")
 
-    data = TransferData(id_vectors, train_rows, kq, kn, pairs.id_score[pairs.kept],
+    data = TransferData(space, train_rows, kq, kn, pairs.id_score[pairs.kept],
                         pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
     from anchor_embed.transfer.linear_fit import final_map, fit_maps, map_kinds

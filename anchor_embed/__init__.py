@@ -25,11 +25,12 @@ _LAZY = {"Lookup": "anchor_embed.serving.similar", "Neighbour": "anchor_embed.se
          "Neighbours": "anchor_embed.serving.similar", "Model": "anchor_embed.serving.encoder"}
 
 
-def load(run) -> Model:
-    """Open a run folder (pretrain or transfer) for encoding: `load(run).encode(records)`."""
+def load(run, adapter=None) -> Model:
+    """Open a run folder (pretrain or transfer) for encoding: `load(run).encode(records)`; with `adapter` (an
+    `adapt` run of it) the patched model, and `load(run, adapter=a).predict(records)` gives its labels."""
     from anchor_embed.serving.encoder import Model
 
-    return Model(run)
+    return Model(run, adapter)
 
 
 def __getattr__(name: str):

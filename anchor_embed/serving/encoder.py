@@ -84,16 +84,26 @@ def _some(ids: list[str], shown: int = 5) -> str:
 
 
 class Model:
-    """A loaded run: its fusion model, its feature settings and the cache it was trained on."""
+    """A loaded run: its fusion model, its feature settings and the cache it was trained on; with `adapter` (an
+    `adapt` run of it) the patched model and the head that predicts the adapt run's label."""
 
-    def __init__(self, run: str | Path) -> None:
+    def __init__(self, run: str | Path, adapter: str | Path | None = None) -> None:
         from anchor_embed.model.store import load_model, require_model
         from anchor_embed.training.fit import warn_if_unfinished
 
         require_model(run)          # a path to a folder with a model, in one line (None was a pathlib TypeError)
         self.run = Path(run)
         self.cache, self.feature_meta = feature_settings(self.run)
-        self.net, self.config = load_model(self.run)
+        self.head: dict | None = None
+        if adapter is None:
+            self.net, self.config = load_model(self.run)
+        else:                       # as `embed --adapter`: its base must be this run's weights
+            from anchor_embed.serving.predict import read_head
+            from anchor_embed.training.adapt import load_adapted_of
+
+            self.net, _ = load_adapted_of(adapter, self.run)
+            self.config = load_model(self.run)[1]
+            self.head = read_head(adapter)
         warn_if_unfinished(self.run)
 
     @property
@@ -111,10 +121,30 @@ class Model:
         from anchor_embed.progress import warnings_only
 
         with warnings_only() if quiet else nullcontext():
-            return self._encode(records, media_root, batch_size, modalities, columns)
+            _, vecs, parts = self._encode(records, media_root, batch_size, modalities, columns)
+        return (vecs, parts) if modalities else vecs
+
+    def predict(self, records: Any, media_root: str | Path | None = None, batch_size: int = 512,
+                quiet: bool = False, columns: dict[str, str] | None = None) -> list[dict]:
+        """The adapt run's label for each record, in order (as `encode` reads them): {"anchor_id", "prediction"}
+        (a number in the label's units, or a class with its "probability"), as `anchor-embed predict` writes.
+        Needs the model loaded with `adapter=`."""
+        from anchor_embed.progress import warnings_only
+        from anchor_embed.serving.predict import apply_head
+
+        if self.head is None:
+            raise AnchorEmbedError(f"{self.run}: predict needs an adapt run: anchor_embed.load(run, adapter=ADAPT_RUN)")
+        with warnings_only() if quiet else nullcontext():
+            ids, vecs, _ = self._encode(records, media_root, batch_size, False, columns)
+        pred, prob = apply_head(self.head, vecs)
+        if prob is None:
+            return [{"anchor_id": a, "prediction": float(v)} for a, v in zip(ids, pred, strict=True)]
+        return [{"anchor_id": a, "prediction": c, "probability": float(q)}
+                for a, c, q in zip(ids, pred, prob, strict=True)]
 
     def _encode(self, records: Any, media_root: str | Path | None, batch_size: int, modalities: bool,
-                columns: dict[str, str] | None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                columns: dict[str, str] | None) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """(anchor_ids, vectors, per-modality vectors when `modalities`) of `records`, in their order."""
         from pydantic import ValidationError
 
         from anchor_embed.data.records import StreamerRecord, read_streamers
@@ -139,8 +169,7 @@ class Model:
             if len(set(ids)) != len(ids):
                 raise AnchorEmbedError("records: anchor_ids must be unique (a vector per streamer)")
             if not rows:
-                empty = np.zeros((0, self.dim), np.float32)
-                return (empty, np.zeros((0, 3, self.dim), np.float32)) if modalities else empty
+                return [], np.zeros((0, self.dim), np.float32), np.zeros((0, 3, self.dim), np.float32)
             say_if_under_other_root([f for r in rows for f in r.frames], media, self.feature_meta.get("media_root"))
             src = tmp / "records.jsonl"
             src.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
@@ -160,12 +189,12 @@ class Model:
             batcher = Batcher.for_model(self.net, cache)
             vecs = embed_all(self.net, batcher, batch_size=batch_size)
             if not modalities:
-                return vecs
+                return ids, vecs, None
             from anchor_embed.model.batcher import embed_modalities
 
-            return vecs, embed_modalities(self.net, batcher, batch_size)
+            return ids, vecs, embed_modalities(self.net, batcher, batch_size)
 
 
-def load(run: str | Path) -> Model:
-    """Open a run folder (pretrain or transfer) for encoding."""
-    return Model(run)
+def load(run: str | Path, adapter: str | Path | None = None) -> Model:
+    """Open a run folder (pretrain or transfer) for encoding; `adapter`: an adapt run of it (its patch and head)."""
+    return Model(run, adapter)

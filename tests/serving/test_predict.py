@@ -75,6 +75,17 @@ def test_predict_of_an_adapter_run_gives_its_test_score(sample, pretrained, labe
     logits = torch.from_numpy(embed_all(model, Batcher.for_model(model, cache))) @ head["weight"].T + head["bias"]
     want = dict(zip(cache.keys, np.asarray(info["classes"])[logits.argmax(1).numpy()], strict=True))
     assert all(pred[k] == want[k] for k in pred)
+    # the Python API gives the same labels, and the patched model's vectors
+    import anchor_embed
+
+    api = anchor_embed.load(pretrained, adapter=run)
+    got = api.predict(sample / "streamers.jsonl", quiet=True)
+    assert [(r["anchor_id"], r["prediction"]) for r in got] == [(r["anchor_id"], r["prediction"]) for r in rows]
+    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(got, rows, strict=True)) < 1e-5
+    np.testing.assert_allclose(api.encode(sample / "streamers.jsonl", quiet=True), np.load(vec / "vectors.npy"),
+                               atol=1e-5)
+    with pytest.raises(anchor_embed.AnchorEmbedError, match="adapter=ADAPT_RUN"):
+        anchor_embed.load(pretrained).predict(sample / "streamers.jsonl")
     # a rerun replaces its own output; another file is refused and left as it was
     assert run_cli("predict", "--adapter", run, "--vectors", vec, "--out", out) == 0 and _rows(out) == rows
     other = tmp_path / "notes.jsonl"
@@ -96,6 +107,10 @@ def test_predict_of_a_head_run_reads_the_base_vectors_in_the_label_units(sample,
     y, test = _test_share(run, labels, "n_tags", "regress", pred)
     info = json.loads((run / "adapter.json").read_text())
     assert abs(r2_score([y[k] for k in test], [pred[k] for k in test]) - info["test_score"]) < 1e-3
+    import anchor_embed
+
+    api = anchor_embed.load(pretrained, adapter=run).predict(sample / "streamers.jsonl", quiet=True)
+    assert max(abs(a["prediction"] - pred[a["anchor_id"]]) for a in api) < 1e-4
     # numbers in the label's units, not the standardised ones the head was fitted on
     assert abs(np.mean(list(pred.values())) - np.mean(list(y.values()))) < np.std(list(y.values()))
     assert np.std(list(pred.values())) > 0.1 * np.std(list(y.values()))

@@ -417,6 +417,7 @@ def build_features(
         say(f"[bold]features[/]: {len(records)} streamer{'s' if len(records) != 1 else ''}; distinct texts {d['text']}, frames {d['frame']}, tags "
             f"{d['tag']}; encoded now: {enc.new}"
             f"{f', copied from {donor}: {enc.copied}' if donor else ''}; missing frames {counts['missing_frames']}"
+            f"{f' ({media_report.corrupt} unreadable file(s) among them)' if media_report.corrupt else ''}"
             f"{f' (+{media_report.outside} outside the media root, refused)' if media_report.outside else ''}; "
             f"{cut}"
             f"{f'meta values not numbers (left untagged): {atoms.meta_not_numeric}; ' if atoms.meta_not_numeric else ''}"

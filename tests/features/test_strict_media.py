@@ -67,3 +67,19 @@ def test_cli_features_strict_stops_at_a_missing_frame(sample, tmp_path, capsys):
     assert run_cli("features", "--streamers", recs, "--out", tmp_path / "c", "--media-root", sample, "--strict") == 2
     assert capsys.readouterr().err.strip() == (f"error: {recs}: line 2: frame 'media/missing.png' not found under "
                                                f"{sample} (--strict stops at the first bad row)")
+
+
+def test_an_unreadable_frame_is_said_to_be_one_among_the_missing(sample, sample_cache, tmp_path, capsys):
+    """A corrupt image was counted under 'missing frames' with nothing on the line saying it was there but
+    unreadable (report.json had frames_corrupt)."""
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "bad.png").write_bytes(b"not an image at all")
+    rows = _rows(sample, 2)
+    rows[0]["frames"] = ["bad.png"]
+    rows[1]["frames"] = []
+    recs = write_jsonl(tmp_path / "s.jsonl", rows)
+    capsys.readouterr()
+    build_features(recs, tmp_path / "c", media_root=media, reuse=sample_cache)
+    err = capsys.readouterr().err
+    assert "(1 unreadable file(s) among them)" in err and "bad.png" in err

@@ -9,6 +9,7 @@ otherwise), checked by the model hash `embed` recorded, so a head never scores a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +19,7 @@ from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 from anchor_embed.serving.output_file import claim
+from anchor_embed.serving.spark_out import META as SPARK_META
 
 CHUNK = 1 << 16        # vectors scored at a time (the folder is memory-mapped: a catalogue need not fit in RAM)
 FIELDS = ("anchor_id", "prediction", "model_id")
@@ -63,50 +65,76 @@ def apply_head(head: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None
     return np.asarray(head["classes"], dtype=object)[best], p[np.arange(len(p)), best]
 
 
-def predict(adapter: str | Path, vectors: str | Path, out: str | Path, overwrite: bool = False) -> dict:
-    """Write `out` (JSONL: anchor_id, prediction, probability for classes, model_id) for every vector of
-    `vectors` by the head of adapt run `adapter`; returns counts. A rerun replaces its own earlier output;
-    another file only with `overwrite`."""
+def vector_chunks(vectors: str | Path) -> tuple[dict, Iterator[tuple[list[str], np.ndarray]]]:
+    """(the record of what made them, chunks of (anchor_ids, rows)) of a vectors folder `embed` wrote
+    (memory-mapped) or one `spark embed` wrote (Parquet parts read a row group at a time, bucket by bucket)."""
+    vectors = Path(vectors)
+    spark_meta = vectors / SPARK_META
+    if spark_meta.is_file() and not (vectors / "meta.json").is_file():
+        made = atomic.read_json_object(spark_meta)
+        if made.get("job") != "embed":
+            raise AnchorEmbedError(f"{vectors}: the output of `spark {made.get('job')}`, not of `spark embed`")
+        return made, _parquet_chunks(vectors)
     from anchor_embed.serving.vectors import open_vectors
 
+    x, keys, meta = open_vectors(vectors)
+    return meta, ((keys[s:s + CHUNK], np.asarray(x[s:s + CHUNK], np.float32)) for s in range(0, len(keys), CHUNK))
+
+
+def _parquet_chunks(folder: Path) -> Iterator[tuple[list[str], np.ndarray]]:
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(str(folder), format="parquet", partitioning="hive")
+    for batch in table.to_batches(columns=["anchor_id", "vector"], batch_size=CHUNK):
+        if batch.num_rows:
+            flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False)
+            yield batch.column("anchor_id").to_pylist(), flat.reshape(batch.num_rows, -1).astype(np.float32)
+
+
+def predict(adapter: str | Path, vectors: str | Path, out: str | Path, overwrite: bool = False) -> dict:
+    """Write `out` (JSONL: anchor_id, prediction, probability for classes, model_id) for every vector of
+    `vectors` (a folder `embed` or `spark embed` wrote) by the head of adapt run `adapter`; returns counts. A
+    rerun replaces its own earlier output; another file only with `overwrite`."""
     adapter, out = Path(adapter), Path(out)
     claim(out, "predict", FIELDS, overwrite)
     head = read_head(adapter)
-    x, keys, meta = open_vectors(vectors)
+    meta, chunks = vector_chunks(vectors)
     have = meta.get("model_hash")
     if have not in head["accepted"]:
         how = ("the base model's vectors" if head["mode"] == "head"
                else f"vectors made by `anchor-embed embed --adapter {adapter}` (the patched model, {head['model_id']})")
         raise AnchorEmbedError(f"{vectors}: vectors of the model {have}; the head of {adapter} reads {how}")
-    if x.shape[1] != head["weight"].shape[1]:
-        raise AnchorEmbedError(f"{vectors}: {x.shape[1]}-d vectors; the head of {adapter} reads "
-                               f"{head['weight'].shape[1]}-d")
     classify = head["kind"] == "classify"
     counts: dict[str, int] = {}
-    values: list[float] = []
+    n, total, squares = 0, 0.0, 0.0          # the regression's spread, without holding every prediction
 
     def write(f: BinaryIO) -> None:
-        for s in range(0, len(keys), CHUNK):
-            pred, prob = apply_head(head, x[s:s + CHUNK])
+        nonlocal n, total, squares
+        for keys, x in chunks:
+            if x.shape[1] != head["weight"].shape[1]:
+                raise AnchorEmbedError(f"{vectors}: {x.shape[1]}-d vectors; the head of {adapter} reads "
+                                       f"{head['weight'].shape[1]}-d")
+            pred, prob = apply_head(head, x)
             lines = []
-            for i, k in enumerate(keys[s:s + CHUNK]):
+            for i, k in enumerate(keys):
                 row = {"anchor_id": k, "prediction": pred[i] if classify else round(float(pred[i]), 6)}
                 if classify:
                     row["probability"] = round(float(prob[i]), 6)
                     counts[pred[i]] = counts.get(pred[i], 0) + 1
                 row["model_id"] = head["model_id"]
                 lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+            n += len(keys)
             if not classify:
-                values.extend(pred.tolist())
+                total, squares = total + float(pred.sum()), squares + float((pred ** 2).sum())
             f.write("".join(lines).encode("utf-8"))
 
     atomic.write_bytes(out, write)
     if classify:
-        top = ", ".join(f"{c} {n}" for c, n in sorted(counts.items(), key=lambda t: -t[1])[:5])
-        say(f"[bold]predict[/]: '{head['target']}' for {len(keys)} streamers written to {out} ({top})")
+        top = ", ".join(f"{c} {k}" for c, k in sorted(counts.items(), key=lambda t: -t[1])[:5])
+        say(f"[bold]predict[/]: '{head['target']}' for {n} streamers written to {out} ({top})")
     else:
-        v = np.asarray(values)
-        spread = f" (mean {v.mean():.4g}, sd {v.std():.4g})" if len(v) else ""
-        say(f"[bold]predict[/]: '{head['target']}' for {len(keys)} streamers written to {out}{spread}")
-    return {"count": len(keys), "target": head["target"], "kind": head["kind"], "out": str(out),
+        mean = total / n if n else 0.0
+        spread = f" (mean {mean:.4g}, sd {max(squares / n - mean ** 2, 0.0) ** 0.5:.4g})" if n else ""
+        say(f"[bold]predict[/]: '{head['target']}' for {n} streamers written to {out}{spread}")
+    return {"count": n, "target": head["target"], "kind": head["kind"], "out": str(out),
             **({"classes": counts} if classify else {})}

@@ -335,6 +335,15 @@ def test_spark_embed_with_an_adapter_and_a_donor_cache_gives_embeds_vectors(movi
     assert meta["adapter"] and "adapter" not in json.loads((root / "plain-spark" / "_anchor_embed.json").read_text())
     # every row names the patched model, as the job's record does (rows carried the base's hash)
     assert set(t["model_id"]) == {meta["model_hash"]} != set(plain["model_id"])
+    # predict reads the Parquet parts as it reads embed's folder: the same labels; the base's vectors are refused
+    assert run_cli("predict", "--adapter", patch, "--vectors", root / "ad-spark", "--out", root / "p-spark.jsonl") == 0
+    assert run_cli("predict", "--adapter", patch, "--vectors", root / "ad-one", "--out", root / "p-one.jsonl") == 0
+    rows = {r["anchor_id"]: r for r in map(json.loads, (root / "p-spark.jsonl").read_text().splitlines())}
+    one = {r["anchor_id"]: r for r in map(json.loads, (root / "p-one.jsonl").read_text().splitlines())}
+    assert rows.keys() == one.keys() and len(rows) == len(keys)
+    assert all(rows[k]["prediction"] == one[k]["prediction"] and abs(rows[k]["probability"] - one[k]["probability"])
+               < 1e-4 for k in rows)
+    assert run_cli("predict", "--adapter", patch, "--vectors", root / "plain-spark", "--out", root / "p2.jsonl") == 2
 
 
 def test_a_job_prints_its_own_lines_not_the_jvms_start_up(movielens_run):

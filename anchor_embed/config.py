@@ -69,12 +69,13 @@ def parse_value(text: str):
         return text
 
 
-def resolve(model: type[C], path: str | Path | None, overrides: dict) -> C:
-    """Defaults < config file < flags given (None means 'not given'); nested dicts are merged key by key."""
+def resolve(model: type[C], path: str | Path | None, overrides: dict, ignore: tuple[str, ...] = ()) -> C:
+    """Defaults < config file < flags given (None means 'not given'); nested dicts are merged key by key. Keys in
+    `ignore` are not read from the file (a resumed run's hardware settings: the defaults, unless given)."""
     values: dict = {}
     if path:
         path = Path(path)
-        values = read_config_file(path)
+        values = {k: v for k, v in read_config_file(path).items() if k not in ignore}
     for k, v in overrides.items():
         if v is None:
             continue

@@ -29,7 +29,7 @@ from anchor_embed.model.batcher import Batcher, embed_rows
 from anchor_embed.model.store import load_model, model_hash, require_model
 from anchor_embed.progress import say
 from anchor_embed.training.config import AdaptConfig
-from anchor_embed.training.fit import Task, fit, run_info, settings_file, training_run
+from anchor_embed.training.fit import Task, fit, resolve_settings, run_info, training_run
 
 PATCH, HEAD, ADAPTER = "patch.safetensors", "head.safetensors", "adapter.json"
 
@@ -129,10 +129,9 @@ class AdaptTask(Task):
 def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features: str | Path | None = None,
           config: str | Path | None = None, resume: bool = False, **overrides) -> dict:
     """Train RUN `out` on a label task from the run `pretrained`; returns outcome with sizes and test scores."""
-    from anchor_embed.config import resolve
     from anchor_embed.evaluation.probe import read_labels, say_left_out
 
-    cfg = resolve(AdaptConfig, settings_file(out, config, resume), overrides)
+    cfg = resolve_settings(AdaptConfig, "adapt", out, config, resume, overrides)
     pretrained, out = Path(pretrained), Path(out)
     require_model(pretrained)             # not a run: said so, not 'pass --features'
     features = features or run_info(pretrained).get("features")

@@ -16,13 +16,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from anchor_embed import atomic
-from anchor_embed.config import read_saved
+from anchor_embed.config import read_saved, resolve
 from anchor_embed.errors import AnchorEmbedError, TrainingCollapsed
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.store import save_model
@@ -32,6 +33,8 @@ from anchor_embed.training.averaging import WeightAverage
 from anchor_embed.training.config import TrainingConfig
 
 RESUMABLE = {"epochs", "threads", "device", "precision"}  # what a resumed run may change: budget and hardware
+HARDWARE = ("threads", "device", "precision")               # of those, what a resume takes from this machine
+T = TypeVar("T", bound=TrainingConfig)
 
 
 class Task(ABC):
@@ -126,12 +129,17 @@ def epoch_seed(draws: list[int], epoch: int) -> int:
     return int(np.random.SeedSequence([*draws, epoch]).generate_state(1)[0])
 
 
-def settings_file(out: str | Path, config: str | Path | None, resume: bool) -> str | Path | None:
-    """The config file a stage resolves its settings from: `config` when given; on --resume without it, the
-    run's own saved config.json, so a resume takes the settings it was started with and the flags given change
-    only what they name (a resume had to repeat every flag, or was refused as other settings)."""
+def resolve_settings(model: type[T], stage: str, out: str | Path, config: str | Path | None, resume: bool,
+                     overrides: dict) -> T:
+    """A stage's settings: defaults < `config` < the flags given. On --resume without `config`, the run's own
+    saved config.json stands in for it, so a resume takes the settings it was started with and the flags given
+    change only what they name (a resume had to repeat every flag, or was refused as other settings); the
+    hardware ones (threads, device, precision) are this machine's defaults unless given. A folder another stage
+    made is not read (its own checks refuse it)."""
     saved = Path(out) / "config.json"
-    return config if config is not None or not resume or not saved.is_file() else saved
+    if config is None and resume and saved.is_file() and run_info(Path(out)).get("stage", stage) == stage:
+        return resolve(model, saved, overrides, ignore=HARDWARE)
+    return resolve(model, config, overrides)
 
 
 def check_resumable(out: Path, cfg: TrainingConfig, resume: bool) -> Path | None:

@@ -16,7 +16,7 @@ from anchor_embed.model.fusion import FusionConfig, FusionModel, TokenBatch, tag
 from anchor_embed.model.views import ViewConfig, split_views
 from anchor_embed.progress import say
 from anchor_embed.training.config import PretrainConfig
-from anchor_embed.training.fit import Task, fit, settings_file, training_run
+from anchor_embed.training.fit import Task, fit, resolve_settings, training_run
 
 
 def build_model(cache: FeatureCache, cfg: PretrainConfig) -> FusionModel:
@@ -201,10 +201,9 @@ def pretrain(
     **overrides,
 ) -> list[dict]:
     """Pretrain on a feature cache into RUN_DIR `out`; returns the per-epoch metrics."""
-    from anchor_embed.config import resolve
 
     out = Path(out)
-    cfg = resolve(PretrainConfig, settings_file(out, config, resume), overrides)
+    cfg = resolve_settings(PretrainConfig, "pretrain", out, config, resume, overrides)
     cache = open_cache(features)
     if cache.n < 2:
         raise AnchorEmbedError(f"{features}: pretraining needs at least 2 streamers, found {cache.n}")

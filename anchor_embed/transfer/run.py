@@ -28,9 +28,9 @@ from anchor_embed.training.fit import (
     Task,
     check_resumable,
     fit,
+    resolve_settings,
     run_info,
     saved_config,
-    settings_file,
     start_seed,
     training_run,
 )
@@ -206,11 +206,10 @@ def transfer(
     **overrides,
 ) -> list[dict]:
     """Train RUN_DIR `out` from `pretrained` with the chosen method; returns per-epoch metrics."""
-    from anchor_embed.config import resolve
     from anchor_embed.transfer.filters.base import FilterInputs
     from anchor_embed.transfer.mining import filter_pairs, mine, mutual_pairs
 
-    cfg = resolve(TransferConfig, settings_file(out, config, resume), overrides)
+    cfg = resolve_settings(TransferConfig, "transfer", out, config, resume, overrides)
     if cfg.members > 1 and cfg.member is None:
         from anchor_embed.transfer.soup import soup
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from anchor_embed import atomic
-from anchor_embed.config import resolve
 from anchor_embed.errors import AnchorEmbedError, TrainingCollapsed
 from anchor_embed.progress import say
 from anchor_embed.transfer.config import TransferConfig
@@ -82,7 +81,7 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     from anchor_embed.model.store import load_model, save_model
     from anchor_embed.training.card import write_card
     from anchor_embed.training.distributed import Dist
-    from anchor_embed.training.fit import run_info, settings_file
+    from anchor_embed.training.fit import resolve_settings, run_info
     from anchor_embed.transfer.choose import take
     from anchor_embed.transfer.run import read_split, transfer
     from anchor_embed.transfer.validation import (
@@ -93,11 +92,16 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     )
 
     out = Path(out)
-    cfg = resolve(TransferConfig, settings_file(out, config, resume), overrides)
+    cfg = resolve_settings(TransferConfig, "transfer", out, config, resume, overrides)
     if (out / "model.safetensors").is_file() and not resume:
         raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
     if (out / "model.safetensors").is_file() and not (out / SOUP).is_file():
         raise AnchorEmbedError(f"{out}: holds a single run, not a soup; choose another --out for --members")
+    if not resume or not (out / "config.json").is_file():
+        # the soup's own settings from its start: a resume before the soup is made reads them (its split, seed
+        # and map refit were the defaults' when only the members kept theirs) and knows the folder is a soup
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out / "config.json", cfg.model_dump(mode="json"))
     history, rows = [], []
     for m in range(cfg.members):
         run = out / MEMBERS / f"member{m}"

@@ -184,8 +184,11 @@ def test_resume_takes_the_saved_settings_and_the_flags_given_change_only_theirs(
     run = _copy(two_epochs, tmp_path)
     assert run_cli("pretrain", "--features", sample_cache, "--out", run, "--resume", "--batch-size", "8") == 2
     assert "differ from the saved run (batch_size)" in capsys.readouterr().err
+    saved = json.loads((run / "config.json").read_text())       # as if started on a GPU machine: this one has none
+    (run / "config.json").write_text(json.dumps({**saved, "device": "cuda", "threads": 64}))
     assert run_cli("pretrain", "--features", sample_cache, "--out", run, "--resume", "--epochs", "3") == 0
     cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["device"], cfg["threads"]) == ("auto", saved["threads"])     # hardware: this machine's defaults
     assert (cfg["d_model"], cfg["batch_size"], cfg["epochs"], cfg["schedule"]) == (32, 16, 3, "constant")
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", tmp_path / "t"]
@@ -195,3 +198,8 @@ def test_resume_takes_the_saved_settings_and_the_flags_given_change_only_theirs(
     assert run_cli(*args, "--resume", "--epochs", "2") == 0
     cfg = json.loads((tmp_path / "t" / "config.json").read_text())
     assert (cfg["lr"], cfg["params"]["temperature"], cfg["holdout_frac"], cfg["epochs"]) == (0.001, 0.2, 0.2, 2)
+    # another stage's folder is not read for settings (its config named a missing key of the wrong stage)
+    capsys.readouterr()
+    assert run_cli("adapt", "--pretrained", pretrained, "--labels", sample / "ids.keys.txt", "--out", run,
+                   "--resume") == 2
+    assert capsys.readouterr().err.strip() == "error: --target is required"

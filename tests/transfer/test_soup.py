@@ -1,6 +1,7 @@
 """`transfer --members K`: K runs from one start and split, their weights averaged (a uniform model soup)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -86,6 +87,19 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     assert "--resume" in capsys.readouterr().err
     assert run_cli(*args, "--out", out, "--members", "2", "--resume") == 0      # finished: the same soup
     assert (out / "model.safetensors").read_bytes() == before and (out / "evaluation.json").is_file()
+    # a soup stopped before it was made (member 1 unfinished) resumes with --resume alone, as a soup with its own
+    # settings: they were the defaults' (no hold-out: its map refit fitted on the held-out streamers), or it
+    # trained a single run beside the members
+    stopped = tmp_path / "stopped"
+    (stopped / "members" / "member1").mkdir(parents=True)
+    (stopped / "members" / "member1" / "model.safetensors").write_text("x")  # member 1 cannot start: stops the soup
+    assert run_cli(*args, "--out", stopped, "--members", "2") == 2
+    shutil.rmtree(stopped / "members" / "member1")
+    assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", stopped,
+                   "--resume") == 0
+    again = json.loads((stopped / "soup.json").read_text())
+    assert again["map_refit"]["fitted_on"] == record["map_refit"]["fitted_on"]
+    assert json.loads((stopped / "config.json").read_text()) == cfg
     for bad, says in ((["--members", "0"], "members"), (["--choose", "members=1,2"], "'members' is not a setting")):
         capsys.readouterr()
         assert run_cli(*args, "--out", tmp_path / "bad", *bad) == 2

@@ -20,14 +20,14 @@ FOLDS = 5
 
 def out_of_fold_ridge(features: np.ndarray, targets: np.ndarray, seed: int, folds: int = FOLDS) -> np.ndarray:
     """Each row's RidgeCV prediction of its unit target by a fit on the other folds (alpha by leave-one-out
-    within them, as the ridge reference chooses it)."""
+    within them, as the ridge reference chooses it); zeros for fewer than three rows."""
     from sklearn.model_selection import KFold
 
     from anchor_embed.evaluation.references import fit_ridge
 
     out = np.zeros(targets.shape, np.float32)
     folds = min(folds, len(targets))
-    if folds < 2:
+    if len(targets) < 3:        # a fold's fit needs two rows: nothing to predict from (the blend is the ID side)
         return out
     for fit_rows, rows in KFold(folds, shuffle=True, random_state=seed).split(features):
         out[rows] = fit_ridge(features[fit_rows], targets[fit_rows]).predict(features[rows])

@@ -36,6 +36,14 @@ def test_a_streamers_own_embedding_never_predicts_it():
     assert not np.allclose(after, before, atol=1e-3)      # the other folds' predictions read it
 
 
+def test_too_few_rows_for_a_fold_predict_nothing():
+    """Two training streamers left one row per fit: a ValueError traceback from the ridge."""
+    rng = np.random.default_rng(2)
+    for n in (1, 2):
+        assert not out_of_fold_ridge(rng.normal(size=(n, 3)), rng.normal(size=(n, 4)), 0).any()
+    assert out_of_fold_ridge(rng.normal(size=(3, 3)), rng.normal(size=(3, 4)), 0).any()
+
+
 def test_blend_of_unit_rows_at_a_share():
     t = np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
     p = np.array([[0.0, 5.0], [0.0, 1.0], [-1.0, -1.0]])

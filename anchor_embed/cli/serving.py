@@ -42,8 +42,8 @@ def embed(
 
 def predict(
     adapter: Annotated[Path, typer.Option(help="An `adapt` run: its head predicts the label it learned.")],
-    vectors: Annotated[Path, typer.Option(help="Vectors folder made by `embed` (with --adapter ADAPTER unless a --mode head run).")],
-    out: Annotated[Path, typer.Option(help="Output JSONL: anchor_id, prediction (probability for classes), model_id.")],
+    vectors: Annotated[Path, typer.Option(help="Vectors folder made by `embed` or `spark embed` (with --adapter ADAPTER unless a --mode head run).")],
+    out: Annotated[Path, typer.Option(help="Output JSONL: anchor_id, prediction (probability for classes), model_id (the adapt run's identity: its base's weights and its patch and head).")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out that is no predict output.")] = False,
 ) -> None:
     """An adapt run's label (class and probability, or number) for every streamer of a vectors folder."""

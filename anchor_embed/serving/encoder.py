@@ -127,8 +127,8 @@ class Model:
     def predict(self, records: Any, media_root: str | Path | None = None, batch_size: int = 512,
                 quiet: bool = False, columns: dict[str, str] | None = None) -> list[dict]:
         """The adapt run's label for each record, in order (as `encode` reads them): {"anchor_id", "prediction"}
-        (a number in the label's units, or a class with its "probability"), as `anchor-embed predict` writes.
-        Needs the model loaded with `adapter=`."""
+        (a number in the label's units, or a class with its "probability"), the rows `anchor-embed predict` writes
+        without their model_id and rounding. Needs the model loaded with `adapter=`."""
         from anchor_embed.progress import warnings_only
         from anchor_embed.serving.predict import apply_head
 

@@ -31,12 +31,13 @@ def read_head(run: str | Path) -> dict:
     from safetensors.numpy import load_file
 
     from anchor_embed.training.adapt import HEAD, adapted_hash, adapter_info
-    from anchor_embed.training.fit import run_info
+    from anchor_embed.training.fit import run_info, warn_if_unfinished
 
     run = Path(run)
     info = adapter_info(run)
     if not (run / HEAD).is_file():
         raise AnchorEmbedError(f"{run}: no {HEAD}; the adapt run did not finish (run it again with --resume)")
+    warn_if_unfinished(run)         # resumed and stopped again: its head is the best epoch so far
     try:
         tensors = load_file(str(run / HEAD))
         weight, bias = tensors["weight"].astype(np.float32), tensors["bias"].astype(np.float32)
@@ -131,7 +132,7 @@ def predict(adapter: str | Path, vectors: str | Path, out: str | Path, overwrite
     atomic.write_bytes(out, write)
     if classify:
         top = ", ".join(f"{c} {k}" for c, k in sorted(counts.items(), key=lambda t: -t[1])[:5])
-        say(f"[bold]predict[/]: '{head['target']}' for {n} streamers written to {out} ({top})")
+        say(f"[bold]predict[/]: '{head['target']}' for {n} streamers written to {out}" + (f" ({top})" if top else ""))
     else:
         mean = total / n if n else 0.0
         spread = f" (mean {mean:.4g}, sd {max(squares / n - mean ** 2, 0.0) ** 0.5:.4g})" if n else ""

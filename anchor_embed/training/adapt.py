@@ -376,6 +376,9 @@ def adapter_info(patch_dir: str | Path) -> dict:
     """An adapt run's adapter.json (mode, base path and hash, rank); one line when the folder is no adapt run."""
     f = Path(patch_dir) / ADAPTER
     if not f.is_file():
+        if run_info(Path(patch_dir)).get("stage") == "adapt":     # stopped before its end wrote adapter.json
+            raise AnchorEmbedError(f"{patch_dir}: the adapt run did not finish (no {ADAPTER}); run the same "
+                                   "`anchor-embed adapt` with --resume to finish it")
         raise AnchorEmbedError(f"{patch_dir}: not an adapt run (no {ADAPTER})")
     return atomic.read_json_object(f)
 

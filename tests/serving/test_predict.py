@@ -94,6 +94,27 @@ def test_predict_of_an_adapter_run_gives_its_test_score(sample, pretrained, labe
     assert other.read_text() == '{"x": 1}\n'
 
 
+def test_an_unfinished_adapt_run_is_said_so(sample, pretrained, labels, tmp_path, capsys):
+    """A run stopped before its end was 'not an adapt run'; one resumed and stopped again predicted silently from
+    the head of its best epoch so far."""
+    import shutil
+
+    run = tmp_path / "head"
+    assert run_cli("adapt", "--pretrained", pretrained, "--labels", labels, "--target", "kind", "--mode", "head",
+                   "--out", run) == 0
+    assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out",
+                   tmp_path / "vec") == 0
+    stopped = tmp_path / "stopped"
+    shutil.copytree(run, stopped)
+    (stopped / "outcome.json").unlink()
+    capsys.readouterr()
+    assert run_cli("predict", "--adapter", stopped, "--vectors", tmp_path / "vec", "--out", tmp_path / "p.jsonl") == 0
+    assert "did not finish training" in capsys.readouterr().err
+    (stopped / "adapter.json").unlink()
+    assert run_cli("predict", "--adapter", stopped, "--vectors", tmp_path / "vec", "--out", tmp_path / "p.jsonl") == 2
+    assert "the adapt run did not finish (no adapter.json); run the same" in capsys.readouterr().err
+
+
 def test_predict_of_a_head_run_reads_the_base_vectors_in_the_label_units(sample, pretrained, labels, tmp_path):
     run, out = tmp_path / "head", tmp_path / "pred.jsonl"
     assert run_cli("adapt", "--pretrained", pretrained, "--labels", labels, "--target", "n_tags", "--kind", "regress",

@@ -16,13 +16,21 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.mark.slow
-def test_readme_api_snippet_runs(sample, pretrained, sample_index, capsys):
+def test_readme_api_snippet_runs(sample, pretrained, sample_index, capsys, tmp_path):
     code = re.search(r"### Python API\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
     records = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()[:4]]
-    ns = {"run": pretrained, "records": records, "index": sample_index / "idx", "first_id": records[0]["anchor_id"]}
+    rows = [json.loads(x) for x in (sample / "streamers.jsonl").read_text().splitlines()]
+    (tmp_path / "kind.csv").write_text("anchor_id,kind\n" + "".join(f"{r['anchor_id']},{r['meta']['kind']}\n"
+                                                                   for r in rows))
+    assert run_cli("adapt", "--pretrained", pretrained, "--labels", tmp_path / "kind.csv", "--target", "kind",
+                   "--mode", "head", "--out", tmp_path / "head") == 0
+    ns = {"run": pretrained, "records": records, "index": sample_index / "idx", "first_id": records[0]["anchor_id"],
+          "adapt_run": tmp_path / "head"}
     exec(code, ns)
     out = capsys.readouterr().out
     assert ns["vectors"].shape == (4, ns["model"].dim) and ns["vectors"].dtype == np.float32
+    assert [r["anchor_id"] for r in ns["labels"]] == [r["anchor_id"] for r in records]
+    assert {r["prediction"] for r in ns["labels"]} <= {r["meta"]["kind"] for r in rows}
     assert f"{records[0]['anchor_id']} [(" in out and "no-such-id unknown; close:" in out
     assert set(anchor_embed.__all__) == {"AnchorEmbedError", "Lookup", "Model", "Neighbour", "Neighbours",
                                         "__version__", "load"}

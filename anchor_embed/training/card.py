@@ -52,7 +52,8 @@ def write_card(run: str | Path, evaluation: list[dict] | None = None, inputs: di
     stage = info.get("stage", "run")
     intro = (f"An adapt run of anchor-embed: `--mode {cfg.get('mode', '?')}` for the label `{cfg.get('target', '?')}` "
              f"({'classes' if cfg.get('kind') == 'classify' else 'numbers'}) on the run `{info.get('pretrained', '?')}` "
-             "(its base, left unchanged; `embed --adapter RUN` serves the adapted model)." if stage == "adapt" else
+             "(its base, left unchanged; `embed --adapter RUN` serves the adapted model, `predict --adapter RUN "
+             "--vectors VEC` its labels)." if stage == "adapt" else
              f"A {stage} run of anchor-embed: one unit vector of {_width(_read(run, 'model_config.json'))}, from what "
              "it shows.")
     lines = [f"# Model card: {run.name}", "", intro, "",

@@ -122,6 +122,7 @@ def test_predict_of_a_head_run_reads_the_base_vectors_in_the_label_units(sample,
     assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out",
                    tmp_path / "vec") == 0
     assert run_cli("predict", "--adapter", run, "--vectors", tmp_path / "vec", "--out", out) == 0
+    assert "`predict --adapter RUN --vectors VEC` its labels" in (run / "README.md").read_text()   # the card says how
     rows = _rows(out)
     assert all("probability" not in r for r in rows)
     pred = {r["anchor_id"]: r["prediction"] for r in rows}

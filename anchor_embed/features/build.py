@@ -317,8 +317,9 @@ def say_dropped(keys_file: Path, now: set[str]) -> None:
     without a word."""
     if not keys_file.is_file():
         return
-    before = keys_file.read_text(encoding="utf-8").split("\n")
-    gone = [k for k in before if k and k not in now]
+    from anchor_embed.data.key_file import read_keys
+
+    gone = [k for k in read_keys(keys_file) if k and k not in now]
     if gone:
         say(f"[yellow]features[/]: {len(gone)} streamer(s) of the cache's last run are not in these records and "
             f"are no longer listed (e.g. {', '.join(map(repr, gone[:3]))}); their encoded texts, frames and tags stay "

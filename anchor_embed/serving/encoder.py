@@ -98,11 +98,13 @@ class Model:
         if adapter is None:
             self.net, self.config = load_model(self.run)
         else:                       # as `embed --adapter`: its base must be this run's weights
+            from anchor_embed import atomic
             from anchor_embed.serving.predict import read_head
             from anchor_embed.training.adapt import load_adapted_of
 
-            self.net, _ = load_adapted_of(adapter, self.run)
-            self.config = load_model(self.run)[1]
+            self.net, patch = load_adapted_of(adapter, self.run)
+            made_by = Path(adapter) if patch["mode"] == "full" else self.run     # whose model config the net is
+            self.config = atomic.read_json_object(made_by / "model_config.json")
             self.head = read_head(adapter)
         warn_if_unfinished(self.run)
 

@@ -243,10 +243,10 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     x, keys, vmeta = open_vectors(vec_dir, need=1)
     if model is not None and not (Path(model) / "model.safetensors").is_file():
         raise AnchorEmbedError(f"{model}: no model here (expected model.safetensors) to check the vectors against")
-    if model is not None and model_hash(Path(model)) != vmeta["model_hash"]:
+    if model is not None and (have := model_hash(Path(model))) != vmeta["model_hash"]:
         patched = f" (its base patched by {vmeta['adapter']})" if vmeta.get("adapter") else ""
         raise AnchorEmbedError(f"{vec_dir}: vectors were made by model {vmeta['model_hash']}{patched}, "
-                               f"not by {model} ({model_hash(Path(model))}); re-run embed")
+                               f"not by {model} ({have}); re-run embed")
     if out.exists() and not out.is_dir():
         raise AnchorEmbedError(f"--out {out}: exists and is not a folder")
     old = out / "meta.json"

@@ -76,3 +76,18 @@ def sample_index(sample, pretrained, tmp_path_factory) -> Path:
     assert run_cli("embed", "--model", pretrained, "--streamers", sample / "streamers.jsonl", "--out", root / "vec") == 0
     assert run_cli("index", "build", root / "vec", "--out", root / "idx") == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def labels(sample, tmp_path_factory) -> Path:
+    """The sample's labels for adapt and predict: each streamer's content kind (classes) and tag count (numbers)."""
+    import csv
+
+    path = tmp_path_factory.mktemp("labels") / "kind.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["anchor_id", "kind", "n_tags"])
+        for line in (sample / "streamers.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            w.writerow([r["anchor_id"], r["meta"]["kind"], len(r["tags"])])
+    return path

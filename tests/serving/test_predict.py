@@ -1,6 +1,5 @@
 """predict: an adapt run's head applied to a vectors folder gives the labels its own test score was made of."""
 
-import csv
 import json
 
 import numpy as np
@@ -11,18 +10,6 @@ from sklearn.metrics import f1_score, r2_score
 from anchor_embed.evaluation.probe import read_labels
 from anchor_embed.training.adapt import _splits
 from tests.conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def labels(sample, tmp_path_factory):
-    path = tmp_path_factory.mktemp("predict-labels") / "labels.csv"
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["anchor_id", "kind", "n_tags"])
-        for line in (sample / "streamers.jsonl").read_text().splitlines():
-            r = json.loads(line)
-            w.writerow([r["anchor_id"], r["meta"]["kind"], len(r["tags"]) + 0.5 * len(r["profile"]) / 100])
-    return path
 
 
 def _rows(path):

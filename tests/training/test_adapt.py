@@ -18,18 +18,6 @@ from anchor_embed.training.adapt import load_adapted
 from tests.conftest import run_cli
 
 
-@pytest.fixture(scope="module")
-def labels(sample, tmp_path_factory):
-    path = tmp_path_factory.mktemp("labels") / "kind.csv"
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["anchor_id", "kind", "n_tags"])
-        for line in (sample / "streamers.jsonl").read_text().splitlines():
-            r = json.loads(line)
-            w.writerow([r["anchor_id"], r["meta"]["kind"], len(r["tags"])])
-    return path
-
-
 def test_patch_math_and_the_fused_fast_path(sample_cache, pretrained):
     """The patched weight is W + (alpha/r) B A, and inference (PyTorch's fused encoder path) reads it."""
     model, _ = load_model(pretrained)

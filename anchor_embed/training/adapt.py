@@ -380,7 +380,15 @@ def adapter_info(patch_dir: str | Path) -> dict:
             raise AnchorEmbedError(f"{patch_dir}: the adapt run did not finish (no {ADAPTER}); run the same "
                                    "`anchor-embed adapt` with --resume to finish it")
         raise AnchorEmbedError(f"{patch_dir}: not an adapt run (no {ADAPTER})")
-    return atomic.read_json_object(f)
+    info = atomic.read_json_object(f)
+    need = ("mode", "base", "base_hash", "target", "kind") + (("rank", "alpha") if info.get("mode") == "adapter" else ())
+    missing = [k for k in need if not isinstance(info.get(k), (str, int, float)) or isinstance(info.get(k), bool)]
+    bad = [f"{k} {info[k]!r}" for k, ok in (("mode", ("head", "adapter", "full")), ("kind", ("classify", "regress")))
+           if not missing and info[k] not in ok]
+    if missing or bad:
+        what = f"no usable {missing[0]!r}" if missing else bad[0]
+        raise AnchorEmbedError(f"{f}: {what}; the file is written by `anchor-embed adapt` (run it again)")
+    return info
 
 
 def load_adapted(patch_dir: str | Path, base: str | Path | None = None):

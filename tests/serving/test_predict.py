@@ -97,6 +97,14 @@ def test_an_unfinished_adapt_run_is_said_so(sample, pretrained, labels, tmp_path
     capsys.readouterr()
     assert run_cli("predict", "--adapter", stopped, "--vectors", tmp_path / "vec", "--out", tmp_path / "p.jsonl") == 0
     assert "did not finish training" in capsys.readouterr().err
+    # an adapter.json edited by hand was a KeyError traceback; now one line naming the file and the key
+    info = json.loads((run / "adapter.json").read_text())
+    for edit, said in [({"base_hash": None}, "no usable 'base_hash'"), ({"kind": "rank"}, "kind 'rank'")]:
+        (stopped / "adapter.json").write_text(json.dumps({**info, **edit}))
+        assert run_cli("predict", "--adapter", stopped, "--vectors", tmp_path / "vec", "--out",
+                       tmp_path / "p.jsonl") == 2
+        err = capsys.readouterr().err
+        assert f"{stopped / 'adapter.json'}: {said}" in err and "Traceback" not in err
     (stopped / "adapter.json").unlink()
     assert run_cli("predict", "--adapter", stopped, "--vectors", tmp_path / "vec", "--out", tmp_path / "p.jsonl") == 2
     assert "the adapt run did not finish (no adapter.json); run the same" in capsys.readouterr().err

@@ -107,8 +107,10 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
         run = out / MEMBERS / f"member{m}"
         say(f"[bold]transfer --members[/]: member {m + 1} of {cfg.members} -> {run}")
         try:
-            got = transfer(pretrained, id_emb, run, id_keys=id_keys, features=features, config=config,
-                           resume=resume, id_column=id_column, **{**overrides, "member": m, "map_refit": False})
+            # every member from the soup's own settings, so one that had not started when the soup stopped
+            # trains as the others did on --resume alone (it took the defaults': no hold-out, 100 epochs)
+            got = transfer(pretrained, id_emb, run, id_keys=id_keys, features=features, resume=resume,
+                           id_column=id_column, **{**cfg.model_dump(), "member": m, "map_refit": False})
         except TrainingCollapsed as e:        # a collapsed member is reported and left out of the soup
             say(f"[yellow]transfer --members[/]: member {m} failed: {e}")
             rows.append({"member": m, "run": str(run), "failed": str(e)})

@@ -100,6 +100,9 @@ def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, ca
     again = json.loads((stopped / "soup.json").read_text())
     assert again["map_refit"]["fitted_on"] == record["map_refit"]["fitted_on"]
     assert json.loads((stopped / "config.json").read_text()) == cfg
+    # the member that had not started takes the soup's settings too (it trained with the defaults': no hold-out)
+    assert json.loads((stopped / "members" / "member1" / "config.json").read_text()) == \
+        json.loads((members[1] / "config.json").read_text())
     for bad, says in ((["--members", "0"], "members"), (["--choose", "members=1,2"], "'members' is not a setting")):
         capsys.readouterr()
         assert run_cli(*args, "--out", tmp_path / "bad", *bad) == 2

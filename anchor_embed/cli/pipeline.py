@@ -203,7 +203,7 @@ def transfer(
 ) -> None:
     """Teach a pretrained model with ID embeddings: mined, filtered positives (or a baseline method)."""
     from anchor_embed.transfer.choose import choose as choose_runs
-    from anchor_embed.transfer.choose import parse_choices
+    from anchor_embed.transfer.choose import parse_choices, saved_choices
     from anchor_embed.transfer.run import transfer as run
 
     params = parse_params(param)
@@ -211,7 +211,7 @@ def transfer(
         params = {**(params or {}), "temperature": temperature}
     common = dict(id_keys=id_keys, features=features, config=config, resume=resume, params=params,
                   id_column=id_column, **(overrides or {}))
-    choices = parse_choices(choose)
+    choices = parse_choices(choose) or (saved_choices(out) if resume else {})
     if choices:
         choose_runs(pretrained, id_emb, out, choices, **common)
     else:

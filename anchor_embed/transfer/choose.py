@@ -4,7 +4,8 @@ The same selection every run makes for its epoch, one level up: settings whose b
 (input dropout: 0.2 on movielens, 0 on twitch; docs/tuning.md, seventh round) are chosen per run on the
 transfer's own validation streamers, never on evaluate's hold-out. Candidates train into OUT/candidates/ and
 stay there; the winner's files are copied into OUT, and OUT/choice.json (and run.json) record every
-candidate's figure.
+candidate's figure. choice.json is first written at the start with the grid and the settings, so `--resume`
+alone goes on with the same candidates from the same settings.
 """
 
 from __future__ import annotations
@@ -100,6 +101,30 @@ def take(src: Path, out: Path) -> bool:
     return same
 
 
+def saved_choices(out: str | Path) -> dict[str, list]:
+    """The grid a --choose run in `out` was started with ({} when `out` holds none): `--resume` alone goes on
+    with it instead of training a single run beside the candidates."""
+    f = Path(out) / CHOICE
+    return dict(atomic.read_json_object(f).get("choices") or {}) if f.is_file() else {}
+
+
+def _started_settings(out: Path, config: str | Path | None, kwargs: dict) -> dict:
+    """The run settings of a resumed choice: those it was started with (OUT/choice.json), the flags given now
+    on top, the hardware this machine's unless given (as `fit.resolve_settings` does for a single run)."""
+    from anchor_embed.training.fit import HARDWARE
+
+    f = out / CHOICE
+    saved = atomic.read_json_object(f).get("settings") if f.is_file() and config is None else None
+    if not saved:
+        return kwargs
+    merged = {k: v for k, v in saved.items() if k not in HARDWARE}
+    for k, v in kwargs.items():
+        if v is None:
+            continue
+        merged[k] = {**(merged.get(k) or {}), **v} if k == "params" and isinstance(v, dict) else v
+    return merged
+
+
 def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices: dict[str, list],
            resume: bool = False, **kwargs) -> dict:
     """Train one transfer run per candidate under OUT/candidates, keep the best by its own validation figure."""
@@ -108,13 +133,27 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
     out = Path(out)
     if (out / "model.safetensors").is_file() and not resume:
         raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    fields = set(TransferConfig.model_fields)
+    given = {k: v for k, v in kwargs.items() if k in fields}
+    rest = {k: v for k, v in kwargs.items() if k not in fields}
+    if resume:
+        given = _started_settings(out, rest.get("config"), given)
+    try:
+        base = resolve(TransferConfig, rest.get("config"), given).model_dump(mode="json")
+    except AnchorEmbedError as e:
+        raise AnchorEmbedError(f"--choose: {e}") from None
+    # every candidate trains from the full settings of the start, so one not started when the choice stopped
+    # trains like the others on --resume alone (it took the defaults'), and the start is recorded for it
+    kwargs = {**rest, "config": None, **base}
     grid = [(cand, _settings(cand, kwargs)) for cand in candidates(choices)]
     for cand, settings in grid:        # every candidate's settings valid before the first one trains
         try:
-            resolve(TransferConfig, settings.get("config"),
-                    {k: v for k, v in settings.items() if k in TransferConfig.model_fields})
+            resolve(TransferConfig, None, {k: v for k, v in settings.items() if k in fields})
         except AnchorEmbedError as e:
             raise AnchorEmbedError(f"--choose {label(cand)}: {e}") from None
+    if not (out / CHOICE).is_file() or not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out / CHOICE, {"choices": choices, "settings": base})
     rows = []
     for cand, settings in grid:
         run = out / "candidates" / label(cand)
@@ -135,7 +174,8 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
     best = best_candidate(scored)
     src = Path(best["run"])
     take(src, out)
-    record = {"kept": best["settings"], "monitor": best["monitor"], "candidates": rows}
+    record = {"kept": best["settings"], "monitor": best["monitor"], "candidates": rows, "choices": choices,
+              "settings": base}
     info = json.loads((src / "run.json").read_text())
     atomic.write_json(out / "run.json", {**info, "choice": record})
     atomic.write_json(out / CHOICE, record)

@@ -1,6 +1,7 @@
 """`anchor-embed transfer` end to end: every registered method, the held-out split, resume, filters, aux loss."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -305,6 +306,23 @@ def test_cli_transfer_choose_keeps_the_best_candidate_on_validation(sample, pret
                    "--resume") == 0                                                     # finished: kept again
     assert json.loads((out / "choice.json").read_text())["kept"] == choice["kept"]
     assert (out / "evaluation.json").is_file()          # the same model kept: its evaluation stays
+    # a choice stopped before its last candidate started goes on with --resume alone: the same grid, and the
+    # candidate trains with the settings of the start (it trained a single run into OUT, or took the defaults')
+    stopped = tmp_path / "stopped"
+    (stopped / "candidates" / "input_dropout=0.5").mkdir(parents=True)
+    (stopped / "candidates" / "input_dropout=0.5" / "model.safetensors").write_text("x")   # cannot start: stops
+    assert run_cli(*args, "--out", stopped, "--choose", "input_dropout=0,0.5") == 2
+    assert not (stopped / "model.safetensors").exists()
+    shutil.rmtree(stopped / "candidates" / "input_dropout=0.5")
+    capsys.readouterr()
+    assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", stopped,
+                   "--resume", "--threads", "1") == 0
+    again = json.loads((stopped / "choice.json").read_text())
+    assert [r["settings"] for r in again["candidates"]] == [{"input_dropout": 0}, {"input_dropout": 0.5}]
+    late = json.loads((stopped / "candidates" / "input_dropout=0.5" / "config.json").read_text())
+    first = json.loads((stopped / "candidates" / "input_dropout=0" / "config.json").read_text())
+    assert late == {**first, "input_dropout": 0.5, "threads": 1}
+    assert late["epochs"] == 2 and late["holdout_frac"] == 0.2 and late["batch_size"] == 16
     for bad, says in ((["--choose", "seed=0,1"], "'seed' is not a setting"), (["--choose", "input_dropout=0.2"], "two values"),
                       (["--choose", "nonsense=1,2"], "'nonsense'"), (["--choose", "input_dropout=0,1"], "input_dropout=1")):
         capsys.readouterr()

@@ -70,3 +70,17 @@ def _take(lock: Path, tmp: Path, me: dict, folder: Path) -> None:
                 f"{holder.get('host', '?')} since {holder.get('since', '?')}); wait for it, or remove {lock} if it "
                 "is gone") from None
         return
+
+
+def writer(folder: str | Path) -> dict | None:
+    """The live holder of `folder`'s lock ({pid, host, since, what}), None when nobody writes there (no lock, or
+    one left by a process gone from this host): readers refuse a folder while a writer is half-way."""
+    try:
+        holder = json.loads((Path(folder) / LOCK).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(holder, dict):
+        return None
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) and not alive(holder["pid"]):
+        return None
+    return holder

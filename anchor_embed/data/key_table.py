@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,13 @@ class KeyTable:
             self._sorted_rows = np.load(folder / "keys_sorted_rows.npy", mmap_mode="r")
             self._offsets = np.load(folder / "labels_offsets.npy", mmap_mode="r")
             self._legacy = None
+            # labels.jsonl held open from here, as the memory maps hold their files: a build replacing the folder's
+            # files (atomic renames) leaves this table reading the build it opened, not the new file at the old
+            # offsets (a server answered HTTP 500 while a new index landed in its folder)
+            self._labels_fd = os.open(folder / "labels.jsonl", os.O_RDONLY) if (folder / "labels.jsonl").is_file() \
+                else None
+            if self._labels_fd is not None:
+                weakref.finalize(self, os.close, self._labels_fd)
         else:  # an older folder: keys.txt and labels.jsonl read whole
             keys = read_keys(folder / "keys.txt")
             labels = {}
@@ -77,11 +86,10 @@ class KeyTable:
         if self._legacy:
             return self._legacy[2].get(key, {})
         row = self.row(key)
-        if row is None or not (self.folder / "labels.jsonl").is_file():
+        if row is None or self._labels_fd is None:
             return {}
-        with open(self.folder / "labels.jsonl", "rb") as f:
-            f.seek(int(self._offsets[row]))
-            return json.loads(f.read(int(self._offsets[row + 1] - self._offsets[row])))
+        start, end = int(self._offsets[row]), int(self._offsets[row + 1])
+        return json.loads(os.pread(self._labels_fd, end - start, start))     # no shared file position: thread-safe
 
     def close_to(self, key: str, n: int = 3) -> list[str]:
         """Keys like `key`, case-insensitively: difflib over the sorted neighbourhoods of its case variants

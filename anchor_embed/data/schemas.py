@@ -104,6 +104,8 @@ class IndexMeta(BaseModel):
     note: str = Field("", description="Why the picked kind was changed, or that the target was missed.")
     build_seconds: float
     vectors_dir: str
+    media_root: str | None = Field(None, description="Where embed read the vectors' frames (the server's default "
+                                   "--media-root); null when unknown.")
 
 
 class Explanation(BaseModel):

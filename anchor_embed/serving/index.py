@@ -58,12 +58,21 @@ def default_params(kind: str, n: int, dim: int) -> dict:
     raise AnchorEmbedError(f"--kind {kind!r}: choose from {', '.join(KINDS)}")
 
 
+def min_vectors(kind: str, params: dict) -> int:
+    """Fewest vectors an index kind can be trained on: IVF-PQ's codebooks need 2^nbits points each, the IVF
+    kinds a point per list (faiss stops with a raw RuntimeError below that)."""
+    if kind == "ivf_pq":
+        return max(2 ** params["nbits"], params["nlist"])
+    return params["nlist"] if kind == "ivf_flat" else 1
+
+
 def choose(n: int, dim: int, budget: int, exact_max: int = EXACT_MAX) -> tuple[str, dict]:
     """Exact for small sets; IVF-Flat when the raw vectors fit the budget (tuned to the recall target); else IVF-PQ.
 
     `build_index` turns a picked IVF-Flat that cannot reach the target cheaply into flat_fp16 (exhaustive).
+    A set too small to train IVF-PQ on is searched exactly whatever the budget: it is a few kilobytes.
     """
-    if n <= exact_max and n * dim * 4 <= budget:
+    if n <= exact_max and n * dim * 4 <= budget or n < min_vectors("ivf_pq", default_params("ivf_pq", n, dim)):
         kind = "flat"
     elif n * dim * 4 * 1.1 <= budget:
         kind = "ivf_flat"
@@ -184,7 +193,8 @@ def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target
     """
     name = SEARCH_PARAM[kind]
     top = min(params["nlist"] if kind != "hnsw" else 4096, cap or 1 << 30)
-    ladder = sorted({min(top, 2 ** i) for i in range(0, 13) if 2 ** (i - 1) < top and 2 ** i >= 4})
+    # the doubling ladder up to `top`, which it always holds (a 1-list index had an empty ladder: IndexError)
+    ladder = sorted({min(top, 2 ** i) for i in range(0, 13) if 2 ** (i - 1) < top and 2 ** i >= 4} | {top})
     refine = params.get("refine", 0)
     curve: list[dict] = []
     step = 0
@@ -207,6 +217,16 @@ def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target
     chosen = {**params, name: best[name], **({"refine": best["refine"]} if "refine" in best else {})}
     set_search_param(index, kind, chosen)
     return chosen, curve, best["recall_at_10"]
+
+
+def embedded_media_root(vec_dir: Path) -> str | None:
+    """The media root `embed` read the frames of a vectors folder from (its fingerprint.json), kept in the index's
+    meta.json so a server finds the frames after the vectors folder is gone."""
+    try:
+        root = atomic.read_json_object(vec_dir / "fingerprint.json").get("media_root")
+    except AnchorEmbedError:
+        return None
+    return root if isinstance(root, str) else None
 
 
 def read_meta(path: Path) -> dict:
@@ -260,6 +280,9 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     check_out(out)
     chosen, params = (kind, default_params(kind, len(keys), x.shape[1])) if kind else \
         choose(len(keys), x.shape[1], parse_bytes(memory_budget), exact_max)
+    if len(keys) < (least := min_vectors(chosen, params)):
+        raise AnchorEmbedError(f"--kind {chosen}: needs at least {least} vectors to train on, {vec_dir} holds "
+                               f"{len(keys)}; use --kind flat (exact search, as fast at this size)")
     import faiss
 
     t0 = time.perf_counter()
@@ -289,8 +312,11 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     secs = time.perf_counter() - t0
     from anchor_embed.locks import exclusive
 
-    # the files land one by one, meta.json last, under the folder's lock: a server swaps only after that
+    # the files land one by one, meta.json last, under the folder's lock: a server swaps only after that. The
+    # old meta.json goes first, so a build stopped half-way leaves a folder every reader refuses (it was read
+    # as the old index: the new keys with the old vectors answered with other streamers' neighbours)
     with exclusive(out, "index build"):
+        (out / "meta.json").unlink(missing_ok=True)
         with atomic.atomic_path(out / "index.faiss") as tmp:
             faiss.write_index(index, str(tmp))
         atomic.write_lines(out / "keys.txt", keys)
@@ -304,7 +330,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
                 **({"adapter": vmeta["adapter"]} if vmeta.get("adapter") else {}), "dim": int(x.shape[1]),
                 "metric": "inner_product", "kind": chosen, "params": params, "count": len(keys),
                 "recall_at_10": round(rec, 4), "target_recall": min_recall, "tuning": curve, "note": note,
-                "build_seconds": round(secs, 2), "vectors_dir": str(vec_dir.resolve())}
+                "build_seconds": round(secs, 2), "vectors_dir": str(vec_dir.resolve()),
+                "media_root": embedded_media_root(vec_dir)}
         atomic.write_json(out / "meta.json", meta)
     say(f"[bold]index[/]: {chosen}{' ' + str(params) if params else ''} over {len(keys)} vectors in {secs:.1f}s, Recall@10 vs exact {rec:.4f}")
     return meta

@@ -10,6 +10,7 @@ import numpy as np
 
 from anchor_embed.data.key_table import KeyTable
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.locks import writer
 from anchor_embed.serving.index import KINDS, SEARCH_PARAM, read_meta, set_search_param, widened
 from anchor_embed.serving.index import search as index_search
 from anchor_embed.vectorspace import without_self
@@ -78,6 +79,9 @@ class Lookup:
         self.dir = Path(index_dir)
         if not (self.dir / "index.faiss").is_file():
             raise AnchorEmbedError(f"{self.dir}: no index here (run `anchor-embed index build`)")
+        if (who := writer(self.dir)) is not None:
+            raise AnchorEmbedError(f"{self.dir}: an {who.get('what', 'index build')} is writing here (pid "
+                                   f"{who.get('pid', '?')} since {who.get('since', '?')}); try again when it ends")
         if not (self.dir / "meta.json").is_file():
             raise AnchorEmbedError(f"{self.dir}: no meta.json beside index.faiss (a build writes it last: "
                                    "interrupted?); rebuild with `anchor-embed index build`")
@@ -106,6 +110,18 @@ class Lookup:
         set_search_param(self.index, self.meta["kind"], self.meta.get("params", {}))
         parts = self.dir / "modalities.npy"
         self.modalities = mapped(parts) if parts.is_file() else None
+        self._check_counts()
+
+    def _check_counts(self) -> None:
+        """Refuse a folder whose files hold different numbers of streamers (files of two builds)."""
+        counts = {"meta.json": self.meta.get("count"), "index.faiss": int(self.index.ntotal), "keys": len(self.keys),
+                  "vectors.npy": len(self.vectors)}
+        if self.modalities is not None:
+            counts["modalities.npy"] = len(self.modalities)
+        if len(set(counts.values())) > 1:
+            said = ", ".join(f"{n} in {name}" for name, n in counts.items())
+            raise AnchorEmbedError(f"{self.dir}: its files are of different builds ({said}): a build stopped "
+                                   "half-way? rebuild with `anchor-embed index build`")
 
     def label(self, anchor_id: str) -> dict:
         """nickname and tags of an indexed streamer ({} when unknown); one line when labels.jsonl is damaged."""

@@ -127,3 +127,83 @@ def test_tuning_widens_refine_when_more_lists_stop_helping():
     flat = build_faiss(x, "ivf_flat", {"nlist": 16, "nprobe": 1})
     chosen, curve, _ = tune(flat, "ivf_flat", {"nlist": 16, "nprobe": 1}, q, want, 0.95)
     assert "refine" not in chosen and all("refine" not in c for c in curve)
+
+
+def test_a_set_too_small_for_ivf_is_one_line_or_exact(tmp_path):
+    """3 vectors: a forced IVF kind was a raw faiss RuntimeError (ivf_pq) or an IndexError in tuning (ivf_flat,
+    one list); a budget that would pick IVF-PQ searches them exactly."""
+    vec = _vectors_folder(tmp_path / "vec", _unit(np.random.default_rng(0).normal(size=(3, 16))))
+    with pytest.raises(AnchorEmbedError, match=r"--kind ivf_pq: needs at least 256 vectors .* holds 3; use --kind flat"):
+        build_index(vec, tmp_path / "pq", kind="ivf_pq")
+    assert not (tmp_path / "pq" / "index.faiss").exists()
+    assert build_index(vec, tmp_path / "ivf", kind="ivf_flat")["recall_at_10"] == 1.0
+    assert build_index(vec, tmp_path / "tiny", memory_budget="1KB")["kind"] == "flat"
+    assert [n.anchor_id for n in Lookup(tmp_path / "ivf").similar(["a0"], 2)[0].neighbours] == \
+        [n.anchor_id for n in Lookup(tmp_path / "tiny").similar(["a0"], 2)[0].neighbours]
+
+
+def _reversed_copy(src, dst):
+    """The vectors folder `src` with its rows in reverse order (keys, labels, vectors, parts): the same model, every
+    label at another byte offset."""
+    import shutil
+
+    from anchor_embed import atomic
+
+    shutil.copytree(src, dst)
+    for name in ("vectors.npy", "modalities.npy"):
+        if (src / name).is_file():
+            atomic.write_npy(dst / name, np.load(src / name)[::-1].copy())
+    for name in ("keys.txt", "labels.jsonl"):
+        lines = (src / name).read_text(encoding="utf-8").splitlines()
+        (dst / name).write_text("".join(x + "\n" for x in lines[::-1]), encoding="utf-8")
+    return dst
+
+
+def test_an_open_lookup_keeps_reading_its_build_while_a_new_one_lands(sample_index, tmp_path):
+    """A server's Lookup read labels.jsonl by path at the offsets of the build it opened: a new build in its
+    folder (other rows) made it read the new file at old offsets (HTTP 500, or another streamer's label)."""
+    import shutil
+
+    idx = tmp_path / "idx"
+    shutil.copytree(sample_index / "idx", idx)
+    old = Lookup(idx)
+    keys = [old.keys.key(r) for r in range(len(old.keys))]
+    before = {k: old.label(k) for k in keys}
+    answer = [n.anchor_id for n in old.similar([keys[0]], 5)[0].neighbours]
+    build_index(_reversed_copy(sample_index / "vec", tmp_path / "rev"), idx)
+    assert {k: old.label(k) for k in keys} == before
+    assert [n.anchor_id for n in old.similar([keys[0]], 5)[0].neighbours] == answer
+    new = Lookup(idx)
+    assert new.keys.key(0) == keys[-1] and {k: new.label(k) for k in keys} == before
+
+
+def test_a_build_stopped_half_way_leaves_a_folder_readers_refuse(sample_index, tmp_path, monkeypatch):
+    """Ctrl-C in a rebuild left the new index.faiss and keys beside the old meta.json and vectors: `similar`
+    answered with other streamers' neighbours (and an IndexError past the old count). A build in progress and a
+    folder of two builds are refused in one line."""
+    import shutil
+
+    from anchor_embed import atomic
+    from anchor_embed.locks import exclusive
+
+    idx = tmp_path / "idx"
+    shutil.copytree(sample_index / "idx", idx)
+    with exclusive(idx, "index build"):
+        with pytest.raises(AnchorEmbedError, match=r"an index build is writing here \(pid \d+"):
+            Lookup(idx)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(atomic, "write_npy_as", interrupted)          # Ctrl-C before vectors.npy is written
+    with pytest.raises(KeyboardInterrupt):
+        build_index(_reversed_copy(sample_index / "vec", tmp_path / "rev"), idx)
+    monkeypatch.undo()
+    with pytest.raises(AnchorEmbedError, match="no meta.json beside index.faiss"):
+        Lookup(idx)
+    build_index(sample_index / "vec", idx)                              # a rerun repairs it
+    Lookup(idx)
+    # files of two builds however they came together: the counts disagree
+    atomic.write_npy(idx / "vectors.npy", np.load(idx / "vectors.npy")[:-2])
+    with pytest.raises(AnchorEmbedError, match=r"files are of different builds \(75 in meta.json, 75 in index.faiss, "
+                                               r"75 in keys, 73 in vectors.npy"):
+        Lookup(idx)

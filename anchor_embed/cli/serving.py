@@ -57,7 +57,7 @@ def serve(
     model: Annotated[Path | None, typer.Option(help="Run folder for POST /embed (default: /embed is off).")] = None,
     host: Annotated[str, typer.Option(help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
-    token: Annotated[str | None, typer.Option(envvar="ANCHOR_EMBED_TOKEN", help="Require this bearer token (default: none).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="ANCHOR_EMBED_TOKEN", help="Require this bearer token (default: none); open the review page as /#token=T.")] = None,
     media_root: Annotated[Path | None, typer.Option(help="Frames served to the page only from under here (default: the embed's media root).")] = None,
     review_log: Annotated[Path | None, typer.Option(help="Review marks appended here (default: INDEX/reviews.jsonl).")] = None,
     max_ids: Annotated[int, typer.Option(min=1, help="Most ids one POST /similar takes (more: HTTP 413).")] = 1000,

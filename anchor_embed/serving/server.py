@@ -156,11 +156,14 @@ class Metrics:
 
 
 def default_media_root(index: Path) -> Path | None:
-    """The media root the indexed vectors were embedded with (vectors folder's fingerprint.json)."""
+    """The media root the indexed vectors were embedded with: recorded in the index's meta.json by its build, or
+    (an index built before it was) read from the vectors folder's fingerprint.json, while that folder exists."""
     try:
-        vectors_dir = Path(json.loads((index / "meta.json").read_text())["vectors_dir"])
-        return Path(json.loads((vectors_dir / "fingerprint.json").read_text())["media_root"])
-    except (OSError, KeyError, json.JSONDecodeError):
+        meta = json.loads((index / "meta.json").read_text())
+        if meta.get("media_root"):
+            return Path(meta["media_root"])
+        return Path(json.loads((Path(meta["vectors_dir"]) / "fingerprint.json").read_text())["media_root"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
         return None
 
 
@@ -185,6 +188,18 @@ def route_label(app, scope: dict) -> str:
         if r.matches(scope)[0] != Match.NONE:
             return getattr(r, "path", "unmatched")
     return "unmatched"
+
+
+MEDIA_COOKIE = "anchor_embed_token"      # the review page's token for its <img> requests, which send no header
+
+
+def media_cookie_ok(path: str, cookie: str | None, token: str) -> bool:
+    """Whether a GET of a frame carries `token` in the review page's cookie (an <img> cannot send an
+    Authorization header: every frame of a served page with --token was a 401); for /media/ paths only."""
+    from urllib.parse import unquote
+
+    return path.startswith("/media/") and cookie is not None and \
+        hmac.compare_digest(unquote(cookie).encode("utf-8", "replace"), token.encode("utf-8"))
 
 
 def bearer_ok(header: str | None, token: str) -> bool:
@@ -294,6 +309,11 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     heavy = threading.BoundedSemaphore(workers)
     metrics = Metrics()
     media = Path(media_root) if media_root else default_media_root(Path(index))
+    if media is None or not media.is_dir():
+        from anchor_embed.progress import say
+
+        what = f"no media root recorded for {index}" if media is None else f"the media root {media} is not a folder"
+        say(f"[yellow]serve[/]: {what}: the review page shows no frames and /embed reads none; pass --media-root")
     encoder: dict[str, Any] = {}
     app = FastAPI(title="anchor-embed", version=__import__("anchor_embed").__version__,
                   description="Similar live-streamers by content vectors.")
@@ -303,10 +323,19 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     async def measure_and_guard(request: Request, call_next):
         t0 = time.perf_counter()
         open_paths = ("/healthz", "/", "/docs", "/openapi.json", "/favicon.ico")
-        if token and request.url.path not in open_paths and not bearer_ok(request.headers.get("authorization"), token):
+        path = request.url.path
+        if token and path not in open_paths and not bearer_ok(request.headers.get("authorization"), token) \
+                and not media_cookie_ok(path, request.cookies.get(MEDIA_COOKIE), token):
             response = JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
         else:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception as exc:        # answered as every error is ({"detail": one line}) and counted
+                import traceback
+
+                traceback.print_exc()
+                said = str(exc) if isinstance(exc, AnchorEmbedError) else f"{type(exc).__name__}: {exc}"
+                response = JSONResponse({"detail": f"internal error: {said}"}, status_code=500)
         metrics.observe(route_label(app, request.scope), response.status_code, time.perf_counter() - t0)
         return response
 
@@ -365,9 +394,16 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
         too_many("records", len(records), max_records)
         with heavy:
             if "model" not in encoder:
+                from anchor_embed.model.store import model_hash
                 from anchor_embed.serving.encoder import Model
 
-                encoder["model"] = Model(model)
+                loaded = Model(model)
+                now = model_hash(Path(model))        # the folder may have been retrained or replaced since start-up
+                if now != model_id:
+                    raise HTTPException(409, f"--model {model} holds other weights ({now}) than when the server "
+                                             f"started ({model_id}), which made the index's vectors: restart the "
+                                             "server with the run that made the index")
+                encoder["model"] = loaded
             try:
                 vecs = encoder["model"].encode(records, media_root=media)
             except AnchorEmbedError as exc:

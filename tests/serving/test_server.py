@@ -413,3 +413,77 @@ def test_embed_names_the_frames_it_did_not_read(client, sample):
         {"anchor_id": "a", "frame": "no/such.png", "problem": "not found under the media root"}]
     clean = client.post("/embed", json={"records": [{"anchor_id": "c", "nickname": "C", "frames": [good]}]})
     assert clean.json()["warnings"] == []
+
+
+def test_an_unexpected_error_is_a_json_line_counted_in_metrics(sample_index, tmp_path):
+    """An error no route expects (here labels.jsonl cut in place under the server) was a plain-text 500 that
+    /metrics never counted (it skipped the counting middleware)."""
+    import shutil
+
+    idx = tmp_path / "idx"
+    shutil.copytree(sample_index / "idx", idx)
+    app = create_app(idx, review_log=tmp_path / "r.jsonl", poll=0)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.get("/streamer/s0000").status_code == 200
+        with open(idx / "labels.jsonl", "r+b") as f:     # in place: the server's open file sees it
+            f.truncate(10)
+        r = c.get("/streamer/s0000")
+        assert r.status_code == 500 and "labels.jsonl: unreadable at 's0000'" in r.json()["detail"]
+        assert 'anchor_embed_requests_total{route="/streamer/{anchor_id}",status="500"} 1' in c.get("/metrics").text
+
+
+def test_the_review_pages_frames_pass_the_token_by_cookie(sample_index, sample, tmp_path):
+    """An <img> sends no Authorization header: with --token every frame of the review page was a 401 (and
+    removed by the page). The page sets the token as a cookie for /media only; other routes still need the header."""
+    from urllib.parse import quote
+
+    app = create_app(sample_index / "idx", token="s3 cret/", media_root=sample, review_log=tmp_path / "r.jsonl",
+                     poll=0)
+    frame = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])["frames"][0]
+    assert "anchor_embed_token=" in client_page(app)
+    with TestClient(app) as c:
+        assert c.get(f"/media/{frame}").status_code == 401
+        c.cookies.set("anchor_embed_token", quote("s3 cret/"))             # as the page's encodeURIComponent
+        assert c.get(f"/media/{frame}").content[:4] == b"\x89PNG"
+        assert c.get("/similar/s0000").status_code == 401                   # the cookie opens frames only
+        c.cookies.set("anchor_embed_token", "wrong")
+        assert c.get(f"/media/{frame}").status_code == 401
+
+
+def client_page(app) -> str:
+    with TestClient(app) as c:
+        return c.get("/").text
+
+
+def test_the_media_root_outlives_the_vectors_folder(sample_index, sample, pretrained, tmp_path):
+    """The server found the frames through the vectors folder the index was built from: once that was moved or
+    removed, every frame was a 404 without a word. The build records the media root in the index."""
+    import shutil
+
+    from anchor_embed.serving.index import build_index
+
+    shutil.copytree(sample_index / "vec", tmp_path / "vec")
+    meta = build_index(tmp_path / "vec", tmp_path / "idx")
+    assert meta["media_root"] == json.loads((tmp_path / "vec" / "fingerprint.json").read_text())["media_root"]
+    shutil.rmtree(tmp_path / "vec")
+    frame = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])["frames"][0]
+    with TestClient(create_app(tmp_path / "idx", review_log=tmp_path / "r.jsonl", poll=0)) as c:
+        assert c.get(f"/media/{frame}").content[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_a_model_replaced_after_start_up_is_refused_at_the_first_embed(sample_index, pretrained, tmp_path):
+    """The model was checked against the index at start-up and loaded at the first /embed from whatever the
+    folder then held: a run retrained in place answered with vectors incomparable with the index's."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(pretrained, run)
+    app = create_app(sample_index / "idx", model=run, review_log=tmp_path / "r.jsonl", poll=0)
+    weights = load_file(str(run / "model.safetensors"))
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in weights.items()}, str(run / "model.safetensors"))
+    with TestClient(app) as c:
+        r = c.post("/embed", json={"records": [{"anchor_id": "x", "nickname": "a streamer"}]})
+        assert r.status_code == 409 and "holds other weights" in r.json()["detail"]

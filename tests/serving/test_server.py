@@ -66,6 +66,7 @@ def test_token_media_and_reviews(sample_index, sample, tmp_path):
     app = create_app(sample_index / "idx", token="s3cret", media_root=sample, review_log=log, poll=0)
     with TestClient(app) as c:
         assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200   # open
+        assert c.head("/healthz").status_code == 200                      # a load balancer's probe (was 405)
         assert c.get("/similar/s0000").status_code == 401
         auth = {"Authorization": "Bearer s3cret"}
         assert c.get("/similar/s0000", headers=auth).status_code == 200

@@ -50,6 +50,15 @@ class Batcher:
         return [(kind, p) for kind in ("text", "frame", "tag")
                 for p in range(min(len(self.cache.rows(kind, i)), self.limits[kind]))]
 
+    def without_atoms(self) -> np.ndarray:
+        """The streamers (rows) with no atom the model reads: no text, no tag and no frame it is fed (frames only
+        when the model reads frames, and only those read from their files)."""
+        shows = np.zeros(self.cache.n, bool)
+        for kind, limit in self.limits.items():
+            if limit:
+                shows |= np.diff(self.cache.ptr[kind]) > 0
+        return np.flatnonzero(~shows)
+
     def make(self, streamers: list[int], atoms: list[list[tuple[str, int]]] | None = None,
              noise: float = 0.0, feature_dropout: float = 0.0, rng: np.random.Generator | None = None
              ) -> TokenBatch:

@@ -30,10 +30,45 @@ def parse_shard(shard: str) -> tuple[int, int]:
     return i, n
 
 
+# what embed writes into its folder (and its lock and temporary files, hidden)
+EMBED_FILES = {"fingerprint.json", "shards", "vectors.npy", "modalities.npy", "keys.txt", "labels.jsonl", "meta.json"}
+# what other commands write into a vectors folder by default, made from its vectors: name and first line's fields
+DERIVED = {"clusters.jsonl": ("anchor_id", "cluster"),                         # scatter assign
+           "dedup-*.jsonl": ("group", "representative", "members")}           # dedup
+
+
+def _derived(out: Path) -> list[Path]:
+    """The files scatter and dedup wrote into `out` by default, told by name and first line (a file of the same
+    name that is no such output is the user's)."""
+    from fnmatch import fnmatchcase
+
+    from anchor_embed.serving.output_file import is_output
+
+    return sorted(p for p in out.iterdir() for pattern, fields in DERIVED.items()
+                  if fnmatchcase(p.name, pattern) and is_output(p, fields))
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before any work, an --out that is a file or a folder holding files embed did not write: a run
+    folder got vectors.npy, meta.json and shards/ mixed into it, a folder of the user's its keys.txt and
+    labels.jsonl replaced. A vectors folder holds embed's files and what scatter and dedup wrote there."""
+    if out.exists() and not out.is_dir():
+        raise AnchorEmbedError(f"--out {out}: a file; name the vectors folder to write")
+    if not out.is_dir():
+        return
+    ours = (out / "fingerprint.json").is_file() or (out / "meta.json").is_file()     # meta.json: an older embed's
+    derived = {p.name for p in _derived(out)} if ours else set()
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
+                     and not (ours and p.name in EMBED_FILES) and p.name not in derived)
+    if foreign:
+        raise AnchorEmbedError(f"--out {out}: holds files embed did not write ({', '.join(foreign[:3])}"
+                               f"{', ...' if len(foreign) > 3 else ''}); give --out a folder of its own")
+
+
 def _fingerprint(model: Path, streamers: Path, media_root: Path, dtype: str, n: int, columns: dict | None,
                  adapter: Path | None = None) -> dict:
-    """What the vectors of a folder are made from: the model's weights (and patch), the records' bytes, the
-    settings."""
+    """What the vectors of a folder are made from: the model's weights (and patch: `adapter` is an adapt run that
+    changes vectors, not a --mode head run), the records' bytes, the settings."""
     from anchor_embed.fingerprint import adapter_digest, fingerprint, input_digest
     from anchor_embed.model.store import model_hash
 
@@ -47,24 +82,41 @@ def _fingerprint(model: Path, streamers: Path, media_root: Path, dtype: str, n: 
     return {**made, "fingerprint": fingerprint(**made)}
 
 
-def _claim(out: Path, made: dict, overwrite: bool) -> None:
-    """Refuse a folder made from something else (one line), or clear it with --overwrite."""
+def _holds_vectors(out: Path) -> bool:
+    """Merged vectors or a finished shard's: what a run with other inputs must not replace unasked (a run that
+    failed before any shard was done leaves none, and does not block a corrected rerun)."""
+    return (out / "vectors.npy").is_file() or any((out / "shards").glob("*/done"))
+
+
+def _clear(out: Path) -> None:
+    """Remove the vectors of `out` and, said in one line, what scatter and dedup made from them there (clusters
+    and duplicate groups of vectors that are gone would be read silently by later commands)."""
     import shutil
 
+    derived = _derived(out)
+    for p in [out / name for name in EMBED_FILES] + derived:
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    if derived:
+        say(f"[bold]embed[/]: removed {', '.join(p.name for p in derived)} from {out}, made from the vectors "
+            "replaced")
+
+
+def _claim(out: Path, made: dict, overwrite: bool) -> None:
+    """Refuse a folder whose vectors were made from something else (one line), or clear it with --overwrite."""
     f = out / "fingerprint.json"
     if f.is_file():
         have = json.loads(f.read_text())
         if have.get("fingerprint") == made["fingerprint"]:
             return
-        if not overwrite:
+        if not overwrite and _holds_vectors(out):
             from anchor_embed.fingerprint import refuse_other_origin
 
             refuse_other_origin(out, have, made)
-        for name in ("shards", "vectors.npy", "keys.txt", "labels.jsonl", "meta.json"):
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    elif out.exists() and (out / "meta.json").is_file() and not overwrite:
-        raise AnchorEmbedError(f"{out}: holds vectors of an unknown origin; pass --overwrite to replace them")
+        _clear(out)
+    elif (out / "meta.json").is_file():
+        if not overwrite:
+            raise AnchorEmbedError(f"{out}: holds vectors of an unknown origin; pass --overwrite to replace them")
+        _clear(out)
     atomic.write_json(f, made)
 
 
@@ -122,7 +174,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
 
     The shard reads only its own rows; atoms already in the model's feature cache (or `features`) are copied
     from it, not re-encoded. The folder records what made it: another model, other records or settings are
-    refused unless `overwrite`.
+    refused unless `overwrite` (which also removes what scatter and dedup made there from the old vectors). A
+    folder holding files embed did not write is refused, with or without `overwrite`.
     """
     from anchor_embed.features.build import build_features, encoding_limits
     from anchor_embed.features.cache import open_cache
@@ -138,6 +191,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     if dtype not in ("float32", "float16"):
         raise AnchorEmbedError(f"--dtype {dtype!r}: choose float32 or float16")
     i, n = parse_shard(shard)
+    check_out(out)
+    patched = None                          # the adapt run whose patch changes the vectors
     if adapter is not None:                 # the run's model with a patch from `adapt` (its base must be `model`)
         from anchor_embed.training.adapt import load_adapted_of
 
@@ -145,6 +200,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
         if patch["mode"] == "head":         # README: a head predicts from the base's vectors, it changes none
             say(f"[yellow]embed[/]: {adapter} is a --mode head run: its vectors are the base's (the head predicts "
                 f"'{patch.get('target')}' from them); embed without --adapter gives the same")
+        else:
+            patched = Path(adapter)
     else:
         net, _ = load_model(model)
     from anchor_embed.training.device import resolve_device
@@ -152,11 +209,13 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     net.to(resolve_device(device))
     warn_if_unfinished(model)
     media = Path(media_root) if media_root else (streamers if streamers.is_dir() else streamers.parent)
-    made = _fingerprint(model, streamers, media, dtype, n, columns, Path(adapter) if adapter else None)
+    # a head run's vectors are the base's, byte for byte: labelled with its hash, indexes and servers of the base
+    # take them (predict takes the base's vectors for such a run)
+    made = _fingerprint(model, streamers, media, dtype, n, columns, patched)
     sdir = out / "shards" / f"{i:05d}-of-{n:05d}"
     done = sdir / "done"
     finished_before = _finished(sdir, made)
-    from anchor_embed.serving.encoder import feature_settings
+    from anchor_embed.serving.encoder import check_content, feature_settings, start_cache
 
     own_cache, fmeta = feature_settings(model)      # the run's cache and the settings its features were made by
     if not finished_before:     # read (and, --strict, check every frame) before the folder is claimed or cleared
@@ -176,12 +235,14 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
             if records:
                 part = sdir / "records.jsonl"
                 atomic.write_lines(part, (r.model_dump_json() for r in records))
+                start_cache(sdir / "features", fmeta)
                 build_features(part, sdir / "features", media_root=media, text_backbone=fmeta["text_backbone"],
                                image_backbone=fmeta["image_backbone"], video_frames=fmeta["video_frames"],
                                strict=strict, reuse=donor, device=device, meta_tags=fmeta.get("meta_tags"),
                                **encoding_limits(fmeta), say_reading=False)
                 cache = open_cache(sdir / "features")
                 batcher = Batcher.for_model(net, cache)
+                check_content(batcher, cache.keys, f"{streamers}" + (f" (shard {shard})" if n > 1 else ""), "embed")
                 vecs = embed_all(net, batcher, batch_size=batch_size).astype(dtype)
                 parts = embed_modalities(net, batcher, batch_size).astype(np.float16)
                 keys = cache.keys
@@ -225,7 +286,7 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
         write_keys(out / "keys.txt", keys)
         atomic.write_text(out / "labels.jsonl", "".join(labels))
         meta = {"model_dir": str(model.resolve()), "model_hash": made["model_hash"],
-                **({"adapter": str(Path(adapter).resolve())} if adapter else {}), "dim": int(vecs.shape[1]),
+                **({"adapter": str(patched.resolve())} if patched else {}), "dim": int(vecs.shape[1]),
                 "dtype": dtype, "count": len(keys), "normalized": True,
                 "feature_cache": str(donor) if (donor := run_info(model).get("features")) else None,
                 "fingerprint": made["fingerprint"]}

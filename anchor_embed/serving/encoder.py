@@ -17,9 +17,12 @@ import numpy as np
 
 from anchor_embed.data.media import say_if_under_other_root
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.progress import say
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+
+    from anchor_embed.model.batcher import Batcher
 
 
 def _as_dicts(records: Any, columns: dict[str, str] | None = None) -> list[dict]:
@@ -66,6 +69,41 @@ def feature_settings(run: Path) -> tuple[Path | None, dict]:
         where = f"its feature cache {cache} has no meta.json" if cache else "run.json names no feature cache"
         raise AnchorEmbedError(f"{run}: {where}; cannot tell which backbones to use")
     return cache, meta
+
+
+def start_cache(folder: Path, fmeta: dict) -> None:
+    """Give a new feature cache at `folder` the meta.json `build_features` would write for the run's settings
+    `fmeta`, with the run's feature widths: records without text or tags (frames only) encode no text, so the
+    cache could not know its text width, and such records were refused or not by what else their batch held
+    (records without frames likewise got a warning that the cache, a temporary folder, had no frames)."""
+    from anchor_embed import atomic
+    from anchor_embed.features.backbones import backbone_identity
+    from anchor_embed.features.build import encoding_limits
+    from anchor_embed.features.meta_tags import canonical_spec, parse_meta_tags
+
+    if (folder / "meta.json").is_file() or not fmeta.get("text_dim"):
+        return
+    meta = {"text_backbone": fmeta["text_backbone"], "text_identity": backbone_identity(fmeta["text_backbone"]),
+            "image_backbone": fmeta["image_backbone"], "image_identity": backbone_identity(fmeta["image_backbone"]),
+            "video_frames": fmeta["video_frames"], **encoding_limits(fmeta), "text_dim": int(fmeta["text_dim"]),
+            "image_dim": int(fmeta.get("image_dim") or 0)}
+    if spec := canonical_spec(parse_meta_tags(fmeta.get("meta_tags"))):    # absent when none, as build writes it
+        meta["meta_tags"] = spec
+    atomic.write_json(folder / "meta.json", meta)
+
+
+def check_content(batcher: Batcher, ids: list[str], where: str, stage: str) -> None:
+    """Refuse records none of which shows anything the model reads (a --columns that matched no field, say),
+    naming `where`; when only some show nothing, name them: each gets the same vector, of no content."""
+    from rich.markup import escape
+
+    empty = [ids[i] for i in batcher.without_atoms()]
+    if ids and len(empty) == len(ids):
+        raise AnchorEmbedError(f"{where}: no text or tags to encode, nor a readable frame the model reads (a record "
+                               "needs a nickname, profile, texts, tags or frames)")
+    if empty:
+        say(f"[yellow]{stage}[/]: {len(empty)} record(s) show nothing the model reads (no text, tags or readable "
+            f"frame) and get the same vector, of no content: {escape(_some(empty))}")
 
 
 def _invalid(i: int, err: ValidationError) -> str:
@@ -176,6 +214,7 @@ class Model:
             src = tmp / "records.jsonl"
             src.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
             m = self.feature_meta
+            start_cache(tmp / "features", m)
             try:
                 build_features(src, tmp / "features", media_root=media, text_backbone=m["text_backbone"],
                                image_backbone=m["image_backbone"], video_frames=m["video_frames"], strict=True,
@@ -189,6 +228,8 @@ class Model:
                 raise AnchorEmbedError(said.replace(str(src), given)) from None
             cache = open_cache(tmp / "features")
             batcher = Batcher.for_model(self.net, cache)
+            check_content(batcher, ids, str(records) if isinstance(records, (str, Path)) else f"records {_some(ids)}",
+                          "encode")
             vecs = embed_all(self.net, batcher, batch_size=batch_size)
             if not modalities:
                 return ids, vecs, None

@@ -16,6 +16,20 @@ from anchor_embed.serving.vectors import open_vectors
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 
 
+def check_paths(written: list[Path], overwrite: bool) -> None:
+    """Refuse before anything is written a path that is a folder, or an existing file without `overwrite`: the
+    .npy was written before its .keys.txt was found to be a folder, and stayed there without keys."""
+    for p in written:
+        if p.is_dir() and p == written[0]:      # the words of the CLI's own refusal of a folder given for a file
+            raise AnchorEmbedError(f"{p}: is a folder; give a file path here (or remove the folder)")
+        if p.is_dir():
+            raise AnchorEmbedError(f"{p}: is a folder, where export writes the keys of --out {written[0]}; name "
+                                   "another --out (or remove the folder)")
+    there = [p for p in written if p.is_file()]
+    if there and not overwrite:
+        raise AnchorEmbedError(f"{there[0]}: exists; pass --overwrite to replace it")
+
+
 def export(vectors: str | Path, out: str | Path, format: Literal["parquet", "npy"] | None = None,
            overwrite: bool = False) -> Path:
     """Parquet: `anchor_id`, `vector` (list<float>), `model_hash`; npy: OUT.npy + OUT.keys.txt beside it. The
@@ -31,9 +45,7 @@ def export(vectors: str | Path, out: str | Path, format: Literal["parquet", "npy
     format = named
     x, keys, meta = open_vectors(vectors)
     written = [out, out.with_suffix(".keys.txt")] if format == "npy" else [out]
-    there = [p for p in written if p.is_file()]
-    if there and not overwrite:
-        raise AnchorEmbedError(f"{there[0]}: exists; pass --overwrite to replace it")
+    check_paths(written, overwrite)
     if format == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -21,14 +21,23 @@ def first_row(path: Path) -> dict | None:
     return row if isinstance(row, dict) else None
 
 
+def is_output(path: Path, fields: Collection[str]) -> bool:
+    """`path` is a file a command may replace as its own output: empty, or its first line an object with `fields`."""
+    if not path.is_file():
+        return False
+    if path.stat().st_size == 0:
+        return True
+    row = first_row(path)
+    return row is not None and set(fields) <= row.keys()
+
+
 def claim(out: Path, command: str, fields: Collection[str], overwrite: bool) -> None:
     """Refuse `out` before any work when it is a folder, or an existing file that is neither empty nor `command`'s
     output (its first line an object with `fields`), unless `overwrite`."""
     if out.is_dir():
         raise AnchorEmbedError(f"--out {out}: a folder; name the JSONL file to write")
-    if not out.exists() or overwrite or out.stat().st_size == 0:
+    if not out.exists() or overwrite:
         return
-    row = first_row(out)
-    if row is None or not set(fields) <= row.keys():
+    if not is_output(out, fields):
         raise AnchorEmbedError(f"--out {out}: exists and is not a {command} output; choose another --out or pass "
                                "--overwrite to replace it")

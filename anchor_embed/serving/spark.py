@@ -202,7 +202,10 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
         from anchor_embed.training.adapt import load_adapted_of
 
         adapter = Path(adapter).resolve()
-        load_adapted_of(adapter, model)
+        if load_adapted_of(adapter, model)[1]["mode"] == "head":     # as embed: the base's vectors, its hash
+            say(f"[yellow]spark embed[/]: {adapter} is a --mode head run: its vectors are the base's; embedding "
+                "without the adapter")
+            adapter = None
     media = str(Path(media_root).resolve() if media_root else Path(streamers).resolve().parent)
     read = _read_records(spark, str(streamers), columns)
     jsonl = "value" in read.columns and len(read.columns) == 1

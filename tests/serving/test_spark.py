@@ -344,6 +344,17 @@ def test_spark_embed_with_an_adapter_and_a_donor_cache_gives_embeds_vectors(movi
     assert all(rows[k]["prediction"] == one[k]["prediction"] and abs(rows[k]["probability"] - one[k]["probability"])
                < 1e-4 for k in rows)
     assert run_cli("predict", "--adapter", patch, "--vectors", root / "plain-spark", "--out", root / "p2.jsonl") == 2
+    # a head-only run changes no vector: its spark embed is the base's, under the base's hash (indexes of the base
+    # refused it), and predict of the head reads it
+    head = root / "head"
+    assert run_cli("adapt", "--pretrained", root / "run", "--labels", labels, "--target", "comedy", "--out", head,
+                   "--mode", "head") == 0
+    assert _embed(movielens_run, few, root / "head-spark", "--adapter", head) == 0
+    made = json.loads((root / "head-spark" / "_anchor_embed.json").read_text())
+    assert "adapter" not in made and made["model_hash"] == json.loads(
+        (root / "plain-spark" / "_anchor_embed.json").read_text())["model_hash"]
+    assert set(_table(root / "head-spark")["model_id"]) == set(plain["model_id"])
+    assert run_cli("predict", "--adapter", head, "--vectors", root / "head-spark", "--out", root / "p3.jsonl") == 0
 
 
 def test_a_job_prints_its_own_lines_not_the_jvms_start_up(movielens_run):

@@ -24,7 +24,9 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
     if ids_file:
         if not Path(ids_file).is_file():
             raise AnchorEmbedError(f"{ids_file}: no such file")
-        ids += [x.strip() for x in Path(ids_file).read_text(encoding="utf-8-sig").split("\n") if x.strip()]
+        from anchor_embed.data.key_file import read_keys
+
+        ids += [x.strip() for x in read_keys(ids_file) if x.strip()]
     if not ids and not record:
         raise AnchorEmbedError("give anchor ids, --ids-file or --record")
     once = list(dict.fromkeys(ids))
@@ -59,15 +61,17 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
 
 
 def print_tables(look, rows: list[dict]) -> None:
-    """One rich table per query: its neighbours with nickname, tags, score (and the explanation columns)."""
+    """One rich table per query: its neighbours with nickname, tags, score (and the explanation columns). Every
+    cell and title is escaped: a nickname "[bold]Boldy" or a tag "[/tag]" is data, not rich markup."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     for r in rows:
         me = look.label(r["anchor_id"])
         why = any("explain" in n for n in r["neighbours"])
-        table = Table(title=f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}",
+        table = Table(title=escape(f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}"),
                       caption="text, frames, tags: cosine of that modality alone; shared: tags in common" if why else None)
         longest = max((len(n["anchor_id"]) for n in r["neighbours"]), default=9)
         # with --explain the neighbour's own tags give way to the shared ones, so the row fits 80 columns
@@ -84,7 +88,7 @@ def print_tables(look, rows: list[dict]) -> None:
                           ", ".join(e["shared_tags"])]
             else:
                 cells += [", ".join(n.get("tags", [])), f"{n['score']:.3f}"]
-            table.add_row(*cells)
+            table.add_row(*map(escape, cells))
         console.print(table)
 
 

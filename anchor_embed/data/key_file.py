@@ -35,16 +35,23 @@ def integer_id(value: object) -> str | None:
     return None
 
 
+def read_text(path: str | Path) -> str:
+    """A text file's content (a leading byte-order mark dropped: spreadsheet exports start with one); bytes that are
+    not UTF-8 are one clear error naming the file and line, not a UnicodeDecodeError traceback. The one reader of
+    key files, id lists, clusters files and review logs."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:       # exc.start counts from after a byte-order mark, as exc.object does
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise AnchorEmbedError(f"{path}: line {line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x})") from None
+
+
 def read_keys(path: str | Path) -> list[str]:
     """One key a line, split on "\\n" only (a trailing "\\r" and a leading byte-order mark are dropped); not
     UTF-8 is one clear error."""
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")        # a byte-order mark (spreadsheet exports) is not a key
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
-        raise AnchorEmbedError(f"{path}: line {line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x})") from None
-    lines = text.split("\n")
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [x[:-1] if x.endswith("\r") else x for x in lines]

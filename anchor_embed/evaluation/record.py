@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.markup import escape
+
 from anchor_embed import atomic
 from anchor_embed.progress import say
 
@@ -33,7 +35,7 @@ def merge_rows(path: Path, inputs: dict, rows: list[dict], key: str = "model",
     if before.get("inputs") != inputs:
         why = (f"{', '.join(changed_inputs(before['inputs'], inputs))} differ" if before.get("inputs")
                else "its inputs were not recorded")
-        say(f"[yellow]{path}[/]: replaced an evaluation of other inputs ({why}; it had {len(before['rows'])} rows)")
+        say(f"[yellow]{escape(str(path))}[/]: replaced an evaluation of other inputs ({why}; it had {len(before['rows'])} rows)")
         return rows, []
     made = {r.get(key) for r in rows} | ({before.get("this_run")} if this_run else set())
     kept = [r for r in before["rows"] if isinstance(r, dict) and r.get(key) not in made]
@@ -45,8 +47,8 @@ def write(path: Path, inputs: dict, rows: list[dict], key: str = "model", **extr
     rows written."""
     merged, kept = merge_rows(path, inputs, rows, key, extra.get("this_run"))
     if kept:
-        say(f"[bold]{path}[/]: kept {len(kept)} row(s) of the earlier evaluation of the same inputs, not scored "
-            f"this time ({', '.join(kept[:4])}{', ...' if len(kept) > 4 else ''})")
+        say(f"[bold]{escape(str(path))}[/]: kept {len(kept)} row(s) of the earlier evaluation of the same inputs, not "
+            f"scored this time ({escape(', '.join(kept[:4]))}{', ...' if len(kept) > 4 else ''})")
     atomic.write_json(path, {"rows": merged, "inputs": inputs, **extra})
     return merged
 

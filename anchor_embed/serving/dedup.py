@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from rich.markup import escape
 
 from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
@@ -256,7 +257,7 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
         yes, no = read_reviews(reviewed)
         confirmed = {tuple(sorted(pos[k] for k in p)) for p in yes if all(k in pos for k in p)}
         rejected = {tuple(sorted(pos[k] for k in p)) for p in no if all(k in pos for k in p)}
-        say(f"[bold]dedup[/]: {len(confirmed)} confirmed and {len(rejected)} rejected pairs from {reviewed}")
+        say(f"[bold]dedup[/]: {len(confirmed)} confirmed and {len(rejected)} rejected pairs from {escape(str(reviewed))}")
         say_unapplied("dedup", vectors, [*yes, *no], set(pos))
     groups = dedup_vectors(x, threshold, clusters, assign=assign, linkage=linkage,
                            max_group_size=max_group_size, confirmed=confirmed, rejected=rejected, keys=keys)
@@ -289,8 +290,8 @@ def say_unapplied(stage: str, vectors, pairs: list, known: set[str]) -> None:
     absent = sorted({k for p in pairs for k in p if k not in known})
     if absent:
         said = sum(1 for p in pairs if not all(k in known for k in p))
-        say(f"[yellow]{stage}[/]: {said} reviewed pair(s) name ids not in {vectors}, not applied (e.g. "
-            + ", ".join(map(repr, absent[:3])) + ")")
+        say(f"[yellow]{stage}[/]: {said} reviewed pair(s) name ids not in {escape(str(vectors))}, not applied (e.g. "
+            + escape(", ".join(map(repr, absent[:3]))) + ")")
 
 
 def write_groups(groups: list[dict], keys: list[str], threshold: float, linkage: str, out: Path) -> list[dict]:
@@ -303,5 +304,5 @@ def write_groups(groups: list[dict], keys: list[str], threshold: float, linkage:
     sizes = np.bincount([r["size"] for r in rows]) if rows else np.array([], int)
     summary = ", ".join(f"{n} of size {s}" for s, n in enumerate(sizes) if n)
     say(f"[bold]dedup[/]: {len(rows)} groups at cosine >= {threshold} ({linkage} linkage; "
-        f"{sum(r['size'] - 1 for r in rows)} streamers could go){': ' + summary if summary else ''}; written to {out}")
+        f"{sum(r['size'] - 1 for r in rows)} streamers could go){': ' + summary if summary else ''}; written to {escape(str(out))}")
     return rows

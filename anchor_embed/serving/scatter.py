@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from anchor_embed import atomic
+from anchor_embed.data.key_file import read_text
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 from anchor_embed.serving.output_file import claim
@@ -55,7 +57,7 @@ def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None =
     sizes = np.bincount(labels)
     sizes = sizes[sizes > 0]
     say(f"[bold]scatter[/]: {len(sizes)} clusters over {len(keys)} streamers; sizes min {sizes.min()}, "
-        f"median {int(np.median(sizes))}, max {sizes.max()}; written to {out}")
+        f"median {int(np.median(sizes))}, max {sizes.max()}; written to {escape(str(out))}")
     if len(sizes) < index.ntotal:
         say(f"[yellow]scatter[/]: {index.ntotal - len(sizes)} of the {index.ntotal} centroids k-means fitted won no "
             "streamer (near-identical centroids); ask fewer --clusters")
@@ -78,7 +80,7 @@ def read_clusters(clusters_file: str | Path) -> dict[str, int]:
     if not path.is_file():
         raise AnchorEmbedError(f"{path}: no such file")
     cluster_of = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+    for n, line in enumerate(read_text(path).split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -99,17 +101,17 @@ def rerank_file(list_file: str | Path, clusters_file: str | Path, window: int = 
     list_file = Path(list_file)
     if not list_file.is_file():
         raise AnchorEmbedError(f"{list_file}: no such file")
-    given = [x.strip() for x in list_file.read_text(encoding="utf-8-sig").splitlines() if x.strip()]
+    given = [x.strip() for x in read_text(list_file).splitlines() if x.strip()]
     ranked = list(dict.fromkeys(given))         # a streamer shown twice in one feed is no feed: first place kept
     if len(ranked) < len(given):
         twice = sorted(a for a, n in Counter(given).items() if n > 1)
-        say(f"[yellow]rerank[/]: {len(given) - len(ranked)} repeated id(s) in {list_file} dropped, each kept at its "
-            "first place (e.g. " + ", ".join(map(repr, twice[:3])) + ")")
+        say(f"[yellow]rerank[/]: {len(given) - len(ranked)} repeated id(s) in {escape(str(list_file))} dropped, each "
+            "kept at its first place (e.g. " + escape(", ".join(map(repr, twice[:3]))) + ")")
     cluster_of = read_clusters(clusters_file)
     out = rerank(ranked, cluster_of, window)
     unknown = sum(a not in cluster_of for a in ranked)
     say(f"[bold]rerank[/]: {sum(a != b for a, b in zip(ranked, out, strict=True))} of {len(ranked)} positions changed; "
         f"clashes within a window of {window}: {window_clashes(ranked, cluster_of, window)} before, "
         f"{window_clashes(out, cluster_of, window)} after"
-        + (f"; {unknown} ids not in {clusters_file} kept as they rank" if unknown else ""))
+        + (f"; {unknown} ids not in {escape(str(clusters_file))} kept as they rank" if unknown else ""))
     return out

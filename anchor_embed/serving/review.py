@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from anchor_embed.data.key_file import read_text
 from anchor_embed.errors import AnchorEmbedError
 
 VERDICTS = ("same_owner", "not_related")
@@ -48,7 +49,8 @@ def search_streamers(look, query: str, limit: int = 10) -> list[dict]:
 
 
 def append_review(log: Path, a: str, b: str, verdict: str, reviewer: str, look=None) -> dict:
-    """Append one mark to the review log (one JSON object a line); unknown ids or verdicts are refused."""
+    """Append one mark to the review log (one JSON object a line); unknown ids or verdicts are refused, and so is
+    a log whose first line is no mark (the full check, `claim_review_log`, is the server's at start)."""
     if verdict not in VERDICTS:
         raise AnchorEmbedError(f"verdict {verdict!r}: choose {' or '.join(VERDICTS)}")
     if a == b:
@@ -57,6 +59,9 @@ def append_review(log: Path, a: str, b: str, verdict: str, reviewer: str, look=N
         for x in (a, b):
             if look.keys.row(x) is None:
                 raise AnchorEmbedError(f"anchor_id {x!r} is not in the index")
+    if not starts_as_log(log):
+        raise AnchorEmbedError(f"review log {log}: its first line is not a review mark; no mark appended to it "
+                               "(serve again with another --review-log)")
     row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reviewer": reviewer or "anonymous", "a": a, "b": b,
            "verdict": verdict}
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -65,22 +70,60 @@ def append_review(log: Path, a: str, b: str, verdict: str, reviewer: str, look=N
     return row
 
 
+def parse_mark(line: str) -> tuple[frozenset, str]:
+    """(pair, verdict) of one review log line; ValueError saying why it is no mark."""
+    try:
+        row = json.loads(line)
+        pair, verdict = frozenset((row["a"], row["b"])), row["verdict"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError("not a review line (time, reviewer, a, b, verdict)") from None
+    if verdict not in VERDICTS or len(pair) != 2:
+        raise ValueError(f"verdict {verdict!r} on {sorted(pair, key=str)}")
+    return pair, verdict
+
+
+def starts_as_log(log: Path) -> bool:
+    """Whether marks may be appended to `log`: no file yet, or one whose first line that is not blank (if any) is a
+    mark; only that line is read, so each mark stays cheap."""
+    if not log.is_file():
+        return True
+    with open(log, "rb") as f:
+        first = next((raw for raw in f if raw.strip()), None)
+    if first is None:
+        return True
+    try:
+        parse_mark(first.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return True
+
+
+def claim_review_log(log: Path) -> None:
+    """Refuse, before serving, an existing file that is not empty and not a review log (every line a mark as
+    `append_review` writes it): marks appended to a run's config.json left it no JSON. The rule of
+    `output_file.claim` for a command's --out, for a file that is appended to."""
+    if not log.is_file() or log.stat().st_size == 0:
+        return
+    try:
+        read_reviews(log)
+    except AnchorEmbedError as exc:
+        raise AnchorEmbedError(f"review log {exc}; marks are appended only to a review log or a new file: give "
+                               "another --review-log") from None
+
+
 def read_reviews(log: str | Path) -> tuple[set[frozenset], set[frozenset]]:
     """(confirmed pairs, rejected pairs) from a review log; the latest verdict on a pair wins."""
     log = Path(log)
     if not log.is_file():
         raise AnchorEmbedError(f"{log}: no such review log")
     last: dict[frozenset, str] = {}
-    for n, line in enumerate(log.read_text(encoding="utf-8").split("\n"), 1):
+    for n, line in enumerate(read_text(log).split("\n"), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            pair, verdict = frozenset((row["a"], row["b"])), row["verdict"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise AnchorEmbedError(f"{log}: line {n}: not a review line (time, reviewer, a, b, verdict)") from None
-        if verdict not in VERDICTS or len(pair) != 2:
-            raise AnchorEmbedError(f"{log}: line {n}: verdict {verdict!r} on {sorted(pair)}")
+            pair, verdict = parse_mark(line)
+        except ValueError as exc:
+            raise AnchorEmbedError(f"{log}: line {n}: {exc}") from None
         last[pair] = verdict
     return ({p for p, v in last.items() if v == "same_owner"}, {p for p, v in last.items() if v == "not_related"})
 

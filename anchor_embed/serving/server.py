@@ -294,10 +294,11 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-    from anchor_embed.serving.review import append_review, page_html, search_streamers
+    from anchor_embed.serving.review import append_review, claim_review_log, page_html, search_streamers
 
     reviews = Path(review_log) if review_log else Path(index) / "reviews.jsonl"
     check_review_log(reviews)
+    claim_review_log(reviews)       # marks are appended to a review log or a new file only (a run's config.json was)
     model_id = None
     if model is not None:
         from anchor_embed.model.store import model_hash

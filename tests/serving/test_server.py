@@ -161,6 +161,11 @@ def test_startup_refuses_a_folder_that_is_no_model_and_a_review_log_that_is_no_f
     (tmp_path / "plain").write_text("x")
     with pytest.raises(AnchorEmbedError, match="plain is a file, not a folder"):
         create_app(idx, review_log=tmp_path / "plain" / "r.jsonl", poll=0)
+    config = tmp_path / "config.json"                       # marks were appended to any file (a run's config)
+    config.write_text('{"epochs": 3}\n')
+    with pytest.raises(AnchorEmbedError, match=f"^review log {config}: line 1: not a review line"):
+        create_app(idx, review_log=config, poll=0)
+    assert config.read_text() == '{"epochs": 3}\n'
     cmd = [sys.executable, "-m", "anchor_embed.cli", "serve", "--index", str(idx), "--model", str(tmp_path),
            "--port", "8799"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)   # the old code served until killed

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from anchor_embed import atomic
 from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddings
@@ -75,6 +76,22 @@ def check_feature_spec(run: Path, features: str | Path, meta: dict) -> None:
         say(f"[yellow]evaluate[/]: {features} caps streamers' inputs otherwise than {run}'s features ({'; '.join(caps)})")
 
 
+def run_of_out(out: str | Path | None, models: list[str | Path]) -> str | None:
+    """The row label of the evaluated model whose run folder `out` is (its evaluation.json keeps `this_run`), or
+    None for a plain folder. A run folder of a model not evaluated here is refused: its evaluation.json and its
+    `this_run` are its own model's (another model's scores replaced them with one yellow line)."""
+    if out is None:
+        return None
+    where = Path(out).resolve()
+    own = [label for m, label in zip(models, model_labels(models), strict=True) if Path(m).resolve() == where]
+    if own:
+        return own[0]
+    if (Path(out) / "model.safetensors").is_file():
+        raise AnchorEmbedError(f"--out {out}: the run folder of a model not evaluated here; a run's evaluation "
+                               f"belongs in its own folder: give another --out (or --model {out})")
+    return None
+
+
 def evaluation_inputs(features: str | Path, id_emb: str | Path, id_keys: str | Path | None,
                       train_id_emb: str | Path | None, holdout_frac: float, seed: int) -> dict:
     """What an evaluation's figures depend on, by path and content digest, recorded beside its rows."""
@@ -126,6 +143,7 @@ def evaluate(
     models = list(models or [])
     if not (models or frozen or ridge or knn_average):
         raise AnchorEmbedError("nothing to score: give --model RUN, --ridge or --knn-average, or keep the frozen rows")
+    this_run = run_of_out(out, models)
     cache = open_cache(features)
     ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
     ids = align_to_streamers(ids, cache.keys, report)
@@ -188,9 +206,9 @@ def evaluate(
     for m, label in zip(models, model_labels(models), strict=True):   # each model's card gets the table
         if (Path(m) / "config.json").is_file():
             write_card(m, rows, inputs=inputs, this_run=label)
-    say(markdown_table(rows))
+    say(escape(markdown_table(rows)))                # a run folder's name may hold [brackets]
     if out:
         out = Path(out)
-        written = record.write(out / "evaluation.json", inputs, rows)
+        written = record.write(out / "evaluation.json", inputs, rows, **({"this_run": this_run} if this_run else {}))
         atomic.write_text(out / "evaluation.md", markdown_table(written))
     return rows

@@ -100,3 +100,29 @@ def test_a_cache_of_other_meta_tags_is_refused(sample, sample_cache, pretrained,
     err = " ".join(capsys.readouterr().err.split())
     assert "trained on features with meta_tags None (--features has 'kind')" in err, err
     assert not (pretrained / "evaluation.json").exists() or "kind" not in (pretrained / "evaluation.json").read_text()
+
+
+def test_out_into_another_runs_folder_is_refused_and_a_runs_own_keeps_this_run(sample, sample_cache, pretrained,
+                                                                               tmp_path, capsys):
+    """`evaluate --model a --out b` (b another run) replaced b's evaluation.json, rows and `this_run`, with a's
+    scores and one yellow line; now refused before any work. `--out a` kept its rows but lost `this_run` (the
+    --out write, after the card's, had none); a plain folder is written as before."""
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(pretrained, a)
+    shutil.copytree(pretrained, b)
+    (a / "evaluation.json").unlink(missing_ok=True)          # the shared run may have been evaluated before
+    before = '{"rows": [{"model": "b"}], "inputs": {}, "this_run": "b"}'
+    (b / "evaluation.json").write_text(before)
+    args = ["evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy", "--model", a, "--no-frozen"]
+    capsys.readouterr()
+    assert run_cli(*args, "--out", b) == 2
+    assert capsys.readouterr().err == f"error: --out {b}: the run folder of a model not evaluated here; a run's " \
+                                      f"evaluation belongs in its own folder: give another --out (or --model {b})\n"
+    assert (b / "evaluation.json").read_text() == before and not (a / "evaluation.json").exists()
+    assert run_cli(*args, "--out", a) == 0
+    saved = json.loads((a / "evaluation.json").read_text())
+    assert saved["this_run"] == "a" and [r["model"] for r in saved["rows"]] == ["a"]
+    assert run_cli(*args, "--out", tmp_path / "ev") == 0
+    assert [r["model"] for r in json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]] == ["a"]

@@ -23,8 +23,8 @@ def _nickname_index(look) -> tuple[list[str], list[str]]:
     """(lowercased nicknames sorted, their anchor_ids), built once per opened index."""
     cached = getattr(look, "_nickname_index", None)
     if cached is None:
-        pairs = sorted((str(look.label(look.keys.key(i)).get("nickname") or "").lower(), look.keys.key(i))
-                       for i in range(len(look.keys)))
+        labels = look.keys.labels()
+        pairs = sorted((str(labels[i].get("nickname") or "").lower(), look.keys.key(i)) for i in range(len(look.keys)))
         cached = ([p[0] for p in pairs], [p[1] for p in pairs])
         look._nickname_index = cached
     return cached
@@ -33,6 +33,8 @@ def _nickname_index(look) -> tuple[list[str], list[str]]:
 def search_streamers(look, query: str, limit: int = 10) -> list[dict]:
     """Streamers whose id or nickname starts with `query` (case-insensitive), then close ids: for the search box."""
     q = query.strip().lower()
+    if not q:                           # every name starts with "": ten arbitrary streamers were the answer
+        return []
     found: dict[str, None] = {}
     if look.keys.row(query.strip()) is not None:
         found[query.strip()] = None

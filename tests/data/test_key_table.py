@@ -22,4 +22,7 @@ def test_key_table_agrees_with_plain_lists(tmp_path):
         assert a.row(key) == b.row(key) == row and a.key(row) == b.key(row) == key
         assert a.label(key).get("nickname") == b.label(key).get("nickname")
     assert a.row("nope") is None and b.row("nope") is None and a.label("nope") == {}
+    # every label in one pass (the review page's search index) equals one label at a time
+    assert a.labels() == [a.label(k) for k in keys]
+    assert [x.get("nickname") for x in b.labels()] == [b.label(k).get("nickname") for k in keys]
     assert keys[0] in a.close_to(keys[0] + "x") and keys[0] in b.close_to(keys[0] + "x")

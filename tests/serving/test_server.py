@@ -81,6 +81,7 @@ def test_token_media_and_reviews(sample_index, sample, tmp_path):
         assert c.post("/review", json={"a": "s0000", "b": "s0001", "verdict": "maybe"}, headers=auth).status_code == 422
         names = c.get("/search", params={"q": "GAM_"}, headers=auth).json()["matches"]
         assert names and all(m["nickname"].lower().startswith("gam_") for m in names)
+        assert c.get("/search", params={"q": " "}, headers=auth).json()["matches"] == []   # was 10 arbitrary ones
     line = json.loads(log.read_text())
     assert (line["a"], line["b"], line["verdict"], line["reviewer"]) == ("s0000", "dup00", "same_owner", "ana")
 

@@ -317,6 +317,9 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     # as the old index: the new keys with the old vectors answered with other streamers' neighbours)
     with exclusive(out, "index build"):
         (out / "meta.json").unlink(missing_ok=True)
+        for name in INDEX_FILES:        # temp files of a build killed mid-write (a live one would hold the lock)
+            for stale in out.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
         with atomic.atomic_path(out / "index.faiss") as tmp:
             faiss.write_index(index, str(tmp))
         atomic.write_lines(out / "keys.txt", keys)

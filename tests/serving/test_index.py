@@ -200,8 +200,10 @@ def test_a_build_stopped_half_way_leaves_a_folder_readers_refuse(sample_index, t
     monkeypatch.undo()
     with pytest.raises(AnchorEmbedError, match="no meta.json beside index.faiss"):
         Lookup(idx)
+    (idx / ".index.faiss.k1ll3d.tmp").write_bytes(b"x" * 100)            # what a kill -9 mid-write leaves
     build_index(sample_index / "vec", idx)                              # a rerun repairs it
     Lookup(idx)
+    assert not list(idx.glob(".*.tmp"))
     # files of two builds however they came together: the counts disagree
     atomic.write_npy(idx / "vectors.npy", np.load(idx / "vectors.npy")[:-2])
     with pytest.raises(AnchorEmbedError, match=r"files are of different builds \(75 in meta.json, 75 in index.faiss, "

@@ -48,18 +48,28 @@ def _derived(out: Path) -> list[Path]:
                   if fnmatchcase(p.name, pattern) and is_output(p, fields))
 
 
+def _embeds_own(out: Path) -> bool:
+    """Whether `out` is a vectors folder embed made: its fingerprint.json, or (an older embed's) a meta.json of
+    vectors, not of a feature cache or an index."""
+    if (out / "fingerprint.json").is_file():
+        return True
+    try:
+        meta = json.loads((out / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and {"model_hash", "count"} <= meta.keys() and not {"kind", "text_backbone"} & meta.keys()
+
+
 def check_out(out: Path) -> None:
-    """Refuse, before any work, an --out that is a file or a folder holding files embed did not write: a run
-    folder got vectors.npy, meta.json and shards/ mixed into it, a folder of the user's its keys.txt and
-    labels.jsonl replaced. A vectors folder holds embed's files and what scatter and dedup wrote there."""
+    """Refuse, before any work, an --out that is a file, or a folder embed did not make that holds anything: a
+    run folder got vectors.npy, meta.json and shards/ mixed into it, a folder of the user's its keys.txt and
+    labels.jsonl replaced. In a vectors folder embed made, the other files (an index, an export, predictions)
+    are left alone: embed replaces only its own files and what scatter and dedup made from its vectors."""
     if out.exists() and not out.is_dir():
         raise AnchorEmbedError(f"--out {out}: a file; name the vectors folder to write")
-    if not out.is_dir():
+    if not out.is_dir() or _embeds_own(out):
         return
-    ours = (out / "fingerprint.json").is_file() or (out / "meta.json").is_file()     # meta.json: an older embed's
-    derived = {p.name for p in _derived(out)} if ours else set()
-    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
-                     and not (ours and p.name in EMBED_FILES) and p.name not in derived)
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if foreign:
         raise AnchorEmbedError(f"--out {out}: holds files embed did not write ({', '.join(foreign[:3])}"
                                f"{', ...' if len(foreign) > 3 else ''}); give --out a folder of its own")
@@ -85,7 +95,11 @@ def _fingerprint(model: Path, streamers: Path, media_root: Path, dtype: str, n: 
 def _holds_vectors(out: Path) -> bool:
     """Merged vectors or a finished shard's: what a run with other inputs must not replace unasked (a run that
     failed before any shard was done leaves none, and does not block a corrected rerun)."""
-    return (out / "vectors.npy").is_file() or any((out / "shards").glob("*/done"))
+    from anchor_embed.locks import writer
+
+    shards = list((out / "shards").glob("*")) if (out / "shards").is_dir() else []
+    # a shard still encoding (its lock held) is another run's work in progress, not to be cleared either
+    return (out / "vectors.npy").is_file() or any((s / "done").is_file() or writer(s) for s in shards)
 
 
 def _clear(out: Path) -> None:
@@ -242,7 +256,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
                                **encoding_limits(fmeta), say_reading=False)
                 cache = open_cache(sdir / "features")
                 batcher = Batcher.for_model(net, cache)
-                check_content(batcher, cache.keys, f"{streamers}" + (f" (shard {shard})" if n > 1 else ""), "embed")
+                # one shard of many may hold only records without content: a warning, as it is for one shard
+                check_content(batcher, cache.keys, str(streamers), "embed", refuse=n == 1)
                 vecs = embed_all(net, batcher, batch_size=batch_size).astype(dtype)
                 parts = embed_modalities(net, batcher, batch_size).astype(np.float16)
                 keys = cache.keys

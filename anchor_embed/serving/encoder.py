@@ -92,13 +92,14 @@ def start_cache(folder: Path, fmeta: dict) -> None:
     atomic.write_json(folder / "meta.json", meta)
 
 
-def check_content(batcher: Batcher, ids: list[str], where: str, stage: str) -> None:
-    """Refuse records none of which shows anything the model reads (a --columns that matched no field, say),
-    naming `where`; when only some show nothing, name them: each gets the same vector, of no content."""
+def check_content(batcher: Batcher, ids: list[str], where: str, stage: str, refuse: bool = True) -> None:
+    """Refuse (with `refuse`) records none of which shows anything the model reads (a --columns that matched no
+    field, say), naming `where`; when only some show nothing, name them: each gets the same vector, of no
+    content."""
     from rich.markup import escape
 
     empty = [ids[i] for i in batcher.without_atoms()]
-    if ids and len(empty) == len(ids):
+    if refuse and ids and len(empty) == len(ids):
         raise AnchorEmbedError(f"{where}: no text or tags to encode, nor a readable frame the model reads (a record "
                                "needs a nickname, profile, texts, tags or frames)")
     if empty:

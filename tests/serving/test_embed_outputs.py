@@ -41,11 +41,19 @@ def test_embed_refuses_a_folder_of_files_it_did_not_write(sample, pretrained, tm
     assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", vec, "--media-root", sample) == 0
     assert run_cli("scatter", vec, "--clusters", "2") == 0 and run_cli("dedup", vec, "--threshold", "0.9") == 0
     assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", vec, "--media-root", sample) == 0
+    # in a vectors folder of its own, other files (notes, an index built into it) are left alone, also by
+    # --overwrite, which replaces only embed's files and what was made from its vectors
     (vec / "notes.txt").write_text("mine")
-    capsys.readouterr()
+    assert run_cli("index", "build", vec, "--out", vec / "index") == 0
     assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", vec, "--media-root", sample,
-                   "--overwrite") == 2
-    assert "holds files embed did not write (notes.txt)" in " ".join(_errors(capsys))
+                   "--overwrite") == 0
+    assert (vec / "notes.txt").read_text() == "mine" and (vec / "index" / "index.faiss").is_file()
+    # a feature cache is no vectors folder, though it holds a meta.json
+    features = json.loads((pretrained / "run.json").read_text())["features"]
+    cache = tmp_path / "cache"
+    shutil.copytree(features, cache)
+    assert run_cli("embed", "--model", pretrained, "--streamers", recs, "--out", cache, "--media-root", sample) == 2
+    assert "holds files embed did not write" in " ".join(_errors(capsys))
 
 
 def test_overwrite_removes_what_was_made_from_the_replaced_vectors(sample, pretrained, tmp_path, capsys):
@@ -126,3 +134,20 @@ def test_export_checks_every_path_before_writing_any(sample_index, tmp_path, cap
     assert run_cli("export", vec, "--out", tmp_path / "d.parquet") == 2
     assert run_cli("export", vec, "--out", tmp_path / "y.npy") == 0
     assert (tmp_path / "y.keys.txt").is_file()
+
+
+def test_a_shard_still_encoding_is_not_cleared_by_another_runs_shard(tmp_path):
+    """Shard 1 of a run with other inputs cleared shards/ while shard 0 was still encoding (no done marker yet)."""
+    from anchor_embed.errors import AnchorEmbedError
+    from anchor_embed.locks import exclusive
+    from anchor_embed.serving.embed import _claim
+
+    out = tmp_path / "vec"
+    (out / "shards" / "00000-of-00002").mkdir(parents=True)
+    (out / "fingerprint.json").write_text(json.dumps({"fingerprint": "A", "model_hash": "m"}))
+    with exclusive(out / "shards" / "00000-of-00002", "embed"):
+        with pytest.raises(AnchorEmbedError):
+            _claim(out, {"fingerprint": "B", "model_hash": "m"}, overwrite=False)
+        assert (out / "shards" / "00000-of-00002").is_dir()
+    _claim(out, {"fingerprint": "B", "model_hash": "m"}, overwrite=False)     # nothing done, nobody writing: cleared
+    assert not (out / "shards").exists() and json.loads((out / "fingerprint.json").read_text())["fingerprint"] == "B"

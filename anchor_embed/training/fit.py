@@ -142,6 +142,12 @@ def resolve_settings(model: type[T], stage: str, out: str | Path, config: str | 
     return resolve(model, config, overrides)
 
 
+def resumable_change(saved: dict, new: dict) -> bool:
+    """Whether settings `new` differ from `saved` at most in what a resume may change (RESUMABLE): then a soup or a
+    choice records them as its own, so a later --resume alone goes on with the longer budget its runs have."""
+    return {k: v for k, v in saved.items() if k not in RESUMABLE} == {k: v for k, v in new.items() if k not in RESUMABLE}
+
+
 def check_resumable(out: Path, cfg: TrainingConfig, resume: bool) -> Path | None:
     """The checkpoint `out` would resume from; refuses a run without --resume, one past `cfg.epochs`, or one
     made with other settings. Reads only, so a stage can call it before its slow set-up (transfer's mining)."""

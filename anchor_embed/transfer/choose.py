@@ -151,9 +151,14 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
             resolve(TransferConfig, None, {k: v for k, v in settings.items() if k in fields})
         except AnchorEmbedError as e:
             raise AnchorEmbedError(f"--choose {label(cand)}: {e}") from None
-    if not (out / CHOICE).is_file() or not resume:
+    from anchor_embed.training.fit import resumable_change
+
+    started = atomic.read_json_object(out / CHOICE) if resume and (out / CHOICE).is_file() else None
+    if started is None:
         out.mkdir(parents=True, exist_ok=True)
         atomic.write_json(out / CHOICE, {"choices": choices, "settings": base})
+    elif resumable_change(started.get("settings") or {}, base):     # more --epochs: what a later resume goes on with
+        atomic.write_json(out / CHOICE, {**started, "choices": choices, "settings": base})
     rows = []
     for cand, settings in grid:
         run = out / "candidates" / label(cand)

@@ -81,7 +81,7 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     from anchor_embed.model.store import load_model, save_model
     from anchor_embed.training.card import write_card
     from anchor_embed.training.distributed import Dist
-    from anchor_embed.training.fit import resolve_settings, run_info
+    from anchor_embed.training.fit import resolve_settings, resumable_change, run_info
     from anchor_embed.transfer.choose import take
     from anchor_embed.transfer.run import read_split, transfer
     from anchor_embed.transfer.validation import (
@@ -97,11 +97,14 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
         raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
     if (out / "model.safetensors").is_file() and not (out / SOUP).is_file():
         raise AnchorEmbedError(f"{out}: holds a single run, not a soup; choose another --out for --members")
-    if not resume or not (out / "config.json").is_file():
+    saved = out / "config.json"
+    if not resume or not saved.is_file() or resumable_change(atomic.read_json_object(saved), cfg.model_dump(mode="json")):
         # the soup's own settings from its start: a resume before the soup is made reads them (its split, seed
-        # and map refit were the defaults' when only the members kept theirs) and knows the folder is a soup
+        # and map refit were the defaults' when only the members kept theirs) and knows the folder is a soup; a
+        # resume with more --epochs records them (the members, given the soup's settings, were held to the old
+        # budget by a later --resume alone); another change is left to the members' own refusal
         out.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(out / "config.json", cfg.model_dump(mode="json"))
+        atomic.write_json(saved, cfg.model_dump(mode="json"))
     history, rows = [], []
     for m in range(cfg.members):
         run = out / MEMBERS / f"member{m}"

@@ -143,3 +143,24 @@ def test_members_that_kept_different_maps_average_their_fusion_weights_and_offer
         assert not k.startswith("linear_map.")
         if v.is_floating_point():
             torch.testing.assert_close(v, ((states[0][k].double() + states[1][k].double()) / 2).to(v.dtype))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grid", ["members", "choose"])
+def test_a_soup_or_choice_resumed_with_more_epochs_goes_on_with_them(sample, pretrained, tmp_path, grid):
+    """Members and candidates train from the soup's or choice's saved settings: resumed with --epochs 2 after a
+    start at 1, a later --resume alone held them to 1 and was refused ("already past it")."""
+    out = tmp_path / grid
+    args = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy"]
+    grid_args, second = (["--members", "2"], out / "members" / "member1") if grid == "members" else \
+        (["--choose", "input_dropout=0,0.5"], out / "candidates" / "input_dropout=0.5")
+    second.mkdir(parents=True)
+    (second / "model.safetensors").write_text("x")             # the second run cannot start: the first stops here
+    assert run_cli(*args, "--out", out, "--epochs", "1", "--batch-size", "16", "--holdout-frac", "0.2",
+                   *grid_args) == 2
+    assert run_cli(*args, "--out", out, "--resume", "--epochs", "2") == 2     # the first run goes on to 2, then stops
+    shutil.rmtree(second)
+    assert run_cli(*args, "--out", out, "--resume") == 0        # with the 2 epochs the first run has now
+    first = out / ("members/member0" if grid == "members" else "candidates/input_dropout=0")
+    assert json.loads((first / "config.json").read_text())["epochs"] == 2
+    assert json.loads((second / "config.json").read_text())["epochs"] == 2

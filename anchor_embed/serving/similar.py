@@ -62,6 +62,15 @@ class Neighbours:
         return out
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(inode, modification time) of a file, None when it is gone."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 class Lookup:
     """An opened index folder: faiss index, key and label tables, float16 vectors (all memory-mapped)."""
 
@@ -85,6 +94,7 @@ class Lookup:
         if not (self.dir / "meta.json").is_file():
             raise AnchorEmbedError(f"{self.dir}: no meta.json beside index.faiss (a build writes it last: "
                                    "interrupted?); rebuild with `anchor-embed index build`")
+        opened = _stamp(self.dir / "meta.json")
         self.meta = read_meta(self.dir / "meta.json")
         if self.meta.get("kind") not in KINDS or not isinstance(self.meta.get("params", {}), dict):
             raise AnchorEmbedError(f"{self.dir / 'meta.json'}: names no index kind and parameters; rebuild with "
@@ -111,6 +121,11 @@ class Lookup:
         parts = self.dir / "modalities.npy"
         self.modalities = mapped(parts) if parts.is_file() else None
         self._check_counts()
+        # a build drops meta.json before it writes anything: the same meta.json now as before the files were
+        # opened means no build began in between (one did: files of two builds, possibly of one count)
+        if _stamp(self.dir / "meta.json") != opened or writer(self.dir) is not None:
+            raise AnchorEmbedError(f"{self.dir}: an index build began while it was being opened; try again when it "
+                                   "ends")
 
     def _check_counts(self) -> None:
         """Refuse a folder whose files hold different numbers of streamers (files of two builds)."""

@@ -209,3 +209,24 @@ def test_a_build_stopped_half_way_leaves_a_folder_readers_refuse(sample_index, t
     with pytest.raises(AnchorEmbedError, match=r"files are of different builds \(75 in meta.json, 75 in index.faiss, "
                                                r"75 in keys, 73 in vectors.npy"):
         Lookup(idx)
+
+
+def test_a_build_landing_while_a_lookup_opens_is_refused(sample_index, tmp_path, monkeypatch):
+    """A rebuild of the same count that lands between the index and the key table being opened gave a Lookup of
+    two builds that no count check sees (another streamer's neighbours); the meta.json it opened is checked again."""
+    import shutil
+
+    from anchor_embed.serving import similar
+
+    idx = tmp_path / "idx"
+    shutil.copytree(sample_index / "idx", idx)
+    real = similar.KeyTable
+
+    def landing(folder):
+        build_index(_reversed_copy(sample_index / "vec", tmp_path / "rev"), idx)
+        return real(folder)
+    monkeypatch.setattr(similar, "KeyTable", landing)
+    with pytest.raises(AnchorEmbedError, match="an index build began while it was being opened; try again"):
+        Lookup(idx)
+    monkeypatch.undo()
+    assert Lookup(idx).keys.key(0) == Lookup(sample_index / "idx").keys.key(74)

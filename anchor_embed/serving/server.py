@@ -310,6 +310,13 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     heavy = threading.BoundedSemaphore(workers)
     metrics = Metrics()
     media = Path(media_root) if media_root else default_media_root(Path(index))
+
+    def media_now() -> Path | None:
+        """--media-root, else the one the served build records (a swapped-in build may record another)."""
+        if media_root:
+            return Path(media_root)
+        recorded = served.lookup.meta.get("media_root")
+        return Path(recorded) if recorded else media
     if media is None or not media.is_dir():
         from anchor_embed.progress import say
 
@@ -335,7 +342,10 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
                 import traceback
 
                 traceback.print_exc()
-                said = str(exc) if isinstance(exc, AnchorEmbedError) else f"{type(exc).__name__}: {exc}"
+                # the project's own errors say what is wrong in a line; anything else is named, its text left to
+                # the server's log (it may span lines and hold internals)
+                said = " ".join(str(exc).split()) if isinstance(exc, AnchorEmbedError) else \
+                    f"{type(exc).__name__}; see the server's log"
                 response = JSONResponse({"detail": f"internal error: {said}"}, status_code=500)
         metrics.observe(route_label(app, request.scope), response.status_code, time.perf_counter() - t0)
         return response
@@ -399,20 +409,22 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
                 from anchor_embed.model.store import model_hash
                 from anchor_embed.serving.encoder import Model
 
-                loaded = Model(model)
-                now = model_hash(Path(model))        # the folder may have been retrained or replaced since start-up
-                if now != model_id:
-                    raise HTTPException(409, f"--model {model} holds other weights ({now}) than when the server "
-                                             f"started ({model_id}), which made the index's vectors: restart the "
-                                             "server with the run that made the index")
-                encoder["model"] = loaded
+                if "refused" not in encoder:     # the folder may have been retrained or replaced since start-up
+                    now = model_hash(Path(model))
+                    if now != model_id:
+                        encoder["refused"] = (f"--model {model} holds other weights ({now}) than when the server "
+                                              f"started ({model_id}), which made the index's vectors: restart the "
+                                              "server with the run that made the index")
+                if "refused" in encoder:        # said once, not hashed and loaded again for every request
+                    raise HTTPException(409, encoder["refused"])
+                encoder["model"] = Model(model)
             try:
-                vecs = encoder["model"].encode(records, media_root=media)
+                vecs = encoder["model"].encode(records, media_root=media_now())
             except AnchorEmbedError as exc:
                 raise HTTPException(422, str(exc)) from None
         # the ids as records read them (an integer id is its decimal), not as sent; frames not read beside them
         return {"anchor_ids": as_ids([r.get("anchor_id") for r in records]), "vectors": vecs.round(6).tolist(),
-                "warnings": frame_warnings(records, media or Path.cwd())}
+                "warnings": frame_warnings(records, media_now() or Path.cwd())}
 
     @app.get("/search")
     def search(q: str = Query(..., min_length=1), limit: int = Query(10, ge=1, le=50)) -> dict:
@@ -429,7 +441,8 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     def media_file(path: str):
         from anchor_embed.data.media import inside_root
 
-        f = inside_root(path, media) if media else None
+        root = media_now()
+        f = inside_root(path, root) if root else None
         if f is None or not f.is_file():
             raise HTTPException(404, "no such frame under the media root")
         return FileResponse(f)

@@ -474,8 +474,19 @@ def test_the_media_root_outlives_the_vectors_folder(sample_index, sample, pretra
     assert meta["media_root"] == json.loads((tmp_path / "vec" / "fingerprint.json").read_text())["media_root"]
     shutil.rmtree(tmp_path / "vec")
     frame = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])["frames"][0]
-    with TestClient(create_app(tmp_path / "idx", review_log=tmp_path / "r.jsonl", poll=0)) as c:
+    app = create_app(tmp_path / "idx", review_log=tmp_path / "r.jsonl", poll=0)
+    with TestClient(app) as c:
         assert c.get(f"/media/{frame}").content[:4] == b"\x89PNG"
+        # a build swapped in that records another media root is served from it (the start-up one was kept)
+        other = tmp_path / "media2"
+        (other / frame).parent.mkdir(parents=True)
+        (other / frame).write_bytes(b"\x89PNG other")
+        shutil.copytree(sample_index / "vec", tmp_path / "vec2")
+        made = json.loads((tmp_path / "vec2" / "fingerprint.json").read_text())
+        (tmp_path / "vec2" / "fingerprint.json").write_text(json.dumps({**made, "media_root": str(other)}))
+        build_index(tmp_path / "vec2", tmp_path / "idx")
+        assert app.state.served.refresh()
+        assert c.get(f"/media/{frame}").content == b"\x89PNG other"
 
 
 @pytest.mark.slow
@@ -492,5 +503,6 @@ def test_a_model_replaced_after_start_up_is_refused_at_the_first_embed(sample_in
     weights = load_file(str(run / "model.safetensors"))
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in weights.items()}, str(run / "model.safetensors"))
     with TestClient(app) as c:
-        r = c.post("/embed", json={"records": [{"anchor_id": "x", "nickname": "a streamer"}]})
-        assert r.status_code == 409 and "holds other weights" in r.json()["detail"]
+        for _ in range(2):          # refused again at once, not hashed and loaded per request
+            r = c.post("/embed", json={"records": [{"anchor_id": "x", "nickname": "a streamer"}]})
+            assert r.status_code == 409 and "holds other weights" in r.json()["detail"]

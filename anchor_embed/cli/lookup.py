@@ -62,16 +62,18 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
 
 def print_tables(look, rows: list[dict]) -> None:
     """One rich table per query: its neighbours with nickname, tags, score (and the explanation columns). Every
-    cell and title is escaped: a nickname "[bold]Boldy" or a tag "[/tag]" is data, not rich markup."""
+    cell and title is plain Text: a nickname "[bold]Boldy" or a tag "[/tag]" is data, not rich markup (and
+    escaping it doubled a trailing backslash)."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     for r in rows:
         me = look.label(r["anchor_id"])
         why = any("explain" in n for n in r["neighbours"])
-        table = Table(title=escape(f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}"),
+        table = Table(title=Text(f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}",
+                                 style="table.title"),
                       caption="text, frames, tags: cosine of that modality alone; shared: tags in common" if why else None)
         longest = max((len(n["anchor_id"]) for n in r["neighbours"]), default=9)
         # with --explain the neighbour's own tags give way to the shared ones, so the row fits 80 columns
@@ -88,7 +90,7 @@ def print_tables(look, rows: list[dict]) -> None:
                           ", ".join(e["shared_tags"])]
             else:
                 cells += [", ".join(n.get("tags", [])), f"{n['score']:.3f}"]
-            table.add_row(*map(escape, cells))
+            table.add_row(*map(Text, cells))
         console.print(table)
 
 

@@ -109,8 +109,20 @@ def claim_review_log(log: Path) -> None:
     try:
         read_reviews(log)
     except AnchorEmbedError as exc:
+        lines = [x for x in read_text(log).split("\n") if x.strip()]
+        if len(lines) > 1 and f": line {len(lines)}: " in str(exc) and all(_is_mark(x) for x in lines[:-1]):
+            raise AnchorEmbedError(f"review log {log}: its last line is no mark, the rest are (a line cut short by "
+                                   "a crash while appending?): remove that line to go on") from None
         raise AnchorEmbedError(f"review log {exc}; marks are appended only to a review log or a new file: give "
                                "another --review-log") from None
+
+
+def _is_mark(line: str) -> bool:
+    try:
+        parse_mark(line)
+    except ValueError:
+        return False
+    return True
 
 
 def read_reviews(log: str | Path) -> tuple[set[frozenset], set[frozenset]]:

@@ -19,10 +19,15 @@ def test_a_file_that_is_no_review_log_is_refused_and_a_log_or_new_file_is_taken(
     with pytest.raises(AnchorEmbedError, match=rf"^review log {config}: line 1: not a review line .*give another "
                                                "--review-log$"):
         claim_review_log(config)
-    mixed = tmp_path / "mixed.jsonl"                          # a mark, then a line that is none
-    mixed.write_text('{"a": "x", "b": "y", "verdict": "same_owner"}\nnot json\n')
+    mixed = tmp_path / "mixed.jsonl"                          # a mark, a line that is none, a mark
+    mark = '{"a": "x", "b": "y", "verdict": "same_owner"}\n'
+    mixed.write_text(mark + "not json\n" + mark)
     with pytest.raises(AnchorEmbedError, match=rf"^review log {mixed}: line 2: not a review line"):
         claim_review_log(mixed)
+    cut = tmp_path / "cut.jsonl"                              # a crash while appending cut the last mark short
+    cut.write_text(mark + mark[:20] + "\n")
+    with pytest.raises(AnchorEmbedError, match=rf"^review log {cut}: its last line is no mark, the rest are .*remove"):
+        claim_review_log(cut)
     log = tmp_path / "reviews.jsonl"
     claim_review_log(log)                                     # no file yet
     log.write_text("")

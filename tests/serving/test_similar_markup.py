@@ -10,7 +10,7 @@ from tests.conftest import run_cli, write_jsonl
 BRACKETED = [
     {"anchor_id": "m1", "nickname": "[TTV] Ninja [/]", "profile": "Fortnite pro", "tags": ["fortnite", "english"]},
     {"anchor_id": "m2", "nickname": "[bold]Boldy", "profile": "Fortnite casual", "tags": ["fortnite", "english"]},
-    {"anchor_id": "[b]m3", "nickname": "plain", "profile": "Fortnite and chill", "tags": ["fortnite", "[/tag]"]},
+    {"anchor_id": "[b]m3", "nickname": "plain\\", "profile": "Fortnite and chill", "tags": ["fortnite", "[/tag]"]},
 ]
 
 
@@ -27,6 +27,7 @@ def test_similar_table_shows_brackets_as_written(pretrained, tmp_path, capsys, m
     out = capsys.readouterr().out
     assert out.count("[TTV] Ninja [/]") == 3 and out.count("[bold]Boldy") == 3     # two rows and one title each
     assert out.count("[b]m3") == 3 and out.count("[/tag]") == 3
+    assert out.count("plain\\") == 3 and "plain\\\\" not in out          # a trailing backslash once, as written
 
 
 def _vectors(vec, keys):

@@ -118,6 +118,7 @@ def claim_review_log(log: Path) -> None:
 
 
 def _is_mark(line: str) -> bool:
+    """Whether one line of a log is a review mark."""
     try:
         parse_mark(line)
     except ValueError:

@@ -147,6 +147,7 @@ def test_batches_over_the_limit_are_refused_with_413(client, sample_index, tmp_p
         assert "at most 2" in c.post("/similar", json={"ids": ["s0000"] * 3}).json()["detail"]
 
 
+@pytest.mark.slow
 def test_startup_refuses_a_folder_that_is_no_model_and_a_review_log_that_is_no_file(sample_index, tmp_path):
     """Both were found only by the first request, which got HTTP 500 and a traceback in the log."""
     import subprocess
@@ -323,6 +324,7 @@ def test_the_bearer_scheme_is_read_in_any_case(sample_index, tmp_path):
             assert c.get("/similar/s0000", headers={"Authorization": header}).status_code == 401, header
 
 
+@pytest.mark.slow
 def test_startup_refuses_a_busy_port_and_another_model_with_one_line(sample_index, pretrained, tmp_path):
     """A busy port printed the "serve: ... on http://..." announcement, then uvicorn's "[Errno 98]" and exit
     code 3; another model than the index's served. Both are now one line and exit code 2, before any

@@ -103,6 +103,7 @@ def test_cli_meta_tags_reach_the_cache_and_new_streamers_get_the_same(sample, sa
     assert "misspelt" not in said
 
 
+@pytest.mark.slow
 def test_a_meta_field_no_record_has_is_named(sample, tmp_path, capsys):
     """A misspelt --meta-tags field would add no tag anywhere: the run says so, naming it."""
     capsys.readouterr()

@@ -162,6 +162,7 @@ def test_adapt_resume_refuses_other_inputs(sample, sample_cache, pretrained, tmp
     assert "(labels changed by content)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_stopped_run_says_how_to_continue(sample_cache, tmp_path):
     """SIGTERM (a scheduler's stop) or Ctrl-C printed nothing; now a line names the checkpoint and --resume."""
     run = tmp_path / "run"

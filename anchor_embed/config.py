@@ -76,13 +76,7 @@ def resolve(model: type[C], path: str | Path | None, overrides: dict, ignore: tu
     if path:
         path = Path(path)
         values = {k: v for k, v in read_config_file(path).items() if k not in ignore}
-    for k, v in overrides.items():
-        if v is None:
-            continue
-        if isinstance(v, dict) and isinstance(values.get(k), dict):
-            values[k] = {**values[k], **v}
-        else:
-            values[k] = v
+    values = merge_given(values, overrides)
     try:
         return model.model_validate(values)
     except ValidationError as exc:
@@ -94,6 +88,17 @@ def resolve(model: type[C], path: str | Path | None, overrides: dict, ignore: tu
         flag = _given_by_flag(exc, overrides)
         raise AnchorEmbedError(describe(exc, f"{path}: " if path and not flag else "")
                                + (" (from the command line)" if path and flag else "")) from None
+
+
+def merge_given(values: dict, overrides: dict) -> dict:
+    """`values` (a saved config's) with the `overrides` given on top: None means 'not given', and a dict is merged
+    into the dict it replaces key by key (`--param` names one of a method's settings, not all of them)."""
+    out = dict(values)
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _given_by_flag(exc: ValidationError, overrides: dict) -> bool:

@@ -43,7 +43,7 @@ def exclusive(folder: str | Path, what: str) -> Iterator[Path]:
     tmp = folder / f"{LOCK}.{me['pid']}.{threading.get_ident()}.tmp"
     tmp.write_text(json.dumps(me))
     try:
-        _take(lock, tmp, me, folder)
+        _take(lock, tmp, folder)
     finally:
         tmp.unlink(missing_ok=True)
     try:
@@ -52,7 +52,7 @@ def exclusive(folder: str | Path, what: str) -> Iterator[Path]:
         lock.unlink(missing_ok=True)
 
 
-def _take(lock: Path, tmp: Path, me: dict, folder: Path) -> None:
+def _take(lock: Path, tmp: Path, folder: Path) -> None:
     """Link `tmp` as `lock`; a lock of a dead process on this host is taken over, a live one is an error."""
     for _ in range(2):
         try:
@@ -62,7 +62,7 @@ def _take(lock: Path, tmp: Path, me: dict, folder: Path) -> None:
                 holder = json.loads(lock.read_text())
             except (OSError, json.JSONDecodeError):
                 holder = {}
-            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not alive(holder["pid"]):
+            if _stale(holder):
                 lock.unlink(missing_ok=True)   # left by a process that is gone: stale
                 continue
             raise AnchorEmbedError(
@@ -79,8 +79,10 @@ def writer(folder: str | Path) -> dict | None:
         holder = json.loads((Path(folder) / LOCK).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if not isinstance(holder, dict):
-        return None
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) and not alive(holder["pid"]):
-        return None
-    return holder
+    return holder if isinstance(holder, dict) and not _stale(holder) else None
+
+
+def _stale(holder: dict) -> bool:
+    """Whether a lock's holder is a process gone from this host (a holder on another host cannot be checked)."""
+    return holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
+        and not alive(holder["pid"])

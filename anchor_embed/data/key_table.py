@@ -97,13 +97,12 @@ class KeyTable:
             return [self._legacy[2].get(k, {}) for k in self._legacy[0]]
         if self._labels_fd is None:
             return [{} for _ in range(len(self))]
-        size, parts = int(self._offsets[-1]), []
-        while (got := sum(map(len, parts))) < size:        # one read returns at most about 2 GiB on Linux
-            part = os.pread(self._labels_fd, min(size - got, 1 << 30), got)
+        size, data = int(self._offsets[-1]), bytearray()
+        while len(data) < size:                             # one read returns at most about 2 GiB on Linux
+            part = os.pread(self._labels_fd, min(size - len(data), 1 << 30), len(data))
             if not part:
                 break
-            parts.append(part)
-        data = b"".join(parts)
+            data += part
         return json.loads(b"[" + b",".join(data.split(b"\n")[:len(self)]) + b"]")     # one parse: half the time
 
     def close_to(self, key: str, n: int = 3) -> list[str]:

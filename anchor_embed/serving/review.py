@@ -94,10 +94,9 @@ def starts_as_log(log: Path) -> bool:
     if first is None:
         return True
     try:
-        parse_mark(first.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError):
+        return _is_mark(first.decode("utf-8-sig"))
+    except UnicodeDecodeError:
         return False
-    return True
 
 
 def claim_review_log(log: Path) -> None:
@@ -110,7 +109,7 @@ def claim_review_log(log: Path) -> None:
         read_reviews(log)
     except AnchorEmbedError as exc:
         lines = [x for x in read_text(log).split("\n") if x.strip()]
-        if len(lines) > 1 and f": line {len(lines)}: " in str(exc) and all(_is_mark(x) for x in lines[:-1]):
+        if len(lines) > 1 and all(_is_mark(x) for x in lines[:-1]):     # then the last line is the bad one
             raise AnchorEmbedError(f"review log {log}: its last line is no mark, the rest are (a line cut short by "
                                    "a crash while appending?): remove that line to go on") from None
         raise AnchorEmbedError(f"review log {exc}; marks are appended only to a review log or a new file: give "

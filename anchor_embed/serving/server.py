@@ -63,6 +63,7 @@ class ServedIndex:
         self.folder = Path(folder)
         self.model, self.model_id = model, model_id
         self._lookup = Lookup.open(self.folder)
+        self.media_root = recorded_media_root(self._lookup.meta)
         self._stamp = self._read_stamp()
         if model is not None and model_id is not None:
             wrong = model_mismatch(self._lookup.meta, self.folder, model, model_id)
@@ -92,9 +93,7 @@ class ServedIndex:
             return False
         if stamp == self._stamp:
             return False
-        new = Lookup.open(self.folder)
-        if not (new.index.ntotal == len(new.keys) == new.meta.get("count")):
-            return False                              # caught between two files of a build: try again later
+        new = Lookup.open(self.folder)          # refuses files of two builds: retried at the next poll
         if self.model is not None and self.model_id is not None:
             wrong = model_mismatch(new.meta, self.folder, self.model, self.model_id)
             if wrong:                                 # keep the old index, which /embed's vectors match
@@ -105,6 +104,7 @@ class ServedIndex:
                 return False
         with self._guard:
             self._lookup, self._stamp = new, stamp
+            self.media_root = recorded_media_root(new.meta)
             self.swaps += 1
         return True
 
@@ -155,16 +155,14 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def default_media_root(index: Path) -> Path | None:
+def recorded_media_root(meta: dict) -> Path | None:
     """The media root the indexed vectors were embedded with: recorded in the index's meta.json by its build, or
     (an index built before it was) read from the vectors folder's fingerprint.json, while that folder exists."""
-    try:
-        meta = json.loads((index / "meta.json").read_text())
-        if meta.get("media_root"):
-            return Path(meta["media_root"])
-        return Path(json.loads((Path(meta["vectors_dir"]) / "fingerprint.json").read_text())["media_root"])
-    except (OSError, KeyError, TypeError, json.JSONDecodeError):
-        return None
+    from anchor_embed.serving.index import embedded_media_root
+
+    root = meta.get("media_root") or (embedded_media_root(Path(meta["vectors_dir"]))
+                                      if isinstance(meta.get("vectors_dir"), str) else None)
+    return Path(root) if root else None
 
 
 def check_review_log(log: Path) -> None:
@@ -309,15 +307,11 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     served = ServedIndex(index, poll, Path(model) if model is not None else None, model_id)
     heavy = threading.BoundedSemaphore(workers)
     metrics = Metrics()
-    media = Path(media_root) if media_root else default_media_root(Path(index))
-
     def media_now() -> Path | None:
         """--media-root, else the one the served build records (a swapped-in build may record another)."""
-        if media_root:
-            return Path(media_root)
-        recorded = served.lookup.meta.get("media_root")
-        return Path(recorded) if recorded else media
-    if media is None or not media.is_dir():
+        return Path(media_root) if media_root else served.media_root
+
+    if (media := media_now()) is None or not media.is_dir():
         from anchor_embed.progress import say
 
         what = f"no media root recorded for {index}" if media is None else f"the media root {media} is not a folder"

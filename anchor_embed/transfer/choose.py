@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from anchor_embed import atomic
-from anchor_embed.config import parse_value, resolve
+from anchor_embed.config import merge_given, parse_value, resolve
 from anchor_embed.errors import AnchorEmbedError, TrainingCollapsed
 from anchor_embed.progress import say
 from anchor_embed.transfer.config import TransferConfig
@@ -117,12 +117,7 @@ def _started_settings(out: Path, config: str | Path | None, kwargs: dict) -> dic
     saved = atomic.read_json_object(f).get("settings") if f.is_file() and config is None else None
     if not saved:
         return kwargs
-    merged = {k: v for k, v in saved.items() if k not in HARDWARE}
-    for k, v in kwargs.items():
-        if v is None:
-            continue
-        merged[k] = {**(merged.get(k) or {}), **v} if k == "params" and isinstance(v, dict) else v
-    return merged
+    return merge_given({k: v for k, v in saved.items() if k not in HARDWARE}, kwargs)
 
 
 def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices: dict[str, list],

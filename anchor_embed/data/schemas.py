@@ -147,6 +147,8 @@ class DedupGroup(BaseModel):
     min_exact: bool = Field(True, description="False when the minimum comes from a sample of pairs (large groups).")
     linkage: str = Field("single", description="single: connected components; complete: every pair at or "
                          "above the threshold.")
+    vectors: str | None = Field(None, description="The fingerprint of the vectors it was found in (their "
+                                "meta.json), when they record one.")
 
 
 class ClusterRow(BaseModel):
@@ -155,6 +157,8 @@ class ClusterRow(BaseModel):
     anchor_id: str
     cluster: int
     distance: float = Field(description="1 - cosine to the cluster centroid.")
+    vectors: str | None = Field(None, description="The fingerprint of the vectors it was assigned from (their "
+                                "meta.json), when they record one.")
 
 
 class MinedPair(BaseModel):

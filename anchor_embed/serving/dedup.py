@@ -23,7 +23,7 @@ from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 from anchor_embed.serving.output_file import claim
-from anchor_embed.serving.vectors import open_vectors
+from anchor_embed.serving.vectors import open_vectors, vectors_id
 
 EXACT_MEMBERS = 3000      # pairwise minimum computed exactly up to this group size
 SAMPLED_PAIRS = 200_000   # pairs sampled for larger groups
@@ -233,8 +233,9 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
     `overwrite`."""
     check_flags(threshold, clusters, assign, max_group_size)
     out = Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl"
-    claim(out, "dedup", ("group", "representative", "members"), overwrite)
-    x, keys, _ = open_vectors(vectors)
+    x, keys, meta = open_vectors(vectors)
+    made_from = vectors_id(meta)
+    claim(out, "dedup", ("group", "representative", "members"), overwrite, made_from)
     clusters = capped_clusters(clusters, len(keys), "dedup")
     most = len(keys) // MIN_CLUSTER_SIZE
     if memory_budget is not None:
@@ -261,7 +262,7 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
         say_unapplied("dedup", vectors, [*yes, *no], set(pos))
     groups = dedup_vectors(x, threshold, clusters, assign=assign, linkage=linkage,
                            max_group_size=max_group_size, confirmed=confirmed, rejected=rejected, keys=keys)
-    return write_groups(groups, keys, threshold, linkage, out)
+    return write_groups(groups, keys, threshold, linkage, out, made_from)
 
 
 def capped_clusters(clusters: int, n: int, stage: str) -> int:
@@ -294,11 +295,14 @@ def say_unapplied(stage: str, vectors, pairs: list, known: set[str]) -> None:
             + escape(", ".join(map(repr, absent[:3]))) + ")")
 
 
-def write_groups(groups: list[dict], keys: list[str], threshold: float, linkage: str, out: Path) -> list[dict]:
-    """DedupGroup lines (ids, not rows) written to `out`, with a one-line summary of the sizes."""
+def write_groups(groups: list[dict], keys: list[str], threshold: float, linkage: str, out: Path,
+                 made_from: str | None = None) -> list[dict]:
+    """DedupGroup lines (ids, not rows) written to `out`, with a one-line summary of the sizes; each records the
+    fingerprint of the vectors it was found in (`made_from`), when they have one."""
     rows = [{"group": g, "representative": keys[gr["representative"]], "members": [keys[m] for m in gr["members"]],
              "size": len(gr["members"]), "min_similarity": round(gr["min_similarity"], 4),
-             "max_similarity": round(gr["max_similarity"], 4), "min_exact": gr["min_exact"], "linkage": linkage}
+             "max_similarity": round(gr["max_similarity"], 4), "min_exact": gr["min_exact"], "linkage": linkage,
+             **({"vectors": made_from} if made_from else {})}
             for g, gr in enumerate(groups)]
     atomic.write_jsonl(out, rows)
     sizes = np.bincount([r["size"] for r in rows]) if rows else np.array([], int)

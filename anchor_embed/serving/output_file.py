@@ -31,13 +31,32 @@ def is_output(path: Path, fields: Collection[str]) -> bool:
     return row is not None and set(fields) <= row.keys()
 
 
-def claim(out: Path, command: str, fields: Collection[str], overwrite: bool) -> None:
-    """Refuse `out` before any work when it is a folder, or an existing file that is neither empty nor `command`'s
-    output (its first line an object with `fields`), unless `overwrite`."""
+def claim(out: Path, command: str, fields: Collection[str], overwrite: bool, made_from: str | None = None) -> None:
+    """Refuse `out` before any work when it is a folder, inside the vectors folder of other vectors than those
+    with fingerprint `made_from` (that folder's own outputs are made from its vectors, and embed clears them with
+    its vectors), or an existing file that is neither empty nor `command`'s output (its first line an object
+    with `fields`) unless `overwrite`."""
     if out.is_dir():
         raise AnchorEmbedError(f"--out {out}: a folder; name the JSONL file to write")
+    home = _vectors_fingerprint(out.parent)
+    if made_from and home and home != made_from:
+        raise AnchorEmbedError(f"--out {out}: inside {out.parent}, the vectors folder of other vectors (fingerprint "
+                               f"{home}; these are {made_from}); write the {command} output elsewhere")
     if not out.exists() or overwrite:
         return
     if not is_output(out, fields):
         raise AnchorEmbedError(f"--out {out}: exists and is not a {command} output; choose another --out or pass "
                                "--overwrite to replace it")
+
+
+def _vectors_fingerprint(folder: Path) -> str | None:
+    """The fingerprint of the vectors `folder` holds when it is a vectors folder embed wrote, else None."""
+    if not (folder / "vectors.npy").is_file():
+        return None
+    from anchor_embed.serving.vectors import vectors_id
+
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return vectors_id(meta) if isinstance(meta, dict) else None

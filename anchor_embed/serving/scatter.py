@@ -12,7 +12,7 @@ from anchor_embed.data.key_file import read_text
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 from anchor_embed.serving.output_file import claim
-from anchor_embed.serving.vectors import open_vectors
+from anchor_embed.serving.vectors import open_vectors, vectors_id
 from anchor_embed.vectorspace import centroid_index
 
 
@@ -41,8 +41,9 @@ def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None =
     if clusters < 1:
         raise AnchorEmbedError(f"--clusters {clusters}: at least 1")
     out = Path(out) if out else Path(vectors) / "clusters.jsonl"
-    claim(out, "scatter", ("anchor_id", "cluster"), overwrite)
-    x, keys, _ = open_vectors(vectors, need=1)
+    x, keys, meta = open_vectors(vectors, need=1)
+    made_from = vectors_id(meta)
+    claim(out, "scatter", ("anchor_id", "cluster"), overwrite, made_from)
     if clusters > len(keys):
         say(f"[yellow]scatter[/]: --clusters {clusters} > {len(keys)} streamers: {len(keys)} clusters instead")
     # fitted on the rows in key order: the clusters depend on which streamers there are, not on the file's
@@ -51,8 +52,8 @@ def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None =
     index = centroid_index(x[np.argsort(np.array(keys, dtype=object), kind="stable")], clusters, seed)
     sims, found = index.search(x, 1)
     labels, dist = found[:, 0].astype(np.int64), 1.0 - sims[:, 0]
-    rows = [{"anchor_id": k, "cluster": int(c), "distance": round(float(d), 5)}
-            for k, c, d in zip(keys, labels, dist, strict=True)]
+    rows = [{"anchor_id": k, "cluster": int(c), "distance": round(float(d), 5),
+             **({"vectors": made_from} if made_from else {})} for k, c, d in zip(keys, labels, dist, strict=True)]
     atomic.write_jsonl(out, rows)
     sizes = np.bincount(labels)
     sizes = sizes[sizes > 0]

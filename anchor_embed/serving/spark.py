@@ -349,7 +349,8 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
     out = Path(out) if out else _local(_beside(spark, vectors, f"dedup-{threshold}.jsonl"))
     if out.parent.exists() and not out.parent.is_dir():
         raise AnchorEmbedError(f"--out {out}: its parent is not a folder; give a file path")
-    claim(out, "dedup", ("group", "representative", "members"), overwrite)
+    made_from = _vectors_fingerprint(spark, vectors)
+    claim(out, "dedup", ("group", "representative", "members"), overwrite, made_from)
     df, n = _read_vectors(spark, vectors)
     clusters = capped_clusters(clusters, n, "spark dedup")
     if clusters > 1:
@@ -387,7 +388,16 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
     groups = groups_from_edges(x, src, dst, threshold, linkage, max_group_size, confirmed, rejected, seed)
     say(f"[bold]spark dedup[/]: {len(pairs)} pairs at cosine >= {threshold} among {n} streamers"
         + (f" searched within {clusters} clusters (each streamer in {assign})" if clusters > 1 else ""))
-    return write_groups(groups, nodes, threshold, linkage, out)
+    return write_groups(groups, nodes, threshold, linkage, out, made_from)
+
+
+def _vectors_fingerprint(spark, vectors: str | Path) -> str | None:
+    """The fingerprint `spark embed` recorded for a vectors table, None for one it did not write (an export)."""
+    from anchor_embed.serving.spark_out import Folder, read_meta
+    from anchor_embed.serving.vectors import vectors_id
+
+    v = Folder(spark, str(vectors))
+    return vectors_id(read_meta(v) or {}) if v.is_dir() else None
 
 
 def _local(f) -> Path:

@@ -11,6 +11,13 @@ from anchor_embed.data.key_file import read_keys
 from anchor_embed.errors import AnchorEmbedError
 
 
+def vectors_id(meta: dict) -> str | None:
+    """What identifies a vectors folder's vectors in the outputs made from them: embed's fingerprint of what made
+    them, None for an older folder whose meta.json has none."""
+    made = meta.get("fingerprint")
+    return made if isinstance(made, str) and made else None
+
+
 def open_vectors(vec_dir: str | Path, need: int = 0) -> tuple[np.ndarray, list[str], dict]:
     """Memory-mapped vectors, their keys and meta of a finished vectors folder (at least `need` of them)."""
     vec_dir = Path(vec_dir)

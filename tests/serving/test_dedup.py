@@ -168,7 +168,7 @@ def test_with_keys_the_groups_do_not_depend_on_the_rows_order():
         assert all(m == sorted(m) for _, m in one) and [m[0] for _, m in one] == sorted(m[0] for _, m in one)
 
 
-def _vectors_folder(vec, x):
+def _vectors_folder(vec, x, fingerprint=None):
     import json
 
     from anchor_embed.data.key_file import write_keys
@@ -176,8 +176,40 @@ def _vectors_folder(vec, x):
     vec.mkdir()
     np.save(vec / "vectors.npy", x)
     write_keys(vec / "keys.txt", [f"s{i:03d}" for i in range(len(x))])
-    (vec / "meta.json").write_text(json.dumps({"model_hash": "m", "dim": x.shape[1], "count": len(x)}))
+    meta = {"model_hash": "m", "dim": x.shape[1], "count": len(x)}
+    (vec / "meta.json").write_text(json.dumps({**meta, "fingerprint": fingerprint} if fingerprint else meta))
     return vec
+
+
+def test_outputs_record_their_vectors_and_stay_out_of_other_vectors_folders(tmp_path, capsys):
+    """`dedup A --out B/dedup-0.99.jsonl` replaced B's own groups with A's without a word (and B's next embed
+    --overwrite would clear them as B's). Each row records the fingerprint of the vectors it came from, and an
+    --out inside the folder of other vectors is refused before any work; a rerun on the folder's own vectors,
+    and an --out outside any vectors folder, are as before."""
+    import json
+
+    from tests.conftest import run_cli
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    x = np.concatenate([x, x[:3] + 0.01])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    a = _vectors_folder(tmp_path / "a", x, "fa")
+    b = _vectors_folder(tmp_path / "b", x[::-1].copy(), "fb")
+    for command, flags, name in (("dedup", ["--threshold", "0.99"], "dedup-0.99.jsonl"),
+                                 ("scatter", ["--clusters", "3"], "clusters.jsonl")):
+        assert run_cli(command, b, *flags) == 0
+        mine = (b / name).read_text()
+        assert {json.loads(line)["vectors"] for line in mine.splitlines()} == {"fb"}
+        capsys.readouterr()
+        for extra in ([], ["--overwrite"]):
+            assert run_cli(command, a, *flags, "--out", b / name, *extra) == 2
+            assert f"inside {b}, the vectors folder of other vectors (fingerprint fb; these are fa)" \
+                in capsys.readouterr().err.replace("\n", " ")
+            assert (b / name).read_text() == mine
+        assert run_cli(command, b, *flags, "--out", b / name) == 0           # its own vectors: a rerun
+        assert run_cli(command, a, *flags, "--out", tmp_path / name) == 0    # outside any vectors folder
+        assert run_cli(command, b, *flags, "--out", tmp_path / name) == 0    # a rerun of other vectors there
 
 
 def test_dedup_and_scatter_out_replace_only_their_own_output(tmp_path, capsys):

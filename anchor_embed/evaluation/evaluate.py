@@ -209,6 +209,9 @@ def evaluate(
     say(escape(markdown_table(rows)))                # a run folder's name may hold [brackets]
     if out:
         out = Path(out)
-        written = record.write(out / "evaluation.json", inputs, rows, **({"this_run": this_run} if this_run else {}))
+        if this_run and (out / "config.json").is_file():     # its card wrote (and merged) it a moment ago
+            written = atomic.read_json_object(out / "evaluation.json")["rows"]
+        else:
+            written = record.write(out / "evaluation.json", inputs, rows, **({"this_run": this_run} if this_run else {}))
         atomic.write_text(out / "evaluation.md", markdown_table(written))
     return rows

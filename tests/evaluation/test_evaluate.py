@@ -124,5 +124,10 @@ def test_out_into_another_runs_folder_is_refused_and_a_runs_own_keeps_this_run(s
     assert run_cli(*args, "--out", a) == 0
     saved = json.loads((a / "evaluation.json").read_text())
     assert saved["this_run"] == "a" and [r["model"] for r in saved["rows"]] == ["a"]
+    assert run_cli(*args, "--ridge", "--out", a) == 0
+    capsys.readouterr()
+    assert run_cli(*args, "--out", a) == 0            # its ridge rows kept, said once (the card's write and --out's)
+    assert capsys.readouterr().err.replace("\n", " ").count("row(s) of the earlier evaluation of the same inputs") == 1
+    assert "ridge (reference)" in (a / "evaluation.md").read_text()
     assert run_cli(*args, "--out", tmp_path / "ev") == 0
     assert [r["model"] for r in json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]] == ["a"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from rich.console import Console
 from rich.progress import (
@@ -16,19 +17,20 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
-_warnings_only = 0      # > 0 inside `warnings_only()`
+# inside `warnings_only()`: per thread (and asyncio task), so one caller's quiet call does not silence another's
+_warnings_only: ContextVar[bool] = ContextVar("warnings_only", default=False)
 
 
 @contextmanager
 def warnings_only() -> Iterator[None]:
     """Status lines and progress bars off, warnings (`[yellow]` lines) still said: for a library call whose
-    caller asked for quiet (`Model.encode(quiet=True)` in a notebook or a service loop)."""
-    global _warnings_only
-    _warnings_only += 1
+    caller asked for quiet (`Model.encode(quiet=True)` in a notebook or a service loop); other threads are not
+    quietened."""
+    token = _warnings_only.set(True)
     try:
         yield
     finally:
-        _warnings_only -= 1
+        _warnings_only.reset(token)
 
 
 def make_progress() -> Progress:
@@ -36,12 +38,12 @@ def make_progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False, disable=console.quiet or _warnings_only > 0,
+        console=console, transient=False, disable=console.quiet or _warnings_only.get(),
     )
 
 
 def say(message: str) -> None:
     """A status line on stderr, never wrapped by rich: a log keeps one message a line (a terminal wraps it)."""
-    if _warnings_only and not message.startswith(("[yellow]", "[red]", "  ")):   # "  ...": a warning's detail
+    if _warnings_only.get() and not message.startswith(("[yellow]", "[red]", "  ")):   # "  ...": a warning's detail
         return
     console.print(message, highlight=False, soft_wrap=True)

@@ -70,8 +70,13 @@ def test_spark_dedup_gives_the_one_box_groups(movielens_run, flags):
                    "--master", MASTER, *flags) == 0
     expected = _groups(root / "one.jsonl")
     assert len(expected) > 1 and _groups(root / "spark.jsonl") == expected
-    # not only the same sets: the same lines (representative among equals, member and group order by id)
-    assert (root / "spark.jsonl").read_text() == (root / "one.jsonl").read_text()
+    # not only the same sets: the same lines (representative among equals, member and group order by id), each
+    # recording the vectors it was found in: the one-box folder's fingerprint, the Spark table's
+    one, spark = ([json.loads(x) for x in (root / f).read_text().splitlines()] for f in ("one.jsonl", "spark.jsonl"))
+    meta = json.loads((root / "spark-vectors" / "_anchor_embed.json").read_text())
+    assert {r.pop("vectors") for r in spark} == {meta["fingerprint"]}
+    assert {r.pop("vectors") for r in one} == {json.loads((root / "vectors" / "meta.json").read_text())["fingerprint"]}
+    assert spark == one
 
 
 def test_spark_clustered_dedup_equals_the_single_process_search(movielens_run, capsys):

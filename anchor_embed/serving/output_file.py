@@ -7,7 +7,10 @@ import json
 from collections.abc import Collection
 from pathlib import Path
 
+from rich.markup import escape
+
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.progress import say
 
 
 def first_row(path: Path) -> dict | None:
@@ -35,18 +38,39 @@ def claim(out: Path, command: str, fields: Collection[str], overwrite: bool, mad
     """Refuse `out` before any work when it is a folder, inside the vectors folder of other vectors than those
     with fingerprint `made_from` (that folder's own outputs are made from its vectors, and embed clears them with
     its vectors), or an existing file that is neither empty nor `command`'s output (its first line an object
-    with `fields`) unless `overwrite`."""
+    with `fields`) unless `overwrite`; replacing the output of other vectors is said in one line."""
     if out.is_dir():
         raise AnchorEmbedError(f"--out {out}: a folder; name the JSONL file to write")
     home = _vectors_fingerprint(out.parent)
     if made_from and home and home != made_from:
         raise AnchorEmbedError(f"--out {out}: inside {out.parent}, the vectors folder of other vectors (fingerprint "
                                f"{home}; these are {made_from}); write the {command} output elsewhere")
+    owner = _owner(out)
+    if owner:
+        raise AnchorEmbedError(f"--out {out}: one of the files of the {owner} folder {out.parent} (--overwrite never "
+                               f"replaces those); name another file for the {command} output")
     if not out.exists() or overwrite:
         return
     if not is_output(out, fields):
         raise AnchorEmbedError(f"--out {out}: exists and is not a {command} output; choose another --out or pass "
                                "--overwrite to replace it")
+    recorded = (first_row(out) or {}).get("vectors")
+    if made_from and recorded and recorded != made_from:
+        say(f"[yellow]{command}[/]: replacing {escape(str(out))}, the {command} output of other vectors (fingerprint "
+            f"{escape(str(recorded))}; these are {made_from})")
+
+
+def _owner(out: Path) -> str | None:
+    """'vectors' or 'index' when `out` is a file of the vectors folder embed wrote or of an index folder (its
+    vectors.npy, keys.txt, meta.json...), which no other command's --out may replace."""
+    from anchor_embed.serving.embed import EMBED_FILES
+    from anchor_embed.serving.index import INDEX_FILES
+
+    if (out.parent / "vectors.npy").is_file() and (out.parent / "meta.json").is_file() and out.name in EMBED_FILES:
+        return "vectors"
+    if (out.parent / "index.faiss").is_file() and out.name in INDEX_FILES:
+        return "index"
+    return None
 
 
 def _vectors_fingerprint(folder: Path) -> str | None:

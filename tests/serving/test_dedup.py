@@ -209,7 +209,12 @@ def test_outputs_record_their_vectors_and_stay_out_of_other_vectors_folders(tmp_
             assert (b / name).read_text() == mine
         assert run_cli(command, b, *flags, "--out", b / name) == 0           # its own vectors: a rerun
         assert run_cli(command, a, *flags, "--out", tmp_path / name) == 0    # outside any vectors folder
-        assert run_cli(command, b, *flags, "--out", tmp_path / name) == 0    # a rerun of other vectors there
+        capsys.readouterr()
+        assert run_cli(command, b, *flags, "--out", tmp_path / name) == 0    # a rerun of other vectors there,
+        assert f"replacing {tmp_path / name}, the {command} output of other vectors (fingerprint fa; these are fb)" \
+            in capsys.readouterr().err.replace("\n", " ")                  # said
+        assert run_cli(command, b, *flags, "--out", tmp_path / name) == 0
+        assert "output of other vectors" not in capsys.readouterr().err
 
 
 def test_dedup_and_scatter_out_replace_only_their_own_output(tmp_path, capsys):
@@ -270,3 +275,31 @@ def test_dedup_clusters_are_capped_so_groups_are_not_split(tmp_path, capsys):
     small = _vectors_folder(tmp_path / "small", (x[:80] / np.linalg.norm(x[:80], axis=1, keepdims=True)).astype(np.float32))
     assert run_cli("dedup", small, "--threshold", "0.97", "--clusters", "4", "--out", tmp_path / "s.jsonl") == 0
     assert "--clusters 4 for 80 streamers: exact search instead" in capsys.readouterr().err.replace("\n", " ")
+    capsys.readouterr()
+    assert groups("--clusters", "3", "--assign", "5") == exact          # every streamer in every cluster: said
+    assert "--assign 5 > 3 clusters: each streamer joins all 3" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_out_never_replaces_a_file_of_a_vectors_or_index_folder(tmp_path, capsys):
+    """`dedup VEC --out VEC/vectors.npy --overwrite` replaced the vectors with its groups (and `scatter --out
+    VEC/keys.txt --overwrite` the keys): every later command on the folder was a traceback. --overwrite replaces a
+    user's file, never one of a vectors or index folder's own."""
+    from tests.conftest import run_cli
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 8)).astype(np.float32)
+    vec = _vectors_folder(tmp_path / "vec", x / np.linalg.norm(x, axis=1, keepdims=True), "fv")
+    before = {p.name: p.read_bytes() for p in vec.iterdir()}
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    (idx / "index.faiss").write_bytes(b"index")
+    (idx / "meta.json").write_text("{}")
+    for command, flags in (("dedup", ["--threshold", "0.99"]), ("scatter", ["--clusters", "3"])):
+        for out, owner in ((vec / "vectors.npy", "vectors"), (vec / "keys.txt", "vectors"),
+                           (vec / "meta.json", "vectors"), (idx / "meta.json", "index")):
+            capsys.readouterr()
+            assert run_cli(command, vec, *flags, "--out", out, "--overwrite") == 2
+            assert f"one of the files of the {owner} folder" in capsys.readouterr().err.replace("\n", " ")
+    assert {p.name: p.read_bytes() for p in vec.iterdir()} == before
+    assert (idx / "meta.json").read_text() == "{}"
+    assert run_cli("dedup", vec, "--threshold", "0.99", "--out", vec / "mine.jsonl") == 0   # other names as before

@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from anchor_embed import atomic
 from anchor_embed.errors import AnchorEmbedError
-from anchor_embed.progress import say
+from anchor_embed.progress import counted, say
 from anchor_embed.serving.output_file import claim
 from anchor_embed.serving.vectors import open_vectors, vectors_id
 
@@ -250,6 +250,7 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
                                         "too few streamers to split into clusters; exact search")
                 + (f" (the budget asks {want}; clusters under {MIN_CLUSTER_SIZE} streamers split groups)"
                    if 0 < clusters < want else ""))
+    say_assign_cap("dedup", assign, clusters)
     confirmed, rejected = set(), set()
     if reviewed:
         from anchor_embed.serving.review import read_reviews
@@ -275,6 +276,12 @@ def capped_clusters(clusters: int, n: int, stage: str) -> int:
         + (f"{most} clusters instead" if most > 1 else "exact search instead")
         + f" (smaller clusters than {MIN_CLUSTER_SIZE} streamers split groups of duplicates)")
     return most if most > 1 else 0
+
+
+def say_assign_cap(stage: str, assign: int, clusters: int) -> None:
+    """One line when --assign asks more clusters per streamer than there are: each joins every cluster."""
+    if clusters > 1 and assign > clusters:
+        say(f"[yellow]{stage}[/]: --assign {assign} > {clusters} clusters: each streamer joins all {clusters}")
 
 
 def _size(n: int) -> str:
@@ -307,6 +314,6 @@ def write_groups(groups: list[dict], keys: list[str], threshold: float, linkage:
     atomic.write_jsonl(out, rows)
     sizes = np.bincount([r["size"] for r in rows]) if rows else np.array([], int)
     summary = ", ".join(f"{n} of size {s}" for s, n in enumerate(sizes) if n)
-    say(f"[bold]dedup[/]: {len(rows)} groups at cosine >= {threshold} ({linkage} linkage; "
-        f"{sum(r['size'] - 1 for r in rows)} streamers could go){': ' + summary if summary else ''}; written to {escape(str(out))}")
+    say(f"[bold]dedup[/]: {counted(len(rows), 'group')} at cosine >= {threshold} ({linkage} linkage; "
+        f"{counted(sum(r['size'] - 1 for r in rows), 'streamer')} could go){': ' + summary if summary else ''}; written to {escape(str(out))}")
     return rows

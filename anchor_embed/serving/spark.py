@@ -340,6 +340,7 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
         capped_clusters,
         check_flags,
         groups_from_edges,
+        say_assign_cap,
         say_unapplied,
         write_groups,
     )
@@ -353,6 +354,7 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
     claim(out, "dedup", ("group", "representative", "members"), overwrite, made_from)
     df, n = _read_vectors(spark, vectors)
     clusters = capped_clusters(clusters, n, "spark dedup")
+    say_assign_cap("spark dedup", assign, clusters)
     if clusters > 1:
         cent = spark.sparkContext.broadcast(_centroids(df, n, clusters, sample, seed)[0])
         keyed = df.mapInArrow(_assign_fn(cent, assign, True),

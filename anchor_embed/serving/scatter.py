@@ -10,7 +10,7 @@ from rich.markup import escape
 from anchor_embed import atomic
 from anchor_embed.data.key_file import read_text
 from anchor_embed.errors import AnchorEmbedError
-from anchor_embed.progress import say
+from anchor_embed.progress import counted, say
 from anchor_embed.serving.output_file import claim
 from anchor_embed.serving.vectors import open_vectors, vectors_id
 from anchor_embed.vectorspace import centroid_index
@@ -18,14 +18,15 @@ from anchor_embed.vectorspace import centroid_index
 
 def rerank(ranked: list[str], cluster_of: dict[str, int], window: int = 3) -> list[str]:
     """Greedy: at each position take the highest-ranked remaining item whose cluster is not among the
-    previous `window - 1` placed; if none qualifies, the highest-ranked remaining one (order kept otherwise)."""
+    previous `window - 1` placed; if none qualifies, the highest-ranked remaining one (order kept otherwise).
+    A reordering with no fewer clashes than the given order is not made: the ranking stays as it was."""
     rest = list(ranked)
     out: list[str] = []
     while rest:
         recent = {cluster_of.get(a) for a in out[-(window - 1):]} if window > 1 else set()
         pick = next((j for j, a in enumerate(rest) if cluster_of.get(a) not in recent or cluster_of.get(a) is None), 0)
         out.append(rest.pop(pick))
-    return out
+    return out if window_clashes(out, cluster_of, window) < window_clashes(ranked, cluster_of, window) else list(ranked)
 
 
 def window_clashes(order: list[str], cluster_of: dict[str, int], window: int = 3) -> int:
@@ -114,5 +115,5 @@ def rerank_file(list_file: str | Path, clusters_file: str | Path, window: int = 
     say(f"[bold]rerank[/]: {sum(a != b for a, b in zip(ranked, out, strict=True))} of {len(ranked)} positions changed; "
         f"clashes within a window of {window}: {window_clashes(ranked, cluster_of, window)} before, "
         f"{window_clashes(out, cluster_of, window)} after"
-        + (f"; {unknown} ids not in {escape(str(clusters_file))} kept as they rank" if unknown else ""))
+        + (f"; {counted(unknown, 'id')} not in {escape(str(clusters_file))} kept as they rank" if unknown else ""))
     return out

@@ -42,6 +42,11 @@ def make_progress() -> Progress:
     )
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 group', '3 groups': a count with its noun in the number it takes."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def say(message: str) -> None:
     """A status line on stderr, never wrapped by rich: a log keeps one message a line (a terminal wraps it)."""
     if _warnings_only.get() and not message.startswith(("[yellow]", "[red]", "  ")):   # "  ...": a warning's detail

@@ -31,3 +31,10 @@ def test_warnings_only_quietens_its_own_thread_and_not_another(capsys):
     assert heard["bar off"] and not main_bar_off
     say("after")
     assert "after" in capsys.readouterr().err
+
+
+def test_counted_puts_the_noun_in_the_number_it_takes():
+    from anchor_embed.progress import counted
+
+    assert [counted(n, "group") for n in (0, 1, 2)] == ["0 groups", "1 group", "2 groups"]
+    assert counted(1, "query", "queries") == "1 query" and counted(3, "query", "queries") == "3 queries"

@@ -13,7 +13,7 @@ from anchor_embed.data.id_embeddings import align_to_streamers, read_id_embeddin
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.evaluation.metrics import holdout_split, markdown_table, score
 from anchor_embed.features.cache import open_cache
-from anchor_embed.progress import say
+from anchor_embed.progress import counted, say
 
 
 def model_labels(paths: list[str | Path]) -> list[str]:
@@ -54,7 +54,7 @@ def refuse_seen(models: list[str | Path], held: set[str], holdout_frac: float, s
         leaked = read_seen(Path(m)) & held
         if leaked:
             raise AnchorEmbedError(
-                f"{m}: this model saw the ID embeddings of {len(leaked)} streamers this evaluation holds out "
+                f"{m}: this model saw the ID embeddings of {counted(len(leaked), 'streamer')} this evaluation holds out "
                 f"(e.g. {sorted(leaked)[0]!r}); train it with --holdout-frac {holdout_frac} --seed {seed}")
 
 

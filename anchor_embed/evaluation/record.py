@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from anchor_embed import atomic
-from anchor_embed.progress import say
+from anchor_embed.progress import counted, say
 
 
 def changed_inputs(before: dict, now: dict) -> list[str]:
@@ -35,7 +35,7 @@ def merge_rows(path: Path, inputs: dict, rows: list[dict], key: str = "model",
     if before.get("inputs") != inputs:
         why = (f"{', '.join(changed_inputs(before['inputs'], inputs))} differ" if before.get("inputs")
                else "its inputs were not recorded")
-        say(f"[yellow]{escape(str(path))}[/]: replaced an evaluation of other inputs ({why}; it had {len(before['rows'])} rows)")
+        say(f"[yellow]{escape(str(path))}[/]: replaced an evaluation of other inputs ({why}; it had {counted(len(before['rows']), 'row')})")
         return rows, []
     made = {r.get(key) for r in rows} | ({before.get("this_run")} if this_run else set())
     kept = [r for r in before["rows"] if isinstance(r, dict) and r.get(key) not in made]

@@ -124,13 +124,14 @@ def evaluate(
     train_id_emb: Annotated[Path | None, typer.Option(help="ID embeddings the models were taught with, if not --id-emb (noisy, sparse; default: --id-emb).")] = None,
     id_column: Annotated[str, typer.Option(help="Column holding the anchor_id in Parquet ID embeddings.")] = "anchor_id",
     device: Device = "auto",
+    card: Annotated[bool, typer.Option(help="Write the table into each --model run's card (README.md) and evaluation.json; --no-card leaves the runs as they are (a shared or read-only run).")] = True,
 ) -> None:
     """Recall@10/50, NDCG@10, alignment, uniformity of each model against behavioural neighbours."""
     from anchor_embed.evaluation.evaluate import evaluate as run
 
     run(features=features, id_emb=id_emb, models=model, id_keys=id_keys, out=out, holdout_frac=holdout_frac,
         seed=seed, frozen=frozen, ridge=ridge, knn_average=knn_average, train_id_emb=train_id_emb,
-        id_column=id_column, device=device)
+        id_column=id_column, device=device, card=card)
 
 
 def probe(

@@ -183,6 +183,8 @@ class EvalRow(BaseModel):
     alignment: float
     uniformity: float
     queries: int
+    run: str | None = Field(None, description="A model row's run folder (absolute): rows are matched by it when "
+                            "a later evaluation of the same inputs is merged in, so two runs of one name stay apart.")
 
 
 SCHEMAS: dict[str, type[BaseModel]] = {

@@ -34,6 +34,22 @@ def model_labels(paths: list[str | Path]) -> list[str]:
     return labels
 
 
+def run_labels(models: list[str | Path], earlier: dict[str, str]) -> list[str]:
+    """`model_labels`, told apart from the run folders of an earlier record's rows too (`earlier`: run -> row
+    name), so a run with another's folder name gets a row of its own; a run scored again keeps its row's name."""
+    paths = [os.path.abspath(m) for m in models]
+    others = [r for r in earlier if r not in paths]
+    taken = {earlier[r] for r in others}
+    labels = []
+    for p, label in zip(paths, model_labels(paths + others)[:len(paths)], strict=True):
+        label = earlier.get(p, label)
+        n = 2
+        while label in taken:
+            label, n = f"{label} ({n})", n + 1
+        labels.append(label)
+    return labels
+
+
 def _aligned(path: str | Path, cache, keys: list[str], id_column: str = "anchor_id") -> np.ndarray:
     """Vectors of another ID-embedding file for `keys`, zero rows where it has none (sparse ID embeddings)."""
     other, report = read_id_embeddings(path, None, id_column=id_column)
@@ -120,12 +136,14 @@ def evaluate(
     train_id_emb: str | Path | None = None,
     id_column: str = "anchor_id",
     device: str = "auto",
+    card: bool = True,
 ) -> list[dict]:
     """Score each model's content kNN against ID-embedding neighbours of held-out streamers.
 
     `id_emb` gives the truth; `train_id_emb` (default: the same) is what the models were taught with, and
     what the ridge and kNN-averaging references are fitted to (noisy or sparse ID embeddings, say); when it
-    differs, its own vectors are scored too ('ID embeddings used for training').
+    differs, its own vectors are scored too ('ID embeddings used for training'). With `card`, each run's model
+    card and evaluation.json get the table; without, the runs are left as they are.
     """
     from anchor_embed.evaluation.references import (
         KERNEL_GAMMA,
@@ -155,6 +173,12 @@ def evaluate(
         raise AnchorEmbedError(f"--holdout-frac {holdout_frac}: holds out every streamer of {id_emb}, leaving none "
                                "to search among or fit the references on; give a share below 1")
     refuse_seen(models, held, holdout_frac, seed)
+    from anchor_embed.evaluation import record
+
+    inputs = evaluation_inputs(features, id_emb, id_keys, train_id_emb, holdout_frac, seed) if models or out else {}
+    labels = run_labels(models, record.earlier_runs(Path(out) / "evaluation.json", inputs) if out else {})
+    if this_run:                  # --out is one of the runs: its row's name
+        this_run = next(lb for m, lb in zip(models, labels, strict=True) if Path(m).resolve() == Path(out).resolve())
     for m in models:
         check_feature_spec(Path(m), features, cache.meta)
     if len(held) < 50:      # a mean of n values in [0, 1] has a standard error up to 0.5 / sqrt(n)
@@ -192,24 +216,24 @@ def evaluate(
     from anchor_embed.training.device import resolve_device
     from anchor_embed.training.fit import warn_if_unfinished
 
-    for m, label in zip(models, model_labels(models), strict=True):
+    for m, label in zip(models, labels, strict=True):
         warn_if_unfinished(Path(m))
         model, _ = load_model(m)
         model.to(resolve_device(device))
         vecs = embed_all(model, Batcher.for_model(model, cache))
         named[label] = vecs[rows_in_cache]
     rows = score(named, ids.vectors, queries)
-    from anchor_embed.evaluation import record
+    run_of = {label: os.path.abspath(m) for m, label in zip(models, labels, strict=True)}
+    rows = [{**r, "run": run_of[r["model"]]} if r["model"] in run_of else r for r in rows]
     from anchor_embed.training.card import write_card
 
-    inputs = evaluation_inputs(features, id_emb, id_keys, train_id_emb, holdout_frac, seed) if models or out else {}
-    for m, label in zip(models, model_labels(models), strict=True):   # each model's card gets the table
-        if (Path(m) / "config.json").is_file():
+    for m, label in zip(models, labels, strict=True):   # each model's card gets the table
+        if card and (Path(m) / "config.json").is_file():
             write_card(m, rows, inputs=inputs, this_run=label)
     say(escape(markdown_table(rows)))                # a run folder's name may hold [brackets]
     if out:
         out = Path(out)
-        if this_run and (out / "config.json").is_file():     # its card wrote (and merged) it a moment ago
+        if card and this_run and (out / "config.json").is_file():     # its card wrote (and merged) it a moment ago
             written = atomic.read_json_object(out / "evaluation.json")["rows"]
         else:
             written = record.write(out / "evaluation.json", inputs, rows, **({"this_run": this_run} if this_run else {}))

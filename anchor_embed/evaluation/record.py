@@ -38,8 +38,27 @@ def merge_rows(path: Path, inputs: dict, rows: list[dict], key: str = "model",
         say(f"[yellow]{escape(str(path))}[/]: replaced an evaluation of other inputs ({why}; it had {counted(len(before['rows']), 'row')})")
         return rows, []
     made = {r.get(key) for r in rows} | ({before.get("this_run")} if this_run else set())
-    kept = [r for r in before["rows"] if isinstance(r, dict) and r.get(key) not in made]
+    runs = {r["run"] for r in rows if r.get("run")}
+    now = {r.get(key): r.get("run") for r in rows}
+    old = [r for r in before["rows"] if isinstance(r, dict)]
+    for r in old:                     # one name, another run folder: the earlier row goes, said
+        if r.get(key) in now and r.get("run") and now[r.get(key)] and r["run"] != now[r.get(key)]:
+            say(f"[yellow]{escape(str(path))}[/]: the row {escape(repr(r.get(key)))} of {escape(r['run'])} replaced "
+                f"by that of {escape(now[r.get(key)])} (the same name)")
+    kept = [r for r in old if r.get(key) not in made and not (r.get("run") and r["run"] in runs)]
     return rows + kept, [str(r.get(key)) for r in kept]
+
+
+def earlier_runs(path: Path, inputs: dict) -> dict[str, str]:
+    """Run folder -> row name of the model rows of the record at `path`, when it was made from `inputs` (so a
+    new row can take a name none of them has, and a run scored again keeps its name)."""
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(before, dict) or before.get("inputs") != inputs or not isinstance(before.get("rows"), list):
+        return {}
+    return {r["run"]: str(r.get("model")) for r in before["rows"] if isinstance(r, dict) and isinstance(r.get("run"), str)}
 
 
 def write(path: Path, inputs: dict, rows: list[dict], key: str = "model", **extra) -> list[dict]:

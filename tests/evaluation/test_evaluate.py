@@ -131,3 +131,31 @@ def test_out_into_another_runs_folder_is_refused_and_a_runs_own_keeps_this_run(s
     assert "ridge (reference)" in (a / "evaluation.md").read_text()
     assert run_cli(*args, "--out", tmp_path / "ev") == 0
     assert [r["model"] for r in json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]] == ["a"]
+
+
+def test_runs_of_one_name_keep_their_own_rows_and_no_card_leaves_runs_alone(sample, sample_cache, pretrained,
+                                                                             tmp_path, capsys):
+    """Rows were merged by the run folder's name only: evaluating x1/run into an --out that held run's row
+    replaced that row with another model's figures under one 'kept N rows' line. Rows now record their run
+    folder: another run of the same name gets a row of its own (named apart), the same run scored again keeps its
+    name. `--no-card` scores a run without writing its README.md or evaluation.json."""
+    import shutil
+
+    first, second = tmp_path / "run", tmp_path / "x1" / "run"
+    shutil.copytree(pretrained, first)
+    shutil.copytree(pretrained, second)
+    for r in (first, second):
+        (r / "evaluation.json").unlink(missing_ok=True)
+    card = (first / "README.md").read_text()
+    args = ["evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy", "--no-frozen", "--out", tmp_path / "ev"]
+    assert run_cli(*args, "--model", first, "--no-card") == 0
+    assert (first / "README.md").read_text() == card and not (first / "evaluation.json").exists()
+    assert run_cli(*args, "--model", second) == 0
+    rows = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]
+    assert {r["run"]: r["model"] for r in rows} == {str(first): "run", str(second): "x1/run"}
+    capsys.readouterr()
+    assert run_cli(*args, "--model", first, "--no-card") == 0          # the same run again: its row, its name
+    rows = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]
+    assert sorted(r["run"] for r in rows) == sorted([str(first), str(second)])
+    assert {r["model"] for r in rows if r["run"] == str(first)} == {"run"}
+    assert "kept 1 row(s)" in capsys.readouterr().err.replace("\n", " ")

@@ -14,10 +14,11 @@ import numpy as np
 
 from anchor_embed import atomic
 from anchor_embed.data.key_table import write_key_table
+from anchor_embed.data.npy_file import load_npy
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.evaluation.metrics import recall_at_k
 from anchor_embed.progress import say
-from anchor_embed.serving.vectors import open_vectors
+from anchor_embed.serving.vectors import DAMAGED, REEMBED, open_vectors
 
 EXACT_MAX = 200_000
 
@@ -239,6 +240,19 @@ INDEX_FILES = {"index.faiss", "keys.txt", "keys.npy", "keys_sorted.npy", "keys_s
                "labels_offsets.npy", "vectors.npy", "modalities.npy", "meta.json", "reviews.jsonl"}
 
 
+def open_modalities(vec_dir: Path, count: int) -> np.ndarray | None:
+    """A vectors folder's per-modality vectors (memory-mapped), None when it has none; a damaged file is one line,
+    found before a build replaces anything in its --out."""
+    path = vec_dir / "modalities.npy"
+    if not path.is_file():
+        return None
+    parts = load_npy(path, REEMBED, mmap=True)
+    if parts.dtype.kind != "f" or parts.ndim != 3 or len(parts) != count:
+        raise AnchorEmbedError(f"{path}: holds {parts.dtype} of shape {parts.shape}, not {count} rows of "
+                               f"per-modality float vectors; {DAMAGED}")
+    return parts
+
+
 def check_out(out: Path) -> None:
     """Refuse an --out folder holding files a build does not write (a run folder got index.faiss, vectors.npy
     and a meta.json beside its config; a folder of notes got the index mixed in)."""
@@ -261,6 +275,7 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
 
     vec_dir, out = Path(vectors), Path(out)
     x, keys, vmeta = open_vectors(vec_dir, need=1)
+    parts = open_modalities(vec_dir, len(keys))
     if model is not None and not (Path(model) / "model.safetensors").is_file():
         raise AnchorEmbedError(f"{model}: no model here (expected model.safetensors) to check the vectors against")
     if model is not None and (have := model_hash(Path(model))) != vmeta["model_hash"]:
@@ -325,8 +340,8 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
         atomic.write_lines(out / "keys.txt", keys)
         write_key_table(out, keys, vec_dir / "labels.jsonl")
         atomic.write_npy_as(out / "vectors.npy", x, np.float16)   # chunked: no full copy in memory
-        if (vec_dir / "modalities.npy").is_file():      # per-modality vectors, for similar --explain
-            atomic.write_npy(out / "modalities.npy", np.load(vec_dir / "modalities.npy", mmap_mode="r"))
+        if parts is not None:      # per-modality vectors, for similar --explain
+            atomic.write_npy(out / "modalities.npy", parts)
         else:
             (out / "modalities.npy").unlink(missing_ok=True)
         meta = {"model_hash": vmeta["model_hash"], "model_dir": vmeta["model_dir"],

@@ -8,6 +8,7 @@ import numpy as np
 
 from anchor_embed import atomic
 from anchor_embed.data.key_file import read_keys
+from anchor_embed.data.npy_file import load_npy
 from anchor_embed.errors import AnchorEmbedError
 
 
@@ -16,6 +17,10 @@ def vectors_id(meta: dict) -> str | None:
     them, None for an older folder whose meta.json has none."""
     made = meta.get("fingerprint")
     return made if isinstance(made, str) and made else None
+
+
+DAMAGED = "the folder is damaged (re-run `anchor-embed embed`)"
+REEMBED = "re-run `anchor-embed embed`"
 
 
 def open_vectors(vec_dir: str | Path, need: int = 0) -> tuple[np.ndarray, list[str], dict]:
@@ -29,10 +34,15 @@ def open_vectors(vec_dir: str | Path, need: int = 0) -> tuple[np.ndarray, list[s
         raise AnchorEmbedError(f"{vec_dir}: not a vectors folder (run `anchor-embed embed`; all shards done?)")
     meta = atomic.read_json_object(vec_dir / "meta.json")
     keys = read_keys(vec_dir / "keys.txt")
-    vectors = np.load(vec_dir / "vectors.npy", mmap_mode="r")
-    if vectors.ndim != 2 or len(vectors) != len(keys):
-        raise AnchorEmbedError(f"{vec_dir}: vectors.npy holds {vectors.shape[0] if vectors.ndim else 0} rows but "
-                               f"keys.txt {len(keys)} keys; the folder is damaged (re-run `anchor-embed embed`)")
+    vectors = load_npy(vec_dir / "vectors.npy", REEMBED, mmap=True)
+    if vectors.dtype.kind != "f":       # embed writes float32 or float16: complex, int, bool... are no vectors of it
+        raise AnchorEmbedError(f"{vec_dir / 'vectors.npy'}: holds {vectors.dtype} values, not float vectors; {DAMAGED}")
+    if vectors.ndim != 2:
+        raise AnchorEmbedError(f"{vec_dir / 'vectors.npy'}: holds an array of shape {vectors.shape}, not N x D "
+                               f"vectors; {DAMAGED}")
+    if len(vectors) != len(keys):
+        raise AnchorEmbedError(f"{vec_dir}: vectors.npy holds {len(vectors)} rows but "
+                               f"keys.txt {len(keys)} keys; {DAMAGED}")
     if len(keys) < need:
         raise AnchorEmbedError(f"{vec_dir}: holds {len(keys)} vector(s); this needs at least {need}")
     return vectors, keys, meta

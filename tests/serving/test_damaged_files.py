@@ -144,3 +144,76 @@ def test_meta_without_a_search_setting_keeps_the_index_files_own(clustered):
     look = Lookup.open(clustered / "hnsw_bare")
     assert look.index.hnsw.efSearch == meta["params"]["efSearch"]
     assert len(look.similar(["s0000"], k=500)[0].neighbours) == 500
+
+
+@pytest.fixture(scope="module")
+def small_vectors(tmp_path_factory):
+    """A vectors folder of 40 unit vectors (8-d) with its per-modality vectors, as embed writes them."""
+    vec = tmp_path_factory.mktemp("small") / "vec"
+    vec.mkdir()
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 8))
+    np.save(vec / "vectors.npy", (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
+    np.save(vec / "modalities.npy", rng.normal(size=(40, 3, 8)).astype(np.float16))
+    write_keys(vec / "keys.txt", [f"s{i:02d}" for i in range(40)])
+    (vec / "meta.json").write_text(json.dumps({"model_hash": "m", "model_dir": "m", "dim": 8, "count": 40}))
+    return vec
+
+
+def _damage(path, damage):
+    """Write a damaged .npy over `path` (a copy): truncated, no .npy at all, or an array embed never writes."""
+    good = np.load(path)
+    arrays = {"object": good.astype(object), "complex": good.astype(np.complex64), "int": (good * 100).astype(int),
+              "bool": good > 0, "1-d": good.reshape(-1)}
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "not npy":
+        path.write_text("not a numpy file at all")
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        np.save(path, arrays[damage], allow_pickle=True)
+
+
+VECTORS_DAMAGE = [("truncated", r"unreadable \(mmap length .*truncated\?\); re-run `anchor-embed embed`"),
+                  ("not npy", "not a NumPy .npy file"), ("empty", r"empty \(0 bytes\)"),
+                  ("object", r"holds Python objects \(dtype object\)"),
+                  ("complex", "holds complex64 values, not float vectors; the folder is damaged"),
+                  ("int", "holds int64 values, not float vectors"), ("bool", "holds bool values, not float vectors"),
+                  ("1-d", r"holds an array of shape \(320,\), not N x D vectors")]
+
+
+@pytest.mark.parametrize("command", ["dedup", "scatter", "index build"])
+@pytest.mark.parametrize("damage, said", VECTORS_DAMAGE)
+def test_a_damaged_vectors_npy_is_one_line_naming_it(small_vectors, tmp_path, capsys, command, damage, said):
+    """A truncated vectors.npy was numpy's 'mmap length is greater than file size' traceback in dedup, scatter
+    and index build; a text file or an object array its 'pickled data' advice; a complex or int one was used."""
+    vec = tmp_path / "vec"
+    shutil.copytree(small_vectors, vec)
+    _damage(vec / "vectors.npy", damage)
+    args = {"dedup": ("dedup", vec, "--threshold", "0.9"), "scatter": ("scatter", vec, "--clusters", "3"),
+            "index build": ("index", "build", vec, "--out", tmp_path / "idx")}[command]
+    capsys.readouterr()
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "pickle" not in err, err
+    assert f"{vec / 'vectors.npy'}: " in err and re.search(said, err), err
+    assert not (tmp_path / "idx").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not npy", "object", "complex", "1-d"])
+def test_index_build_refuses_a_damaged_modalities_npy_before_touching_its_out(small_vectors, tmp_path, capsys,
+                                                                               damage):
+    """A damaged modalities.npy was read after the old index's meta.json was dropped and index.faiss rewritten:
+    a traceback, and the folder's index was lost. Now one line, before anything in --out changes."""
+    vec = tmp_path / "vec"
+    shutil.copytree(small_vectors, vec)
+    assert run_cli("index", "build", vec, "--out", tmp_path / "idx") == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()}
+    _damage(vec / "modalities.npy", damage)
+    capsys.readouterr()
+    assert run_cli("index", "build", vec, "--out", tmp_path / "idx") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "pickle" not in err, err
+    assert f"{vec / 'modalities.npy'}: " in err and "embed" in err, err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before

@@ -74,10 +74,11 @@ def refuse_seen(models: list[str | Path], held: set[str], holdout_frac: float, s
                 f"(e.g. {sorted(leaked)[0]!r}); train it with --holdout-frac {holdout_frac} --seed {seed}")
 
 
-def check_feature_spec(run: Path, features: str | Path, meta: dict) -> None:
-    """Refuse a run scored on a cache made with other backbones or meta tags than its own (its vectors would be
-    of inputs it never saw: a twitch run on a movielens cache scored .04 without a word); other per-streamer caps
-    are said in one line."""
+def check_feature_spec(run: Path, features: str | Path, meta: dict, use: str = "score it on",
+                       stage: str = "evaluate") -> None:
+    """Refuse a run scored (or taught further) on a cache made with other backbones or meta tags than its own (its
+    vectors would be of inputs it never saw: a twitch run on a movielens cache scored .04 without a word); other
+    per-streamer caps are said in one line."""
     from anchor_embed.features.cache import FEATURE_SPEC, STREAMER_CAPS
     from anchor_embed.serving.encoder import feature_settings
 
@@ -85,11 +86,11 @@ def check_feature_spec(run: Path, features: str | Path, meta: dict) -> None:
     other = [f"{k} {spec.get(k)!r} (--features has {meta.get(k)!r})" for k in FEATURE_SPEC
              if spec.get(k) != meta.get(k)]
     if other:
-        raise AnchorEmbedError(f"{run}: trained on features with {'; '.join(other)}; score it on a cache made with "
+        raise AnchorEmbedError(f"{run}: trained on features with {'; '.join(other)}; {use} a cache made with "
                                f"its settings (its own: {own})")
     caps = [f"{k} {spec.get(k)} -> {meta.get(k)}" for k in STREAMER_CAPS if spec.get(k) != meta.get(k)]
     if caps:
-        say(f"[yellow]evaluate[/]: {features} caps streamers' inputs otherwise than {run}'s features ({'; '.join(caps)})")
+        say(f"[yellow]{stage}[/]: {features} caps streamers' inputs otherwise than {run}'s features ({'; '.join(caps)})")
 
 
 def run_of_out(out: str | Path | None, models: list[str | Path]) -> str | None:

@@ -130,8 +130,10 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
           config: str | Path | None = None, resume: bool = False, **overrides) -> dict:
     """Train RUN `out` on a label task from the run `pretrained`; returns outcome with sizes and test scores."""
     from anchor_embed.evaluation.probe import read_labels, say_left_out
+    from anchor_embed.training.run_folder import check_out
 
     cfg = resolve_settings(AdaptConfig, "adapt", out, config, resume, overrides)
+    check_out(out, "adapt", AdaptConfig)            # a user's, embed's or index folder: refused before any work
     pretrained, out = Path(pretrained), Path(out)
     require_model(pretrained)             # not a run: said so, not 'pass --features'
     features = features or run_info(pretrained).get("features")

@@ -138,8 +138,31 @@ def resolve_settings(model: type[T], stage: str, out: str | Path, config: str | 
     made is not read (its own checks refuse it)."""
     saved = Path(out) / "config.json"
     if config is None and resume and saved.is_file() and run_info(Path(out)).get("stage", stage) == stage:
-        return resolve(model, saved, overrides, ignore=HARDWARE)
+        try:
+            return resolve(model, saved, overrides, ignore=HARDWARE)
+        except AnchorEmbedError:
+            # a flag that changes the run, named as every other such change is (not the saved params another
+            # --method does not take: "unknown key 'params.temperature'")
+            changed = changed_flags(atomic.read_json_object(saved), overrides)
+            if changed:
+                raise AnchorEmbedError(f"{out}: --resume with settings that differ from the saved run ("
+                                       f"{'; '.join(changed)}); only {', '.join(sorted(RESUMABLE))} may change") from None
+            raise
     return resolve(model, config, overrides)
+
+
+def changed_flags(saved: dict, overrides: dict) -> list[str]:
+    """The flags given that a resume may not change and whose value differs from the saved config's, each as
+    'KEY: saved X, asked Y' (a method's params by their dotted name)."""
+    out = []
+    for key, asked in overrides.items():
+        if asked is None or key in RESUMABLE:
+            continue
+        had = saved.get(key)
+        pairs = ([(f"{key}.{k}", had.get(k), v) for k, v in asked.items()]
+                 if isinstance(asked, dict) and isinstance(had, dict) else [(key, had, asked)])
+        out += [f"{name}: saved {a!r}, asked {b!r}" for name, a, b in pairs if a != b]
+    return out
 
 
 def resumable_change(saved: dict, new: dict) -> bool:
@@ -166,20 +189,41 @@ def check_resumable(out: Path, cfg: TrainingConfig, resume: bool) -> Path | None
     return ckpt
 
 
+def check_same_inputs(out: Path, inputs: dict) -> None:
+    """Refuse to resume run `out` with other inputs (`inputs`: content digests) than it recorded in run.json."""
+    had = run_info(out).get("inputs", {})
+    changed = sorted(k for k, v in inputs.items() if k in had and had[k] != v)
+    if changed:
+        raise AnchorEmbedError(f"{out}: --resume with other inputs than the saved run ({', '.join(changed)} "
+                               "changed by content); start a new --out")
+
+
+def finished(out: Path, cfg: TrainingConfig, ckpt: Path | None) -> dict | None:
+    """The outcome.json of run `out` when resuming it from `ckpt` would train nothing more (it finished, and ran
+    all of `cfg.epochs` or was stopped by patience, which a resume cannot change); else None."""
+    f = out / "outcome.json"
+    if ckpt is None or not f.is_file():
+        return None
+    outcome = atomic.read_json_object(f)
+    done = int(ckpt.name[6:])
+    ended = done >= cfg.epochs or outcome.get("stopped_by") == "patience"
+    return outcome if outcome.get("complete") is True and ended else None
+
+
 def open_run(out: Path, cfg: TrainingConfig, resume: bool, info: dict) -> Path | None:
     """Prepare RUN `out`: refuse to overwrite a run, or to resume one made with other settings, other inputs
     (`info["inputs"]`: content digests) or already past `cfg.epochs`; save the config and `info` with the digest
     of the code that trains. Returns the checkpoint to resume from, if any."""
+    from anchor_embed.training.run_folder import check_out
+
+    if "stage" in info:             # the stages check it before their set-up; this is for any other caller
+        check_out(out, info["stage"], type(cfg))
     ckpt = check_resumable(out, cfg, resume)
     if ckpt is None and resume:         # scripts pass --resume always; a mistyped --out should still be seen
         say(f"[yellow]{out}[/]: " + ("no epoch finished in this run, nothing to resume; starting it over"
                                      if (out / "config.json").is_file() else "no run here to resume; starting a new one"))
     if ckpt is not None:
-        had = run_info(out).get("inputs", {})
-        changed = sorted(k for k, v in info.get("inputs", {}).items() if k in had and had[k] != v)
-        if changed:
-            raise AnchorEmbedError(f"{out}: --resume with other inputs than the saved run ({', '.join(changed)} "
-                                   "changed by content); start a new --out")
+        check_same_inputs(out, info.get("inputs", {}))
     from anchor_embed.fingerprint import code_digest
 
     code, earlier = code_digest(), []
@@ -253,7 +297,7 @@ def _line(row: dict) -> str:
     shown = {**{k: v for k, v in row.items() if isinstance(v, float) and k not in ("streamers_per_s", "lr")},
              **{f"val {k}": v for k, v in row.get("validation", {}).items()}}
     figures = "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
-    best = "  (best)" if row.get("best") else ""
+    best = "  (best)" if row.get("best") and "validation" in row else ""     # without validation: no selection
     return f"epoch {row['epoch']}: {figures}  {row['streamers_per_s']:.0f} streamers/s{best}"
 
 
@@ -492,7 +536,7 @@ def _fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, d
         task.finish(out)
         atomic.write_json(out / "outcome.json", {
             "complete": True, "epochs_run": len(history), "stopped_by": stopped,
-            **selection.state(), "monitor": task.monitor})
+            **selection.state(), "monitor": task.monitor if selection.best is not None else None})
         from anchor_embed.training.card import write_card
 
         write_card(out)

@@ -15,8 +15,14 @@ def collapse_reason(loss: float | None, candidates: int | None, uniformity: floa
     `candidates` is how many entries the InfoNCE softmax chooses among (B, or B + queue); `uniformity` is
     log E exp(-2 |x - y|^2) over pairs of the epoch's vectors: 0 when all coincide, about -4 when spread
     over a sphere of many dimensions. A first epoch starts at chance by construction, so the loss counts
-    only from the second epoch on, when it sits at chance and has not fallen since the epoch before.
+    only from the second epoch on, when it sits at chance and has not fallen since the epoch before. A loss or
+    spread that is NaN or infinite (bad inputs, an overflow) has failed too: every comparison with NaN is False,
+    so it would otherwise pass as a good epoch and its NaN weights be saved as the run's model.
     """
+    if loss is not None and not math.isfinite(loss):
+        return f"loss is {loss} (NaN or infinite: the weights are no longer numbers)"
+    if uniformity is not None and not math.isfinite(uniformity):
+        return f"vectors' uniformity is {uniformity} (NaN or infinite vectors)"
     if uniformity is not None and uniformity > SPREAD_FLOOR:
         return f"vectors have no spread (uniformity {uniformity:.3f} > {SPREAD_FLOOR})"
     if loss is not None and previous_loss is not None and candidates and candidates > 1:

@@ -36,7 +36,8 @@ def parse_choices(specs: list[str] | None) -> dict[str, list]:
     for spec in specs or []:
         key, sep, values = spec.partition("=")
         key = key.strip()
-        vals = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        texts = [v.strip() for v in values.split(",") if v.strip()]
+        vals = [parse_value(v) for v in texts]
         if not sep or not key or len(vals) < 2:
             raise AnchorEmbedError(f"--choose {spec!r}: expected KEY=V1,V2[,...] with two values or more, "
                                    "e.g. --choose input_dropout=0,0.2")
@@ -50,6 +51,12 @@ def parse_choices(specs: list[str] | None) -> dict[str, list]:
                                    f"(a run setting other than {', '.join(sorted(NOT_CHOOSABLE))}, or params.NAME)")
         if key in out:
             raise AnchorEmbedError(f"--choose {spec!r}: {key!r} given twice")
+        again = next((i for i, v in enumerate(vals) if v in vals[:i]), None)     # 0.2,0.2 or 0,0.0: one setting
+        if again is not None:
+            first = texts[vals.index(vals[again])]
+            raise AnchorEmbedError(f"--choose {key}: value {first} given twice" + (
+                f" ({first} and {texts[again]} are the same)" if first != texts[again] else "")
+                + "; give each candidate value once")
         out[key] = vals
     return out
 
@@ -123,19 +130,30 @@ def _started_settings(out: Path, config: str | Path | None, kwargs: dict) -> dic
 def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices: dict[str, list],
            resume: bool = False, **kwargs) -> dict:
     """Train one transfer run per candidate under OUT/candidates, keep the best by its own validation figure."""
+    from anchor_embed.training.run_folder import check_out
     from anchor_embed.transfer.run import transfer
 
     out = Path(out)
+    check_out(out, "transfer", TransferConfig)
     if (out / "model.safetensors").is_file() and not resume:
         raise AnchorEmbedError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
     fields = set(TransferConfig.model_fields)
     given = {k: v for k, v in kwargs.items() if k in fields}
     rest = {k: v for k, v in kwargs.items() if k not in fields}
+    asked = given
     if resume:
         given = _started_settings(out, rest.get("config"), given)
     try:
         base = resolve(TransferConfig, rest.get("config"), given).model_dump(mode="json")
     except AnchorEmbedError as e:
+        from anchor_embed.training.fit import RESUMABLE, changed_flags
+
+        started = (atomic.read_json_object(out / CHOICE).get("settings") or {}) if resume and (
+            out / CHOICE).is_file() else {}
+        changed = changed_flags(started, asked) if started else []
+        if changed:         # another --method: named as such, not as the saved params it does not take
+            raise AnchorEmbedError(f"{out}: --resume with settings that differ from the saved choice ("
+                                   f"{'; '.join(changed)}); only {', '.join(sorted(RESUMABLE))} may change") from None
         raise AnchorEmbedError(f"--choose: {e}") from None
     # every candidate trains from the full settings of the start, so one not started when the choice stopped
     # trains like the others on --resume alone (it took the defaults'), and the start is recorded for it

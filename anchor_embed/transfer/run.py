@@ -24,9 +24,12 @@ from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.store import load_model, require_model
 from anchor_embed.model.views import ViewConfig
 from anchor_embed.progress import say
+from anchor_embed.training import checkpoints
 from anchor_embed.training.fit import (
     Task,
     check_resumable,
+    check_same_inputs,
+    finished,
     fit,
     resolve_settings,
     run_info,
@@ -34,6 +37,7 @@ from anchor_embed.training.fit import (
     start_seed,
     training_run,
 )
+from anchor_embed.training.run_folder import check_out
 from anchor_embed.transfer.config import TransferConfig
 from anchor_embed.transfer.filters import FILTERS
 from anchor_embed.transfer.methods import METHODS
@@ -210,6 +214,7 @@ def transfer(
     from anchor_embed.transfer.mining import filter_pairs, mine, mutual_pairs
 
     cfg = resolve_settings(TransferConfig, "transfer", out, config, resume, overrides)
+    check_out(out, "transfer", TransferConfig)     # a user's, embed's or index folder: refused before any work
     if cfg.members > 1 and cfg.member is None:
         from anchor_embed.transfer.soup import soup
 
@@ -217,14 +222,28 @@ def transfer(
                     id_column=id_column, **overrides)
     pretrained, out = Path(pretrained), Path(out)
     require_model(pretrained)             # not a run: said so, not 'pass --features'
-    check_resumable(out, cfg, resume)     # before the ID embeddings are read and mined, not after
+    ckpt = check_resumable(out, cfg, resume)     # before the ID embeddings are read and mined, not after
     if features is None:
         features = run_info(pretrained).get("features")
         if features is None:
             raise AnchorEmbedError(f"{pretrained}: no run.json naming its feature cache; pass --features")
+    from anchor_embed.fingerprint import cache_digest, file_digest, input_digest
+
+    inputs = {"features": cache_digest(features), "id_emb": input_digest(id_emb),
+              "pretrained": file_digest(pretrained / "model.safetensors")}
+    done = finished(out, cfg, ckpt) if resume else None
+    if done is not None:     # a finished candidate or member of a resumed --choose/--members: no mining, no refit
+        check_same_inputs(out, inputs)
+        say(f"[bold]transfer[/]: {out} finished already ({done.get('epochs_run')} epochs, stopped by "
+            f"{done.get('stopped_by')}); nothing to redo" + (" (a larger --epochs continues it)"
+                                                            if done.get("stopped_by") == "epochs" else ""))
+        return checkpoints.history_until(out, int(ckpt.name[6:]))
     torch.manual_seed(start_seed(cfg.draws()))
     torch.set_num_threads(max(1, cfg.threads))
     cache = open_cache(features)
+    from anchor_embed.evaluation.evaluate import check_feature_spec
+
+    check_feature_spec(pretrained, features, cache.meta, "teach it with", "transfer")   # other backbones, tags
     model, _ = load_model(pretrained)
     if cfg.init == "scratch":  # the same architecture, vocabulary and input limits, fresh weights
         model = FusionModel(model.cfg)
@@ -236,6 +255,7 @@ def transfer(
     if len(train_rows) < 2:
         raise AnchorEmbedError(f"{id_emb}: {len(train_rows)} streamer(s) left to train on after the hold-out "
                                "and validation shares; lower --holdout-frac/--val-frac")
+    METHODS.load(cfg.method).check_inputs(cfg.params, cache.keys, train_rows)     # a bad weights file: before mining
 
     search: dict = {}
     from anchor_embed.transfer.teacher_blend import mining_space
@@ -269,7 +289,10 @@ def transfer(
 
     share = method_default(cfg, method, "linear_share")
     validation = split_validation(split)
-    maps = fit_maps(model, batcher, id_vectors, train_rows, map_kinds(cfg.map), cfg.seed,
+    kinds = map_kinds(cfg.map) if validation is not None else map_kinds(cfg.map)[:1]   # no choice to make
+    if validation is None:
+        say_no_validation(split, cfg.val_frac, kinds[0] if share > 0 and len(map_kinds(cfg.map)) > 1 else None)
+    maps = fit_maps(model, batcher, id_vectors, train_rows, kinds, cfg.seed,
                     cfg.map_landmarks, validation) if share > 0 else {}
     model.set_linear_map(None, 0.0)     # training and its checkpoints: the fusion model; the saved model: + a map
     for kind, (_, fitted) in maps.items():
@@ -280,10 +303,6 @@ def transfer(
         say("[bold]transfer[/]: the saved model keeps the map whose blend scores best on validation at its epoch"
             + (" (the residual map only with a lead beyond one standard error)" if "residual" in maps else ""))
     linear = {"share": share if maps else 0.0, **{kind: fitted for kind, (_, fitted) in maps.items()}}
-    from anchor_embed.fingerprint import cache_digest, file_digest, input_digest
-
-    inputs = {"features": cache_digest(features), "id_emb": input_digest(id_emb),
-              "pretrained": file_digest(pretrained / "model.safetensors")}
     say_other_cache(pretrained, features, inputs["features"], cache.meta)
     from anchor_embed.training.distributed import Dist
 
@@ -305,6 +324,17 @@ def transfer(
                             validation if dist.is_main else None,
                             {kind: m for kind, (m, _) in maps.items()}, share, final)
         return fit(task, out, cfg, ckpt, dist)
+
+
+def say_no_validation(split: TransferSplit, val_frac: float, kept_map: str | None) -> None:
+    """One line when no streamers validate: nothing is chosen on validation, so say what is kept instead (the
+    last epoch; of --map auto's maps, `kept_map`, its first) rather than claim a choice that does not happen."""
+    from anchor_embed.transfer.split import no_validation_reason
+
+    say(f"[yellow]transfer[/]: no validation streamers ({no_validation_reason(split, val_frac)}): no epoch "
+        "selection or early stop, the last epoch is kept" + (
+            f"; of --map auto's maps only the {kept_map} map is fitted and kept (choosing among them needs "
+            "validation)" if kept_map else ""))
 
 
 def say_other_cache(pretrained: Path, features: str | Path, digest: str, meta: dict) -> None:

@@ -126,6 +126,11 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
     if not dist.is_main:            # under torchrun the members trained on every process; rank 0 makes the soup
         dist.barrier()
         return history
+    made = atomic.read_json_object(out / SOUP) if resume and (out / SOUP).is_file() else None
+    if made is not None and made.get("members") == rows and (out / "outcome.json").is_file():
+        say(f"[bold]transfer --members[/]: {out} finished already and its members are unchanged; nothing to redo")
+        dist.barrier()
+        return history
     done = [r for r in rows if "failed" not in r]
     if not done:
         raise AnchorEmbedError(f"{out}: every --members run collapsed; see {out / MEMBERS}")

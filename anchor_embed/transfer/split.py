@@ -19,6 +19,7 @@ from anchor_embed.evaluation.metrics import holdout_split
 from anchor_embed.features.cache import FeatureCache
 
 SEEN_IDS = "seen_ids.txt"
+MIN_TO_VALIDATE = 20     # streamers with ID embeddings (after the hold-out) a validation share is carved from
 
 
 @dataclass
@@ -41,7 +42,8 @@ def split_streamers(cache: FeatureCache, ids: IdEmbeddings, holdout_frac: float,
     """Hold-out first (evaluate's split), then validation from the rest (an independent seeded draw)."""
     held = holdout_split(ids.keys, holdout_frac, seed) if holdout_frac > 0 else set()
     usable = [k for k in ids.keys if k not in held]
-    val = holdout_split(usable, val_frac, seed, salt="validation") if val_frac > 0 and len(usable) >= 20 else set()
+    val = (holdout_split(usable, val_frac, seed, salt="validation")
+           if val_frac > 0 and len(usable) >= MIN_TO_VALIDATE else set())
     pos, where = cache.key_index(), ids.index_of()
     id_vectors = np.zeros((cache.n, ids.dim), np.float32)
     val_vectors = np.zeros((cache.n, ids.dim), np.float32)
@@ -51,6 +53,17 @@ def split_streamers(cache: FeatureCache, ids: IdEmbeddings, holdout_frac: float,
             id_vectors[pos[k]] = ids.vectors[where[k]]
     train = np.array(sorted(pos[k] for k in usable if k not in val), np.int64)
     return TransferSplit(id_vectors, val_vectors, train, np.array(sorted(pos[k] for k in val), np.int64), held)
+
+
+def no_validation_reason(split: TransferSplit, val_frac: float) -> str:
+    """Why a split has no validation (fewer than 2 validation streamers), in words for the run's log."""
+    usable = len(split.train_rows) + len(split.val_rows)
+    if val_frac == 0:
+        return "--val-frac 0"
+    if usable < MIN_TO_VALIDATE:
+        return (f"{usable} streamer(s) with ID embeddings to learn from; a validation share needs "
+                f"{MIN_TO_VALIDATE} or more")
+    return f"--val-frac {val_frac:g} of {usable} streamers gives {len(split.val_rows)}"
 
 
 def read_seen(run: Path) -> set[str]:

@@ -11,6 +11,7 @@ tanh(weight_scale x count) per streamer from an optional `anchor_id,count` CSV; 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,39 +19,110 @@ import torch
 from pydantic import Field
 
 from anchor_embed.config import RunConfig
+from anchor_embed.data.input_report import InputReport
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.losses import soft_target_nce
 from anchor_embed.transfer.methods.base import Embed, TransferData, TransferMethod
 from anchor_embed.vectorspace import normalise_rows
 
 
-def read_counts(path: str | Path, keys: list[str]) -> np.ndarray:
-    """Interaction counts by cache row from a CSV of `anchor_id,count` (a header row is allowed); 0 if absent."""
+def _bad_line(row: list[str]) -> str | None:
+    """Why a weights-file line is not `anchor_id,count` with a finite count of at least 0, or None."""
+    if len(row) != 2:
+        return f"expected anchor_id,count, got {len(row)} field{'s' if len(row) != 1 else ''}"
+    if not row[0].strip():
+        return "blank anchor_id"
+    try:
+        value = float(row[1])
+    except ValueError:
+        return f"count {row[1]!r} is not a number"
+    if not math.isfinite(value) or value < 0:
+        return f"count {row[1].strip()!r} is not a finite number of at least 0"
+    return None
+
+
+def read_counts(path: str | Path, keys: list[str], train_rows: np.ndarray | None = None,
+                report: InputReport | None = None) -> np.ndarray:
+    """Interaction counts by cache row from a CSV of `anchor_id,count` (a header row first is allowed); 0 if absent.
+
+    A line that is not `anchor_id,count` with a finite count >= 0 is one error naming it (and how many more
+    are bad): a NaN count trained NaN weights, a negative one pushed streamers away from their targets. An id
+    given again is skipped (the first kept) and an id of no streamer skipped, both counted in `report`, as the
+    ID embeddings' reader does; a file that gives no training streamer (`train_rows`) a count above 0 is an
+    error, since every weight would be 0 and the run would not learn."""
     path = Path(path)
     if not path.is_file():
         raise AnchorEmbedError(f"{path}: no such weights file (anchor_id,count per line)")
+    report = report if report is not None else InputReport(source=str(path))
     where = {k: i for i, k in enumerate(keys)}
     counts = np.zeros(len(keys), np.float32)
-    with open(path, newline="", encoding="utf-8") as f:
-        for line, row in enumerate(csv.reader(f), 1):
-            if len(row) < 2 or (line == 1 and not row[1].strip().replace(".", "", 1).isdigit()):
-                continue
-            try:
-                value = float(row[1])
-            except ValueError:
-                raise AnchorEmbedError(f"{path}: line {line}: count {row[1]!r} is not a number") from None
-            if row[0] in where:
-                counts[where[row[0]]] = value
+    seen: dict[str, int] = {}
+    bad: list[str] = []
+    unknown: list[str] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.reader(f), 1):
+                if not any(c.strip() for c in row) or (line == 1 and len(row) == 2 and not _is_number(row[1])):
+                    continue            # a blank line, or a header (anchor_id,count)
+                why = _bad_line(row)
+                if why:
+                    bad.append(f"{path}: line {line}: {why}")
+                    continue
+                key = row[0].strip()
+                if key in seen:
+                    report.bad(f"line {line}", "repeated id", f"anchor_id '{key}' given again (first on line "
+                               f"{seen[key]}; first kept)")
+                    continue
+                seen[key] = line
+                if key not in where:
+                    unknown.append(key)
+                    continue
+                counts[where[key]] = float(row[1])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise AnchorEmbedError(f"{path}: not a CSV of anchor_id,count ({type(exc).__name__}: {exc})") from None
+    if bad:
+        more = f" ({len(bad) - 1} more bad line{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        raise AnchorEmbedError(f"{bad[0]}{more}; each line is anchor_id,count with a count of at least 0")
+    if unknown:
+        report.bad(f"{len(unknown)} ids", "unknown id", f"{len(unknown)} anchor_id(s) not among the streamers, e.g. "
+                   + ", ".join(repr(k) for k in unknown[:3]), rows=len(unknown))
+    report.kept = len(seen) - len(unknown)
+    if train_rows is not None:
+        given = int((counts[train_rows] > 0).sum())
+        if given == 0:
+            raise AnchorEmbedError(f"{path}: gives none of the {len(train_rows)} training streamers a count above 0 "
+                                   f"({report.kept} line(s) match a streamer); every weight would be 0 and the run "
+                                   "would not learn (is it the right file? lines are anchor_id,count)")
+        report.notes.append(f"{given} of the {len(train_rows)} training streamers have a count above 0; the rest "
+                            "weigh 0")
     return counts
 
 
+def _is_number(text: str) -> bool:
+    """Whether `text` reads as a float (a header's count column does not)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_weights(weights_file: str | None, keys: list[str], train_rows: np.ndarray) -> None:
+    """Read `weights_file` as the run will, so a bad file is refused before mining, not after."""
+    if weights_file:
+        read_counts(weights_file, keys, train_rows)
+
+
 def reliability_weights(data: TransferData, weights_file: str | None, scale: float) -> torch.Tensor:
-    """Per cache row tanh(scale x interaction count) from `weights_file` (ALDI's reliability); ones without one."""
+    """Per cache row tanh(scale x interaction count) from `weights_file` (ALDI's reliability); ones without one.
+    What the file gave is said once (matched, skipped ids, training streamers weighing 0)."""
     weights = np.ones(len(data.id_vectors), np.float32)
     if weights_file:
         if data.keys is None:
             raise AnchorEmbedError("a weights file needs the streamers' keys")
-        weights = np.tanh(scale * read_counts(weights_file, data.keys))
+        report = InputReport(source=str(weights_file))
+        weights = np.tanh(scale * read_counts(weights_file, data.keys, data.train_rows, report))
+        report.say("transfer")
     return torch.from_numpy(weights.astype(np.float32))
 
 
@@ -67,6 +139,10 @@ class ReliabilityDistillation(TransferMethod):
         super().__init__(out_dim, data, params, seed)
         self.unit_ids = torch.from_numpy(normalise_rows(data.id_vectors))
         self.weights = reliability_weights(data, params.weights_file, params.weight_scale)
+
+    @classmethod
+    def check_inputs(cls, params, keys: list[str], train_rows: np.ndarray) -> None:
+        check_weights(params.weights_file, keys, train_rows)
 
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         rows = torch.as_tensor(batch["rows"])

@@ -62,6 +62,11 @@ class TransferMethod(nn.Module):
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def check_inputs(cls, params: RunConfig, keys: list[str], train_rows: np.ndarray) -> None:
+        """Refuse a bad input of the method's own (a weights file) before the run mines; none by default."""
+        return None
+
     def chance_candidates(self, batch_size: int) -> int | None:
         """For an InfoNCE loss, how many entries its softmax chooses among (the collapse guard's chance level)."""
         return None

@@ -29,7 +29,7 @@ from torch import nn
 from anchor_embed.config import RunConfig
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.losses import info_nce, soft_target_nce
-from anchor_embed.transfer.methods.aldi import reliability_weights
+from anchor_embed.transfer.methods.aldi import check_weights, reliability_weights
 from anchor_embed.transfer.methods.base import Embed, TransferMethod
 from anchor_embed.vectorspace import normalise_rows
 
@@ -97,6 +97,12 @@ class Contrastive(TransferMethod):
             raise AnchorEmbedError("params.weights_file: reliability weights need batches 'neighbourhoods'")
         self.weights = (reliability_weights(data, params.weights_file, params.weight_scale)
                         if params.weights_file else None)
+
+    @classmethod
+    def check_inputs(cls, params, keys: list[str], train_rows: np.ndarray) -> None:
+        if params.weights_file and params.batches == "pairs":
+            raise AnchorEmbedError("params.weights_file: reliability weights need batches 'neighbourhoods'")
+        check_weights(params.weights_file, keys, train_rows)
 
     def temperature(self) -> torch.Tensor:
         return self.log_t.exp().clamp(min=0.01)

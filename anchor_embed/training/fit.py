@@ -520,8 +520,10 @@ def _fit(task: Task, out: Path, cfg: TrainingConfig, ckpt: Path | None = None, d
                     if selection.best_epoch or selection.start_figure is not None else "no model was saved"
                 reason = reason or "rank 0 saw it collapse"
                 say(f"[yellow]{task.label}[/]: epoch {epoch + 1} looks collapsed: {reason}")
-                raise TrainingCollapsed(f"{out}: training collapsed at epoch {epoch + 1} ({reason}); {kept}. "
-                                       "Try a lower --lr, a larger --batch-size or a higher --temperature")
+                hint = ("Check the inputs for NaN or huge values (a weights file, the ID embeddings), or try a lower "
+                        "--lr" if "NaN or infinite" in reason else
+                        "Try a lower --lr, a larger --batch-size or a higher --temperature")
+                raise TrainingCollapsed(f"{out}: training collapsed at epoch {epoch + 1} ({reason}); {kept}. {hint}")
             if dist.is_main:
                 if row["best"]:
                     with scored():

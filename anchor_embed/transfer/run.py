@@ -308,7 +308,7 @@ def transfer(
 
     dist = Dist.from_env()
     info = {"stage": "transfer", "features": str(Path(features).resolve()), "pretrained": str(pretrained.resolve()),
-            "id_emb": str(id_emb), "mining": mining, "inputs": inputs, "processes": dist.world,
+            "id_emb": str(Path(id_emb).resolve()), "mining": mining, "inputs": inputs, "processes": dist.world,
             "input_dropout": method_default(cfg, method, "input_dropout"), "linear_map": linear}
     with training_run(out, cfg, resume, info, "transfer run", dist) as ckpt:
         if dist.is_main:

@@ -40,7 +40,7 @@ def test_the_guard_sees_a_loss_or_spread_that_is_no_number(bad):
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(sample_cache, tmp_path):
     task = GoesNaN(open_cache(sample_cache), good=2)
     cfg = _cfg(patience=0)
-    with pytest.raises(TrainingCollapsed, match=r"at epoch 3 \(loss is nan.*epoch 2 stays in"):
+    with pytest.raises(TrainingCollapsed, match=r"at epoch 3 \(loss is nan.*epoch 2 stays in.*Check the inputs for NaN"):
         fit(task, tmp_path, cfg, open_run(tmp_path, cfg, False, {}))
     assert not (tmp_path / "outcome.json").exists()               # not a finished run
     model, _ = load_model(tmp_path)

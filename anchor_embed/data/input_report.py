@@ -65,3 +65,12 @@ class InputReport:
         if self.kinds:
             text += " (" + ", ".join(f"{n} {k}" for k, n in self.kinds.most_common()) + ")"
         return text
+
+
+def is_number(text: str) -> bool:
+    """Whether `text` reads as a float: a CSV's header cell ('count') does not, a value does."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from anchor_embed import atomic
+from anchor_embed.data.input_report import is_number
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.features.cache import open_cache
 from anchor_embed.model.adapter import add_patch, load_patch, patch_tensors
@@ -151,7 +152,7 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
         raise AnchorEmbedError(f"{labels}: only {len(keys)} labelled streamers are in the feature cache {features}")
     counts = Counter(str(y_of[k]) for k in keys) if cfg.kind == "classify" else Counter()
     classes = sorted(counts)
-    if len(classes) > NUMBER_CLASSES and all(_is_number(c) for c in classes):
+    if len(classes) > NUMBER_CLASSES and all(is_number(c) for c in classes):
         say(f"[yellow]adapt[/]: '{cfg.target}' gives {len(classes)} classes, every one a number; if they are "
             "quantities, --kind regress fits them as numbers")
     lone = sum(1 for n in counts.values() if n == 1)
@@ -214,14 +215,6 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
 
 
 NUMBER_CLASSES = 20     # more classes than this, all numbers: likely quantities given without --kind regress
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # regularisation grids of a head fitted in closed form (`fit_head`): ridge alpha, logistic C

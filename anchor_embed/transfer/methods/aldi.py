@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 
 from anchor_embed.config import RunConfig
-from anchor_embed.data.input_report import InputReport
+from anchor_embed.data.input_report import InputReport, is_number
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.losses import soft_target_nce
 from anchor_embed.transfer.methods.base import Embed, TransferData, TransferMethod
@@ -62,7 +62,7 @@ def read_counts(path: str | Path, keys: list[str], train_rows: np.ndarray | None
     try:
         with open(path, newline="", encoding="utf-8") as f:
             for line, row in enumerate(csv.reader(f), 1):
-                if not any(c.strip() for c in row) or (line == 1 and len(row) == 2 and not _is_number(row[1])):
+                if not any(c.strip() for c in row) or (line == 1 and len(row) == 2 and not is_number(row[1])):
                     continue            # a blank line, or a header (anchor_id,count)
                 why = _bad_line(row)
                 if why:
@@ -96,15 +96,6 @@ def read_counts(path: str | Path, keys: list[str], train_rows: np.ndarray | None
         report.notes.append(f"{given} of the {len(train_rows)} training streamers have a count above 0; the rest "
                             "weigh 0")
     return counts
-
-
-def _is_number(text: str) -> bool:
-    """Whether `text` reads as a float (a header's count column does not)."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def check_weights(weights_file: str | None, keys: list[str], train_rows: np.ndarray) -> None:

@@ -29,6 +29,18 @@ def _header_dtype(f: BinaryIO) -> np.dtype:
     return read(f)[2]
 
 
+def _absent(path: Path, exc: OSError, remedy: str) -> AnchorEmbedError | None:
+    """The one line for a file that is not there to read (no file, a folder, no permission), or None: those are
+    not damage."""
+    if isinstance(exc, FileNotFoundError):
+        return AnchorEmbedError(f"{path}: no such file; {remedy}")
+    if isinstance(exc, IsADirectoryError):
+        return AnchorEmbedError(f"{path}: a folder, not a file; {remedy}")
+    if isinstance(exc, PermissionError):
+        return AnchorEmbedError(f"{path}: not readable (permission denied)")
+    return None
+
+
 def _refuse_objects(where: str, dtype: np.dtype, remedy: str) -> None:
     if dtype.hasobject:
         raise AnchorEmbedError(f"{where}: holds Python objects (dtype {dtype}), not an array of numbers; {remedy}")
@@ -52,6 +64,8 @@ def load_npy(path: str | Path, remedy: str, mmap: bool = False) -> np.ndarray:
     except AnchorEmbedError:
         raise
     except (OSError, ValueError, EOFError, SyntaxError) as exc:     # SyntaxError: a garbled header dict
+        if isinstance(exc, OSError) and (absent := _absent(path, exc, remedy)):
+            raise absent from None
         raise AnchorEmbedError(f"{path}: unreadable ({_first_line(exc)}); the file is damaged (truncated?); "
                                f"{remedy}") from None
 
@@ -85,5 +99,7 @@ def load_npz(path: str | Path, names: tuple[str, ...], remedy: str) -> dict[str,
     except AnchorEmbedError:
         raise
     except (OSError, ValueError, EOFError, SyntaxError, zipfile.BadZipFile, zlib.error) as exc:
+        if isinstance(exc, OSError) and (absent := _absent(path, exc, remedy)):
+            raise absent from None
         raise AnchorEmbedError(f"{path}: unreadable ({_first_line(exc)}); the file is damaged (truncated?); "
                                f"{remedy}") from None

@@ -37,17 +37,24 @@ def model_labels(paths: list[str | Path]) -> list[str]:
 def run_labels(models: list[str | Path], earlier: dict[str, str]) -> list[str]:
     """`model_labels`, told apart from the run folders of an earlier record's rows too (`earlier`: run -> row
     name), so a run with another's folder name gets a row of its own; a run scored again keeps its row's name."""
-    paths = [os.path.abspath(m) for m in models]
-    others = [r for r in earlier if r not in paths]
+    runs = [run_key(m) for m in models]
+    others = [r for r in earlier if r not in runs]
     taken = {earlier[r] for r in others}
     labels = []
-    for p, label in zip(paths, model_labels(paths + others)[:len(paths)], strict=True):
-        label = earlier.get(p, label)
+    for r, label in zip(runs, model_labels([*map(os.path.abspath, models), *others])[:len(runs)], strict=True):
+        if r in earlier and earlier[r] not in taken:      # a folder given twice: its second row named apart
+            label = earlier[r]
         n = 2
         while label in taken:
             label, n = f"{label} ({n})", n + 1
+        taken.add(label)
         labels.append(label)
     return labels
+
+
+def run_key(model: str | Path) -> str:
+    """How a model row records its run folder: the resolved path, so a symlink and its target are one run."""
+    return str(Path(model).resolve())
 
 
 def _aligned(path: str | Path, cache, keys: list[str], id_column: str = "anchor_id") -> np.ndarray:
@@ -179,6 +186,9 @@ def evaluate(
     inputs = evaluation_inputs(features, id_emb, id_keys, train_id_emb, holdout_frac, seed) if models or out else {}
     labels = run_labels(models, record.earlier_runs(Path(out) / "evaluation.json", inputs) if out else {})
     if this_run:                  # --out is one of the runs: its row's name
+        if not card:
+            raise AnchorEmbedError(f"--out {out}: the folder of a run scored here, and --no-card leaves the runs as "
+                                   "they are; give another --out")
         this_run = next(lb for m, lb in zip(models, labels, strict=True) if Path(m).resolve() == Path(out).resolve())
     for m in models:
         check_feature_spec(Path(m), features, cache.meta)
@@ -224,7 +234,7 @@ def evaluate(
         vecs = embed_all(model, Batcher.for_model(model, cache))
         named[label] = vecs[rows_in_cache]
     rows = score(named, ids.vectors, queries)
-    run_of = {label: os.path.abspath(m) for m, label in zip(models, labels, strict=True)}
+    run_of = {label: run_key(m) for m, label in zip(models, labels, strict=True)}
     rows = [{**r, "run": run_of[r["model"]]} if r["model"] in run_of else r for r in rows]
     from anchor_embed.training.card import write_card
 

@@ -133,8 +133,8 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
     from anchor_embed.evaluation.probe import read_labels, say_left_out
     from anchor_embed.training.run_folder import check_out
 
-    cfg = resolve_settings(AdaptConfig, "adapt", out, config, resume, overrides)
     check_out(out, "adapt", AdaptConfig)            # a user's, embed's or index folder: refused before any work
+    cfg = resolve_settings(AdaptConfig, "adapt", out, config, resume, overrides)
     pretrained, out = Path(pretrained), Path(out)
     require_model(pretrained)             # not a run: said so, not 'pass --features'
     features = features or run_info(pretrained).get("features")

@@ -205,8 +205,8 @@ def pretrain(
     from anchor_embed.training.run_folder import check_out
 
     out = Path(out)
-    cfg = resolve_settings(PretrainConfig, "pretrain", out, config, resume, overrides)
     check_out(out, "pretrain", PretrainConfig)      # a user's, embed's or index folder: refused before any work
+    cfg = resolve_settings(PretrainConfig, "pretrain", out, config, resume, overrides)
     cache = open_cache(features)
     if cache.n < 2:
         raise AnchorEmbedError(f"{features}: pretraining needs at least 2 streamers, found {cache.n}")

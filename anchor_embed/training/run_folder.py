@@ -14,6 +14,11 @@ from anchor_embed.errors import AnchorEmbedError
 # what a `transfer --choose` or `--members` OUT holds before its run.json is written (at its end), and a run's
 # checkpoints (a run whose record was removed: the checks of `checkpoints.existing_run` say what to do)
 PARTS = ("choice.json", "candidates", "members", "soup.json", "checkpoints")
+# the names a run writes (its model, record, card, adapter patch): such a file in a folder that is no run is
+# someone else's, and the run would replace it
+RUN_NAMES = {"README.md", "config.json", "run.json", "model.safetensors", "model_config.json", "metrics.jsonl",
+             "outcome.json", "pairs.jsonl", "seen_ids.txt", "evaluation.json", "evaluation.md", "adapter.json",
+             "patch.safetensors", "head.safetensors"}
 
 
 def _reads_as(path: Path, config: type[BaseModel]) -> bool:
@@ -35,10 +40,12 @@ def _stage_of(out: Path) -> str | None:
 
 
 def check_out(out: str | Path, stage: str, config: type[BaseModel]) -> None:
-    """Refuse, before any work, an --out folder holding files `stage` did not write, naming a few of them, or a
-    run of another stage. A missing or empty folder passes, and so does a run of `stage` (its --resume and
-    'holds a run already' checks follow) or one stopped before its run.json (a config.json of `config`'s kind,
-    a --choose or --members run's parts); dot-files (a lock) are not counted."""
+    """Refuse, before any work, an --out folder whose files a `stage` run would replace or mix into: a run of
+    another stage, an `embed` vectors folder, an index folder, or a folder holding a file of a run's names (a
+    user's README.md or config.json) that is not a run of `stage`. A missing or empty folder passes, so do a run
+    of `stage` (its --resume and 'holds a run already' checks follow), one stopped before its run.json (a
+    config.json of `config`'s kind, a --choose or --members run's parts) and files no run writes (a log the
+    user's script sends there)."""
     out = Path(out)
     if not out.is_dir():
         return
@@ -47,11 +54,13 @@ def check_out(out: str | Path, stage: str, config: type[BaseModel]) -> None:
         return
     if made:
         raise AnchorEmbedError(f"--out {out}: holds a {made} run, not a {stage} run; give --out a folder of its own")
-    ours = _reads_as(out / "config.json", config)
-    if ours and (out / "run.json").exists():    # a run.json naming no stage, or damaged: the run's own checks say
-        return
-    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.name not in PARTS
-                     and not (ours and p.name == "config.json"))
-    if foreign:
-        raise AnchorEmbedError(f"--out {out}: holds files {stage} did not write ({', '.join(foreign[:3])}"
-                               f"{', ...' if len(foreign) > 3 else ''}); give --out a folder of its own")
+    for kind, marks in (("an index folder", ("index.faiss",)), ("an `embed` vectors folder", ("vectors.npy", "meta.json"))):
+        if all((out / m).exists() for m in marks):
+            raise AnchorEmbedError(f"--out {out}: {kind}; give the {stage} run a folder of its own")
+    if _reads_as(out / "config.json", config) or any((out / p).exists() for p in ("choice.json", "soup.json")):
+        return                      # ours, stopped before its run.json
+    clash = sorted(p.name for p in out.iterdir() if p.name in RUN_NAMES)
+    if clash:
+        raise AnchorEmbedError(f"--out {out}: holds files a {stage} run would replace ({', '.join(clash[:3])}"
+                               f"{', ...' if len(clash) > 3 else ''}) and is no {stage} run; give --out a folder "
+                               "of its own")

@@ -23,7 +23,7 @@ from anchor_embed.model.batcher import Batcher
 from anchor_embed.model.fusion import FusionModel
 from anchor_embed.model.store import load_model, require_model
 from anchor_embed.model.views import ViewConfig
-from anchor_embed.progress import say
+from anchor_embed.progress import counted, say
 from anchor_embed.training import checkpoints
 from anchor_embed.training.fit import (
     Task,
@@ -213,8 +213,8 @@ def transfer(
     from anchor_embed.transfer.filters.base import FilterInputs
     from anchor_embed.transfer.mining import filter_pairs, mine, mutual_pairs
 
-    cfg = resolve_settings(TransferConfig, "transfer", out, config, resume, overrides)
     check_out(out, "transfer", TransferConfig)     # a user's, embed's or index folder: refused before any work
+    cfg = resolve_settings(TransferConfig, "transfer", out, config, resume, overrides)
     if cfg.members > 1 and cfg.member is None:
         from anchor_embed.transfer.soup import soup
 
@@ -234,7 +234,7 @@ def transfer(
     done = finished(out, cfg, ckpt) if resume else None
     if done is not None:     # a finished candidate or member of a resumed --choose/--members: no mining, no refit
         check_same_inputs(out, inputs)
-        say(f"[bold]transfer[/]: {out} finished already ({done.get('epochs_run')} epochs, stopped by "
+        say(f"[bold]transfer[/]: {out} finished already ({counted(int(done.get('epochs_run') or 0), 'epoch')}, stopped by "
             f"{done.get('stopped_by')}); nothing to redo" + (" (a larger --epochs continues it)"
                                                             if done.get("stopped_by") == "epochs" else ""))
         return checkpoints.history_until(out, int(ckpt.name[6:]))
@@ -242,8 +242,14 @@ def transfer(
     torch.set_num_threads(max(1, cfg.threads))
     cache = open_cache(features)
     from anchor_embed.evaluation.evaluate import check_feature_spec
+    from anchor_embed.serving.encoder import feature_settings
 
-    check_feature_spec(pretrained, features, cache.meta, "teach it with", "transfer")   # other backbones, tags
+    try:
+        feature_settings(pretrained)
+    except AnchorEmbedError:        # a run recording no spec whose cache moved: nothing to compare it with
+        pass
+    else:
+        check_feature_spec(pretrained, features, cache.meta, "teach it with", "transfer")   # other backbones, tags
     model, _ = load_model(pretrained)
     if cfg.init == "scratch":  # the same architecture, vocabulary and input limits, fresh weights
         model = FusionModel(model.cfg)

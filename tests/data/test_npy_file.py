@@ -60,3 +60,13 @@ def test_a_bad_npz_is_one_line_naming_it(tmp_path):
         assert "pickle" not in str(exc.value) and "\n" not in str(exc.value)
     with pytest.raises(AnchorEmbedError, match=r"missing array\(s\) \['other'\]"):
         load_npz(tmp_path / "good.npz", ("keys", "other"), "r")
+
+
+def test_a_file_that_is_not_there_is_not_called_damaged(tmp_path):
+    """A missing file or a folder was 'unreadable ...; the file is damaged (truncated?)'."""
+
+    for load in (lambda p: load_npy(p, "fix it"), lambda p: load_npz(p, ("keys",), "fix it")):
+        with pytest.raises(AnchorEmbedError, match="nope.npy: no such file; fix it$"):
+            load(tmp_path / "nope.npy")
+        with pytest.raises(AnchorEmbedError, match="a folder, not a file; fix it$"):
+            load(tmp_path)

@@ -159,3 +159,25 @@ def test_runs_of_one_name_keep_their_own_rows_and_no_card_leaves_runs_alone(samp
     assert sorted(r["run"] for r in rows) == sorted([str(first), str(second)])
     assert {r["model"] for r in rows if r["run"] == str(first)} == {"run"}
     assert "kept 1 row(s)" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_run_labels_name_a_folder_given_twice_apart_and_reuse_an_earlier_rows_name(tmp_path):
+    from anchor_embed.evaluation.evaluate import run_labels
+
+    x, y = tmp_path / "a" / "x", tmp_path / "b" / "x"
+    assert run_labels([x, x], {str(x.resolve()): "x"}) == ["x", "x (2)"]
+    assert run_labels([y], {str(x.resolve()): "x"}) == ["b/x"]
+    assert run_labels([x], {str(x.resolve()): "old name"}) == ["old name"]
+    assert run_labels([x, y], {}) == ["a/x", "b/x"]
+
+
+def test_no_card_with_out_a_scored_runs_folder_is_refused(sample, sample_cache, pretrained, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pretrained, run)
+    before = sorted(p.name for p in run.iterdir())
+    assert run_cli("evaluate", "--features", sample_cache, "--id-emb", sample / "ids.npy", "--no-frozen",
+                   "--model", run, "--no-card", "--out", run) == 2
+    assert "--no-card leaves the runs as they are; give another --out" in " ".join(capsys.readouterr().err.split())
+    assert sorted(p.name for p in run.iterdir()) == before

@@ -27,9 +27,10 @@ from anchor_embed.vectorspace import normalise_rows
 
 
 def _bad_line(row: list[str]) -> str | None:
-    """Why a weights-file line is not `anchor_id,count` with a finite count of at least 0, or None."""
-    if len(row) != 2:
-        return f"expected anchor_id,count, got {len(row)} field{'s' if len(row) != 1 else ''}"
+    """Why a weights-file line is not `anchor_id,count[,...]` with a finite count of at least 0, or None (columns
+    after the count, as a CSV export may carry, are not read)."""
+    if len(row) < 2:
+        return "expected anchor_id,count, got 1 field"
     if not row[0].strip():
         return "blank anchor_id"
     try:
@@ -62,7 +63,7 @@ def read_counts(path: str | Path, keys: list[str], train_rows: np.ndarray | None
     try:
         with open(path, newline="", encoding="utf-8") as f:
             for line, row in enumerate(csv.reader(f), 1):
-                if not any(c.strip() for c in row) or (line == 1 and len(row) == 2 and not is_number(row[1])):
+                if not any(c.strip() for c in row) or (line == 1 and len(row) >= 2 and not is_number(row[1])):
                     continue            # a blank line, or a header (anchor_id,count)
                 why = _bad_line(row)
                 if why:

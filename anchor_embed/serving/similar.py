@@ -237,13 +237,11 @@ KEY_TABLE_NPY = ("keys.npy", "keys_sorted.npy", "keys_sorted_rows.npy", "labels_
 def mapped(path: Path) -> np.ndarray:
     """An index folder's .npy file, memory-mapped read-only; one line naming it when missing or damaged (numpy's
     own errors name no file)."""
+    from anchor_embed.data.npy_file import load_npy
+
     if not path.is_file():
         raise AnchorEmbedError(f"{path}: missing; rebuild the index with `anchor-embed index build`")
-    try:
-        return np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise AnchorEmbedError(f"{path}: unreadable ({exc}); the file is damaged (truncated?), rebuild the index "
-                               "with `anchor-embed index build`") from None
+    return load_npy(path, "rebuild the index with `anchor-embed index build`", mmap=True)
 
 
 def as_ids(given: Any) -> list[str]:

@@ -118,6 +118,7 @@ def test_index_build_writes_only_into_an_index_folder(sample_index, pretrained, 
     ("modalities.npy", "modalities.npy: unreadable .*damaged"),
     ("labels.jsonl", "labels.jsonl: unreadable at .*damaged"),
     ("no vectors.npy", "vectors.npy: missing"),
+    ("keys.npy objects", "keys.npy: holds Python objects .*rebuild the index"),     # never numpy's allow_pickle advice
 ])
 def test_a_damaged_index_folder_is_one_line_naming_the_file(sample_index, tmp_path, capsys, damage, said):
     """A truncated .npy or labels.jsonl of an index folder (or a missing meta.json) was numpy's or json's
@@ -127,6 +128,8 @@ def test_a_damaged_index_folder_is_one_line_naming_the_file(sample_index, tmp_pa
     first = Lookup.open(idx).keys.key(0)
     if damage.startswith("no "):
         (idx / damage[3:]).unlink()
+    elif damage.endswith(" objects"):
+        np.save(idx / damage.split()[0], np.array([{"x": 1}] * 3, dtype=object), allow_pickle=True)
     else:
         (idx / damage).write_bytes((idx / damage).read_bytes()[:90])
     capsys.readouterr()

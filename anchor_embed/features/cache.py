@@ -23,12 +23,14 @@ import numpy as np
 
 from anchor_embed import atomic
 from anchor_embed.data.key_file import read_keys
+from anchor_embed.data.npy_file import load_npy
 from anchor_embed.errors import AnchorEmbedError
 
 KINDS = ("text", "frame", "tag")
 FIELD_NICKNAME, FIELD_PROFILE, FIELD_TEXT = 0, 1, 2
 STORE_DTYPE = np.float16
 PART_ROWS = 2048  # rows per checkpointed part
+REBUILD = "the feature cache is damaged: run `anchor-embed features` again into a new --out"
 
 
 def text_key(text: str) -> str:
@@ -86,13 +88,13 @@ def load_table(folder: Path, kind: str, mmap: bool = True) -> tuple[list[str], l
     blocks: list[np.ndarray] = []
     main = folder / f"{kind}.npy"
     if main.is_file():
-        blocks.append(np.load(main, mmap_mode="r" if mmap else None))
+        blocks.append(load_npy(main, REBUILD, mmap=mmap))
         keys += read_keys(folder / f"{kind}.keys.txt")
     for part in sorted((folder / "parts").glob(f"{kind}-*.npy")):
         kfile = part.with_suffix(".keys.txt")
         if not kfile.is_file():  # a part is complete only with its keys file (written second)
             continue
-        blocks.append(np.load(part))
+        blocks.append(load_npy(part, REBUILD))
         keys += read_keys(kfile)
     if sum(b.shape[0] for b in blocks) != len(keys):
         raise AnchorEmbedError(f"{folder}: {kind} features and keys disagree in count; the cache is damaged")
@@ -210,14 +212,15 @@ def open_cache(path: str | Path) -> FeatureCache:
     for kind in KINDS:
         f = path / f"{kind}.npy"
         dim = meta["text_dim"] if kind != "frame" else meta["image_dim"]
-        feats[kind] = np.load(f, mmap_mode="r") if f.is_file() and f.stat().st_size > 128 else \
+        feats[kind] = load_npy(f, REBUILD, mmap=True) if f.is_file() and f.stat().st_size > 128 else \
             np.zeros((0, dim), STORE_DTYPE)
     s = path / "streamers"
     return FeatureCache(
         path=path, meta=meta, keys=read_keys(s / "keys.txt"), feats=feats,
-        ptr={k: np.load(s / f"{k}_ptr.npy") for k in KINDS}, idx={k: np.load(s / f"{k}_idx.npy") for k in KINDS},
-        text_field=np.load(s / "text_field.npy"),
+        ptr={k: load_npy(s / f"{k}_ptr.npy", REBUILD) for k in KINDS},
+        idx={k: load_npy(s / f"{k}_idx.npy", REBUILD) for k in KINDS},
+        text_field=load_npy(s / "text_field.npy", REBUILD),
         tag_names=read_keys(path / "tag.keys.txt") if (path / "tag.keys.txt").is_file() else [],
-        tag_counts=np.load(s / "tag_counts.npy"),
+        tag_counts=load_npy(s / "tag_counts.npy", REBUILD),
     )
 

@@ -168,3 +168,23 @@ def test_the_cache_records_its_inputs_as_absolute_paths(sample, sample_cache, tm
     meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
     assert meta["streamers_file"] == str((tmp_path / "s.jsonl").resolve())
     assert meta["media_root"] == str(tmp_path.resolve())
+
+
+@pytest.mark.parametrize("damaged", ["streamers/text_ptr.npy", "streamers/frame_idx.npy", "streamers/tag_counts.npy"])
+def test_a_damaged_cache_file_is_one_line_naming_it(sample, sample_cache, tmp_path, capsys, damaged):
+    """A truncated array of a feature cache was numpy's traceback (a missing one a FileNotFoundError)."""
+    import shutil
+
+    from tests.conftest import run_cli
+
+    cache = tmp_path / "cache"
+    shutil.copytree(sample_cache, cache)
+    data = (cache / damaged).read_bytes()
+    (cache / damaged).write_bytes(data[:len(data) // 2])            # cut mid-array
+    capsys.readouterr()
+    assert run_cli("evaluate", "--features", cache, "--id-emb", sample / "ids.npy") == 2
+    err = capsys.readouterr().err
+    assert damaged.split("/")[-1] in err and "feature cache is damaged" in err and len(err.strip().splitlines()) == 1
+    (cache / damaged).unlink()
+    assert run_cli("evaluate", "--features", cache, "--id-emb", sample / "ids.npy") == 2
+    assert "no such file" in capsys.readouterr().err

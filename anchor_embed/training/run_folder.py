@@ -39,6 +39,11 @@ def _stage_of(out: Path) -> str | None:
     return str(info.get("stage") or "") if isinstance(info, dict) else None
 
 
+def _a(stage: str) -> str:
+    """'a pretrain', 'an adapt': the stage with its article."""
+    return f"{'an' if stage[:1] in 'aeiou' else 'a'} {stage}"
+
+
 def check_out(out: str | Path, stage: str, config: type[BaseModel]) -> None:
     """Refuse, before any work, an --out folder whose files a `stage` run would replace or mix into: a run of
     another stage, an `embed` vectors folder, an index folder, or a folder holding a file of a run's names (a
@@ -53,7 +58,7 @@ def check_out(out: str | Path, stage: str, config: type[BaseModel]) -> None:
     if made == stage:
         return
     if made:
-        raise AnchorEmbedError(f"--out {out}: holds a {made} run, not a {stage} run; give --out a folder of its own")
+        raise AnchorEmbedError(f"--out {out}: holds {_a(made)} run, not {_a(stage)} run; give --out a folder of its own")
     for kind, marks in (("an index folder", ("index.faiss",)), ("an `embed` vectors folder", ("vectors.npy", "meta.json"))):
         if all((out / m).exists() for m in marks):
             raise AnchorEmbedError(f"--out {out}: {kind}; give the {stage} run a folder of its own")
@@ -61,6 +66,6 @@ def check_out(out: str | Path, stage: str, config: type[BaseModel]) -> None:
         return                      # ours, stopped before its run.json
     clash = sorted(p.name for p in out.iterdir() if p.name in RUN_NAMES)
     if clash:
-        raise AnchorEmbedError(f"--out {out}: holds files a {stage} run would replace ({', '.join(clash[:3])}"
+        raise AnchorEmbedError(f"--out {out}: holds files {_a(stage)} run would replace ({', '.join(clash[:3])}"
                                f"{', ...' if len(clash) > 3 else ''}) and is no {stage} run; give --out a folder "
                                "of its own")

@@ -199,8 +199,10 @@ def test_resume_takes_the_saved_settings_and_the_flags_given_change_only_theirs(
     assert run_cli(*args, "--resume", "--epochs", "2") == 0
     cfg = json.loads((tmp_path / "t" / "config.json").read_text())
     assert (cfg["lr"], cfg["params"]["temperature"], cfg["holdout_frac"], cfg["epochs"]) == (0.001, 0.2, 0.2, 2)
-    # another stage's folder is not read for settings (its config named a missing key of the wrong stage)
+    # another stage's folder is not read for settings (its config named a missing key of the wrong stage): it is
+    # refused as another stage's run before any settings are read
     capsys.readouterr()
     assert run_cli("adapt", "--pretrained", pretrained, "--labels", sample / "ids.keys.txt", "--out", run,
                    "--resume") == 2
-    assert capsys.readouterr().err.strip() == "error: --target is required"
+    assert capsys.readouterr().err.strip() == f"error: --out {run}: holds a pretrain run, not an adapt run; give --out " \
+                                              "a folder of its own"

@@ -100,14 +100,14 @@ def check_feature_spec(run: Path, features: str | Path, meta: dict, use: str = "
         say(f"[yellow]{stage}[/]: {features} caps streamers' inputs otherwise than {run}'s features ({'; '.join(caps)})")
 
 
-def run_of_out(out: str | Path | None, models: list[str | Path]) -> str | None:
-    """The row label of the evaluated model whose run folder `out` is (its evaluation.json keeps `this_run`), or
-    None for a plain folder. A run folder of a model not evaluated here is refused: its evaluation.json and its
-    `this_run` are its own model's (another model's scores replaced them with one yellow line)."""
+def run_of_out(out: str | Path | None, models: list[str | Path]) -> int | None:
+    """The position among `models` of the one whose run folder `out` is (its evaluation.json keeps `this_run`),
+    or None for a plain folder. A run folder of a model not evaluated here is refused: its evaluation.json and
+    its `this_run` are its own model's (another model's scores replaced them with one yellow line)."""
     if out is None:
         return None
     where = Path(out).resolve()
-    own = [label for m, label in zip(models, model_labels(models), strict=True) if Path(m).resolve() == where]
+    own = [i for i, m in enumerate(models) if Path(m).resolve() == where]
     if own:
         return own[0]
     if (Path(out) / "model.safetensors").is_file():
@@ -169,7 +169,10 @@ def evaluate(
     models = list(models or [])
     if not (models or frozen or ridge or knn_average):
         raise AnchorEmbedError("nothing to score: give --model RUN, --ridge or --knn-average, or keep the frozen rows")
-    this_run = run_of_out(out, models)
+    own = run_of_out(out, models)
+    if own is not None and not card:
+        raise AnchorEmbedError(f"--out {out}: the folder of a run scored here, and --no-card leaves the runs as "
+                               "they are; give another --out")
     cache = open_cache(features)
     ids, report = read_id_embeddings(id_emb, id_keys, id_column=id_column)
     ids = align_to_streamers(ids, cache.keys, report)
@@ -185,11 +188,7 @@ def evaluate(
 
     inputs = evaluation_inputs(features, id_emb, id_keys, train_id_emb, holdout_frac, seed) if models or out else {}
     labels = run_labels(models, record.earlier_runs(Path(out) / "evaluation.json", inputs) if out else {})
-    if this_run:                  # --out is one of the runs: its row's name
-        if not card:
-            raise AnchorEmbedError(f"--out {out}: the folder of a run scored here, and --no-card leaves the runs as "
-                                   "they are; give another --out")
-        this_run = next(lb for m, lb in zip(models, labels, strict=True) if Path(m).resolve() == Path(out).resolve())
+    this_run = None if own is None else labels[own]      # --out is one of the runs: its row's name
     for m in models:
         check_feature_spec(Path(m), features, cache.meta)
     if len(held) < 50:      # a mean of n values in [0, 1] has a standard error up to 0.5 / sqrt(n)

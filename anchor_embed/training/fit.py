@@ -143,10 +143,7 @@ def resolve_settings(model: type[T], stage: str, out: str | Path, config: str | 
         except AnchorEmbedError:
             # a flag that changes the run, named as every other such change is (not the saved params another
             # --method does not take: "unknown key 'params.temperature'")
-            changed = changed_flags(atomic.read_json_object(saved), overrides)
-            if changed:
-                raise AnchorEmbedError(f"{out}: --resume with settings that differ from the saved run ("
-                                       f"{'; '.join(changed)}); only {', '.join(sorted(RESUMABLE))} may change") from None
+            refuse_changed(out, atomic.read_json_object(saved), overrides, "run")
             raise
     return resolve(model, config, overrides)
 
@@ -163,6 +160,15 @@ def changed_flags(saved: dict, overrides: dict) -> list[str]:
                  if isinstance(asked, dict) and isinstance(had, dict) else [(key, had, asked)])
         out += [f"{name}: saved {a!r}, asked {b!r}" for name, a, b in pairs if a != b]
     return out
+
+
+def refuse_changed(out: str | Path, saved: dict, asked: dict, what: str) -> None:
+    """One line naming the flags given that differ from the saved `what` (run, choice) where a resume may not
+    change them (`changed_flags`); nothing when none does."""
+    changed = changed_flags(saved, asked)
+    if changed:
+        raise AnchorEmbedError(f"{out}: --resume with settings that differ from the saved {what} ("
+                               f"{'; '.join(changed)}); only {', '.join(sorted(RESUMABLE))} may change") from None
 
 
 def resumable_change(saved: dict, new: dict) -> bool:

@@ -146,14 +146,10 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
     try:
         base = resolve(TransferConfig, rest.get("config"), given).model_dump(mode="json")
     except AnchorEmbedError as e:
-        from anchor_embed.training.fit import RESUMABLE, changed_flags
+        from anchor_embed.training.fit import refuse_changed
 
-        started = (atomic.read_json_object(out / CHOICE).get("settings") or {}) if resume and (
-            out / CHOICE).is_file() else {}
-        changed = changed_flags(started, asked) if started else []
-        if changed:         # another --method: named as such, not as the saved params it does not take
-            raise AnchorEmbedError(f"{out}: --resume with settings that differ from the saved choice ("
-                                   f"{'; '.join(changed)}); only {', '.join(sorted(RESUMABLE))} may change") from None
+        if resume and (out / CHOICE).is_file():    # another --method: named as such, not as the params it lacks
+            refuse_changed(out, atomic.read_json_object(out / CHOICE).get("settings") or {}, asked, "choice")
         raise AnchorEmbedError(f"--choose: {e}") from None
     # every candidate trains from the full settings of the start, so one not started when the choice stopped
     # trains like the others on --resume alone (it took the defaults'), and the start is recorded for it

@@ -57,6 +57,12 @@ def _csr(query: np.ndarray, neighbour: np.ndarray, score: np.ndarray, n: int) ->
     return np.cumsum(ptr), neighbour[order]
 
 
+def _refuse_weights_on_pairs(params) -> None:
+    """Reliability weights weigh a neighbourhood's seed: one-pair batches have none to weigh."""
+    if params.weights_file and params.batches == "pairs":
+        raise AnchorEmbedError("params.weights_file: reliability weights need batches 'neighbourhoods'")
+
+
 class Contrastive(TransferMethod):
     """Mined-and-filtered behavioural neighbours are positives; see the module docstring for the options."""
 
@@ -93,15 +99,13 @@ class Contrastive(TransferMethod):
         self.drop_ptr, self.drop_nb = _csr(data.dropped_query, data.dropped_neighbour,
                                            np.zeros(len(data.dropped_query), np.float32), self.n)
         self.seeds = data.train_rows[np.diff(self.kept_ptr)[data.train_rows] > 0]
-        if params.weights_file and params.batches == "pairs":
-            raise AnchorEmbedError("params.weights_file: reliability weights need batches 'neighbourhoods'")
+        _refuse_weights_on_pairs(params)
         self.weights = (reliability_weights(data, params.weights_file, params.weight_scale)
                         if params.weights_file else None)
 
     @classmethod
     def check_inputs(cls, params, keys: list[str], train_rows: np.ndarray) -> None:
-        if params.weights_file and params.batches == "pairs":
-            raise AnchorEmbedError("params.weights_file: reliability weights need batches 'neighbourhoods'")
+        _refuse_weights_on_pairs(params)
         check_weights(params.weights_file, keys, train_rows)
 
     def temperature(self) -> torch.Tensor:

@@ -65,22 +65,20 @@ def _owner(out: Path) -> str | None:
     vectors.npy, keys.txt, meta.json...), which no other command's --out may replace."""
     from anchor_embed.serving.embed import EMBED_FILES
     from anchor_embed.serving.index import INDEX_FILES
+    from anchor_embed.serving.vectors import folder_kind
 
-    if (out.parent / "vectors.npy").is_file() and (out.parent / "meta.json").is_file() and out.name in EMBED_FILES:
-        return "vectors"
-    if (out.parent / "index.faiss").is_file() and out.name in INDEX_FILES:
-        return "index"
-    return None
+    kind = folder_kind(out.parent)     # an index folder holds a copy of its vectors' files too
+    return kind if out.name in {"vectors": EMBED_FILES, "index": INDEX_FILES | EMBED_FILES}.get(kind or "", ()) else None
 
 
 def _vectors_fingerprint(folder: Path) -> str | None:
     """The fingerprint of the vectors `folder` holds when it is a vectors folder embed wrote, else None."""
-    if not (folder / "vectors.npy").is_file():
-        return None
-    from anchor_embed.serving.vectors import vectors_id
+    from anchor_embed import atomic
+    from anchor_embed.serving.vectors import folder_kind, vectors_id
 
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    if folder_kind(folder) != "vectors":
         return None
-    return vectors_id(meta) if isinstance(meta, dict) else None
+    try:
+        return vectors_id(atomic.read_json_object(folder / "meta.json"))
+    except AnchorEmbedError:             # a damaged meta.json: the commands reading the folder say so
+        return None

@@ -19,6 +19,16 @@ def vectors_id(meta: dict) -> str | None:
     return made if isinstance(made, str) and made else None
 
 
+def folder_kind(folder: Path) -> str | None:
+    """'index' for an index folder (its index.faiss), 'vectors' for a vectors folder embed wrote (vectors.npy
+    beside a meta.json; an index folder holds those too, so it is told first), else None."""
+    if (folder / "index.faiss").is_file():
+        return "index"
+    if (folder / "vectors.npy").is_file() and (folder / "meta.json").is_file():
+        return "vectors"
+    return None
+
+
 DAMAGED = "the folder is damaged (re-run `anchor-embed embed`)"
 REEMBED = "re-run `anchor-embed embed`"
 

@@ -59,9 +59,12 @@ def check_out(out: str | Path, stage: str, config: type[BaseModel]) -> None:
         return
     if made:
         raise AnchorEmbedError(f"--out {out}: holds {_a(made)} run, not {_a(stage)} run; give --out a folder of its own")
-    for kind, marks in (("an index folder", ("index.faiss",)), ("an `embed` vectors folder", ("vectors.npy", "meta.json"))):
-        if all((out / m).exists() for m in marks):
-            raise AnchorEmbedError(f"--out {out}: {kind}; give the {stage} run a folder of its own")
+    from anchor_embed.serving.vectors import folder_kind
+
+    kind = folder_kind(out)
+    if kind:
+        raise AnchorEmbedError(f"--out {out}: {'an index' if kind == 'index' else 'an `embed` vectors'} folder; give "
+                               f"the {stage} run a folder of its own")
     if _reads_as(out / "config.json", config) or any((out / p).exists() for p in ("choice.json", "soup.json")):
         return                      # ours, stopped before its run.json
     clash = sorted(p.name for p in out.iterdir() if p.name in RUN_NAMES)

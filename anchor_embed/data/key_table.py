@@ -3,6 +3,7 @@
 keys.npy              fixed-width UTF-8 keys in row order (memory-mapped: row -> key)
 keys_sorted.npy       the same keys sorted, and keys_sorted_rows.npy their rows (binary search: key -> row)
 labels.jsonl          one label object per row, in row order; labels_offsets.npy the byte offset of each line
+(and one past the last); a missing, damaged or mismatched table is one line naming it.
 Folders built before these files existed are read the old way (keys.txt and labels.jsonl in memory).
 """
 
@@ -18,6 +19,11 @@ import numpy as np
 
 from anchor_embed import atomic
 from anchor_embed.data.key_file import read_keys
+from anchor_embed.data.npy_file import load_npy
+from anchor_embed.errors import AnchorEmbedError
+
+TABLES = ("keys.npy", "keys_sorted.npy", "keys_sorted_rows.npy", "labels_offsets.npy")
+REBUILD = "rebuild the index with `anchor-embed index build`"
 
 
 def write_key_table(folder: Path, keys: list[str], labels_file: Path | None) -> None:
@@ -46,10 +52,12 @@ class KeyTable:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         if (folder / "keys_sorted.npy").is_file():
-            self._keys = np.load(folder / "keys.npy", mmap_mode="r")
-            self._sorted = np.load(folder / "keys_sorted.npy", mmap_mode="r")
-            self._sorted_rows = np.load(folder / "keys_sorted_rows.npy", mmap_mode="r")
-            self._offsets = np.load(folder / "labels_offsets.npy", mmap_mode="r")
+            self._keys, self._sorted, self._sorted_rows, self._offsets = (
+                load_npy(folder / name, REBUILD, mmap=True) for name in TABLES)
+            counts = (len(self._keys), len(self._sorted), len(self._sorted_rows), len(self._offsets) - 1)
+            if len(set(counts)) > 1:            # files of two builds: a lookup would read past one of them
+                said = ", ".join(f"{n} in {name}" for name, n in zip(TABLES, counts, strict=True))
+                raise AnchorEmbedError(f"{folder}: its key table files are of different builds ({said}); {REBUILD}")
             self._legacy = None
             # labels.jsonl held open from here, as the memory maps hold their files: a build replacing the folder's
             # files (atomic renames) leaves this table reading the build it opened, not the new file at the old

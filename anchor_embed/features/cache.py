@@ -202,23 +202,36 @@ def check_meta(out: Path, wanted: dict, caps: dict | None = None) -> None:
                 "features of different backbones do not mix: use another --out")
 
 
+def feature_rows(f: Path, dim: int) -> np.ndarray:
+    """One kind's features, memory-mapped. No file, or an intact one of zero rows, is no features of that kind;
+    a damaged file, or one that is no table of `dim` features, is one line naming it (by its content, not size:
+    a file cut to its first bytes was taken for an empty one, and the next read was an IndexError)."""
+    if not f.exists():
+        return np.zeros((0, dim), STORE_DTYPE)
+    table = load_npy(f, REBUILD, mmap=True)
+    if table.ndim != 2 or (len(table) and table.shape[1] != dim):
+        raise AnchorEmbedError(f"{f}: holds an array of shape {table.shape}, not rows of {dim} features; {REBUILD}")
+    return table if len(table) else np.zeros((0, dim), STORE_DTYPE)
+
+
 def open_cache(path: str | Path) -> FeatureCache:
     """Open a cache for reading (features memory-mapped)."""
     path = Path(path)
     if not (path / "meta.json").is_file() or not (path / "streamers" / "keys.txt").is_file():
         raise AnchorEmbedError(f"{path}: not a feature cache (run `anchor-embed features` first)")
     meta = json.loads((path / "meta.json").read_text())
-    feats = {}
-    for kind in KINDS:
-        f = path / f"{kind}.npy"
-        dim = meta["text_dim"] if kind != "frame" else meta["image_dim"]
-        feats[kind] = load_npy(f, REBUILD, mmap=True) if f.is_file() and f.stat().st_size > 128 else \
-            np.zeros((0, dim), STORE_DTYPE)
+    feats = {kind: feature_rows(path / f"{kind}.npy", int(meta["image_dim" if kind == "frame" else "text_dim"]))
+             for kind in KINDS}
     s = path / "streamers"
+    idx = {k: load_npy(s / f"{k}_idx.npy", REBUILD) for k in KINDS}
+    for kind in KINDS:
+        if len(idx[kind]) and not 0 <= idx[kind].min() <= idx[kind].max() < len(feats[kind]):
+            raise AnchorEmbedError(f"{path / f'{kind}.npy'}: holds {len(feats[kind])} rows, but the streamers' "
+                                   f"{kind} lists point to rows outside it; {REBUILD}")
     return FeatureCache(
         path=path, meta=meta, keys=read_keys(s / "keys.txt"), feats=feats,
         ptr={k: load_npy(s / f"{k}_ptr.npy", REBUILD) for k in KINDS},
-        idx={k: load_npy(s / f"{k}_idx.npy", REBUILD) for k in KINDS},
+        idx=idx,
         text_field=load_npy(s / "text_field.npy", REBUILD),
         tag_names=read_keys(path / "tag.keys.txt") if (path / "tag.keys.txt").is_file() else [],
         tag_counts=load_npy(s / "tag_counts.npy", REBUILD),

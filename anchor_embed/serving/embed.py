@@ -16,6 +16,7 @@ import numpy as np
 from anchor_embed import atomic
 from anchor_embed.data.key_file import read_keys, write_keys
 from anchor_embed.data.media import say_if_under_other_root
+from anchor_embed.data.npy_file import load_npy
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
 
@@ -138,8 +139,41 @@ def _finished(sdir: Path, made: dict) -> bool:
     """A shard done for these inputs, with each row's place in the input (a shard written before places were
     kept is done again)."""
     done = sdir / "done"
-    return (done.is_file() and json.loads(done.read_text()).get("fingerprint") == made["fingerprint"]
-            and (sdir / "input_rows.npy").is_file())
+    if not done.is_file() or not (sdir / "input_rows.npy").is_file():
+        return False
+    marker = atomic.read_json_object(done, f"the shard is damaged; {_redo(sdir)}")     # not JSON: one line
+    return marker.get("fingerprint") == made["fingerprint"]
+
+
+def _redo(sdir: Path) -> str:
+    """What to do about a damaged file of a finished shard: embed that shard again (a shard folder that is gone
+    is not done, and is embedded again by the next run of its --shard; the other shards are kept)."""
+    i, n = (int(x) for x in sdir.name.split("-of-"))
+    again = "the same `anchor-embed embed`" + (f" with --shard {i}/{n}" if n > 1 else "")
+    return f"remove the folder {sdir} and run {again} again"
+
+
+def _shard_array(sdir: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A finished shard's .npy array, of `shape` (its first axis the shard's keys); missing, damaged or of another
+    shape is one line saying to embed that shard again."""
+    got = load_npy(sdir / name, _redo(sdir))
+    if got.shape != shape:
+        raise AnchorEmbedError(f"{sdir / name}: holds an array of shape {got.shape}, not {shape} ({shape[0]} keys "
+                               f"in keys.txt beside it): the shard is damaged; {_redo(sdir)}")
+    return got
+
+
+def _shard_lines(sdir: Path, name: str, count: int | None = None) -> list[str]:
+    """A finished shard's text file, one item a line (`count` of them when given); missing or of another count is
+    one line saying to embed that shard again."""
+    path = sdir / name
+    if not path.is_file():
+        raise AnchorEmbedError(f"{path}: no such file; {_redo(sdir)}")
+    lines = read_keys(path)
+    if count is not None and len(lines) != count:
+        raise AnchorEmbedError(f"{path}: holds {len(lines)} lines, not {count} ({count} keys in keys.txt beside "
+                               f"it): the shard is damaged; {_redo(sdir)}")
+    return lines
 
 
 def _merge_plan(finished: list[Path], streamers: Path, columns: dict | None, strict: bool
@@ -150,8 +184,9 @@ def _merge_plan(finished: list[Path], streamers: Path, columns: dict | None, str
     under `strict` in the words a one-shard --strict read would use."""
     from rich.markup import escape
 
-    keys = [read_keys(s / "keys.txt") for s in finished]
-    rows = np.concatenate([np.load(s / "input_rows.npy") for s in finished] + [np.zeros(0, np.int64)])
+    keys = [_shard_lines(s, "keys.txt") for s in finished]
+    rows = np.concatenate([_shard_array(s, "input_rows.npy", (len(ks),)) for s, ks in zip(finished, keys, strict=True)]
+                          + [np.zeros(0, np.int64)])
     flat = [k for ks in keys for k in ks]
     order = np.argsort(rows, kind="stable")
     keep = np.zeros(len(flat), bool)
@@ -289,9 +324,9 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
         for s, ks in zip(finished, shard_keys, strict=True):      # each shard's kept rows to their places
             at = slice(start, start + len(ks))
             take, to = keep[at], dest[at][keep[at]]
-            vecs[to] = np.load(s / "vectors.npy")[take]
-            mods[to] = np.load(s / "modalities.npy")[take]
-            lines = (s / "labels.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
+            vecs[to] = _shard_array(s, "vectors.npy", (len(ks), net.dim))[take]
+            mods[to] = _shard_array(s, "modalities.npy", (len(ks), 3, net.dim))[take]
+            lines = _shard_lines(s, "labels.jsonl", len(ks))
             for t, k, line in zip(dest[at], ks, lines, strict=True):
                 if t >= 0:
                     keys[t], labels[t] = k, line + "\n"

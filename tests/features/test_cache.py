@@ -188,3 +188,47 @@ def test_a_damaged_cache_file_is_one_line_naming_it(sample, sample_cache, tmp_pa
     (cache / damaged).unlink()
     assert run_cli("evaluate", "--features", cache, "--id-emb", sample / "ids.npy") == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def _zero_rows(f):
+    np.save(f, np.zeros((0, np.load(f, mmap_mode="r").shape[1]), np.float16))
+
+
+def _one_too_wide(f):
+    np.save(f, np.zeros((len(np.load(f, mmap_mode="r")), np.load(f, mmap_mode="r").shape[1] + 1), np.float16))
+
+
+@pytest.mark.parametrize("damaged, damage, said", [
+    ("tag.npy", lambda f: f.write_bytes(f.read_bytes()[:100]), "unreadable"),
+    ("text.npy", lambda f: f.write_bytes(f.read_bytes()[:100]), "unreadable"),
+    ("text.npy", _zero_rows, "holds 0 rows, but the streamers' text lists point to rows outside it"),
+    ("frame.npy", _one_too_wide, "not rows of 1280 features"),
+], ids=["tag-cut", "text-cut", "text-zero-rows", "frame-too-wide"])
+def test_a_small_damaged_feature_file_is_one_line_not_no_features(sample, sample_cache, tmp_path, capsys,
+                                                                  damaged, damage, said):
+    """A text, frame or tag feature file of 128 bytes or fewer was taken for "no features of that kind" by its
+    size: a file cut to 100 bytes (or emptied of rows its streamers point to) ended in an IndexError."""
+    cache = tmp_path / "cache"
+    shutil.copytree(sample_cache, cache)
+    damage(cache / damaged)
+    capsys.readouterr()
+    assert run_cli("evaluate", "--features", cache, "--id-emb", sample / "ids.npy") == 2
+    err = capsys.readouterr().err
+    assert f"{cache / damaged}: " in err and said in err and "feature cache is damaged" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_kind_with_zero_rows_is_no_features_of_that_kind(sample_cache, tmp_path):
+    """An intact feature file of zero rows (no streamer has a tag) is read by its content: no tags, no error."""
+    cache = tmp_path / "cache"
+    shutil.copytree(sample_cache, cache)
+    s = cache / "streamers"
+    n = len(open_cache(cache).keys)
+    _zero_rows(cache / "tag.npy")
+    (cache / "tag.keys.txt").write_text("")
+    np.save(s / "tag_idx.npy", np.zeros(0, np.load(s / "tag_idx.npy").dtype))
+    np.save(s / "tag_ptr.npy", np.zeros(n + 1, np.load(s / "tag_ptr.npy").dtype))
+    np.save(s / "tag_counts.npy", np.zeros(0, np.load(s / "tag_counts.npy").dtype))
+    opened = open_cache(cache)
+    assert opened.feats["tag"].shape == (0, opened.dim("tag")) and len(opened.rows("tag", 0)) == 0
+    assert opened.feats["text"].shape[0] > 0

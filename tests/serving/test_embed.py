@@ -296,3 +296,38 @@ def test_encode_reads_a_table_by_the_callers_column_names(sample, pretrained):
     np.testing.assert_array_equal(got, want)
     with pytest.raises(AnchorEmbedError, match="no column 'biography'"):
         model.encode(own, columns={"anchor_id": "uid", "profile": "biography"})
+
+
+
+def _cut_last_line(data: bytes) -> bytes:
+    return data[:data.rindex(b"\n", 0, -1) + 1]
+
+
+def test_a_damaged_file_of_a_finished_shard_is_one_line_saying_to_embed_it_again(sample, pretrained, tmp_path,
+                                                                                  capsys):
+    """A finished shard's files were read with bare np.load (its done marker with json.loads): a damaged one was a
+    traceback at the merge. Now one line names it and says to embed that shard again, which then merges."""
+    import shutil
+
+    recs = write_jsonl(tmp_path / "three.jsonl", _records(sample, 3))
+    argv = ("embed", "--model", pretrained, "--streamers", recs, "--media-root", sample, "--out")
+    vec = tmp_path / "vec"
+    assert run_cli(*argv, vec) == 0
+    whole = np.load(vec / "vectors.npy")
+    for name, damage, said in [("vectors.npy", lambda b: b[:100], "unreadable"),
+                               ("modalities.npy", lambda b: b[:100], "unreadable"),
+                               ("input_rows.npy", lambda b: b[:100], "unreadable"),
+                               ("done", lambda b: b[:10], "not JSON"),
+                               ("labels.jsonl", _cut_last_line, "holds 2 lines, not 3")]:
+        bad = tmp_path / f"bad-{name}"
+        shutil.copytree(vec, bad)
+        shard = bad / "shards" / "00000-of-00001"
+        (shard / name).write_bytes(damage((shard / name).read_bytes()))
+        capsys.readouterr()
+        assert run_cli(*argv, bad) == 2, name
+        [err] = _err_lines(capsys)
+        assert err.startswith(f"error: {shard / name}: ") and said in err, err
+        assert err.endswith(f"remove the folder {shard} and run the same `anchor-embed embed` again"), err
+    shutil.rmtree(shard)                                         # what it says: that shard is embedded again
+    assert run_cli(*argv, bad) == 0
+    np.testing.assert_array_equal(np.load(bad / "vectors.npy"), whole)

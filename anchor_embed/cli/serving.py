@@ -134,7 +134,7 @@ Reviewed = Annotated[Path | None, typer.Option(help="Review log of the serve pag
 def dedup(
     vectors: Annotated[Path, typer.Argument(help="Vectors folder made by `embed`.")],
     threshold: Threshold = 0.95,
-    out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/dedup-T.jsonl).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output JSONL (default VECTORS/dedup-T.jsonl, e.g. dedup-0.95.jsonl, dedup-minus0.5.jsonl).")] = None,
     clusters: Clusters = 0,
     assign: Assign = 2,
     linkage: Linkage = "single",

@@ -230,12 +230,12 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
     (from the serve page): confirmed pairs always grouped, rejected pairs never. When exact search would hold
     more than `memory_budget` in memory, it searches within k-means clusters instead (and says so); the
     vectors themselves stay memory-mapped. An existing `out` that is no dedup output is replaced only with
-    `overwrite`."""
+    `overwrite`; each row records the settings that shaped the groups (`settings`), and replacing groups made
+    with others is said."""
     check_flags(threshold, clusters, assign, max_group_size)
-    out = Path(out) if out else Path(vectors) / f"dedup-{threshold}.jsonl"
+    out = Path(out) if out else Path(vectors) / default_name(threshold)
     x, keys, meta = open_vectors(vectors)
     made_from = vectors_id(meta)
-    claim(out, "dedup", ("group", "representative", "members"), overwrite, made_from)
     clusters = capped_clusters(clusters, len(keys), "dedup")
     most = len(keys) // MIN_CLUSTER_SIZE
     if memory_budget is not None:
@@ -251,7 +251,7 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
                 + (f" (the budget asks {want}; clusters under {MIN_CLUSTER_SIZE} streamers split groups)"
                    if 0 < clusters < want else ""))
     say_assign_cap("dedup", assign, clusters)
-    confirmed, rejected = set(), set()
+    confirmed, rejected, applied = set(), set(), []
     if reviewed:
         from anchor_embed.serving.review import read_reviews
 
@@ -259,11 +259,39 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
         yes, no = read_reviews(reviewed)
         confirmed = {tuple(sorted(pos[k] for k in p)) for p in yes if all(k in pos for k in p)}
         rejected = {tuple(sorted(pos[k] for k in p)) for p in no if all(k in pos for k in p)}
+        applied = [(verdict, sorted(p)) for verdict, pairs in (("same", yes), ("not", no))
+                   for p in pairs if all(k in pos for k in p)]
         say(f"[bold]dedup[/]: {len(confirmed)} confirmed and {len(rejected)} rejected pairs from {escape(str(reviewed))}")
         say_unapplied("dedup", vectors, [*yes, *no], set(pos))
+    made_with = settings(threshold, linkage, clusters, assign, max_group_size, applied)
+    claim(out, "dedup", ("group", "representative", "members"), overwrite, made_from, made_with)
     groups = dedup_vectors(x, threshold, clusters, assign=assign, linkage=linkage,
                            max_group_size=max_group_size, confirmed=confirmed, rejected=rejected, keys=keys)
-    return write_groups(groups, keys, threshold, linkage, out, made_from)
+    return write_groups(groups, keys, threshold, linkage, out, made_from, made_with)
+
+
+def default_name(threshold: float) -> str:
+    """The file a dedup at `threshold` writes into its vectors folder by default: `dedup-0.95.jsonl` (the names
+    of earlier versions for thresholds from 0 up), `dedup-minus0.5.jsonl` for a negative one (not
+    `dedup--0.5.jsonl`), and never an exponent (`dedup-0.00001.jsonl`, not `dedup-1e-05.jsonl`)."""
+    t = float(threshold)
+    text = repr(abs(t))
+    if "e" in text:
+        text = np.format_float_positional(abs(t))
+    return f"dedup-{'minus' if t < 0 else ''}{text}.jsonl"
+
+
+def settings(threshold: float, linkage: str, clusters: int, assign: int, max_group_size: int,
+             reviewed: list[tuple[str, list[str]]]) -> dict:
+    """What shapes the groups besides the vectors, as each DedupGroup row records it (and `--out` compares it):
+    the clusters searched within (0: exact search) after capping, the clusters each streamer joined (0 with
+    exact search), and a digest of the reviewed pairs applied, `reviewed` as (verdict, [id, id]) (None without)."""
+    import hashlib
+    import json
+
+    return {"threshold": float(threshold), "linkage": linkage, "clusters": int(clusters),
+            "assign": int(min(assign, clusters)) if clusters > 1 else 0, "max_group_size": int(max_group_size),
+            "reviewed": hashlib.sha256(json.dumps(sorted(reviewed)).encode()).hexdigest()[:16] if reviewed else None}
 
 
 def capped_clusters(clusters: int, n: int, stage: str) -> int:
@@ -303,13 +331,15 @@ def say_unapplied(stage: str, vectors, pairs: list, known: set[str]) -> None:
 
 
 def write_groups(groups: list[dict], keys: list[str], threshold: float, linkage: str, out: Path,
-                 made_from: str | None = None) -> list[dict]:
+                 made_from: str | None = None, made_with: dict | None = None) -> list[dict]:
     """DedupGroup lines (ids, not rows) written to `out`, with a one-line summary of the sizes; each records the
+    threshold and linkage, the other settings that shaped it (`made_with`, as `settings` gives them), and the
     fingerprint of the vectors it was found in (`made_from`), when they have one."""
+    made = {"linkage": linkage, "threshold": float(threshold), **(made_with or {}),
+            **({"vectors": made_from} if made_from else {})}
     rows = [{"group": g, "representative": keys[gr["representative"]], "members": [keys[m] for m in gr["members"]],
              "size": len(gr["members"]), "min_similarity": round(gr["min_similarity"], 4),
-             "max_similarity": round(gr["max_similarity"], 4), "min_exact": gr["min_exact"], "linkage": linkage,
-             **({"vectors": made_from} if made_from else {})}
+             "max_similarity": round(gr["max_similarity"], 4), "min_exact": gr["min_exact"], **made}
             for g, gr in enumerate(groups)]
     atomic.write_jsonl(out, rows)
     sizes = np.bincount([r["size"] for r in rows]) if rows else np.array([], int)

@@ -1,5 +1,6 @@
 """The rule for a JSONL `--out` of `dedup` and `scatter`: a rerun replaces the command's own earlier output, and
-nothing else without `--overwrite` (as `export`), so a mistyped --out cannot replace a run's config.json."""
+nothing else without `--overwrite` (as `export`), so a mistyped --out cannot replace a run's config.json; replacing
+one made from other vectors or with other settings (what its rows record of what made them) is said."""
 
 from __future__ import annotations
 
@@ -34,11 +35,15 @@ def is_output(path: Path, fields: Collection[str]) -> bool:
     return row is not None and set(fields) <= row.keys()
 
 
-def claim(out: Path, command: str, fields: Collection[str], overwrite: bool, made_from: str | None = None) -> None:
+def claim(out: Path, command: str, fields: Collection[str], overwrite: bool, made_from: str | None = None,
+          settings: dict | None = None) -> None:
     """Refuse `out` before any work when it is a folder, inside the vectors folder of other vectors than those
     with fingerprint `made_from` (that folder's own outputs are made from its vectors, and embed clears them with
     its vectors), or an existing file that is neither empty nor `command`'s output (its first line an object
-    with `fields`) unless `overwrite`; replacing the output of other vectors is said in one line."""
+    with `fields`) unless `overwrite`. Replacing a `command` output (with or without `overwrite`) made from other
+    vectors, or with other `settings` (the fields each row records of what shaped it: a threshold, a number of
+    clusters...), is said in one line; a field the old output does not record (an older version's) is not
+    compared."""
     if out.is_dir():
         raise AnchorEmbedError(f"--out {out}: a folder; name the JSONL file to write")
     home = _vectors_fingerprint(out.parent)
@@ -49,15 +54,35 @@ def claim(out: Path, command: str, fields: Collection[str], overwrite: bool, mad
     if owner:
         raise AnchorEmbedError(f"--out {out}: one of the files of the {owner} folder {out.parent} (--overwrite never "
                                f"replaces those); name another file for the {command} output")
-    if not out.exists() or overwrite:
+    if not out.exists():
         return
     if not is_output(out, fields):
+        if overwrite:
+            return
         raise AnchorEmbedError(f"--out {out}: exists and is not a {command} output; choose another --out or pass "
                                "--overwrite to replace it")
-    recorded = (first_row(out) or {}).get("vectors")
+    other = made_otherwise(first_row(out) or {}, made_from, settings or {})
+    if other:
+        say(f"[yellow]{command}[/]: replacing {escape(str(out))}, the {command} output of {escape(other)}")
+
+
+def made_otherwise(row: dict, made_from: str | None, settings: dict) -> str:
+    """How the output whose first row is `row` was made otherwise than from the vectors `made_from` with
+    `settings` ('other vectors (fingerprint a; these are b) and other settings (threshold 0.9; these are
+    threshold 0.95)'), or '' when nothing it records differs; what either side does not record is not compared."""
+    said = []
+    recorded = row.get("vectors")
     if made_from and recorded and recorded != made_from:
-        say(f"[yellow]{command}[/]: replacing {escape(str(out))}, the {command} output of other vectors (fingerprint "
-            f"{escape(str(recorded))}; these are {made_from})")
+        said.append(f"other vectors (fingerprint {recorded}; these are {made_from})")
+    differ = [k for k, v in settings.items() if k in row and row[k] != v]
+    if differ:
+        said.append(f"other settings ({_listed(row, differ)}; these are {_listed(settings, differ)})")
+    return " and ".join(said)
+
+
+def _listed(values: dict, names: list[str]) -> str:
+    """'threshold 0.9, clusters 0': the named values, null as 'none'."""
+    return ", ".join(f"{k} {'none' if values[k] is None else values[k]}" for k in names)
 
 
 def _owner(out: Path) -> str | None:

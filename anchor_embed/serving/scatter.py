@@ -38,13 +38,16 @@ def window_clashes(order: list[str], cluster_of: dict[str, int], window: int = 3
 def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None = None, seed: int = 0,
                     overwrite: bool = False) -> list[dict]:
     """A cluster id per streamer of a vectors folder (spherical k-means), written as ClusterRow lines; an existing
-    `out` that is no scatter output is replaced only with `overwrite`."""
+    `out` that is no scatter output is replaced only with `overwrite`. Each row records what shaped the clusters
+    (the number k-means fitted, at most the streamers, and the seed), and replacing clusters made with others
+    is said."""
     if clusters < 1:
         raise AnchorEmbedError(f"--clusters {clusters}: at least 1")
     out = Path(out) if out else Path(vectors) / "clusters.jsonl"
     x, keys, meta = open_vectors(vectors, need=1)
     made_from = vectors_id(meta)
-    claim(out, "scatter", ("anchor_id", "cluster"), overwrite, made_from)
+    made_with = {"clusters": int(min(clusters, len(keys))), "seed": int(seed)}
+    claim(out, "scatter", ("anchor_id", "cluster"), overwrite, made_from, made_with)
     if clusters > len(keys):
         say(f"[yellow]scatter[/]: --clusters {clusters} > {len(keys)} streamers: {len(keys)} clusters instead")
     # fitted on the rows in key order: the clusters depend on which streamers there are, not on the file's
@@ -53,7 +56,7 @@ def assign_clusters(vectors: str | Path, clusters: int, out: str | Path | None =
     index = centroid_index(x[np.argsort(np.array(keys, dtype=object), kind="stable")], clusters, seed)
     sims, found = index.search(x, 1)
     labels, dist = found[:, 0].astype(np.int64), 1.0 - sims[:, 0]
-    rows = [{"anchor_id": k, "cluster": int(c), "distance": round(float(d), 5),
+    rows = [{"anchor_id": k, "cluster": int(c), "distance": round(float(d), 5), **made_with,
              **({"vectors": made_from} if made_from else {})} for k, c, d in zip(keys, labels, dist, strict=True)]
     atomic.write_jsonl(out, rows)
     sizes = np.bincount(labels)

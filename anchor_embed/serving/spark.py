@@ -339,32 +339,24 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
     from anchor_embed.serving.dedup import (
         capped_clusters,
         check_flags,
+        default_name,
         groups_from_edges,
         say_assign_cap,
         say_unapplied,
+        settings,
         write_groups,
     )
     from anchor_embed.serving.output_file import claim
 
     check_flags(threshold, clusters, assign, max_group_size)
-    out = Path(out) if out else _local(_beside(spark, vectors, f"dedup-{threshold}.jsonl"))
+    out = Path(out) if out else _local(_beside(spark, vectors, default_name(threshold)))
     if out.parent.exists() and not out.parent.is_dir():
         raise AnchorEmbedError(f"--out {out}: its parent is not a folder; give a file path")
     made_from = _vectors_fingerprint(spark, vectors)
-    claim(out, "dedup", ("group", "representative", "members"), overwrite, made_from)
     df, n = _read_vectors(spark, vectors)
     clusters = capped_clusters(clusters, n, "spark dedup")
     say_assign_cap("spark dedup", assign, clusters)
-    if clusters > 1:
-        cent = spark.sparkContext.broadcast(_centroids(df, n, clusters, sample, seed)[0])
-        keyed = df.mapInArrow(_assign_fn(cent, assign, True),
-                              "cluster int, anchor_id string, distance float, vector array<float>").drop("distance")
-    else:                                     # exact: one cluster holds everyone
-        keyed = df.withColumn("cluster", F.lit(0))
-    edges = (keyed.groupBy("cluster").applyInPandas(_edges_fn(threshold), "src string, dst string, sim float")
-             .dropDuplicates(["src", "dst"]).toPandas())
-    pairs: list[tuple[str, str]] = list(zip(edges["src"], edges["dst"], strict=True))
-    yes, no = [], []
+    yes, no, found = [], [], set()
     if reviewed:
         from anchor_embed.serving.review import read_reviews
 
@@ -374,6 +366,19 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
             asked = spark.createDataFrame([(a,) for a in named], "anchor_id string")
             found = set(df.join(F.broadcast(asked), "anchor_id").select("anchor_id").toPandas()["anchor_id"])
             say_unapplied("spark dedup", vectors, [*yes, *no], found)
+    made_with = settings(threshold, linkage, clusters, assign, max_group_size,
+                         [(v, sorted(p)) for v, pairs in (("same", yes), ("not", no))
+                          for p in pairs if all(k in found for k in p)])
+    claim(out, "dedup", ("group", "representative", "members"), overwrite, made_from, made_with)
+    if clusters > 1:
+        cent = spark.sparkContext.broadcast(_centroids(df, n, clusters, sample, seed)[0])
+        keyed = df.mapInArrow(_assign_fn(cent, assign, True),
+                              "cluster int, anchor_id string, distance float, vector array<float>").drop("distance")
+    else:                                     # exact: one cluster holds everyone
+        keyed = df.withColumn("cluster", F.lit(0))
+    edges = (keyed.groupBy("cluster").applyInPandas(_edges_fn(threshold), "src string, dst string, sim float")
+             .dropDuplicates(["src", "dst"]).toPandas())
+    pairs: list[tuple[str, str]] = list(zip(edges["src"], edges["dst"], strict=True))
     nodes = sorted({a for p in pairs for a in p} | {a for p in yes for a in p})
     if nodes:
         wanted = spark.createDataFrame([(a,) for a in nodes], "anchor_id string")
@@ -390,7 +395,7 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
     groups = groups_from_edges(x, src, dst, threshold, linkage, max_group_size, confirmed, rejected, seed)
     say(f"[bold]spark dedup[/]: {len(pairs)} pairs at cosine >= {threshold} among {n} streamers"
         + (f" searched within {clusters} clusters (each streamer in {assign})" if clusters > 1 else ""))
-    return write_groups(groups, nodes, threshold, linkage, out, made_from)
+    return write_groups(groups, nodes, threshold, linkage, out, made_from, made_with)
 
 
 def _vectors_fingerprint(spark, vectors: str | Path) -> str | None:

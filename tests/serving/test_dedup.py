@@ -303,3 +303,85 @@ def test_out_never_replaces_a_file_of_a_vectors_or_index_folder(tmp_path, capsys
     assert {p.name: p.read_bytes() for p in vec.iterdir()} == before
     assert (idx / "meta.json").read_text() == "{}"
     assert run_cli("dedup", vec, "--threshold", "0.99", "--out", vec / "mine.jsonl") == 0   # other names as before
+
+
+def test_outputs_record_their_settings_and_replacing_other_settings_is_said(tmp_path, capsys):
+    """`dedup --threshold 0.9 --out g.jsonl` over groups made at 0.99 (and `scatter --clusters 4` over clusters of
+    --clusters 3) replaced them without a word, and the rows did not say what made them. Each row now records the
+    settings that shaped it; replacing an output of other settings is one line (with --overwrite too, and beside
+    other vectors in the same line); a rerun with the same ones is silent; an output of an earlier version, which
+    records none, is still read and replaced without comparing what it does not record."""
+    import json
+
+    from anchor_embed.data.schemas import ClusterRow, DedupGroup
+    from anchor_embed.serving.scatter import read_clusters
+    from tests.conftest import run_cli
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    x = np.concatenate([x, x[:4] + 0.01])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    a = _vectors_folder(tmp_path / "a", x, "fa")
+    b = _vectors_folder(tmp_path / "b", x[::-1].copy(), "fb")
+    groups, clusters = tmp_path / "groups.jsonl", tmp_path / "clusters.jsonl"
+
+    def said(*args):
+        capsys.readouterr()
+        assert run_cli(*args) == 0
+        return capsys.readouterr().err.replace("\n", " ")
+
+    said("dedup", a, "--threshold", "0.99", "--out", groups)
+    row = json.loads(groups.read_text().splitlines()[0])
+    assert {k: row[k] for k in ("threshold", "linkage", "clusters", "assign", "max_group_size", "reviewed")} == \
+        {"threshold": 0.99, "linkage": "single", "clusters": 0, "assign": 0, "max_group_size": 0, "reviewed": None}
+    assert "other settings" not in said("dedup", a, "--threshold", "0.99", "--out", groups)
+    assert f"replacing {groups}, the dedup output of other settings (threshold 0.99; these are threshold 0.9)" \
+        in said("dedup", a, "--threshold", "0.9", "--out", groups)
+    assert "the dedup output of other settings (linkage single, max_group_size 0; these are linkage complete, " \
+        "max_group_size 3)" in said("dedup", a, "--threshold", "0.9", "--linkage", "complete", "--max-group-size",
+                                    "3", "--out", groups, "--overwrite")
+    assert "the dedup output of other vectors (fingerprint fa; these are fb) and other settings (threshold 0.9; " \
+        "these are threshold 0.99)" in said("dedup", b, "--threshold", "0.99", "--linkage", "complete",
+                                            "--max-group-size", "3", "--out", groups)
+    log = tmp_path / "reviews.jsonl"
+    log.write_text(json.dumps({"time": "t", "reviewer": "r", "a": "s000", "b": "s001", "verdict": "same_owner"}) + "\n")
+    assert "(reviewed none; these are reviewed " in said("dedup", b, "--threshold", "0.99", "--linkage", "complete",
+                                                         "--max-group-size", "3", "--reviewed", log, "--out", groups)
+    assert json.loads(groups.read_text().splitlines()[0])["reviewed"]
+
+    said("scatter", a, "--clusters", "3", "--out", clusters)
+    assert {(r["clusters"], r["seed"]) for r in map(json.loads, clusters.read_text().splitlines())} == {(3, 0)}
+    assert "other settings" not in said("scatter", a, "--clusters", "3", "--out", clusters)
+    assert f"replacing {clusters}, the scatter output of other settings (clusters 3, seed 0; these are clusters 4, " \
+        "seed 1)" in said("scatter", a, "--clusters", "4", "--seed", "1", "--out", clusters)
+    assert "(clusters 4; these are clusters 44)" in said("scatter", a, "--clusters", "99", "--seed", "1",
+                                                         "--out", clusters, "--overwrite")    # at most the streamers
+
+    # an earlier version's outputs (no settings recorded): read as before, replaced without a settings line
+    for path, model, new in ((groups, DedupGroup, ("threshold", "clusters", "assign", "max_group_size", "reviewed")),
+                             (clusters, ClusterRow, ("clusters", "seed"))):
+        old = [{k: v for k, v in json.loads(line).items() if k not in new} for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps(r) + "\n" for r in old))
+        assert all(model.model_validate(r) for r in old)
+    assert len(read_clusters(clusters)) == len(x)
+    assert "other settings" not in said("scatter", b, "--clusters", "3", "--out", clusters)
+    assert "other settings" not in said("dedup", b, "--threshold", "0.5", "--linkage", "complete", "--out", groups)
+
+
+def test_default_names_of_negative_and_tiny_thresholds_are_unambiguous(tmp_path, capsys):
+    """`dedup VEC --threshold -1` wrote VEC/dedup--1.0.jsonl (and 0.00001 dedup-1e-05.jsonl, a hyphen again); a
+    negative threshold is now `minus`, no threshold an exponent, and ordinary ones keep their earlier names."""
+    from tests.conftest import run_cli
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(20, 8)).astype(np.float32)
+    vec = _vectors_folder(tmp_path / "vec", x / np.linalg.norm(x, axis=1, keepdims=True), "fv")
+    for threshold, name in (("-1", "dedup-minus1.0.jsonl"), ("-0.5", "dedup-minus0.5.jsonl"),
+                            ("0.00001", "dedup-0.00001.jsonl"), ("0.95", "dedup-0.95.jsonl"),
+                            ("1", "dedup-1.0.jsonl"), ("-0", "dedup-0.0.jsonl")):
+        assert run_cli("dedup", vec, "--threshold", threshold) == 0
+        assert f"written to {vec / name}" in capsys.readouterr().err.replace("\n", " "), threshold
+        assert (vec / name).is_file()
+    from anchor_embed.serving.dedup import default_name  # the name `spark dedup` can share
+
+    assert default_name(np.float64(0.9)) == "dedup-0.9.jsonl" and default_name(1) == "dedup-1.0.jsonl"

@@ -61,14 +61,25 @@ class EpochMetrics(BaseModel):
     best: bool = Field(False, description="The best validation figure so far: this epoch's model is the run's.")
 
 
+class SoupMemberEpoch(BaseModel):
+    """One member of a `transfer --members` soup in its outcome.json: which epoch's model it put in the soup."""
+
+    member: int
+    best_epoch: int | None = Field(description="The epoch the member kept (0: the model it started from).")
+
+
 class RunOutcome(BaseModel):
     """`outcome.json` of a training run, written last: a run without it did not finish."""
 
     complete: bool
     epochs_run: int
-    stopped_by: str = Field(description="'epochs' (the cap), 'patience' (no better validation figure) or 'soup' "
-                            "(the weights averaged over `transfer --members` runs).")
-    best_epoch: int = Field(description="The epoch whose model is the run's model.safetensors (0 for a soup).")
+    stopped_by: str = Field(description="'epochs' (the cap), 'patience' (no better validation figure), 'soup' "
+                            "(the weights averaged over `transfer --members` runs) or 'closed form' (`adapt --mode "
+                            "head`: no epochs).")
+    best_epoch: int | None = Field(description="The epoch whose model is the run's model.safetensors (0: the "
+                                   "model training started from, no epoch beat it); null when no epoch's model is "
+                                   "it: a soup (its members' epochs in `members`), adapt's closed-form head.")
+    members: list[SoupMemberEpoch] | None = Field(None, description="A soup: the epoch each averaged member kept.")
     monitor: str | None = Field(None, description="The validation figure that chose it.")
     best: float | None = None
 
@@ -147,6 +158,15 @@ class DedupGroup(BaseModel):
     min_exact: bool = Field(True, description="False when the minimum comes from a sample of pairs (large groups).")
     linkage: str = Field("single", description="single: connected components; complete: every pair at or "
                          "above the threshold.")
+    threshold: float | None = Field(None, description="The cosine (--threshold) its pairs reached; absent in "
+                                    "outputs of earlier versions, as the other settings below.")
+    clusters: int | None = Field(None, description="k-means clusters the pairs were searched within, after the "
+                                 "cap of --clusters (or what --memory-budget chose); 0: exact search over all.")
+    assign: int | None = Field(None, description="Nearest clusters each streamer joined (--assign, at most the "
+                               "clusters); 0 with exact search.")
+    max_group_size: int | None = Field(None, description="--max-group-size; 0: no limit.")
+    reviewed: str | None = Field(None, description="Digest of the reviewed pairs (--reviewed) applied: their ids "
+                                 "and verdicts; null when none was.")
     vectors: str | None = Field(None, description="The fingerprint of the vectors it was found in (their "
                                 "meta.json), when they record one.")
 
@@ -157,6 +177,9 @@ class ClusterRow(BaseModel):
     anchor_id: str
     cluster: int
     distance: float = Field(description="1 - cosine to the cluster centroid.")
+    clusters: int | None = Field(None, description="Clusters k-means fitted (--clusters, at most the streamers); "
+                                 "absent in outputs of earlier versions, as seed.")
+    seed: int | None = Field(None, description="The k-means seed (--seed).")
     vectors: str | None = Field(None, description="The fingerprint of the vectors it was assigned from (their "
                                 "meta.json), when they record one.")
 
@@ -166,8 +189,12 @@ class MinedPair(BaseModel):
 
     query: str
     neighbour: str
-    id_score: float
-    content_score: float | None
+    id_score: float = Field(description="Cosine of the two streamers' ID embeddings.")
+    mining_score: float | None = Field(None, description="With `--teacher-share` below 1 only: their cosine in "
+                                       "the space the pair was mined in (each ID embedding blended with what "
+                                       "content predicts of it), which ranked it among the query's neighbours "
+                                       "and which the method learns from.")
+    content_score: float | None = Field(description="The filter's content score; null with `--filter none`.")
     kept: bool
 
 

@@ -157,7 +157,14 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
     grid = [(cand, _settings(cand, kwargs)) for cand in candidates(choices)]
     for cand, settings in grid:        # every candidate's settings valid before the first one trains
         try:
-            resolve(TransferConfig, None, {k: v for k, v in settings.items() if k in fields})
+            cfg = resolve(TransferConfig, None, {k: v for k, v in settings.items() if k in fields})
+            if "map" not in cand and cfg.map != "auto" and cfg.map_share() == 0:
+                # a grid over the share (or the method) with --map: the kind is the other candidates'
+                say(f"[bold]transfer --choose[/]: candidate {label(cand)} blends no map; --map {cfg.map} is "
+                    "the other candidates'")
+                settings["map"] = "auto"
+            else:
+                cfg.refuse_ignored_map()
         except AnchorEmbedError as e:
             raise AnchorEmbedError(f"--choose {label(cand)}: {e}") from None
     from anchor_embed.training.fit import resumable_change
@@ -184,7 +191,7 @@ def choose(pretrained: str | Path, id_emb: str | Path, out: str | Path, choices:
     scored = [r for r in rows if r.get("validation") is not None]
     if not scored:
         raise AnchorEmbedError(f"{out}: no --choose candidate finished with a validation figure "
-                               "(is --val-frac 0?); see " + str(out / "candidates"))
+                               "(is --val-frac 0, or too small to validate?); see " + str(out / "candidates"))
     best = best_candidate(scored)
     src = Path(best["run"])
     take(src, out)

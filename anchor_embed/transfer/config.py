@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from anchor_embed.config import RunConfig, describe
+from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.training.config import TrainingConfig
 from anchor_embed.transfer.filters import FILTERS
 from anchor_embed.transfer.methods import METHODS
@@ -69,6 +70,20 @@ class TransferConfig(TrainingConfig):
                          "soup; 1: one run)")
     member: int | None = Field(None, ge=0, description="Which member of a soup this run is (set by --members; "
                                "member 0 draws as a single run does)")
+
+    def map_share(self) -> float:
+        """The map's weight in the output: --linear-share, else the method's own default (0 for the baselines)."""
+        return METHODS.load(self.method).linear_share if self.linear_share is None else self.linear_share
+
+    def refuse_ignored_map(self) -> None:
+        """A --map kind with no map to blend (a share of 0, given or the method's default) would be ignored:
+        refused in one line before any work. `auto`, the default, names no kind and stays fine."""
+        if self.map == "auto" or self.map_share() > 0:
+            return
+        why = ("--linear-share 0" if self.linear_share is not None
+               else f"method '{self.method}' blends none unless --linear-share is above 0")
+        raise AnchorEmbedError(f"--map {self.map}: there is no map to blend ({why}); give --linear-share above 0 "
+                               "for the map, or leave --map out for the fusion vector alone")
 
     def draws(self) -> list[int]:
         """The seed, and a soup member's index past member 0: the members' batches and dropout differ, while

@@ -17,11 +17,14 @@ from anchor_embed.vectorspace import knn, normalise_rows, without_self
 
 @dataclass
 class Pairs:
-    """Mined (query, neighbour) rows into a shared key list, with ID score, content score and verdict."""
+    """Mined (query, neighbour) rows into a shared key list, with mined score, content score and verdict.
+
+    `mined_score` is their cosine in the space they were mined in: the ID embeddings, or (teacher_share < 1)
+    their blend with what content predicts of them (teacher_blend.py)."""
 
     query: np.ndarray
     neighbour: np.ndarray
-    id_score: np.ndarray
+    mined_score: np.ndarray
     content_score: np.ndarray
     kept: np.ndarray
 
@@ -86,20 +89,20 @@ def ivf_knn(x: np.ndarray, k: int, min_recall: float = 0.95, seed: int = 0
                           "recall_sample": len(sample)}
 
 
-def filter_pairs(query: np.ndarray, neighbour: np.ndarray, id_score: np.ndarray,
+def filter_pairs(query: np.ndarray, neighbour: np.ndarray, mined_score: np.ndarray,
                  score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
                  threshold: float | None = None, quantile: float | None = None) -> Pairs:
     """Keep a pair when its content score passes an absolute threshold and the per-query quantile (each optional)."""
     if score is None:
         cs = np.full(len(query), np.nan, np.float32)
-        return Pairs(query, neighbour, id_score, cs, np.ones(len(query), bool))
+        return Pairs(query, neighbour, mined_score, cs, np.ones(len(query), bool))
     cs = score(query, neighbour).astype(np.float32)
     kept = np.ones(len(query), bool)
     if threshold is not None:
         kept &= cs >= threshold
     if quantile is not None:
-        kept &= above_quantile(query, cs, id_score, quantile)
-    return Pairs(query, neighbour, id_score, cs, kept)
+        kept &= above_quantile(query, cs, mined_score, quantile)
+    return Pairs(query, neighbour, mined_score, cs, kept)
 
 
 def mutual_pairs(query: np.ndarray, neighbour: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ from anchor_embed.transfer.config import TransferConfig
 from anchor_embed.transfer.filters import FILTERS
 from anchor_embed.transfer.methods import METHODS
 from anchor_embed.transfer.methods.base import TransferData, TransferMethod
+from anchor_embed.transfer.mining import Pairs
 from anchor_embed.transfer.split import SEEN_IDS, TransferSplit, read_seen, split_streamers
 from anchor_embed.transfer.validation import (
     blended_figures,
@@ -178,12 +179,23 @@ def method_default(cfg: TransferConfig, method: TransferMethod, key: str) -> flo
     return getattr(method, key) if given is None else given
 
 
-def _write_pairs(out: Path, keys: list[str], pairs) -> None:
+def _write_pairs(out: Path, keys: list[str], pairs: Pairs, id_vectors: np.ndarray, blended: bool) -> None:
+    """pairs.jsonl: every mined pair with its ID-embedding cosine (`id_score`), the filter's score and verdict;
+    when the teacher was `blended` (teacher_share < 1) the pairs were mined, and are ranked for the method, by
+    their cosine in the blended space (`pairs.mined_score`), written beside it as `mining_score`."""
+    from anchor_embed.vectorspace import normalise_rows
+
+    if blended:
+        unit = normalise_rows(id_vectors)
+        id_score = np.einsum("ij,ij->i", unit[pairs.query], unit[pairs.neighbour])
+    else:
+        id_score = pairs.mined_score            # mined in the ID embeddings' own space: the same cosine
     atomic.write_jsonl(out / "pairs.jsonl", (
         {"query": keys[a], "neighbour": keys[b], "id_score": round(float(c), 5),
+         **({"mining_score": round(float(m), 5)} if blended else {}),
          "content_score": None if np.isnan(d) else round(float(d), 5), "kept": bool(e)}
-        for a, b, c, d, e in zip(pairs.query, pairs.neighbour, pairs.id_score, pairs.content_score, pairs.kept,
-                                 strict=True)))
+        for a, b, c, m, d, e in zip(pairs.query, pairs.neighbour, id_score, pairs.mined_score, pairs.content_score,
+                                    pairs.kept, strict=True)))
 
 
 def pretrain_views(pretrained: Path) -> tuple[ViewConfig, float, float]:
@@ -215,6 +227,7 @@ def transfer(
 
     check_out(out, "transfer", TransferConfig)     # a user's, embed's or index folder: refused before any work
     cfg = resolve_settings(TransferConfig, "transfer", out, config, resume, overrides)
+    cfg.refuse_ignored_map()
     if cfg.members > 1 and cfg.member is None:
         from anchor_embed.transfer.soup import soup
 
@@ -261,7 +274,8 @@ def transfer(
     if len(train_rows) < 2:
         raise AnchorEmbedError(f"{id_emb}: {len(train_rows)} streamer(s) left to train on after the hold-out "
                                "and validation shares; lower --holdout-frac/--val-frac")
-    METHODS.load(cfg.method).check_inputs(cfg.params, cache.keys, train_rows)     # a bad weights file: before mining
+    # the method's own inputs (a weights file) read, a bad one refused, before mining; the method gets what was read
+    checked = METHODS.load(cfg.method).check_inputs(cfg.params, cache.keys, train_rows)
 
     search: dict = {}
     from anchor_embed.transfer.teacher_blend import mining_space
@@ -288,8 +302,8 @@ def transfer(
         f"by filter '{cfg.filter}'; {len(train_rows)} streamers to train on, {len(split.val_rows)} to validate "
         f"on, {len(held)} held out")
 
-    data = TransferData(space, train_rows, kq, kn, pairs.id_score[pairs.kept],
-                        pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys)
+    data = TransferData(space, train_rows, kq, kn, pairs.mined_score[pairs.kept],
+                        pairs.query[~pairs.kept], pairs.neighbour[~pairs.kept], cache.keys, checked)
     method = METHODS.load(cfg.method)(model.cfg.out_dim, data, cfg.params, cfg.seed)
     from anchor_embed.transfer.linear_fit import final_map, fit_maps, map_kinds
 
@@ -318,7 +332,7 @@ def transfer(
             "input_dropout": method_default(cfg, method, "input_dropout"), "linear_map": linear}
     with training_run(out, cfg, resume, info, "transfer run", dist) as ckpt:
         if dist.is_main:
-            _write_pairs(out, cache.keys, pairs)
+            _write_pairs(out, cache.keys, pairs, id_vectors, cfg.teacher_share < 1)
             atomic.write_lines(out / SEEN_IDS, sorted(set(split.seen_keys(cache.keys)) | read_seen(pretrained)))
         steps = max(1, len(train_rows) // cfg.batch_size)
         final = None

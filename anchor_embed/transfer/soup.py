@@ -179,9 +179,12 @@ def soup(pretrained: str | Path, id_emb: str | Path, out: str | Path, id_keys: s
             shutil.copyfile(first / name, stage / name)
     save_model(stage, model, extra=_without_map(models[0][1]))
     atomic.write_json(stage / "config.json", cfg.model_dump(mode="json"))
+    # no epoch's model is the soup's (best_epoch null, where 0 would read "the start was kept"); the epoch each
+    # member kept is beside it
     atomic.write_json(stage / "outcome.json", {
         "complete": True, "epochs_run": sum(r["epochs_run"] for r in done), "stopped_by": "soup",
-        "best_epoch": 0, "monitor": monitor, "best": None if figures is None else figures[monitor]})
+        "best_epoch": None, "members": [{"member": r["member"], "best_epoch": r["best_epoch"]} for r in done],
+        "monitor": monitor, "best": None if figures is None else figures[monitor]})
     atomic.write_json(stage / SOUP, record)
     same = take(stage, out)
     shutil.rmtree(stage)

@@ -20,6 +20,12 @@ from anchor_embed.features.cache import FeatureCache
 
 SEEN_IDS = "seen_ids.txt"
 MIN_TO_VALIDATE = 20     # streamers with ID embeddings (after the hold-out) a validation share is carved from
+# validation streamers a share must hold to validate: a figure on one or two streamers picks the epoch, the map
+# and the residual map's alpha by the luck of those few (their Recall@10 moves in steps of .05 or more); a
+# smaller share trains on its streamers and the run goes on as with --val-frac 0, saying so. Tiny still: the
+# tests' 75-streamer sample validates on 3 to 8, and even 100-150 cannot tell runs .005 apart (docs/tuning.md,
+# eighth round)
+MIN_VALIDATION = 3
 
 
 @dataclass
@@ -31,6 +37,7 @@ class TransferSplit:
     train_rows: np.ndarray
     val_rows: np.ndarray
     held_out: set[str]
+    drawn: int = 0             # validation streamers the share drew: fewer than MIN_VALIDATION train instead
 
     def seen_keys(self, keys: list[str]) -> list[str]:
         """anchor_ids whose ID embeddings this run uses."""
@@ -39,11 +46,15 @@ class TransferSplit:
 
 def split_streamers(cache: FeatureCache, ids: IdEmbeddings, holdout_frac: float, val_frac: float,
                     seed: int) -> TransferSplit:
-    """Hold-out first (evaluate's split), then validation from the rest (an independent seeded draw)."""
+    """Hold-out first (evaluate's split), then validation from the rest (an independent seeded draw); a draw of
+    fewer than MIN_VALIDATION streamers validates nothing and its streamers train."""
     held = holdout_split(ids.keys, holdout_frac, seed) if holdout_frac > 0 else set()
     usable = [k for k in ids.keys if k not in held]
     val = (holdout_split(usable, val_frac, seed, salt="validation")
            if val_frac > 0 and len(usable) >= MIN_TO_VALIDATE else set())
+    drawn = len(val)
+    if drawn < MIN_VALIDATION:
+        val = set()
     pos, where = cache.key_index(), ids.index_of()
     id_vectors = np.zeros((cache.n, ids.dim), np.float32)
     val_vectors = np.zeros((cache.n, ids.dim), np.float32)
@@ -52,18 +63,23 @@ def split_streamers(cache: FeatureCache, ids: IdEmbeddings, holdout_frac: float,
         if k not in val:
             id_vectors[pos[k]] = ids.vectors[where[k]]
     train = np.array(sorted(pos[k] for k in usable if k not in val), np.int64)
-    return TransferSplit(id_vectors, val_vectors, train, np.array(sorted(pos[k] for k in val), np.int64), held)
+    return TransferSplit(id_vectors, val_vectors, train, np.array(sorted(pos[k] for k in val), np.int64), held,
+                         drawn)
 
 
 def no_validation_reason(split: TransferSplit, val_frac: float) -> str:
-    """Why a split has no validation (fewer than 2 validation streamers), in words for the run's log."""
+    """Why a split has no validation (fewer than MIN_VALIDATION validation streamers), in words for the run's
+    log."""
     usable = len(split.train_rows) + len(split.val_rows)
     if val_frac == 0:
         return "--val-frac 0"
     if usable < MIN_TO_VALIDATE:
         return (f"{usable} streamer(s) with ID embeddings to learn from; a validation share needs "
                 f"{MIN_TO_VALIDATE} or more")
-    return f"--val-frac {val_frac:g} of {usable} streamers gives {len(split.val_rows)}"
+    return (f"--val-frac {val_frac:g} of {usable} streamers gives {split.drawn}; validating needs "
+            f"{MIN_VALIDATION} or more" + ("" if not split.drawn else
+                                           f", so {'it joins' if split.drawn == 1 else 'they join'} the training "
+                                           "streamers"))
 
 
 def read_seen(run: Path) -> set[str]:

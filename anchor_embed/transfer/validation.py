@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from anchor_embed.evaluation.neighbour_recall import NeighbourRecall, monitor_per_query
-from anchor_embed.transfer.split import TransferSplit
+from anchor_embed.transfer.split import MIN_VALIDATION, TransferSplit
 from anchor_embed.vectorspace import normalise_rows
 
 # maps whose blend is kept only when it beats the best other blend by more than one standard error of their
@@ -40,8 +40,8 @@ def choose_map(per_query: dict[str, np.ndarray]) -> str:
 
 def split_validation(split: TransferSplit) -> NeighbourRecall | None:
     """The validation of a transfer split (its validation streamers among the training and validation ones);
-    None when fewer than 2 streamers validate."""
-    if len(split.val_rows) < 2:
+    None when it has none (split_streamers keeps none below MIN_VALIDATION)."""
+    if len(split.val_rows) < MIN_VALIDATION:
         return None
     candidates = np.sort(np.concatenate([split.train_rows, split.val_rows]))
     return NeighbourRecall(split.val_vectors, candidates, split.val_rows)

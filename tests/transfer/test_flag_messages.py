@@ -46,3 +46,38 @@ def test_a_required_setting_no_flag_gave_is_named_as_a_flag(sample, pretrained, 
     capsys.readouterr()
     assert run_cli("adapt", "--pretrained", pretrained, "--labels", labels, "--out", tmp_path / "a") == 2
     assert "error: --target is required" in capsys.readouterr().err
+
+
+def test_a_map_kind_with_no_map_to_blend_is_refused_before_any_work(sample, pretrained, tmp_path, capsys):
+    """`--linear-share 0 --map kernel` (or a baseline, whose share is 0, with `--map`) trained without a map and
+    said nothing of the --map given; `--map auto` (the default) with no map stays fine, and in a --choose grid
+    over the share the kind is the other candidates'."""
+    from anchor_embed.transfer.config import TransferConfig
+
+    base = ["transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", tmp_path / "t",
+            "--epochs", "1"]
+    for extra, said in [
+            (["--linear-share", "0", "--map", "kernel"], "error: --map kernel: there is no map to blend "
+             "(--linear-share 0); give --linear-share above 0 for the map, or leave --map out for the fusion "
+             "vector alone"),
+            (["--method", "feature", "--map", "linear"], "error: --map linear: there is no map to blend (method "
+             "'feature' blends none unless --linear-share is above 0)"),
+            (["--linear-share", "0", "--map", "residual", "--members", "2"], "error: --map residual: there is no map"),
+            (["--linear-share", "0", "--choose", "map=kernel,linear"], "error: --choose map=kernel: --map kernel: "
+             "there is no map to blend (--linear-share 0)")]:
+        capsys.readouterr()
+        assert run_cli(*base, *extra) == 2, extra
+        err = capsys.readouterr().err
+        assert said in " ".join(err.split()) and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "t").exists()
+    for fine in ({"linear_share": 0.0}, {"method": "feature"}, {"method": "feature", "map": "kernel",
+                                                               "linear_share": 0.3}, {"map": "residual"}):
+        TransferConfig(**fine).refuse_ignored_map()
+    # a grid over the share: the share-0 candidate blends no map and says so; the first candidate then stops
+    # on the absent ID file, before any training
+    capsys.readouterr()
+    assert run_cli(*base[:4], tmp_path / "absent.npy", *base[5:], "--choose", "linear_share=0,0.3",
+                   "--map", "kernel") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "candidate linear_share=0 blends no map; --map kernel is the other candidates'" in err, err
+    assert "there is no map to blend" not in err

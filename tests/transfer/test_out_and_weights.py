@@ -204,3 +204,28 @@ def test_a_cache_of_other_backbones_or_meta_tags_is_refused_before_training(samp
     err = " ".join(capsys.readouterr().err.split())
     assert "trained on features with meta_tags None (--features has 'kind'); teach it with a cache made with" in err
     assert not (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("method", ["aldi", "contrastive"])
+def test_the_weights_file_is_read_once_and_the_method_gets_the_counts_the_check_read(tmp_path, method):
+    """The file was read before mining (to refuse a bad one) and again when the method was built: the counts
+    check_inputs returns reach the method (TransferData.checked_inputs), so the file may be gone by then."""
+    import torch
+
+    from anchor_embed.transfer.methods import METHODS
+    from anchor_embed.transfer.methods.base import TransferData
+
+    n = 12
+    keys = [f"s{i}" for i in range(n)]
+    path = _counts(tmp_path, "anchor_id,count\n" + "".join(f"s{i},{3 * i}\n" for i in range(n)))
+    cls = METHODS.load(method)
+    params = cls.Params(weights_file=str(path), weight_scale=0.05)
+    counts = cls.check_inputs(params, keys, np.arange(n))
+    assert counts is not None and counts.tolist() == [3 * i for i in range(n)]
+    path.unlink()                                       # a second read would fail: there is none
+    q = np.arange(n)
+    data = TransferData(np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32), np.arange(n), q,
+                        (q + 1) % n, np.ones(n, np.float32), keys=keys, checked_inputs=counts)
+    built = cls(5, data, params, seed=0)
+    torch.testing.assert_close(built.weights, torch.tanh(0.05 * torch.arange(n, dtype=torch.float32) * 3))
+    assert cls.check_inputs(cls.Params(), keys, np.arange(n)) is None         # no file, nothing read

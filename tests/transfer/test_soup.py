@@ -32,6 +32,24 @@ def test_average_weights_is_the_plain_mean_and_refuses_what_cannot_be_averaged()
             average_weights(bad)
 
 
+def test_a_soups_outcome_names_no_epoch_and_the_epoch_each_member_kept(sample, pretrained, tmp_path):
+    """outcome.json said `"best_epoch": 0` of the soup, which reads as "the start was kept": no epoch's model is
+    the soup's, so it is null, with each member's kept epoch beside it; the card still says what the soup is."""
+    from anchor_embed.data.schemas import RunOutcome
+
+    out = tmp_path / "soup"
+    assert run_cli("transfer", "--pretrained", pretrained, "--id-emb", sample / "ids.npy", "--out", out,
+                   "--members", "2", "--epochs", "1", "--batch-size", "16", "--holdout-frac", "0.2") == 0
+    outcome = json.loads((out / "outcome.json").read_text())
+    RunOutcome.model_validate(outcome)
+    assert outcome["stopped_by"] == "soup" and outcome["best_epoch"] is None
+    kept = [json.loads((out / "members" / f"member{m}" / "outcome.json").read_text())["best_epoch"] for m in (0, 1)]
+    assert outcome["members"] == [{"member": 0, "best_epoch": kept[0]}, {"member": 1, "best_epoch": kept[1]}]
+    assert all(isinstance(e, int) for e in kept)
+    card = (out / "README.md").read_text()
+    assert "average of 2 runs" in card and "the model is" not in card       # no epoch claimed for the soup
+
+
 @pytest.mark.slow
 def test_cli_transfer_members_averages_the_runs(sample, pretrained, tmp_path, capsys):
     """Member 0 is bit for bit the single run (its fusion weights: the single run's residual alpha is chosen

@@ -38,3 +38,32 @@ def test_split_removes_the_holdout_and_sets_validation_apart(sample_cache):
     assert set(split.seen_keys(cache.keys)) == {cache.keys[r] for r in train | val}
     none = split_streamers(cache, ids, holdout_frac=0.0, val_frac=0.1, seed=0)
     assert not none.held_out and len(none.train_rows) + len(none.val_rows) == 60
+
+
+def test_a_validation_share_of_one_or_two_streamers_validates_nothing_and_they_train(sample_cache):
+    """A --val-frac drawing 1 streamer kept it out of training without validating on it (validation needs 2),
+    and one drawing 2 picked epochs and maps by the luck of two streamers: below MIN_VALIDATION the run goes on
+    as with --val-frac 0 (every usable streamer trains) and says how many the share gave."""
+    from anchor_embed.transfer.split import no_validation_reason
+    from anchor_embed.transfer.validation import split_validation
+
+    cache = open_cache(sample_cache)
+    keys = cache.keys[:60]
+    ids = IdEmbeddings(keys, np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32))
+    pos = cache.key_index()
+    fracs = np.round(np.arange(0.005, 0.2, 0.005), 3)
+    drawn = {f: len(holdout_split(keys, f, 0, salt="validation")) for f in fracs}
+    for size in (1, 2, 3):                              # 3: MIN_VALIDATION, the README's figure
+        frac = float(next(f for f in fracs if drawn[f] == size))
+        split = split_streamers(cache, ids, holdout_frac=0.0, val_frac=frac, seed=0)
+        if size < 3:
+            assert not len(split.val_rows) and split_validation(split) is None
+            assert sorted(split.train_rows.tolist()) == sorted(pos[k] for k in keys)      # they train
+            assert split.id_vectors[split.train_rows].any(axis=1).all()
+            said = f"--val-frac {frac:g} of 60 streamers gives {size}; validating needs 3 or more"
+            assert no_validation_reason(split, frac).startswith(said)
+            assert ("so it joins the training streamers" if size == 1 else "so they join the training streamers") \
+                in no_validation_reason(split, frac)
+        else:
+            assert len(split.val_rows) == size and split_validation(split) is not None
+            assert len(split.train_rows) == 60 - size

@@ -90,3 +90,19 @@ def test_cli_transfer_with_a_teacher_share_mines_in_the_blend(sample, pretrained
     idx, _ = knn(normalise_rows(space[rows]), np.arange(len(rows)), 10)
     want = {(cache.keys[rows[i]], cache.keys[rows[j]]) for i in range(len(rows)) for j in idx[i] if j >= 0}
     assert got == want
+    # pairs.jsonl's id_score is the ID embeddings' cosine either way (it was the blend's under the share); the
+    # blend's, which mined and ranked the pair, is mining_score beside it, present only under the share
+    from anchor_embed.data.schemas import MinedPair
+
+    unit, mined = normalise_rows(x), normalise_rows(space)
+    for out, blended in ((tmp_path / "one", False), (tmp_path / "half", True)):
+        lines = [json.loads(r) for r in (out / "pairs.jsonl").read_text().splitlines()]
+        for p in lines:
+            MinedPair.model_validate(p)
+            a, b = pos[p["query"]], pos[p["neighbour"]]
+            assert abs(p["id_score"] - float(unit[a] @ unit[b])) < 1e-4, p
+            assert ("mining_score" in p) == blended, p
+            if blended:
+                assert abs(p["mining_score"] - float(mined[a] @ mined[b])) < 1e-4, p
+        if blended:
+            assert max(abs(p["mining_score"] - p["id_score"]) for p in lines) > 0.05

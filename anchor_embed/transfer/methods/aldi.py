@@ -99,22 +99,30 @@ def read_counts(path: str | Path, keys: list[str], train_rows: np.ndarray | None
     return counts
 
 
-def check_weights(weights_file: str | None, keys: list[str], train_rows: np.ndarray) -> None:
-    """Read `weights_file` as the run will, so a bad file is refused before mining, not after."""
-    if weights_file:
-        read_counts(weights_file, keys, train_rows)
+def check_weights(weights_file: str | None, keys: list[str], train_rows: np.ndarray) -> np.ndarray | None:
+    """The counts of `weights_file` by cache row (None without one), read before mining so a bad file is
+    refused then, not after; what the file gave is said once (matched, skipped ids, training streamers
+    weighing 0). The run hands them to the method (`TransferData.checked_inputs`): the file is read once."""
+    if not weights_file:
+        return None
+    report = InputReport(source=str(weights_file))
+    counts = read_counts(weights_file, keys, train_rows, report)
+    report.say("transfer")
+    return counts
 
 
 def reliability_weights(data: TransferData, weights_file: str | None, scale: float) -> torch.Tensor:
     """Per cache row tanh(scale x interaction count) from `weights_file` (ALDI's reliability); ones without one.
-    What the file gave is said once (matched, skipped ids, training streamers weighing 0)."""
+    The counts are those `check_weights` read (`data.checked_inputs`), or read now when the method is built
+    without them."""
     weights = np.ones(len(data.id_vectors), np.float32)
     if weights_file:
-        if data.keys is None:
-            raise AnchorEmbedError("a weights file needs the streamers' keys")
-        report = InputReport(source=str(weights_file))
-        weights = np.tanh(scale * read_counts(weights_file, data.keys, data.train_rows, report))
-        report.say("transfer")
+        counts = data.checked_inputs
+        if counts is None:
+            if data.keys is None:
+                raise AnchorEmbedError("a weights file needs the streamers' keys")
+            counts = check_weights(weights_file, data.keys, data.train_rows)
+        weights = np.tanh(scale * counts)
     return torch.from_numpy(weights.astype(np.float32))
 
 
@@ -133,8 +141,8 @@ class ReliabilityDistillation(TransferMethod):
         self.weights = reliability_weights(data, params.weights_file, params.weight_scale)
 
     @classmethod
-    def check_inputs(cls, params, keys: list[str], train_rows: np.ndarray) -> None:
-        check_weights(params.weights_file, keys, train_rows)
+    def check_inputs(cls, params, keys: list[str], train_rows: np.ndarray) -> np.ndarray | None:
+        return check_weights(params.weights_file, keys, train_rows)
 
     def loss(self, embed: Embed, batch: dict) -> torch.Tensor:
         rows = torch.as_tensor(batch["rows"])

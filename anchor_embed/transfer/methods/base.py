@@ -18,14 +18,16 @@ Embed = Callable[[np.ndarray], torch.Tensor]  # cache rows -> (B, out_dim) unit 
 class TransferData:
     """Training data in cache-row terms; held-out and validation streamers appear nowhere in it."""
 
-    id_vectors: np.ndarray                       # (n_cache, D) float32, zeros where a streamer has none
+    id_vectors: np.ndarray                       # (n_cache, D) float32, zeros where a streamer has none (the
+    #                                              teacher: the ID embeddings, or their blend, teacher_share < 1)
     train_rows: np.ndarray                       # cache rows with an ID embedding to learn from
     pair_query: np.ndarray                       # kept mined pairs (cache rows)
     pair_neighbour: np.ndarray
-    pair_score: np.ndarray | None = None         # their ID-embedding cosine
+    pair_score: np.ndarray | None = None         # their cosine in id_vectors (what they were mined by)
     dropped_query: np.ndarray | None = None      # mined pairs the filter dropped
     dropped_neighbour: np.ndarray | None = None
     keys: list[str] | None = None                # anchor_id of each cache row (for per-streamer inputs)
+    checked_inputs: object | None = None         # what the method's check_inputs read (a weights file's counts)
 
     def __post_init__(self) -> None:
         empty = np.zeros(0, np.int64)
@@ -63,8 +65,10 @@ class TransferMethod(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def check_inputs(cls, params: RunConfig, keys: list[str], train_rows: np.ndarray) -> None:
-        """Refuse a bad input of the method's own (a weights file) before the run mines; none by default."""
+    def check_inputs(cls, params: RunConfig, keys: list[str], train_rows: np.ndarray) -> object | None:
+        """Read the method's own inputs (a weights file) and refuse a bad one before the run mines; what it
+        returns reaches the method as `TransferData.checked_inputs`, so the run reads them once. None by
+        default."""
         return None
 
     def chance_candidates(self, batch_size: int) -> int | None:

@@ -104,9 +104,9 @@ class Contrastive(TransferMethod):
                         if params.weights_file else None)
 
     @classmethod
-    def check_inputs(cls, params, keys: list[str], train_rows: np.ndarray) -> None:
+    def check_inputs(cls, params, keys: list[str], train_rows: np.ndarray) -> np.ndarray | None:
         _refuse_weights_on_pairs(params)
-        check_weights(params.weights_file, keys, train_rows)
+        return check_weights(params.weights_file, keys, train_rows)
 
     def temperature(self) -> torch.Tensor:
         return self.log_t.exp().clamp(min=0.01)

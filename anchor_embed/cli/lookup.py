@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
 
     ids = list(ids)
     if ids_file:
+        if Path(ids_file).is_dir():
+            raise AnchorEmbedError(f"{ids_file}: a folder; --ids-file takes a file of anchor ids, one a line")
         if not Path(ids_file).is_file():
             raise AnchorEmbedError(f"{ids_file}: no such file")
         from anchor_embed.data.key_file import read_keys
@@ -51,7 +54,7 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
     rows += [r for r in answered if r["anchor_id"] not in set(ids)]
     unknown = [r for r in rows if r.get("found") is False]
     if as_json:
-        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        sys.stdout.write("".join(json_line(r) for r in rows))
     else:
         print_tables(look, [r for r in rows if r.get("found", True)])
     for r in unknown:
@@ -60,19 +63,49 @@ def run_similar(ids: list[str], k: int, index: Path, ids_file: Path | None, reco
     return 1 if unknown else 0
 
 
+# what a terminal acts on instead of showing, in a streamer's nickname or tags: C0 and C1 controls and DEL (ESC
+# opens sequences that erase rows or move the cursor over them, CR returns over a line), and the bidi embeddings,
+# overrides and isolates (they reverse what follows them on terminals that reorder)
+ACTING = re.compile(r"([\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069])")
+
+
+def escaped(ch: str) -> str:
+    """A character that acts on the terminal, as its visible escape: \\x1b, \\u202e."""
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+
+def json_line(row: dict) -> str:
+    """One JSON line as `--json` prints it: the same value, with the characters JSON leaves raw that a terminal
+    acts on (DEL, C1 controls, bidi overrides; JSON escapes C0 itself) written as \\u escapes, so that a
+    nickname cannot rewrite the screen of whoever reads the lines there."""
+    return ACTING.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(row, ensure_ascii=False)) + "\n"
+
+
+def cell(text: str, style: str = ""):
+    """Streamer-supplied text for a table: rich Text (never markup) with what a terminal acts on shown as its
+    escape (`escaped`), set off in red so that it reads apart from a backslash written in the text."""
+    from rich.text import Text
+
+    out = Text(style=style)
+    for i, part in enumerate(ACTING.split(text)):
+        if part:
+            out.append(escaped(part), style="bold red") if i % 2 else out.append(part)
+    return out
+
+
 def print_tables(look, rows: list[dict]) -> None:
     """One rich table per query: its neighbours with nickname, tags, score (and the explanation columns). Every
     cell and title is plain Text: a nickname "[bold]Boldy" or a tag "[/tag]" is data, not rich markup (and
-    escaping it doubled a trailing backslash)."""
+    escaping it doubled a trailing backslash); a control character in it is shown as its escape, never sent to the
+    terminal (a nickname "ok\\x1b[2K\\x1b[1A" erased the row above it)."""
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
     console = Console()
     for r in rows:
         me = look.label(r["anchor_id"])
         why = any("explain" in n for n in r["neighbours"])
-        table = Table(title=Text(f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}",
+        table = Table(title=cell(f"{r['anchor_id']}  {me.get('nickname', '')}  {', '.join(me.get('tags', []))}",
                                  style="table.title"),
                       caption="text, frames, tags: cosine of that modality alone; shared: tags in common" if why else None)
         longest = max((len(n["anchor_id"]) for n in r["neighbours"]), default=9)
@@ -90,7 +123,7 @@ def print_tables(look, rows: list[dict]) -> None:
                           ", ".join(e["shared_tags"])]
             else:
                 cells += [", ".join(n.get("tags", [])), f"{n['score']:.3f}"]
-            table.add_row(*map(Text, cells))
+            table.add_row(*map(cell, cells))
         console.print(table)
 
 

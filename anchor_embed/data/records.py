@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,20 @@ def check_fields(columns: dict[str, str] | None) -> None:
         raise AnchorEmbedError(f"--columns: unknown record field(s) {sorted(unknown)}; fields are {', '.join(FIELDS)}")
 
 
+# a control character (Unicode's Cc: C0, DEL, C1) in a nickname or tag: ESC opens sequences that rewrite a
+# terminal's screen; kept as written (data is not dropped), named in the report, shown escaped by `similar`
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def control_character(rec: StreamerRecord) -> str | None:
+    """'U+001B in nickname' (or 'in tags') for the first control character of a record's nickname or tags, or
+    None."""
+    for name, text in (("nickname", rec.nickname), *(("tags", t) for t in rec.tags)):
+        if found := CONTROL.search(text):
+            return f"U+{ord(found.group()):04X} in {name}"
+    return None
+
+
 def parse_row(raw: Any) -> StreamerRecord | tuple[str, str]:
     """A raw row (a JSON value, a table row renamed to record fields, or the error reading it raised) as a
     record, or (kind, message) saying why it is bad: the one check of every input path."""
@@ -250,6 +265,7 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
         _renamed_rows(_jsonl_rows(path, shard), columns, found) if columns else _jsonl_rows(path, shard)
     records: list[StreamerRecord] = []
     seen: dict[str, str] = {}
+    controls, first_control = 0, ""
     for where, raw, order in rows:
         rec = parse_row(raw)
         if isinstance(rec, tuple):
@@ -261,6 +277,9 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
             continue
         seen[rec.anchor_id] = where
         records.append(rec)
+        if (control := control_character(rec)) is not None:
+            controls += 1
+            first_control = first_control or f"{where}, {control} of {rec.anchor_id!r}"
         report.kept_at.append((order, where))
     missing = {f: c for f, c in (columns or {}).items() if c not in found} if not is_parquet(path) else {}
     if missing and (records or report.skipped):     # rows were read (a shard past the last row reads none)
@@ -268,6 +287,9 @@ def read_streamers(path: str | Path, strict: bool = False, columns: dict[str, st
                                + ("id-column" if list(missing) == ["anchor_id"] else "columns " + ",".join(
                                    f"{k}={v}" for k, v in missing.items())) + ")")
     report.kept = len(records)
+    if controls:
+        notes.append(f"{controls} record(s) hold a control character in their nickname or tags (first: {first_control});"
+                     " kept as written (`similar` shows it escaped)")
     report.notes = notes
     if not records and shard == (0, 1):
         raise AnchorEmbedError(f"{path}: no valid streamer records ({report.summary()})")

@@ -5,7 +5,30 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from anchor_embed import atomic
+from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
+
+MARK = "demo.json"      # written first into --out: the folder is a demo's, to resume or run again over
+# what a demo writes into --out; a folder of these alone with the demo's sample is an earlier demo's (before MARK)
+PARTS = frozenset({MARK, "sample", "features", "pretrain", "transfer", "evaluation", "vectors", "index"})
+SAMPLE = ("streamers.jsonl", "ids.npy", "interactions.csv")
+
+
+def check_out(out: Path) -> None:
+    """Refuse an --out that is a file, or a folder holding anything but an earlier demo's output (it has MARK,
+    or, made before MARK, only the demo's folders with its sample): the demo would mix its files into the user's,
+    and replace a run folder of theirs named like one of its own. One line, before any work."""
+    if out.exists() and not out.is_dir():
+        raise AnchorEmbedError(f"{out}: a file; --out takes a folder for the demo's sample and artefacts")
+    if not out.is_dir() or (out / MARK).is_file():
+        return
+    names = sorted(p.name for p in out.iterdir())
+    if not names or (set(names) <= PARTS and all((out / "sample" / f).is_file() for f in SAMPLE)):
+        return
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    raise AnchorEmbedError(f"{out}: a folder holding files of its own ({shown}), not an earlier demo's output; "
+                           "give --out a new or empty folder")
 
 
 def resume_if_same_code(run: Path) -> bool:
@@ -32,6 +55,9 @@ def run_demo(out: str | Path = "demo-out", n: int = 300, seed: int = 0) -> dict:
     from anchor_embed.transfer.run import transfer
 
     out = Path(out)
+    check_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / MARK, {"made_by": "anchor-embed demo", "n": n, "seed": seed})
     sample = make_sample(out / "sample", n=n, seed=seed)
     say(f"[bold]demo[/]: sample of {sample['streamers']} streamers ({n} + {sample['duplicates']} planted "
         f"near-duplicates for dedup), {sample['with_id']} with ID embeddings, "

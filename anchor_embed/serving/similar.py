@@ -294,7 +294,7 @@ def similar_to_records(records: str | Path, index: str | Path | Lookup, k: int =
                                    "cannot embed records")
         model = Model(model_dir)
     rows, report = read_streamers(records, strict=strict)
-    if report.skipped:
+    if report.skipped or report.notes:      # a note: a control character in a nickname, say
         report.say("similar")
     if explain:
         look.need_parts()                       # before encoding

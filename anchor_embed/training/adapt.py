@@ -161,11 +161,22 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
                                f"streamers, {lone} of them with a single streamer: nothing a head can learn "
                                "(an id column? or pass --kind regress for numbers)")
     values = np.array([y_of[k] for k in keys], np.float64) if cfg.kind == "regress" else None
+    if values is not None and values.min() == values.max():      # read_labels checks the file; these are the cached
+        raise AnchorEmbedError(f"{labels}: '{cfg.target}' is {values[0]:g} for every one of the {len(keys)} labelled "
+                               f"streamers in the feature cache {features}; nothing to predict")
     mean, sd = (float(values.mean()), float(values.std() or 1.0)) if values is not None else (0.0, 1.0)
     parts = dict(zip(("train", "val", "test"), _splits(keys, cfg.holdout_frac, cfg.val_frac, cfg.seed), strict=True))
     rows = {p: np.array([pos[k] for k in ks], np.int64) for p, ks in parts.items()}
     y = {p: (np.array([classes.index(str(y_of[k])) for k in ks], np.int64) if cfg.kind == "classify"
              else np.array([(y_of[k] - mean) / sd for k in ks], np.float32)) for p, ks in parts.items()}
+    # refused here, before the run folder exists: failing inside it left a folder `predict` called unfinished,
+    # and --resume failed the same way
+    if cfg.kind == "classify":
+        check_training_classes(labels, cfg.target, classes, counts, y["train"])
+    if cfg.mode != "head":                  # the closed-form head runs where it is; training needs the device
+        from anchor_embed.training.device import resolve_device
+
+        resolve_device(cfg.device)
     model, _ = load_model(pretrained)
     model.train()
     task = AdaptTask(model, Batcher.for_model(model, cache), cfg, rows, y, classes)
@@ -215,6 +226,23 @@ def adapt(pretrained: str | Path, labels: str | Path, out: str | Path, features:
 
 
 NUMBER_CLASSES = 20     # more classes than this, all numbers: likely quantities given without --kind regress
+
+
+def check_training_classes(labels: str | Path, target: str, classes: list[str], counts: Counter,
+                           train: np.ndarray) -> None:
+    """Refuse labels whose training streamers hold one class (a head needs two): one in the whole file, or the
+    others all drawn into the validation and test shares."""
+    if len(set(train.tolist())) >= 2:
+        return
+    if len(classes) == 1:
+        raise AnchorEmbedError(f"{labels}: '{target}' is {classes[0]!r} for all {counts[classes[0]]} labelled "
+                               "streamers in the feature cache; a head needs two classes")
+    only = classes[int(train[0])] if len(train) else None
+    others = [c for c in classes if c != only]
+    raise AnchorEmbedError(f"{labels}: the training streamers of '{target}' hold one class ({only!r}): the "
+                           f"validation and test shares took every streamer of {', '.join(map(repr, others[:5]))} "
+                           f"({sum(counts[c] for c in others)}); label more of them, or lower --val-frac and "
+                           "--holdout-frac")
 
 
 # regularisation grids of a head fitted in closed form (`fit_head`): ridge alpha, logistic C
@@ -372,8 +400,8 @@ def adapter_info(patch_dir: str | Path) -> dict:
     f = Path(patch_dir) / ADAPTER
     if not f.is_file():
         if run_info(Path(patch_dir)).get("stage") == "adapt":     # stopped before its end wrote adapter.json
-            raise AnchorEmbedError(f"{patch_dir}: the adapt run did not finish (no {ADAPTER}); run the same "
-                                   "`anchor-embed adapt` with --resume to finish it")
+            raise AnchorEmbedError(f"{patch_dir}: the adapt run did not finish (no {ADAPTER}); "
+                                   + how_to_finish(Path(patch_dir)))
         raise AnchorEmbedError(f"{patch_dir}: not an adapt run (no {ADAPTER})")
     info = atomic.read_json_object(f)
     need = ("mode", "base", "base_hash", "target", "kind") + (("rank", "alpha") if info.get("mode") == "adapter" else ())
@@ -384,6 +412,22 @@ def adapter_info(patch_dir: str | Path) -> dict:
         what = f"no usable {missing[0]!r}" if missing else bad[0]
         raise AnchorEmbedError(f"{f}: {what}; the file is written by `anchor-embed adapt` (run it again)")
     return info
+
+
+def how_to_finish(run: Path) -> str:
+    """What finishes an adapt run that stopped: --resume from its latest epoch checkpoint; with none (a head
+    fitted in closed form saves none, and a run stopped on an error before its first epoch ended), a resume
+    would only start over, so running it again (the folder is started over) is what is said."""
+    from anchor_embed.training import checkpoints
+
+    try:
+        ckpt = checkpoints.latest(run)
+    except AnchorEmbedError:            # a damaged latest.json: the resume names it
+        return "run the same `anchor-embed adapt` with --resume to finish it"
+    if ckpt is not None:
+        return f"run the same `anchor-embed adapt` with --resume to finish it from its {ckpt.name} checkpoint"
+    return ("it stopped before any checkpoint (on the error it printed, if any), so there is nothing to resume: "
+            "run the same `anchor-embed adapt` again")
 
 
 def load_adapted(patch_dir: str | Path, base: str | Path | None = None):

@@ -205,6 +205,8 @@ CASES = [
         t, ['{"anchor_id": "x",']), "--strict"], 2, "bad.jsonl: line 2: malformed JSON"),
     ("ids file missing", lambda w, t: ["similar", "--ids-file", t / "ids.txt", "--index", w["idx"]], 2,
      "ids.txt: no such file"),
+    ("ids file a folder", lambda w, t: ["similar", "--ids-file", _dir(t / "ids"), "--index", w["idx"]], 2,
+     "ids: a folder; --ids-file takes a file of anchor ids"),
     ("no index", lambda w, t: ["similar", "s0001", "--index", t], 2, "no index here"),
     # dedup
     ("threshold above 1", lambda w, t: ["dedup", w["vec"], "--threshold", "2"], 2, "--threshold 2.0"),

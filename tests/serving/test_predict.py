@@ -107,7 +107,18 @@ def test_an_unfinished_adapt_run_is_said_so(sample, pretrained, labels, tmp_path
         assert f"{stopped / 'adapter.json'}: {said}" in err and "Traceback" not in err
     (stopped / "adapter.json").unlink()
     assert run_cli("predict", "--adapter", stopped, "--vectors", tmp_path / "vec", "--out", tmp_path / "p.jsonl") == 2
-    assert "the adapt run did not finish (no adapter.json); run the same" in capsys.readouterr().err
+    # a head run keeps no checkpoint: --resume would only start it over (it advised --resume, which failed again
+    # the same way when an error had stopped the run)
+    assert "the adapt run did not finish (no adapter.json); it stopped before any checkpoint (on the error it " \
+           "printed, if any), so there is nothing to resume: run the same `anchor-embed adapt` again" in \
+           " ".join(capsys.readouterr().err.split())
+    trained = tmp_path / "trained"                  # one with an epoch's checkpoint is resumed from it
+    assert run_cli("adapt", "--pretrained", pretrained, "--labels", labels, "--target", "kind", "--epochs", "1",
+                   "--out", trained) == 0
+    (trained / "adapter.json").unlink()
+    assert run_cli("predict", "--adapter", trained, "--vectors", tmp_path / "vec", "--out", tmp_path / "p.jsonl") == 2
+    assert "did not finish (no adapter.json); run the same `anchor-embed adapt` with --resume to finish it from its " \
+           "epoch-0001 checkpoint" in " ".join(capsys.readouterr().err.split())
 
 
 def test_predict_of_a_head_run_reads_the_base_vectors_in_the_label_units(sample, pretrained, labels, tmp_path):

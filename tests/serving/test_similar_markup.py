@@ -56,3 +56,37 @@ def test_rerank_and_dedup_lines_name_bracketed_ids_as_written(tmp_path, capsys):
     log = write_jsonl(tmp_path / "reviews.jsonl", [{"a": "s0", "b": "[b]gone", "verdict": "same_owner"}])
     assert run_cli("dedup", vec, "--reviewed", log, "--out", tmp_path / "dd.jsonl") == 0
     assert "(e.g. '[b]gone')" in capsys.readouterr().err.replace("\n", " ")
+
+
+HOSTILE = [
+    {"anchor_id": "h1", "nickname": "ok\u001b[2K\u001b[1A", "profile": "Fortnite pro", "tags": ["fortnite\u001b[31m"]},
+    {"anchor_id": "h2", "nickname": "bell\u0007\rcsi\u009b2J", "profile": "Fortnite casual", "tags": ["\u202eetirovaf"]},
+    {"anchor_id": "h3", "nickname": "calm", "profile": "Fortnite and chill", "tags": ["fortnite"]},
+]
+
+
+def test_similar_shows_control_characters_escaped_and_embed_names_them(pretrained, tmp_path, capsys, monkeypatch):
+    """A nickname "ok\\x1b[2K\\x1b[1A" went to the terminal raw and erased the table's row above it (CR, BEL were
+    dropped by rich without a trace, C1's CSI passed); now the table shows each as its escape, --json leaves no
+    character a terminal acts on (the same values when parsed), and embed notes the records that hold one."""
+    monkeypatch.setenv("COLUMNS", "200")
+    streamers = write_jsonl(tmp_path / "h.jsonl", HOSTILE)
+    capsys.readouterr()
+    assert run_cli("embed", "--model", pretrained, "--streamers", streamers, "--out", tmp_path / "vec") == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "2 record(s) hold a control character in their nickname or tags (first: line 1, U+001B in nickname of " \
+           "'h1'); kept as written" in said
+    assert run_cli("index", "build", tmp_path / "vec", "--out", tmp_path / "idx") == 0
+    capsys.readouterr()
+    assert run_cli("similar", "h3", "-k", "2", "--index", tmp_path / "idx") == 0
+    assert run_cli("similar", "h1", "-k", "2", "--index", tmp_path / "idx", "--explain") == 0
+    out = capsys.readouterr().out
+    acting = [c for c in out if ord(c) < 0x20 and c != "\n" or 0x7f <= ord(c) < 0xa0 or c == "\u202e"]
+    assert acting == []
+    assert out.count("ok\\x1b[2K\\x1b[1A") == 2 and "bell\\x07\\x0dcsi\\x9b2J" in out         # rows and a title
+    assert "fortnite\\x1b[31m" in out and "\\u202eetirovaf" in out
+    assert run_cli("similar", "h1", "h2", "h3", "-k", "2", "--index", tmp_path / "idx", "--json") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [c for line in lines for c in line if ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 or c == "\u202e"] == []
+    shown = {n["anchor_id"]: (n["nickname"], n["tags"]) for line in lines for n in json.loads(line)["neighbours"]}
+    assert shown == {r["anchor_id"]: (r["nickname"], r["tags"]) for r in HOSTILE}             # the data as written

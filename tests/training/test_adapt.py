@@ -3,6 +3,7 @@
 import copy
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -263,3 +264,29 @@ def test_many_number_classes_suggest_regress(sample, pretrained, tmp_path, capsy
     adapt(pretrained, path, tmp_path / "a", target="score", mode="head")
     seen = capsys.readouterr()
     assert "every one a number; if they are quantities, --kind regress" in " ".join((seen.err + seen.out).split())
+
+
+@pytest.mark.parametrize("case", ["one class", "one class in training", "one number", "no cuda"])
+def test_labels_a_head_cannot_learn_are_refused_before_the_run_folder(sample, pretrained, tmp_path, case):
+    """One class (in the file, or among the training streamers: the other's only streamer drawn into
+    validation), one number for every cached streamer, or --device cuda on a machine without it failed inside the
+    run folder: it was left behind, `predict` called it unfinished and advised --resume, which failed the same
+    way. Now one line and no folder."""
+    from anchor_embed.errors import AnchorEmbedError
+    from anchor_embed.training.adapt import _splits, adapt
+
+    if case == "no cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    ids = sorted(json.loads(line)["anchor_id"] for line in (sample / "streamers.jsonl").read_text().splitlines())
+    path, out = tmp_path / "labels.csv", tmp_path / "run"
+    in_val = _splits(ids, 0.0, 0.15, 0)[1][0]           # adapt's split of these keys at its defaults
+    value = {"one class": lambda k: "x", "one class in training": lambda k: "y" if k == in_val else "x",
+             "one number": lambda k: 3, "no cuda": lambda k: ids.index(k) % 2}[case]
+    path.write_text("anchor_id,t\n" + "".join(f"{k},{value(k)}\n" for k in ids) + "ghost,4\n")   # ghost: not cached
+    said = {"one class": "'t' is 'x' for all", "one class in training": "training streamers of 't' hold one class "
+            "('x'): the validation and test shares took every streamer of 'y' (1)", "one number": "'t' is 3 for "
+            "every one of", "no cuda": "--device cuda: no CUDA device here"}[case]
+    with pytest.raises(AnchorEmbedError, match=re.escape(said)):
+        adapt(pretrained, path, out, target="t", kind="regress" if case == "one number" else "classify",
+              mode="adapter" if case == "no cuda" else "head", device="cuda" if case == "no cuda" else "auto")
+    assert not out.exists()

@@ -5,11 +5,13 @@ and the build holds the folder's lock while it writes), so requests in flight fi
 none is dropped. Lookups never import torch; `POST /embed` loads the model only when `--model` is given, and
 that model must be the one the index's vectors were made by. Heavy work (search, explain, embed) runs for at most
 `workers` requests at a time (default one, with every core's threads), so parallel clients neither oversubscribe
-the cores nor fight over the GIL: 12 parallel heavy lookups took 7-14 s on 2 cores, 4.5 s one after another.
+the cores nor fight over the GIL: 12 parallel heavy lookups took 7-14 s on 2 cores, 4.5 s one after another. A
+request whose client has gone while it waited its turn is dropped, not run (counted as status 499).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
@@ -21,7 +23,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.requests import Request  # here, not in create_app: FastAPI reads routes' annotations here
+
 from anchor_embed.errors import AnchorEmbedError
+from anchor_embed.locks import writer
 from anchor_embed.serving.similar import Lookup, as_ids
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -35,6 +41,8 @@ MAX_NEIGHBOURS = 50_000
 # Requests doing heavy work at once: a lookup's labels and explanations are Python under the GIL, so two at once
 # on 2 cores ran no faster than one and, beside other load, took twice the CPU.
 WORKERS = 1
+# Status counted in /metrics for a request whose client went away before its answer (nginx's "client closed").
+CLIENT_GONE = 499
 
 
 def cores() -> int:
@@ -84,8 +92,9 @@ class ServedIndex:
         return self._lookup
 
     def refresh(self) -> bool:
-        """Load a newly built index if one has landed (and no build is still writing); True when swapped."""
-        if (self.folder / ".lock").exists():
+        """Load a newly built index if one has landed (and no build is still writing); True when swapped. A lock
+        left by a build that is gone (killed) does not hold the swap off, as it does not hold off the next build."""
+        if writer(self.folder) is not None:
             return False
         try:
             stamp = self._read_stamp()
@@ -235,6 +244,140 @@ def frame_warnings(records: list[dict], media: Path) -> list[dict]:
     return out
 
 
+def meta_warnings(records: list[dict], spec: str | None) -> list[dict]:
+    """Per record, the `meta` fields the model reads as tags (its `--meta-tags` spec) that the record lacks, or
+    holds no number for where the model buckets numbers: its vector is made without those tags, so it differs
+    from the one the same streamer got with them (the server log said so only when no record had them)."""
+    from anchor_embed.features.meta_tags import parse_meta_tags, tags_of_meta
+
+    fields = parse_meta_tags(spec)
+    if not fields:
+        return []
+    out = []
+    for r, anchor_id in zip(records, as_ids([r.get("anchor_id") for r in records]), strict=True):
+        meta = r.get("meta") if isinstance(r.get("meta"), dict) else {}
+        _, bad = tags_of_meta(meta, fields)
+        missing = [f.name for f in fields if meta.get(f.name) is None or meta.get(f.name) in ("", [])]
+        if missing:
+            out.append({"anchor_id": anchor_id, "meta": missing, "problem": "missing from the record's meta: the "
+                        "model reads these fields as tags, and the vector is made without them"})
+        if bad:
+            out.append({"anchor_id": anchor_id, "meta": bad, "problem": "not a number where the model buckets "
+                        "numbers: the vector is made without these tags"})
+    return out
+
+
+def listed_frame(look: Lookup, anchor_id: str | None, path: str, root: Path) -> Path | None:
+    """The file `path` names under `root` when the indexed streamer `anchor_id` lists it among its frames (as
+    the index's labels record them, which the review page shows), else None: /media served any file under the
+    media root, the dataset's interaction log and ID embeddings too."""
+    from anchor_embed.data.media import inside_root
+
+    if not anchor_id or look.keys.row(anchor_id) is None:
+        return None
+    f = inside_root(path, root)
+    frames = look.label(anchor_id).get("frames") or []
+    if f is None or f not in {inside_root(str(x), root) for x in frames if isinstance(x, str)}:
+        return None
+    return f if f.is_file() else None
+
+
+def check_token(token: str | None) -> None:
+    """Refuse, in one line, a token that would not do what --token says: an empty one turned the check off without
+    a word, and one holding whitespace cannot be sent in an `Authorization: Bearer` header (every client was
+    refused). None is no token: no check."""
+    if token is None:
+        return
+    if token == "":
+        raise AnchorEmbedError("--token (or ANCHOR_EMBED_TOKEN) is empty, which would require no token: give one, "
+                               "or leave both unset to serve without")
+    if any(c.isspace() for c in token):
+        raise AnchorEmbedError("--token (or ANCHOR_EMBED_TOKEN) holds whitespace, which an `Authorization: Bearer` "
+                               "header cannot carry (every client would be refused): give a token without")
+
+
+class HeavySlots:
+    """At most `workers` requests doing heavy work at once, the others waiting their turn in arrival order; one
+    whose client has gone while it waited is dropped before it takes a slot: 5 clients giving up after a second
+    still had their 1,000-id explains run, a lookup behind them waited 13 s and a SIGTERM 15 s."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._free: asyncio.Semaphore | None = None
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()       # an asyncio semaphore belongs to one loop (a test client makes one each)
+        if self._loop is not loop or self._free is None:
+            self._loop, self._free = loop, asyncio.Semaphore(self.workers)
+        return self._free
+
+    async def take(self, gone: asyncio.Future) -> bool:
+        """Wait for a slot (True: hold it, give it back with `give`), or until `gone` (the client left) is done
+        (False, no slot held)."""
+        turn = asyncio.ensure_future(self._semaphore().acquire())
+        try:
+            await asyncio.wait({turn, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:                   # this request cancelled: no slot outlives it
+            self._drop(turn)
+            raise
+        if gone.done():
+            self._drop(turn)                    # a slot taken at the same moment goes to the next in line
+            return False
+        return True
+
+    def _drop(self, turn: asyncio.Future) -> None:
+        """Give back the slot `turn` took, or stop it waiting for one."""
+        if turn.done() and not turn.cancelled():
+            self.give()
+        else:
+            turn.cancel()                       # asyncio's semaphore passes a slot it had just handed over on
+
+    def give(self) -> None:
+        assert self._free is not None
+        self._free.release()
+
+
+async def client_gone(request: Request) -> None:
+    """Return when the client of `request` disconnects (after its body was read, a disconnect is all that comes;
+    a broken connection is a client gone too)."""
+    try:
+        while (await request.receive()).get("type") != "http.disconnect":
+            pass
+    except OSError:
+        return
+
+
+def gone_response():
+    """The answer to a request whose client went away: nobody reads it, /metrics counts it as CLIENT_GONE."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": "the client went away: not run"}, status_code=CLIENT_GONE)
+
+
+class Strict(BaseModel):
+    """A request body: a field it does not know is refused (a misspelt one was ignored: "topk" gave 20)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SimilarBody(Strict):
+    ids: list[StrictStr | StrictInt]
+    k: int = Field(20, ge=1, le=MAX_K, strict=True)           # true was read as k=1
+    explain: bool = False
+
+
+class EmbedBody(Strict):
+    records: list[dict]
+
+
+class ReviewBody(Strict):
+    a: str
+    b: str
+    verdict: str
+    reviewer: str = "anonymous"
+
+
 def too_many(what: str, count: int, limit: int) -> None:
     """HTTP 413 naming the limit and the count when a batch is over it (a request's time and memory grow
     with it)."""
@@ -279,6 +422,15 @@ def body_problem(route: str, fields: list[str], content_type: str | None, raw: b
     return None
 
 
+def body_fields(params: list) -> list[str]:
+    """The fields a route's JSON body takes: a body model's own fields, or the names of its body parameters."""
+    if len(params) == 1:
+        model = getattr(params[0].field_info, "annotation", None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return [f.alias or name for name, f in model.model_fields.items()]
+    return [f.alias for f in params]
+
+
 def create_app(index: str | Path, model: str | Path | None = None, token: str | None = None,
                media_root: str | Path | None = None, review_log: str | Path | None = None, poll: float = 1.0,
                max_ids: int = MAX_IDS, max_records: int = MAX_RECORDS, max_neighbours: int = MAX_NEIGHBOURS,
@@ -286,14 +438,17 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     """The FastAPI app: /similar, /embed, /healthz, /metrics, the review page at /, /media, /search, /review.
 
     A `model` that is no run folder or not the index's model, and a `review_log` that cannot be a file are
-    refused here, with one line, not at the first request that needs them. At most `workers` requests
-    search or embed at once; the others wait their turn."""
-    from fastapi import Body, FastAPI, HTTPException, Query, Request
+    refused here, with one line, not at the first request that needs them, and so is a `token` that is empty or
+    holds whitespace. At most `workers` requests search or embed at once; the others wait their turn, and are
+    dropped when their client goes first."""
+    from fastapi import Depends, FastAPI, HTTPException, Query
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+    from starlette.concurrency import run_in_threadpool
 
     from anchor_embed.serving.review import append_review, claim_review_log, page_html, search_streamers
 
+    check_token(token)
     reviews = Path(review_log) if review_log else Path(index) / "reviews.jsonl"
     check_review_log(reviews)
     claim_review_log(reviews)       # marks are appended to a review log or a new file only (a run's config.json was)
@@ -305,7 +460,7 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
         feature_settings(Path(model))          # no torch yet: the model itself loads at the first /embed
         model_id = model_hash(Path(model))
     served = ServedIndex(index, poll, Path(model) if model is not None else None, model_id)
-    heavy = threading.BoundedSemaphore(workers)
+    heavy = HeavySlots(workers)
     metrics = Metrics()
     def media_now() -> Path | None:
         """--media-root, else the one the served build records (a swapped-in build may record another)."""
@@ -317,8 +472,38 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
         what = f"no media root recorded for {index}" if media is None else f"the media root {media} is not a folder"
         say(f"[yellow]serve[/]: {what}: the review page shows no frames and /embed reads none; pass --media-root")
     encoder: dict[str, Any] = {}
+
+    async def known_parameters(request: Request) -> None:
+        """422 naming the query parameters a route that takes parameters does not know: a misspelt one was
+        ignored (`?K=2&explian=1` gave 20 neighbours, unexplained)."""
+        route = request.scope.get("route")
+        dependant = getattr(route, "dependant", None)
+        if dependant is None or not (dependant.query_params or dependant.path_params or dependant.body_params):
+            return
+        takes = [p.alias for p in dependant.query_params]
+        unknown = [q for q in dict.fromkeys(request.query_params) if q not in takes]
+        if unknown:
+            raise HTTPException(422, f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                                     f"{', '.join(map(repr, unknown))}: {request.method} {route.path} takes "
+                                     f"{', '.join(takes) if takes else 'none'}")
+
+    async def in_turn(request: Request, work):
+        """`work()` in a thread once a heavy slot is free; the client-gone answer (not run) when its client left
+        first, and when it left while the work ran (nobody reads the answer)."""
+        gone = asyncio.ensure_future(client_gone(request))
+        try:
+            if not await heavy.take(gone):
+                return gone_response()
+            try:
+                out = await run_in_threadpool(work)
+            finally:
+                heavy.give()
+            return gone_response() if gone.done() else out
+        finally:
+            gone.cancel()
+
     app = FastAPI(title="anchor-embed", version=__import__("anchor_embed").__version__,
-                  description="Similar live-streamers by content vectors.")
+                  description="Similar live-streamers by content vectors.", dependencies=[Depends(known_parameters)])
     app.state.served, app.state.metrics = served, metrics
 
     @app.middleware("http")
@@ -352,14 +537,16 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
     async def body_errors(request: Request, exc: RequestValidationError) -> Response:
         """A body that is no JSON object (an array, form encoding, bad JSON) gets one line, not one per field."""
         route = request.scope.get("route")
-        fields = [f.alias for f in getattr(getattr(route, "dependant", None), "body_params", [])]
+        fields = body_fields(getattr(getattr(route, "dependant", None), "body_params", []))
         if fields and any(e.get("loc", ())[:1] == ("body",) for e in exc.errors()):
             found = body_problem(f"{request.method} {route.path}", fields, request.headers.get("content-type"),
                                  await request.body())            # the body the route read, cached on the request
             if found is not None:
                 return JSONResponse({"detail": found[1]}, status_code=found[0])
         # every error {"detail": "one line"}, as the page and a client read them ("k: Input should be ...")
-        said = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+        said = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: "
+                         + (f"unknown field ({request.method} {route.path} takes {', '.join(fields)})"
+                            if e.get("type") == "extra_forbidden" and route is not None else e.get("msg", ""))
                          for e in exc.errors())
         return JSONResponse({"detail": said or "invalid request"}, status_code=422)
 
@@ -375,30 +562,36 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
         return metrics.render(served)
 
     @app.get("/similar/{anchor_id}")
-    def similar_one(anchor_id: str, k: int = Query(20, ge=1, le=MAX_K), explain: bool = False) -> dict:
+    async def similar_one(request: Request, anchor_id: str, k: int = Query(20, ge=1, le=MAX_K), explain: bool = False):
         too_much_work(1, k, max_neighbours)
-        with heavy:
+
+        def work() -> dict:
             look = served.lookup
             answer = look.similar([anchor_id], k, explain=explain and look.modalities is not None)[0]
             if not answer.found:
                 raise NotInIndex(anchor_id, answer.suggestions)
             return answer.to_dict()
+        return await in_turn(request, work)
 
     @app.post("/similar")
-    def similar_many(ids: list[str | int] = Body(..., embed=True), k: int = Body(20, ge=1, le=MAX_K),
-                     explain: bool = Body(False)) -> dict:
-        too_many("ids", len(ids), max_ids)
-        too_much_work(len(ids), k, max_neighbours)
-        with heavy:
+    async def similar_many(request: Request, body: SimilarBody):
+        too_many("ids", len(body.ids), max_ids)
+        too_much_work(len(body.ids), body.k, max_neighbours)
+
+        def work() -> dict:
             look = served.lookup
-            return {"results": [a.to_dict() for a in look.similar(ids, k, explain=explain and look.modalities is not None)]}
+            explain = body.explain and look.modalities is not None
+            return {"results": [a.to_dict() for a in look.similar(body.ids, body.k, explain=explain)]}
+        return await in_turn(request, work)
 
     @app.post("/embed")
-    def embed_records(records: list[dict] = Body(..., embed=True)) -> dict:
+    async def embed_records(request: Request, body: EmbedBody):
+        records = body.records
         if model is None:
             raise HTTPException(404, "no --model given to this server: /embed is off")
         too_many("records", len(records), max_records)
-        with heavy:
+
+        def work() -> dict:
             if "model" not in encoder:
                 from anchor_embed.model.store import model_hash
                 from anchor_embed.serving.encoder import Model
@@ -416,15 +609,18 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
                 vecs = encoder["model"].encode(records, media_root=media_now())
             except AnchorEmbedError as exc:
                 raise HTTPException(422, str(exc)) from None
-        # the ids as records read them (an integer id is its decimal), not as sent; frames not read beside them
-        return {"anchor_ids": as_ids([r.get("anchor_id") for r in records]), "vectors": vecs.round(6).tolist(),
-                "warnings": frame_warnings(records, media_now() or Path.cwd())}
+            # the ids as records read them (an integer id is its decimal), not as sent; beside them each frame not
+            # read and each meta field the model reads as a tag that a record lacks
+            return {"anchor_ids": as_ids([r.get("anchor_id") for r in records]), "vectors": vecs.round(6).tolist(),
+                    "warnings": frame_warnings(records, media_now() or Path.cwd())
+                    + meta_warnings(records, encoder["model"].feature_meta.get("meta_tags"))}
+        return await in_turn(request, work)
 
     @app.get("/search")
     def search(q: str = Query(..., min_length=1), limit: int = Query(10, ge=1, le=50)) -> dict:
         return {"matches": search_streamers(served.lookup, q, limit)}
 
-    @app.get("/streamer/{anchor_id}")
+    @app.get("/streamer/{anchor_id:path}")          # an id may hold "/" (team%2Falpha): the page asks by path
     def streamer(anchor_id: str) -> dict:
         look = served.lookup
         if look.keys.row(anchor_id) is None:
@@ -432,19 +628,19 @@ def create_app(index: str | Path, model: str | Path | None = None, token: str | 
         return {"anchor_id": anchor_id, **look.label(anchor_id)}
 
     @app.get("/media/{path:path}")
-    def media_file(path: str):
-        from anchor_embed.data.media import inside_root
-
+    def media_file(path: str, anchor_id: str | None = None):
+        """A frame the indexed streamer `anchor_id` lists (the review page's <img>), nothing else under the root."""
         root = media_now()
-        f = inside_root(path, root) if root else None
-        if f is None or not f.is_file():
-            raise HTTPException(404, "no such frame under the media root")
+        f = listed_frame(served.lookup, anchor_id, path, root) if root else None
+        if f is None:
+            raise HTTPException(404, "no such frame: /media/PATH?anchor_id=ID serves the frames the indexed "
+                                     "streamer ID lists, from under the media root")
         return FileResponse(f)
 
     @app.post("/review")
-    def review(a: str = Body(...), b: str = Body(...), verdict: str = Body(...), reviewer: str = Body("anonymous")):
+    def review(body: ReviewBody):
         try:
-            return append_review(reviews, a, b, verdict, reviewer, served.lookup)
+            return append_review(reviews, body.a, body.b, body.verdict, body.reviewer, served.lookup)
         except AnchorEmbedError as exc:
             raise HTTPException(422, str(exc)) from None
 
@@ -491,6 +687,7 @@ def serve(index: str | Path, model: str | Path | None = None, host: str = "127.0
 
     from anchor_embed.progress import say
 
+    check_token(token)                                    # before anything else is touched
     limit_threads(max(1, cores() // workers))             # before create_app loads faiss
     app = create_app(index, model, token, media_root, review_log, max_ids=max_ids, max_records=max_records,
                      max_neighbours=max_neighbours, workers=workers)

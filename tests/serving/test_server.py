@@ -71,9 +71,9 @@ def test_token_media_and_reviews(sample_index, sample, tmp_path):
         auth = {"Authorization": "Bearer s3cret"}
         assert c.get("/similar/s0000", headers=auth).status_code == 200
         frame = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])["frames"][0]
-        assert c.get(f"/media/{frame}", headers=auth).content[:4] == b"\x89PNG"
+        assert c.get(f"/media/{frame}?anchor_id=s0000", headers=auth).content[:4] == b"\x89PNG"
         for bad in ("../streamers.jsonl", "%2Fetc%2Fpasswd", "..%2F..%2Fetc%2Fpasswd"):
-            assert c.get(f"/media/{bad}", headers=auth).status_code == 404, bad
+            assert c.get(f"/media/{bad}?anchor_id=s0000", headers=auth).status_code == 404, bad
         r = c.post("/review", json={"a": "s0000", "b": "dup00", "verdict": "same_owner", "reviewer": "ana"},
                    headers=auth)
         assert r.status_code == 200
@@ -438,7 +438,7 @@ def test_an_unexpected_error_is_a_json_line_counted_in_metrics(sample_index, tmp
             f.truncate(10)
         r = c.get("/streamer/s0000")
         assert r.status_code == 500 and "labels.jsonl: unreadable at 's0000'" in r.json()["detail"]
-        assert 'anchor_embed_requests_total{route="/streamer/{anchor_id}",status="500"} 1' in c.get("/metrics").text
+        assert 'anchor_embed_requests_total{route="/streamer/{anchor_id:path}",status="500"} 1' in c.get("/metrics").text
 
 
 def test_the_review_pages_frames_pass_the_token_by_cookie(sample_index, sample, tmp_path):
@@ -446,13 +446,13 @@ def test_the_review_pages_frames_pass_the_token_by_cookie(sample_index, sample, 
     removed by the page). The page sets the token as a cookie for /media only; other routes still need the header."""
     from urllib.parse import quote
 
-    app = create_app(sample_index / "idx", token="s3 cret/", media_root=sample, review_log=tmp_path / "r.jsonl",
+    app = create_app(sample_index / "idx", token="s3;cret/=", media_root=sample, review_log=tmp_path / "r.jsonl",
                      poll=0)
-    frame = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])["frames"][0]
+    frame = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])["frames"][0] + "?anchor_id=s0000"
     assert "anchor_embed_token=" in client_page(app)
     with TestClient(app) as c:
         assert c.get(f"/media/{frame}").status_code == 401
-        c.cookies.set("anchor_embed_token", quote("s3 cret/"))             # as the page's encodeURIComponent
+        c.cookies.set("anchor_embed_token", quote("s3;cret/=", safe=""))    # as the page's encodeURIComponent
         assert c.get(f"/media/{frame}").content[:4] == b"\x89PNG"
         assert c.get("/similar/s0000").status_code == 401                   # the cookie opens frames only
         c.cookies.set("anchor_embed_token", "wrong")
@@ -478,7 +478,7 @@ def test_the_media_root_outlives_the_vectors_folder(sample_index, sample, pretra
     frame = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])["frames"][0]
     app = create_app(tmp_path / "idx", review_log=tmp_path / "r.jsonl", poll=0)
     with TestClient(app) as c:
-        assert c.get(f"/media/{frame}").content[:4] == b"\x89PNG"
+        assert c.get(f"/media/{frame}?anchor_id=s0000").content[:4] == b"\x89PNG"
         # a build swapped in that records another media root is served from it (the start-up one was kept)
         other = tmp_path / "media2"
         (other / frame).parent.mkdir(parents=True)
@@ -488,7 +488,7 @@ def test_the_media_root_outlives_the_vectors_folder(sample_index, sample, pretra
         (tmp_path / "vec2" / "fingerprint.json").write_text(json.dumps({**made, "media_root": str(other)}))
         build_index(tmp_path / "vec2", tmp_path / "idx")
         assert app.state.served.refresh()
-        assert c.get(f"/media/{frame}").content == b"\x89PNG other"
+        assert c.get(f"/media/{frame}?anchor_id=s0000").content == b"\x89PNG other"
 
 
 @pytest.mark.slow
@@ -508,3 +508,266 @@ def test_a_model_replaced_after_start_up_is_refused_at_the_first_embed(sample_in
         for _ in range(2):          # refused again at once, not hashed and loaded per request
             r = c.post("/embed", json={"records": [{"anchor_id": "x", "nickname": "a streamer"}]})
             assert r.status_code == 409 and "holds other weights" in r.json()["detail"]
+
+
+def test_media_serves_only_frames_an_indexed_streamer_lists(sample_index, sample, tmp_path):
+    """/media served any file under the media root: the dataset's interaction log, ID embeddings and records.
+    Now only a frame that the streamer named by `anchor_id` lists in the index (as the review page shows it)."""
+    app = create_app(sample_index / "idx", token="t", media_root=sample, review_log=tmp_path / "r.jsonl", poll=0)
+    frames = [json.loads(x)["frames"] for x in (sample / "streamers.jsonl").read_text().splitlines()[:2]]
+    auth = {"Authorization": "Bearer t"}
+    with TestClient(app) as c:
+        assert c.get(f"/media/{frames[0][0]}", params={"anchor_id": "s0000"}, headers=auth).content[:4] == b"\x89PNG"
+        for name in ("interactions.csv", "ids.npy", "ids.keys.txt", "streamers.jsonl"):
+            assert (sample / name).is_file()
+            for params in ({}, {"anchor_id": "s0000"}):
+                assert c.get(f"/media/{name}", params=params, headers=auth).status_code == 404, (name, params)
+        assert c.get(f"/media/{frames[0][0]}", headers=auth).status_code == 404                  # whose frame?
+        assert c.get(f"/media/{frames[1][0]}", params={"anchor_id": "s0000"}, headers=auth).status_code == 404
+        assert c.get(f"/media/{frames[0][0]}", params={"anchor_id": "nobody"}, headers=auth).status_code == 404
+
+
+def _serve_in_thread(app):
+    """A real uvicorn server for `app` on a free port, in a thread: (server, thread, port)."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return server, thread, port
+
+
+def test_a_request_whose_client_left_before_its_turn_is_not_run(sample_index, tmp_path):
+    """Clients that gave up (curl -m 1) still had their queued lookups run one after another, counted 200: a
+    lookup behind them waited 13 s, and a SIGTERM 15 s. Now a waiting request whose client has gone is dropped
+    before it takes the slot and counted as status 499; one whose client left while it ran is counted 499 too."""
+    import http.client
+    import socket
+
+    app = create_app(sample_index / "idx", review_log=tmp_path / "r.jsonl", poll=0)
+    look = app.state.served.lookup
+    real, ran, inside, release = look.similar, [], threading.Event(), threading.Event()
+
+    def slow(ids, *args, **kwargs):
+        ran.append(list(ids))
+        if ids == ["s0000"]:                        # the request holding the slot, until the test lets it go
+            inside.set()
+            release.wait(60)
+        return real(ids, *args, **kwargs)
+
+    look.similar = slow
+    server, thread, port = _serve_in_thread(app)
+    try:
+        def ask(ids: list[str]) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("POST", "/similar", json.dumps({"ids": ids, "k": 1}), {"Content-Type": "application/json"})
+            status = conn.getresponse().status
+            conn.close()
+            return status
+        first: list[int] = []
+        holder = threading.Thread(target=lambda: first.append(ask(["s0000"])))
+        holder.start()
+        assert inside.wait(60)
+        body = json.dumps({"ids": ["s0001"], "k": 1}).encode()
+        gone = []
+        for _ in range(3):                          # clients that send a lookup and give up while it waits
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"POST /similar HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            gone.append(s)
+        time.sleep(1.0)                             # read and queued behind the holder
+        for s in gone:
+            s.close()
+
+        def counted(status: int) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+            conn.close()
+            line = f'anchor_embed_requests_total{{route="/similar",status="{status}"}} '
+            return next((int(x[len(line):]) for x in text.splitlines() if x.startswith(line)), 0)
+        deadline = time.monotonic() + 30
+        while counted(499) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert counted(499) == 3 and ran == [["s0000"]]         # dropped while the slot was still held
+        release.set()
+        holder.join(60)
+        assert first == [200] and ask(["s0002"]) == 200
+        assert ran == [["s0000"], ["s0002"]] and counted(200) == 2
+    finally:
+        release.set()
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.mark.slow
+def test_embed_names_the_meta_fields_the_model_reads_that_a_record_lacks(sample_index, pretrained, tmp_path):
+    """A record without `meta` (or without a field the model reads as a tag) got another vector than the same
+    streamer with it, said only in the server log (and not even there when another record had the field)."""
+    import shutil
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    shutil.copytree(pretrained, run, ignore=shutil.ignore_patterns("checkpoints"))
+    info = json.loads((run / "run.json").read_text())
+    cache_meta = json.loads((Path(info["features"]) / "meta.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "feature_meta": {**cache_meta, "meta_tags": "kind,year:5"}}))
+    app = create_app(sample_index / "idx", model=run, review_log=tmp_path / "r.jsonl", poll=0)
+    with TestClient(app) as c:
+        records = [{"anchor_id": "with", "nickname": "A", "meta": {"kind": "game", "year": 2001}},
+                   {"anchor_id": "without", "nickname": "A"},
+                   {"anchor_id": 7, "nickname": "A", "meta": {"kind": "", "year": "recent"}}]
+        r = c.post("/embed", json={"records": records})
+    assert r.status_code == 200 and len(r.json()["vectors"]) == 3
+    said = "missing from the record's meta: the model reads these fields as tags, and the vector is made without them"
+    assert r.json()["warnings"] == [
+        {"anchor_id": "without", "meta": ["kind", "year"], "problem": said},
+        {"anchor_id": "7", "meta": ["kind"], "problem": said},
+        {"anchor_id": "7", "meta": ["year"],
+         "problem": "not a number where the model buckets numbers: the vector is made without these tags"}]
+
+
+def test_an_empty_or_whitespace_token_is_refused_at_start_up(sample_index, tmp_path, monkeypatch, capsys):
+    """`--token ""` and `ANCHOR_EMBED_TOKEN=` served with no check at all, without a word; a token holding
+    whitespace can never be sent as `Authorization: Bearer T`, so every client was refused."""
+    import socket
+
+    from anchor_embed.errors import AnchorEmbedError
+    from tests.conftest import run_cli
+
+    for token, why in (("", "is empty"), (" ", "holds whitespace"), ("s3cret ", "holds whitespace"),
+                       ("s3 cret", "holds whitespace")):
+        with pytest.raises(AnchorEmbedError, match=f"^--token \\(or ANCHOR_EMBED_TOKEN\\) {why}"):
+            create_app(sample_index / "idx", token=token, review_log=tmp_path / "r.jsonl", poll=0)
+    idx = str(sample_index / "idx")
+    busy = socket.socket()                  # were a token let through, start-up would stop at the port
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        for env, args in (("", []), (None, ["--token", ""]), ("  ", [])):
+            if env is None:
+                monkeypatch.delenv("ANCHOR_EMBED_TOKEN", raising=False)
+            else:
+                monkeypatch.setenv("ANCHOR_EMBED_TOKEN", env)
+            assert run_cli("serve", "--index", idx, "--port", str(busy.getsockname()[1]), *args) == 2, (env, args)
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and err.startswith("error: --token (or ANCHOR_EMBED_TOKEN) "), err
+    finally:
+        busy.close()
+
+
+def test_misspelt_fields_and_parameters_are_refused_naming_them(lookup_client):
+    """`{"ids": [...], "topk": 2}` and `?K=2&explian=1` were ignored (20 neighbours, unexplained), and
+    `{"k": true}` was read as k=1: each is now 422 naming the key or the value; the documented ones still work."""
+    c = lookup_client
+    r = c.post("/similar", json={"ids": ["s0000"], "topk": 2})
+    assert r.status_code == 422 and r.json() == {"detail": "topk: unknown field (POST /similar takes ids, k, explain)"}
+    r = c.get("/similar/s0000", params={"K": 2, "explian": 1})
+    assert r.status_code == 422 and r.json() == {
+        "detail": "unknown query parameters 'K', 'explian': GET /similar/{anchor_id} takes k, explain"}
+    assert c.post("/similar", params={"k": 2}, json={"ids": ["s0000"]}).json()["detail"] == \
+        "unknown query parameter 'k': POST /similar takes none"
+    for bad in (True, 2.0, "2"):
+        r = c.post("/similar", json={"ids": ["s0000"], "k": bad})
+        assert r.status_code == 422 and r.json()["detail"].startswith("k: Input should be a valid integer"), bad
+    r = c.post("/review", json={"a": "s0000", "b": "dup00", "verdict": "same_owner", "reviwer": "ana"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("reviwer: unknown field")
+    assert c.get("/search", params={"q": "s00", "limt": 2}).status_code == 422
+    one = c.get("/similar/s0000", params={"k": 2, "explain": "true"}).json()                # documented: works
+    assert len(one["neighbours"]) == 2 and "explain" in one["neighbours"][0]
+    many = c.post("/similar", json={"ids": ["s0000", 5], "k": 2, "explain": True}).json()["results"]
+    assert len(many[0]["neighbours"]) == 2 and "explain" in many[0]["neighbours"][0] and many[1]["anchor_id"] == "5"
+    assert len(c.get("/search", params={"q": "s00", "limit": 2}).json()["matches"]) == 2
+    assert c.post("/review", json={"a": "s0000", "b": "dup00", "verdict": "same_owner", "reviewer": "ana"}).status_code == 200
+    assert c.get("/healthz").status_code == 200 and c.get("/metrics").status_code == 200
+
+
+def test_a_stale_lock_does_not_hold_off_a_swap(sample_index, tmp_path):
+    """Any `.lock` in the index folder held off every swap, also one a killed build left; a lock is now read as
+    the writers read it: a live holder holds the swap off, a process gone from this host does not."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    idx = tmp_path / "idx"
+    shutil.copytree(sample_index / "idx", idx)
+    app = create_app(idx, review_log=tmp_path / "r.jsonl", poll=0)
+    served = app.state.served
+    meta = json.loads((idx / "meta.json").read_text())
+    (idx / "meta.json").write_text(json.dumps({**meta, "note": "rebuilt"}))       # a new build has landed
+    live = {"pid": os.getpid(), "host": socket.gethostname(), "since": "now", "what": "index build"}
+    (idx / ".lock").write_text(json.dumps(live))
+    assert served.refresh() is False and served.swaps == 0                           # a build still writing
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (idx / ".lock").write_text(json.dumps({**live, "pid": dead.pid}))
+    assert served.refresh() is True and served.swaps == 1 and served.lookup.meta["note"] == "rebuilt"
+
+
+def _slash_index(sample_index, sample, tmp_path):
+    """An index whose streamer s0001 is "team/alpha", with frames named with '#' and '?': (index, media root)."""
+    import shutil
+
+    from anchor_embed.serving.index import build_index
+
+    vec, media = tmp_path / "vec", tmp_path / "media"
+    shutil.copytree(sample_index / "vec", vec)
+    shutil.copytree(sample, media)
+    keys = ["team/alpha" if k == "s0001" else k for k in (vec / "keys.txt").read_text().split("\n")]
+    (vec / "keys.txt").write_text("\n".join(keys))
+    frame = json.loads((sample / "streamers.jsonl").read_text().splitlines()[0])["frames"][0]
+    for name in ("one#1.png", "two?2.png"):
+        shutil.copy(media / frame, media / "media" / name)
+    labels = []
+    for line in (vec / "labels.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["anchor_id"] == "s0001":
+            row = {**row, "anchor_id": "team/alpha", "frames": ["media/one#1.png", "media/two?2.png"]}
+        labels.append(json.dumps(row) + "\n")
+    (vec / "labels.jsonl").write_text("".join(labels))
+    build_index(vec, tmp_path / "idx")
+    return tmp_path / "idx", media
+
+
+def test_the_review_page_opens_an_id_holding_a_slash(sample_index, sample, tmp_path):
+    """`GET /streamer/team%2Falpha` was a 404 though the page's own search listed the id, and neighbour cards of
+    such ids lost their profile and frames."""
+    idx, media = _slash_index(sample_index, sample, tmp_path)
+    with TestClient(create_app(idx, media_root=media, review_log=tmp_path / "r.jsonl", poll=0)) as c:
+        assert [m["anchor_id"] for m in c.get("/search", params={"q": "team/"}).json()["matches"]] == ["team/alpha"]
+        r = c.get("/streamer/team%2Falpha")
+        assert r.status_code == 200 and r.json()["anchor_id"] == "team/alpha"
+        assert r.json()["frames"] == ["media/one#1.png", "media/two?2.png"]
+        assert c.get("/streamer/s0000").json()["anchor_id"] == "s0000"
+        assert c.get("/streamer/team%2Fbeta").json()["suggestions"][0] == "team/alpha"
+
+
+@pytest.mark.skipif(__import__("shutil").which("node") is None, reason="no node to run the review page's script")
+def test_the_review_pages_frame_urls_keep_hash_and_question_marks(sample_index, sample, tmp_path):
+    """The page built frame URLs with encodeURI, which leaves '#' and '?': "one#1.png" was asked as "one", and
+    vanished. Its own functions (run by node) now encode each path segment and name the streamer."""
+    import re
+    import subprocess
+
+    from anchor_embed.serving.review import page_html
+
+    idx, media = _slash_index(sample_index, sample, tmp_path)
+    script = page_html().split("<script>")[1].split("</script>")[0]
+    wanted = [line for line in script.splitlines() if re.match(r"const (esc|frameUrl|framesHtml) = ", line)]
+    assert any(line.startswith("const framesHtml") for line in wanted)
+    js = "\n".join(wanted) + '\nconsole.log(framesHtml(["media/one#1.png", "media/two?2.png"], "team/alpha"));'
+    html = subprocess.run(["node", "-e", js], capture_output=True, text=True, timeout=60, check=True).stdout
+    srcs = [s.replace("&amp;", "&") for s in re.findall(r'src="([^"]*)"', html)]
+    assert len(srcs) == 2
+    with TestClient(create_app(idx, media_root=media, review_log=tmp_path / "r.jsonl", poll=0)) as c:
+        for src in srcs:
+            assert c.get(src).content[:4] == b"\x89PNG", src

@@ -193,7 +193,7 @@ def job_index(n: int, out: str, data: str = "random") -> dict:
     return {"job": f"index {n} {data}", "kind": meta["kind"], "params": meta["params"], "build_s": meta["build_seconds"],
             "recall_at_10": meta["recall_at_10"], "qps_batched": round(qps, 1), "qps_one_by_one": round(single, 1),
             "brute_numpy_qps": round(brute, 1), "ratio": round(qps / brute, 1),
-            "tuning": " ".join(f"{v}:{c['recall_at_10']}" for c in meta["tuning"] for k, v in c.items()
+            "tuning": " ".join(f"{v}:{c['recall_at_k']}" for c in meta["tuning"] for k, v in c.items()
                                if k in ("nprobe", "efSearch")) or "-", "peak_mb": _peak_mb()}
 
 

@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from anchor_embed.serving.index import KINDS as INDEX_KINDS
+from anchor_embed.serving.index import SERVED_K
 
 IndexKind = Literal[INDEX_KINDS]
 
@@ -66,8 +67,12 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Requests searching or embedding at once, sharing the cores' threads; the rest wait.")] = 1,
 ) -> None:
     """HTTP server: /similar, /embed, /healthz, /metrics, /docs, and a review page at /."""
+    import os
+
     from anchor_embed.serving.server import serve as run
 
+    if token is None and os.environ.get("ANCHOR_EMBED_TOKEN") == "":
+        token = ""          # click reads an empty variable as unset (no token): the server refuses it in one line
     run(index=index, model=model, host=host, port=port, token=token, media_root=media_root, review_log=review_log,
         max_ids=max_ids, max_records=max_records, max_neighbours=max_neighbours, workers=workers)
 
@@ -90,13 +95,15 @@ def index_build(
     out: Annotated[Path, typer.Option(help="Index folder.")],
     memory_budget: Annotated[str, typer.Option(help="e.g. 512MB, 2GB: picks exact, IVF-Flat or IVF-PQ.")] = "2GB",
     kind: Annotated[IndexKind | None, typer.Option(help="Force an index kind (default: picked by size and --memory-budget).")] = None,
-    min_recall: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recall@10 the search setting is tuned to reach.")] = 0.95,
+    min_recall: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recall at --k the search setting is tuned to reach (measured as `similar` answers: the streamer itself left out).")] = 0.95,
     model: Annotated[Path | None, typer.Option(help="Refuse vectors not made by this run folder (default: no check).")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=100_000, help="Neighbours a lookup asks for, which the recall is tuned at (default: similar's and serve's 20).")] = SERVED_K,
 ) -> None:
-    """Build an index; records Recall@10 against exact search."""
+    """Build an index; records its recall at --k, 10 and 50 against exact search."""
     from anchor_embed.serving.index import build_index
 
-    build_index(vectors=vectors, out=out, memory_budget=memory_budget, kind=kind, model=model, min_recall=min_recall)
+    build_index(vectors=vectors, out=out, memory_budget=memory_budget, kind=kind, model=model, min_recall=min_recall,
+                k=k)
 
 
 def similar(

@@ -108,10 +108,17 @@ class IndexMeta(BaseModel):
     kind: str = Field(description="flat, hnsw, ivf_flat, ivf_pq, ...")
     params: dict[str, float | int | str] = Field(default_factory=dict)
     count: int
-    recall_at_10: float | None = Field(None, description="Against exact search on a sample of queries.")
-    target_recall: float | None = Field(None, description="Recall@10 the search parameter was tuned to reach.")
+    k: int | None = Field(None, description="Neighbours a lookup asks for, the recall was tuned at (null: an "
+                          "older index, tuned at 10 with the query counted as its own neighbour).")
+    recall_at_k: float | None = Field(None, description="Recall at k of the search setting, against exact search on "
+                                      "1,000 indexed streamers as queries, each left out of its own neighbours as "
+                                      "`similar` leaves it.")
+    recall_at_10: float | None = Field(None, description="As recall_at_k, at 10.")
+    recall_at_50: float | None = Field(None, description="As recall_at_k, at 50.")
+    target_recall: float | None = Field(None, description="Recall at k the search parameter was tuned to reach.")
     tuning: list[dict[str, float | int]] = Field(default_factory=list,
-                                                 description="Search parameter values tried: recall and queries/s.")
+                                                 description="Search parameter values tried: recall_at_k and "
+                                                 "queries/s.")
     note: str = Field("", description="Why the picked kind was changed, or that the target was missed.")
     build_seconds: float
     vectors_dir: str

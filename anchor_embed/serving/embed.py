@@ -9,6 +9,7 @@ and with an anchor_id's later copies dropped: what one shard (0/1) writes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +39,27 @@ DERIVED = {"clusters.jsonl": ("anchor_id", "cluster"),                         #
            "dedup-*.jsonl": ("group", "representative", "members")}           # dedup
 
 
-def _derived(out: Path) -> list[Path]:
-    """The files scatter and dedup wrote into `out` by default, told by name and first line (a file of the same
-    name that is no such output is the user's)."""
+def derived(names: Iterable[str], is_output: Callable[[str, Collection[str]], bool], prefix: str = "") -> list[str]:
+    """Which of a vectors folder's entries `names` scatter and dedup wrote into it by default, made from its
+    vectors: told by name (after `prefix`: the Spark jobs write `_dedup-T.jsonl`, which Spark's readers skip) and
+    by `is_output(name, fields)`, the entry's first line holding the fields (a file of the same name that is no
+    such output is the user's). `embed --overwrite` and `spark embed --overwrite` remove them with the vectors."""
     from fnmatch import fnmatchcase
 
+    return sorted(n for n in names for pattern, fields in DERIVED.items()
+                  if fnmatchcase(n, prefix + pattern) and is_output(n, fields))
+
+
+def say_removed(job: str, names: list[str], out: str | Path) -> None:
+    """One line naming what dedup and scatter had made from replaced vectors and was removed with them."""
+    say(f"[bold]{job}[/]: removed {', '.join(names)} from {out}, made from the vectors replaced")
+
+
+def _derived(out: Path) -> list[Path]:
+    """The files scatter and dedup wrote into `out` by default (`derived`)."""
     from anchor_embed.serving.output_file import is_output
 
-    return sorted(p for p in out.iterdir() for pattern, fields in DERIVED.items()
-                  if fnmatchcase(p.name, pattern) and is_output(p, fields))
+    return [out / n for n in derived((p.name for p in out.iterdir()), lambda n, fields: is_output(out / n, fields))]
 
 
 def _embeds_own(out: Path) -> bool:
@@ -108,12 +121,11 @@ def _clear(out: Path) -> None:
     and duplicate groups of vectors that are gone would be read silently by later commands)."""
     import shutil
 
-    derived = _derived(out)
-    for p in [out / name for name in EMBED_FILES] + derived:
+    made_from_them = _derived(out)
+    for p in [out / name for name in EMBED_FILES] + made_from_them:
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    if derived:
-        say(f"[bold]embed[/]: removed {', '.join(p.name for p in derived)} from {out}, made from the vectors "
-            "replaced")
+    if made_from_them:
+        say_removed("embed", [p.name for p in made_from_them], out)
 
 
 def _claim(out: Path, made: dict, overwrite: bool) -> None:
@@ -224,7 +236,8 @@ def embed(model: str | Path, streamers: str | Path, out: str | Path, media_root:
     The shard reads only its own rows; atoms already in the model's feature cache (or `features`) are copied
     from it, not re-encoded. The folder records what made it: another model, other records or settings are
     refused unless `overwrite` (which also removes what scatter and dedup made there from the old vectors). A
-    folder holding files embed did not write is refused, with or without `overwrite`.
+    folder embed did not make that holds anything is refused, with or without `overwrite`; in one it made, the
+    files it did not write are left alone (`check_out`).
     """
     from anchor_embed.features.build import build_features, encoding_limits
     from anchor_embed.features.cache import open_cache

@@ -11,9 +11,24 @@ from anchor_embed import atomic
 from anchor_embed.data.key_file import write_keys
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.progress import say
-from anchor_embed.serving.vectors import open_vectors
+from anchor_embed.serving.vectors import folder_kind, open_vectors
 
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
+
+
+def check_place(out: Path) -> None:
+    """Refuse an --out inside a vectors folder, an index folder or a Spark job's table: export --out VEC/vectors.npy
+    --overwrite replaced the folder's own vectors (IDX/keys.npy its key table), and any other name left files there
+    that the folder's commands do not write (an index rebuild refused its folder; Spark reads every Parquet file of
+    its table as rows of it)."""
+    from anchor_embed.serving.spark_out import META
+
+    kind = folder_kind(out.parent)
+    what = {"vectors": "a vectors folder", "index": "an index folder"}.get(kind or "") or \
+        ("a Spark job's output folder" if (out.parent / META).is_file() else None)
+    if what:
+        raise AnchorEmbedError(f"--out {out}: inside {out.parent}, {what}; export writes a file of its own: name "
+                               "one outside it")
 
 
 def check_paths(written: list[Path], overwrite: bool) -> None:
@@ -43,6 +58,7 @@ def export(vectors: str | Path, out: str | Path, format: Literal["parquet", "npy
         raise AnchorEmbedError(f"--out {out}: a {out.suffix} name for --format {format}; name it "
                                f"{'.npy' if format == 'npy' else '.parquet'} or drop --format")
     format = named
+    check_place(out)
     x, keys, meta = open_vectors(vectors)
     written = [out, out.with_suffix(".keys.txt")] if format == "npy" else [out]
     check_paths(written, overwrite)

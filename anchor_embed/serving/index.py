@@ -1,14 +1,16 @@
 """faiss indexes over streamer vectors: exact when small, else IVF tuned to a recall target (or forced HNSW/PQ).
 
 An index folder holds index.faiss, keys.txt, the key and label tables of key_table.py, vectors.npy (float16,
-for lookups by id) and meta.json (model hash, dim, metric, kind, parameters, measured Recall@10 against exact search).
-No torch here: `similar` imports this module.
+for lookups by id) and meta.json (model hash, dim, metric, kind, parameters, and the recall at the served k, at 10
+and at 50 against exact search, measured as `similar` answers: each query is an indexed streamer, left out of its
+own neighbours). No torch here: `similar` imports this module.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,8 +21,10 @@ from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.evaluation.metrics import recall_at_k
 from anchor_embed.progress import say
 from anchor_embed.serving.vectors import DAMAGED, REEMBED, open_vectors
+from anchor_embed.vectorspace import without_self
 
 EXACT_MAX = 200_000
+SERVED_K = 20     # the k `similar`, `Lookup.similar` and `serve` answer by default: what a build tunes for
 
 
 def parse_bytes(text: str) -> int:
@@ -120,24 +124,35 @@ def set_search_param(index, kind: str, params: dict) -> None:
         index.nprobe = int(params["nprobe"])
 
 
-def sample_queries(x: np.ndarray, n_queries: int = 1000, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded sample of the indexed vectors as queries, with their exact top-k (brute-force inner product)."""
+class Sample(NamedTuple):
+    """Indexed streamers as queries, as a lookup by id asks them: the vectors (rounded to float16, as the index
+    folder stores them and `similar` reads them), their rows, and each one's exact top-k without itself."""
+
+    q: np.ndarray
+    want: np.ndarray
+    own: np.ndarray
+
+
+def sample_queries(x: np.ndarray, n_queries: int = 1000, k: int = 10, seed: int = 0) -> Sample:
+    """A seeded sample of the indexed vectors as queries, with their exact top-k (brute-force inner product),
+    each query's own row left out as `similar` leaves it out (it is its own nearest: counting it was a free hit
+    that overstated recall, by .017 at k=10 on twitch ivf_pq)."""
     import faiss
 
     rng = np.random.default_rng(seed)
-    q = np.ascontiguousarray(x[np.sort(rng.choice(len(x), size=min(n_queries, len(x)), replace=False))],
-                             dtype=np.float32)
+    own = np.sort(rng.choice(len(x), size=min(n_queries, len(x)), replace=False))
+    q = np.ascontiguousarray(np.asarray(x[own]).astype(np.float16), dtype=np.float32)
     # brute force over x a chunk at a time (x may be a float16 memory map larger than memory), merging top-k
-    k = min(k, len(x))
+    k = min(k, len(x) - 1)
     best_s = np.full((len(q), 0), -np.inf, np.float32)
     best_i = np.zeros((len(q), 0), np.int64)
     for s in range(0, len(x), CHUNK):
-        sims, idx = faiss.knn(q, np.ascontiguousarray(x[s:s + CHUNK], dtype=np.float32), min(k, len(x) - s),
+        sims, idx = faiss.knn(q, np.ascontiguousarray(x[s:s + CHUNK], dtype=np.float32), min(k + 1, len(x) - s),
                               metric=faiss.METRIC_INNER_PRODUCT)
         cs, ci = np.concatenate([best_s, sims], 1), np.concatenate([best_i, idx + s], 1)
-        top = np.argsort(-cs, axis=1, kind="stable")[:, :k]
+        top = np.argsort(-cs, axis=1, kind="stable")[:, :k + 1]
         best_s, best_i = np.take_along_axis(cs, top, 1), np.take_along_axis(ci, top, 1)
-    return q, best_i
+    return Sample(q, without_self(best_i, best_s, own, k)[0], own)
 
 
 def widened(kind: str, value: int, want: int, top: int):
@@ -172,19 +187,61 @@ def search(index, q: np.ndarray, k: int, vectors: np.ndarray | None = None, refi
     return np.take_along_axis(scores, top, 1), idx
 
 
-def recall(index, q: np.ndarray, want: np.ndarray, vectors: np.ndarray | None = None, refine: int = 0) -> float:
-    """Mean share of the exact top-k that `index` (re-scored from `vectors` when `refine`) returns for `q`."""
-    _, got = search(index, q, want.shape[1], vectors, refine)
-    return recall_at_k(got, want, want.shape[1])
+def search_as_served(index, kind: str, q: np.ndarray, k: int, vectors: np.ndarray | None = None, refine: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """`search`, its setting widened while a query gets fewer than k rows, as a lookup searches (an approximate
+    index's tuned efSearch or nprobe can hold fewer candidates than a large k). hnsw searches with efSearch at
+    least k from the start: below k its graph search returns k rows of which many are poor (efSearch 16 tuned
+    at k 20 found .74 of the exact top-50)."""
+    import faiss
+
+    want = min(k, index.ntotal)
+    start = (faiss.SearchParametersHNSW(efSearch=want) if kind == "hnsw" and index.hnsw.efSearch < want
+             else None)
+    scores, idx = search(index, q, k, vectors, refine, params=start)
+    if kind not in SEARCH_PARAM or not len(idx):
+        return scores, idx
+    value = max(int(index.hnsw.efSearch), want) if kind == "hnsw" else int(index.nprobe)
+    top = index.ntotal if kind == "hnsw" else int(index.nlist)
+    while (idx >= 0).sum(1).min() < want:
+        step = widened(kind, value, want, top)
+        if step is None:
+            break
+        setting, value = step
+        scores, idx = search(index, q, k, vectors, refine, params=setting)
+    return scores, idx
 
 
-MAX_REFINE = 80  # at most 80 x k exact re-scorings a query (k = 10: 800 rows of the memory map)
+def recall(index, sample: Sample, vectors: np.ndarray | None = None, refine: int = 0, k: int | None = None,
+           kind: str = "flat") -> float:
+    """Mean share of each query's exact top-k (k: the sample's width unless given) that `index` (re-scored from
+    `vectors` when `refine`) answers, asked as `similar` asks: k + 1 rows, the query's own row dropped."""
+    k = min(k or sample.want.shape[1], sample.want.shape[1])
+    if k == 0:                  # one streamer: no neighbour to find, none missed
+        return 1.0
+    scores, idx = search_as_served(index, kind, sample.q, min(k + 1, index.ntotal), vectors, refine)
+    got, _ = without_self(idx, scores, sample.own, k)
+    return recall_at_k(got, sample.want[:, :k], k)
 
 
-def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target: float,
-         cap: int | None = None, vectors: np.ndarray | None = None) -> tuple[dict, list[dict], float]:
-    """The cheapest search setting whose measured recall reaches `target`, walking a doubling ladder of the
-    search parameter (up to `cap`); the curve of every setting tried.
+class AsStored:
+    """Rows of vectors as the index folder holds them (float16), for re-scoring as a lookup does."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+
+    def __getitem__(self, rows):
+        return np.asarray(self.x[rows]).astype(np.float16)
+
+
+MAX_REFINE = 80  # at most 80 x (k + 1) exact re-scorings a query (k = 20: 1,680 rows of the memory map)
+
+
+def tune(index, kind: str, params: dict, sample: Sample, target: float, cap: int | None = None,
+         vectors: np.ndarray | None = None, k: int | None = None) -> tuple[dict, list[dict], float]:
+    """The cheapest search setting whose recall at `k` (the sample's width unless given), measured as `similar`
+    answers, reaches `target`, walking a doubling ladder of the search parameter (up to `cap`); the curve of
+    every setting tried (`recall_at_k`).
 
     With `refine` (IVF-PQ re-scoring), recall can plateau below the target however many lists are probed:
     the true neighbours are in the probed lists but outside the k x refine best by PQ code. When a doubling of
@@ -198,26 +255,29 @@ def tune(index, kind: str, params: dict, q: np.ndarray, want: np.ndarray, target
     ladder = sorted({min(top, 2 ** i) for i in range(0, 13) if 2 ** (i - 1) < top and 2 ** i >= 4} | {top})
     refine = params.get("refine", 0)
     curve: list[dict] = []
+    got: list[float] = []         # unrounded: a setting at .94996 does not reach .95 because the curve says .95
     step = 0
     while True:
         set_search_param(index, kind, {name: ladder[step]})
         t0 = time.perf_counter()
-        r = recall(index, q, want, vectors, refine)
-        curve.append({name: ladder[step], **({"refine": refine} if refine else {}), "recall_at_10": round(r, 4),
-                      "qps": round(len(q) / (time.perf_counter() - t0), 1)})
+        r = recall(index, sample, vectors, refine, k, kind)
+        curve.append({name: ladder[step], **({"refine": refine} if refine else {}), "recall_at_k": round(r, 4),
+                      "qps": round(len(sample.q) / (time.perf_counter() - t0), 1)})
+        got.append(r)
         if r >= target:
             break
-        plateau = len(curve) > 1 and r - curve[-2]["recall_at_10"] < 0.01 and curve[-2].get("refine") == refine
+        plateau = len(curve) > 1 and r - curve[-2]["recall_at_k"] < 0.01 and curve[-2].get("refine") == refine
         if refine and refine < MAX_REFINE and (plateau or step == len(ladder) - 1):
             refine *= 2
         elif step < len(ladder) - 1:
             step += 1
         else:
             break
-    best = next((c for c in curve if c["recall_at_10"] >= target), max(curve, key=lambda c: c["recall_at_10"]))
+    at = next((i for i, r in enumerate(got) if r >= target), int(np.argmax(got)))
+    best = curve[at]
     chosen = {**params, name: best[name], **({"refine": best["refine"]} if "refine" in best else {})}
     set_search_param(index, kind, chosen)
-    return chosen, curve, best["recall_at_10"]
+    return chosen, curve, got[at]
 
 
 def embedded_media_root(vec_dir: Path) -> str | None:
@@ -264,16 +324,22 @@ def check_out(out: Path) -> None:
 
 
 def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB", kind: str | None = None,
-                model: str | Path | None = None, min_recall: float = 0.95, exact_max: int = EXACT_MAX) -> dict:
+                model: str | Path | None = None, min_recall: float = 0.95, exact_max: int = EXACT_MAX,
+                k: int = SERVED_K) -> dict:
     """Build and save an index over a vectors folder; refuses vectors of another model than `model`.
 
-    An approximate index is tuned on 1,000 sample queries to the cheapest search setting with Recall@10 >=
-    `min_recall`; when the picker's IVF index would have to scan over a quarter of the data for that (data
+    An approximate index is tuned on 1,000 sample queries (indexed streamers) to the cheapest search setting
+    whose recall at `k` (the neighbours a lookup asks for; 20, as `similar` by default), measured as `similar`
+    answers (the query itself left out), reaches `min_recall`; the recall at 10 and at 50 of that setting is
+    recorded too. When the picker's IVF index would have to scan over a quarter of the data for that (data
     without neighbourhood structure, such as uniform random vectors), exact search is used instead.
     """
     from anchor_embed.model.store import model_hash
 
     vec_dir, out = Path(vectors), Path(out)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise AnchorEmbedError(f"--k {k!r}: a whole number, at least 1 (the neighbours a lookup asks for)")
+    k = int(k)
     x, keys, vmeta = open_vectors(vec_dir, need=1)
     parts = open_modalities(vec_dir, len(keys))
     if model is not None and not (Path(model) / "model.safetensors").is_file():
@@ -304,26 +370,27 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
     index = build_faiss(x, chosen, params)
     curve: list[dict] = []
     note = ""
-    if chosen == "flat":
-        rec = 1.0
-    elif chosen == "flat_fp16":
-        rec = recall(index, *sample_queries(x))
-    else:
-        q, want = sample_queries(x)
-        picked_ivf = kind is None and chosen == "ivf_flat"
-        cap = max(4, int(MAX_SCAN * params["nlist"])) if picked_ivf else None
-        params, curve, rec = tune(index, chosen, params, q, want, min_recall, cap, vectors=x)
-        if picked_ivf and rec < min_recall:
-            note = (f"ivf_flat reaches Recall@10 {rec:.3f} < {min_recall} even probing {cap}/{params['nlist']} lists "
-                    f"(no neighbourhood structure to exploit), so exhaustive search over float16 codes is used")
-            say(f"[yellow]index[/]: {note}")
-            chosen, params = "flat_fp16", {}
-            del index  # the IVF lists hold a full copy of the vectors: free them before the next build
-            index = build_faiss(x, chosen, params)
-            rec = recall(index, q, want)
-        elif rec < min_recall:
-            note = f"{chosen} reaches Recall@10 {rec:.3f} at best, below the target {min_recall}"
-            say(f"[yellow]index[/]: {note}")
+    at = {10: 1.0, k: 1.0, 50: 1.0}     # recall at 10, at the served k and at 50 (exact search: 1)
+    if chosen != "flat":
+        # exact neighbours to the widest k reported; an index of float32 input re-scores (ivf_pq) from its float16
+        # copy, as a lookup does
+        sample = sample_queries(x, k=max(k, 50))
+        stored = x if x.dtype == np.float16 else AsStored(x)
+        if chosen != "flat_fp16":
+            picked_ivf = kind is None and chosen == "ivf_flat"
+            cap = max(4, int(MAX_SCAN * params["nlist"])) if picked_ivf else None
+            params, curve, got = tune(index, chosen, params, sample, min_recall, cap, vectors=stored, k=k)
+            if picked_ivf and got < min_recall:
+                note = (f"ivf_flat reaches Recall@{k} {got:.3f} < {min_recall} even probing {cap}/{params['nlist']} "
+                        f"lists (no neighbourhood structure to exploit), so exhaustive search over float16 codes is used")
+                say(f"[yellow]index[/]: {note}")
+                chosen, params = "flat_fp16", {}
+                del index  # the IVF lists hold a full copy of the vectors: free them before the next build
+                index = build_faiss(x, chosen, params)
+            elif got < min_recall:
+                note = f"{chosen} reaches Recall@{k} {got:.3f} at best, below the target {min_recall}"
+                say(f"[yellow]index[/]: {note}")
+        at = {n: recall(index, sample, stored, params.get("refine", 0), n, chosen) for n in sorted({10, k, 50})}
     secs = time.perf_counter() - t0
     from anchor_embed.locks import exclusive
 
@@ -347,9 +414,11 @@ def build_index(vectors: str | Path, out: str | Path, memory_budget: str = "2GB"
         meta = {"model_hash": vmeta["model_hash"], "model_dir": vmeta["model_dir"],
                 **({"adapter": vmeta["adapter"]} if vmeta.get("adapter") else {}), "dim": int(x.shape[1]),
                 "metric": "inner_product", "kind": chosen, "params": params, "count": len(keys),
-                "recall_at_10": round(rec, 4), "target_recall": min_recall, "tuning": curve, "note": note,
+                "k": k, "recall_at_k": round(at[k], 4), "recall_at_10": round(at[10], 4),
+                "recall_at_50": round(at[50], 4), "target_recall": min_recall, "tuning": curve, "note": note,
                 "build_seconds": round(secs, 2), "vectors_dir": str(vec_dir.resolve()),
                 "media_root": embedded_media_root(vec_dir)}
         atomic.write_json(out / "meta.json", meta)
-    say(f"[bold]index[/]: {chosen}{' ' + str(params) if params else ''} over {len(keys)} vectors in {secs:.1f}s, Recall@10 vs exact {rec:.4f}")
+    say(f"[bold]index[/]: {chosen}{' ' + str(params) if params else ''} over {len(keys)} vectors in {secs:.1f}s, "
+        f"Recall@{k} vs exact {at[k]:.4f} (@10 {at[10]:.4f}, @50 {at[50]:.4f}; the query itself left out)")
     return meta

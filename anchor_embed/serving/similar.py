@@ -11,8 +11,7 @@ import numpy as np
 from anchor_embed.data.key_table import KeyTable
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.locks import writer
-from anchor_embed.serving.index import KINDS, SEARCH_PARAM, read_meta, set_search_param, widened
-from anchor_embed.serving.index import search as index_search
+from anchor_embed.serving.index import KINDS, read_meta, search_as_served, set_search_param
 from anchor_embed.vectorspace import without_self
 
 
@@ -210,25 +209,11 @@ class Lookup:
 
 
     def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The index's top-k, its search widened while a query gets fewer than k rows (an approximate index's
-        tuned efSearch or nprobe holds fewer candidates than a large k: hnsw returned 79 of 1,903 for any k
-        over 79, without a word), up to every list probed."""
-        params = self.meta.get("params", {})
-        refine = params.get("refine", 0)
-        scores, idx = index_search(self.index, q, k, self.vectors, refine)
-        kind = self.meta["kind"]
-        if kind not in SEARCH_PARAM or not len(idx):
-            return scores, idx
-        want = min(k, self.index.ntotal)
-        value = int(self.index.hnsw.efSearch if kind == "hnsw" else self.index.nprobe)     # as set at open
-        top = self.index.ntotal if kind == "hnsw" else int(self.index.nlist)
-        while (idx >= 0).sum(1).min() < want:
-            step = widened(kind, value, want, top)
-            if step is None:
-                break
-            setting, value = step
-            scores, idx = index_search(self.index, q, k, self.vectors, refine, params=setting)
-        return scores, idx
+        """The index's top-k as `index build` measured its recall (`index.search_as_served`: an approximate
+        index's setting widened while a query gets fewer than k rows; hnsw returned 79 of 1,903 for any k over 79,
+        without a word)."""
+        return search_as_served(self.index, self.meta["kind"], q, k, self.vectors,
+                                self.meta.get("params", {}).get("refine", 0))
 
 
 KEY_TABLE_NPY = ("keys.npy", "keys_sorted.npy", "keys_sorted_rows.npy", "labels_offsets.npy")

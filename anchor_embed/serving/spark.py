@@ -185,7 +185,7 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
     from anchor_embed.data.records import check_fields
     from anchor_embed.fingerprint import adapter_digest, fingerprint
     from anchor_embed.model.store import model_hash
-    from anchor_embed.serving.spark_out import Folder, claim, held, write_whole
+    from anchor_embed.serving.spark_out import Folder, claim, held, read_meta, write_whole
 
     model = Path(model).resolve()
     if not (model / "model.safetensors").is_file():
@@ -251,11 +251,29 @@ def embed(spark, model: str | Path, streamers: str | Path, out: str | Path, medi
             done.unpersist()
             raise AnchorEmbedError(f"{streamers}: no valid streamer records ({n_bad} bad); {out} left as it was")
         meta = {**made, "count": count, "skipped": n_bad + n_again, "buckets": buckets, "normalized": True}
+        # other vectors than the folder held: what dedup and scatter made from those goes with them, as in `embed`
+        replaced = (read_meta(where) or {}).get("fingerprint") != made["fingerprint"]
         write_whole(where, "embed", lambda path: vectors.repartition(buckets, "bucket").write.partitionBy("bucket")
-                    .parquet(path), meta)
+                    .parquet(path), meta, drop=_derived(where) if replaced else ())
         done.unpersist()
         say(f"[bold]spark embed[/]: {count} vectors written to {out} ({n_bad} bad records, {n_again} repeats skipped)")
         return {"job": "embed", **meta}
+
+
+def _derived(where) -> list[str]:
+    """What spark dedup and scatter wrote into a spark embed folder by default, made from its vectors:
+    `_dedup-T.jsonl` told as `embed` tells `dedup-T.jsonl` (by name and first line), the `_clusters` table by the
+    record spark scatter left in it."""
+    from anchor_embed.serving.embed import derived
+    from anchor_embed.serving.output_file import is_output
+    from anchor_embed.serving.spark_out import _job_of, read_meta
+
+    names = where.names()
+    here = Path(where.path.toUri().getPath()) if where.uri.startswith("file:") else None    # dedup's are local
+    files = derived(names, lambda n, fields: here is not None and is_output(here / n, fields), prefix="_")
+    tables = [n for n in names if n == "_clusters" and (m := read_meta(where.child(n))) is not None
+              and _job_of(m) == "scatter"]
+    return sorted(files + tables)
 
 
 def _read_vectors(spark, vectors: str | Path):

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 
 from anchor_embed.errors import AnchorEmbedError
@@ -170,9 +170,10 @@ def claim(out: Folder, job: str, made: dict | None, overwrite: bool, inputs: lis
     refuse_other_origin(out.given, have, made)
 
 
-def write_whole(out: Folder, job: str, write: Callable[[str], None], meta: dict) -> None:
+def write_whole(out: Folder, job: str, write: Callable[[str], None], meta: dict, drop: Collection[str] = ()) -> None:
     """Run `write(uri)` (Spark's writer) into a staging folder, record `meta` there, then swap it in for
-    `out`; `out`'s other entries (a dedup or scatter output kept inside vectors) move over, and are named."""
+    `out`; `out`'s other entries move over, and are named, but for those in `drop` (what dedup and scatter made
+    from vectors replaced), removed with the old output after the swap, and named as `embed` names them."""
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     stage = out.sibling(f".{out.path.getName()}.writing-{tag}")
     try:
@@ -182,17 +183,26 @@ def write_whole(out: Folder, job: str, write: Callable[[str], None], meta: dict)
         stage.delete()
         raise
     kept: list[str] = []
+    dropped: list[str] = []
     if out.exists():
         old = out.sibling(f".{out.path.getName()}.old-{tag}")
         out.rename(old)
         stage.rename(out)
         for name in old.names():     # after the swap: a crash here leaves them in the hidden old folder
-            if not _own(name):
+            if _own(name):
+                continue
+            if name in drop:
+                dropped.append(name)        # deleted with the old folder
+            else:
                 old.child(name).rename(out.child(name))
                 kept.append(name)
         old.delete()
     else:
         stage.rename(out)
+    if dropped:
+        from anchor_embed.serving.embed import say_removed
+
+        say_removed(f"spark {job}", dropped, out.given)
     if kept:
         say(f"[yellow]spark {job}[/]: kept {', '.join(kept)} in {out.given} (not written by spark {job}; if made "
             "from the output replaced, run them again)")

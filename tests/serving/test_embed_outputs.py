@@ -136,6 +136,31 @@ def test_export_checks_every_path_before_writing_any(sample_index, tmp_path, cap
     assert (tmp_path / "y.keys.txt").is_file()
 
 
+def test_export_never_writes_into_a_vectors_index_or_spark_folder(sample_index, tmp_path, capsys):
+    """export --out VEC/vectors.npy --overwrite replaced the folder's own vectors (IDX/keys.npy: an index's key
+    table), and --out VEC/keys.npy put keys.npy and keys.keys.txt in it unasked: files its commands did not write
+    (an index folder's rebuild then refused it; Spark reads every Parquet file of its table as rows)."""
+    vec, idx, table = tmp_path / "vec", tmp_path / "idx", tmp_path / "table"
+    shutil.copytree(sample_index / "vec", vec)
+    shutil.copytree(sample_index / "idx", idx)
+    table.mkdir()
+    (table / "_anchor_embed.json").write_text('{"job": "embed"}')
+
+    def files():
+        return {p: p.read_bytes() for f in (vec, idx, table) for p in f.iterdir() if p.is_file()}
+    before = files()
+    capsys.readouterr()
+    for out, what in ((vec / "vectors.npy", "a vectors folder"), (vec / "keys.npy", "a vectors folder"),
+                      (idx / "keys.npy", "an index folder"), (idx / "x.parquet", "an index folder"),
+                      (table / "x.parquet", "a Spark job's output folder")):
+        assert run_cli("export", vec, "--out", out, "--overwrite") == 2, out
+        assert _errors(capsys) == [f"error: --out {out}: inside {out.parent}, {what}; export writes a file of its "
+                                   "own: name one outside it"]
+    assert files() == before                              # nothing written, nothing replaced
+    assert run_cli("index", "build", vec, "--out", idx) == 0
+    assert run_cli("export", vec, "--out", tmp_path / "v.npy") == 0 and (tmp_path / "v.keys.txt").is_file()
+
+
 def test_a_shard_still_encoding_is_not_cleared_by_another_runs_shard(tmp_path):
     """Shard 1 of a run with other inputs cleared shards/ while shard 0 was still encoding (no done marker yet)."""
     from anchor_embed.errors import AnchorEmbedError

@@ -243,6 +243,30 @@ def test_a_failed_or_refused_rerun_leaves_the_vectors_there(movielens_run, capsy
     assert not [p for p in root.iterdir() if ".writing-" in p.name or ".old-" in p.name]
 
 
+def test_overwrite_removes_what_dedup_and_scatter_made_from_the_replaced_vectors(movielens_run, capsys):
+    """spark embed --overwrite kept the `_dedup-T.jsonl` and `_clusters` spark dedup and scatter had written into
+    the folder from the vectors it replaced (saying only "if made from the output replaced, run them again"), where
+    `embed --overwrite` removes them: both remove them now, in the same words; a rerun of the same inputs keeps
+    them, and another entry stays and is named, as before."""
+    root = movielens_run["root"]
+    lines = movielens_run["records"].read_text(encoding="utf-8").splitlines()
+    a, b = write_jsonl(root / "ow_a.jsonl", lines[:20]), write_jsonl(root / "ow_b.jsonl", lines[:15])
+    vec = root / "ow"
+    assert _embed(movielens_run, a, vec) == 0
+    assert run_cli("spark", "scatter", vec, "--clusters", "2", "--master", MASTER) == 0
+    assert run_cli("spark", "dedup", vec, "--threshold", "0.9", "--master", MASTER) == 0
+    (vec / "_notes.txt").write_text("mine")
+    assert _embed(movielens_run, a, vec) == 0                      # the same vectors: what was made from them stays
+    assert (vec / "_clusters").is_dir() and (vec / "_dedup-0.9.jsonl").is_file()
+    capsys.readouterr()
+    assert _embed(movielens_run, b, vec, "--overwrite") == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"spark embed: removed _clusters, _dedup-0.9.jsonl from {vec}, made from the vectors replaced" in err
+    assert not (vec / "_clusters").exists() and not (vec / "_dedup-0.9.jsonl").exists()
+    assert (vec / "_notes.txt").read_text() == "mine" and "kept _notes.txt" in err
+    assert len(_table(vec)) == 15
+
+
 def test_scatter_never_writes_over_what_it_reads(movielens_run, capsys):
     root = movielens_run["root"]
     victim = root / "victim"

@@ -168,6 +168,16 @@ def test_with_keys_the_groups_do_not_depend_on_the_rows_order():
         assert all(m == sorted(m) for _, m in one) and [m[0] for _, m in one] == sorted(m[0] for _, m in one)
 
 
+def _two_vectors_folders(tmp_path, seed: int, copies: int):
+    """Folders a and b (fingerprints fa, fb) of the same 40 random unit vectors plus `copies` near-copies, b's in
+    reverse order."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    x = np.concatenate([x, x[:copies] + 0.01])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return _vectors_folder(tmp_path / "a", x, "fa"), _vectors_folder(tmp_path / "b", x[::-1].copy(), "fb")
+
+
 def _vectors_folder(vec, x, fingerprint=None):
     import json
 
@@ -190,12 +200,7 @@ def test_outputs_record_their_vectors_and_stay_out_of_other_vectors_folders(tmp_
 
     from tests.conftest import run_cli
 
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(40, 8)).astype(np.float32)
-    x = np.concatenate([x, x[:3] + 0.01])
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    a = _vectors_folder(tmp_path / "a", x, "fa")
-    b = _vectors_folder(tmp_path / "b", x[::-1].copy(), "fb")
+    a, b = _two_vectors_folders(tmp_path, seed=1, copies=3)
     for command, flags, name in (("dedup", ["--threshold", "0.99"], "dedup-0.99.jsonl"),
                                  ("scatter", ["--clusters", "3"], "clusters.jsonl")):
         assert run_cli(command, b, *flags) == 0
@@ -317,12 +322,7 @@ def test_outputs_record_their_settings_and_replacing_other_settings_is_said(tmp_
     from anchor_embed.serving.scatter import read_clusters
     from tests.conftest import run_cli
 
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(40, 8)).astype(np.float32)
-    x = np.concatenate([x, x[:4] + 0.01])
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    a = _vectors_folder(tmp_path / "a", x, "fa")
-    b = _vectors_folder(tmp_path / "b", x[::-1].copy(), "fb")
+    a, b = _two_vectors_folders(tmp_path, seed=5, copies=4)
     groups, clusters = tmp_path / "groups.jsonl", tmp_path / "clusters.jsonl"
 
     def said(*args):
@@ -363,7 +363,7 @@ def test_outputs_record_their_settings_and_replacing_other_settings_is_said(tmp_
         old = [{k: v for k, v in json.loads(line).items() if k not in new} for line in path.read_text().splitlines()]
         path.write_text("".join(json.dumps(r) + "\n" for r in old))
         assert all(model.model_validate(r) for r in old)
-    assert len(read_clusters(clusters)) == len(x)
+    assert len(read_clusters(clusters)) == 44         # 40 vectors and 4 near-copies
     assert "other settings" not in said("scatter", b, "--clusters", "3", "--out", clusters)
     assert "other settings" not in said("dedup", b, "--threshold", "0.5", "--linkage", "complete", "--out", groups)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from anchor_embed.data.key_table import KeyTable
+from anchor_embed.data.key_table import REBUILD, KeyTable
 from anchor_embed.errors import AnchorEmbedError
 from anchor_embed.locks import writer
 from anchor_embed.serving.index import KINDS, read_meta, search_as_served, set_search_param
@@ -107,11 +107,8 @@ class Lookup:
             except RuntimeError:
                 raise AnchorEmbedError(f"{self.dir / 'index.faiss'}: not a faiss index (damaged?); rebuild with "
                                        "`anchor-embed index build`") from None
-        for name in KEY_TABLE_NPY:               # checked first: the key table's own reads name no file
-            if (self.dir / name).is_file():
-                mapped(self.dir / name)
         try:
-            self.keys = KeyTable(self.dir)
+            self.keys = KeyTable(self.dir)          # its .npy tables: one line naming a damaged one (load_npy)
         except (OSError, ValueError, KeyError) as exc:      # an older folder's keys.txt or labels.jsonl
             raise AnchorEmbedError(f"{self.dir}: its key table is unreadable ({exc}); rebuild with "
                                    "`anchor-embed index build`") from None
@@ -216,17 +213,14 @@ class Lookup:
                                 self.meta.get("params", {}).get("refine", 0))
 
 
-KEY_TABLE_NPY = ("keys.npy", "keys_sorted.npy", "keys_sorted_rows.npy", "labels_offsets.npy")
-
-
 def mapped(path: Path) -> np.ndarray:
     """An index folder's .npy file, memory-mapped read-only; one line naming it when missing or damaged (numpy's
     own errors name no file)."""
     from anchor_embed.data.npy_file import load_npy
 
     if not path.is_file():
-        raise AnchorEmbedError(f"{path}: missing; rebuild the index with `anchor-embed index build`")
-    return load_npy(path, "rebuild the index with `anchor-embed index build`", mmap=True)
+        raise AnchorEmbedError(f"{path}: missing; {REBUILD}")
+    return load_npy(path, REBUILD, mmap=True)
 
 
 def as_ids(given: Any) -> list[str]:

@@ -13,6 +13,7 @@ At scale (`clusters` > 0), SemDeDup-style: spherical k-means first, range search
 from __future__ import annotations
 
 import math
+from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -251,7 +252,7 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
                 + (f" (the budget asks {want}; clusters under {MIN_CLUSTER_SIZE} streamers split groups)"
                    if 0 < clusters < want else ""))
     say_assign_cap("dedup", assign, clusters)
-    confirmed, rejected, applied = set(), set(), []
+    confirmed, rejected, yes, no, pos = set(), set(), [], [], {}
     if reviewed:
         from anchor_embed.serving.review import read_reviews
 
@@ -259,11 +260,9 @@ def dedup(vectors: str | Path, threshold: float = 0.95, out: str | Path | None =
         yes, no = read_reviews(reviewed)
         confirmed = {tuple(sorted(pos[k] for k in p)) for p in yes if all(k in pos for k in p)}
         rejected = {tuple(sorted(pos[k] for k in p)) for p in no if all(k in pos for k in p)}
-        applied = [(verdict, sorted(p)) for verdict, pairs in (("same", yes), ("not", no))
-                   for p in pairs if all(k in pos for k in p)]
         say(f"[bold]dedup[/]: {len(confirmed)} confirmed and {len(rejected)} rejected pairs from {escape(str(reviewed))}")
         say_unapplied("dedup", vectors, [*yes, *no], set(pos))
-    made_with = settings(threshold, linkage, clusters, assign, max_group_size, applied)
+    made_with = settings(threshold, linkage, clusters, assign, max_group_size, yes, no, pos)
     claim(out, "dedup", ("group", "representative", "members"), overwrite, made_from, made_with)
     groups = dedup_vectors(x, threshold, clusters, assign=assign, linkage=linkage,
                            max_group_size=max_group_size, confirmed=confirmed, rejected=rejected, keys=keys)
@@ -282,13 +281,16 @@ def default_name(threshold: float) -> str:
 
 
 def settings(threshold: float, linkage: str, clusters: int, assign: int, max_group_size: int,
-             reviewed: list[tuple[str, list[str]]]) -> dict:
+             yes: Iterable = (), no: Iterable = (), known: Container[str] = ()) -> dict:
     """What shapes the groups besides the vectors, as each DedupGroup row records it (and `--out` compares it):
     the clusters searched within (0: exact search) after capping, the clusters each streamer joined (0 with
-    exact search), and a digest of the reviewed pairs applied, `reviewed` as (verdict, [id, id]) (None without)."""
+    exact search), and a digest of the reviewed pairs applied: those of `yes` (confirmed) and `no` (rejected)
+    whose ids are all `known` (None when none is); `dedup` and `spark dedup` record it alike."""
     import hashlib
     import json
 
+    reviewed = [(verdict, sorted(p)) for verdict, pairs in (("same", yes), ("not", no))
+                for p in pairs if all(k in known for k in p)]
     return {"threshold": float(threshold), "linkage": linkage, "clusters": int(clusters),
             "assign": int(min(assign, clusters)) if clusters > 1 else 0, "max_group_size": int(max_group_size),
             "reviewed": hashlib.sha256(json.dumps(sorted(reviewed)).encode()).hexdigest()[:16] if reviewed else None}

@@ -384,9 +384,7 @@ def dedup(spark, vectors: str | Path, threshold: float = 0.95, out: str | Path |
             asked = spark.createDataFrame([(a,) for a in named], "anchor_id string")
             found = set(df.join(F.broadcast(asked), "anchor_id").select("anchor_id").toPandas()["anchor_id"])
             say_unapplied("spark dedup", vectors, [*yes, *no], found)
-    made_with = settings(threshold, linkage, clusters, assign, max_group_size,
-                         [(v, sorted(p)) for v, pairs in (("same", yes), ("not", no))
-                          for p in pairs if all(k in found for k in p)])
+    made_with = settings(threshold, linkage, clusters, assign, max_group_size, yes, no, found)
     claim(out, "dedup", ("group", "representative", "members"), overwrite, made_from, made_with)
     if clusters > 1:
         cent = spark.sparkContext.broadcast(_centroids(df, n, clusters, sample, seed)[0])

@@ -687,7 +687,6 @@ def serve(index: str | Path, model: str | Path | None = None, host: str = "127.0
 
     from anchor_embed.progress import say
 
-    check_token(token)                                    # before anything else is touched
     limit_threads(max(1, cores() // workers))             # before create_app loads faiss
     app = create_app(index, model, token, media_root, review_log, max_ids=max_ids, max_records=max_records,
                      max_neighbours=max_neighbours, workers=workers)
